@@ -1,0 +1,46 @@
+"""mcpdsl: one declarative language for scaling, carbon, zero-trust access and integrations.
+
+    >>> import mcpdsl
+    >>> project = mcpdsl.load("policies/")        # doctest: +SKIP
+    >>> [d.code for d in mcpdsl.check("policies/")]  # doctest: +SKIP
+    []
+
+The facade imports heavy stages lazily so that `import mcpdsl` stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from mcpdsl.diagnostics.model import CompileError, Diagnostic, Severity
+
+if TYPE_CHECKING:
+    from mcpdsl.ir.model import Project
+
+__version__ = "0.1.0"
+
+__all__ = ["CompileError", "Diagnostic", "Severity", "__version__", "check", "load"]
+
+
+def check(path: str | os.PathLike[str]) -> list[Diagnostic]:
+    """Every diagnostic for a policy tree (errors, warnings, infos), sorted by location."""
+    from mcpdsl.pipeline import InputError, compile_tree
+
+    try:
+        return compile_tree(path).diagnostics
+    except InputError as exc:
+        return [exc.diagnostic]
+
+
+def load(path: str | os.PathLike[str]) -> Project:
+    """The typed IR of a policy tree; raises `CompileError` when it has errors."""
+    from mcpdsl.pipeline import InputError, compile_tree
+
+    try:
+        compilation = compile_tree(path)
+    except InputError as exc:
+        raise CompileError([exc.diagnostic]) from exc
+    if compilation.project is None:
+        raise CompileError(compilation.diagnostics)
+    return compilation.project

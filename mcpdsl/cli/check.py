@@ -1,0 +1,42 @@
+"""`mcpdsl check DIR [--format text|json|sarif] [--explain CODE]`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+FORMATS = ("text", "json", "sarif")
+
+
+@click.command("check")
+@click.argument("path", required=False, type=click.Path(path_type=str))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--explain", metavar="CODE", help="Print the long explanation of a diagnostic code.")
+def check_command(path: str | None, fmt: str, explain: str | None) -> None:
+    """Parse, resolve and typecheck a policy tree; report every diagnostic.
+
+    Exit 0 when there is no error (warnings allowed), 1 when there are errors,
+    2 for usage errors or unreadable input.
+    """
+    from mcpdsl.cli.common import emit_diagnostics
+    from mcpdsl.diagnostics import explain as explain_code
+    from mcpdsl.pipeline import InputError, compile_tree
+    from mcpdsl.source import SourceMap
+
+    if explain:
+        text = explain_code(explain)
+        if text is None:
+            click.echo(f"error: unknown diagnostic code `{explain}`", err=True)
+            sys.exit(2)
+        click.echo(text, nl=False)
+        return
+    if path is None:
+        raise click.UsageError("missing argument PATH (a policy directory or file)")
+    try:
+        compilation = compile_tree(path)
+    except InputError as exc:
+        emit_diagnostics([exc.diagnostic], SourceMap(), fmt, summary=False)
+        sys.exit(2)
+    emit_diagnostics(compilation.diagnostics, compilation.sources, fmt)
+    sys.exit(1 if compilation.has_errors else 0)

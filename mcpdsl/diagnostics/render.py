@@ -1,0 +1,215 @@
+"""Renderers for diagnostics: human (rustc style), JSON and SARIF 2.1.0.
+
+The human renderer draws a window of source lines around each span with carets
+under the primary span and dashes under secondary spans.  Colour is used only
+when the caller says the output is a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from mcpdsl.diagnostics.codes import CODES
+from mcpdsl.diagnostics.model import Diagnostic, Label, Severity
+from mcpdsl.source import SourceMap, Span
+
+_COLOURS = {
+    "error": "\x1b[1;31m",
+    "warning": "\x1b[1;33m",
+    "info": "\x1b[1;36m",
+    "bold": "\x1b[1m",
+    "blue": "\x1b[1;34m",
+    "reset": "\x1b[0m",
+}
+_MAX_SNIPPET = 160  # columns of a source line shown; megabyte lines are clipped
+
+
+class _Paint:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, style: str, text: str) -> str:
+        if not self.enabled or not text:
+            return text
+        return f"{_COLOURS[style]}{text}{_COLOURS['reset']}"
+
+
+def render_human(
+    diagnostics: Sequence[Diagnostic], sources: SourceMap, *, colour: bool = False
+) -> str:
+    """Render diagnostics the way rustc and ruff do, followed by a summary line."""
+    paint = _Paint(colour)
+    blocks = [_render_one(d, sources, paint) for d in diagnostics]
+    return "\n".join(blocks)
+
+
+def summary_line(diagnostics: Sequence[Diagnostic]) -> str:
+    errors = sum(1 for d in diagnostics if d.severity is Severity.ERROR)
+    warnings = sum(1 for d in diagnostics if d.severity is Severity.WARNING)
+    infos = sum(1 for d in diagnostics if d.severity is Severity.INFO)
+    parts = [f"{errors} error{'s' if errors != 1 else ''}"]
+    parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    if infos:
+        parts.append(f"{infos} info")
+    return ", ".join(parts)
+
+
+def _render_one(d: Diagnostic, sources: SourceMap, paint: _Paint) -> str:
+    sev = d.severity.value
+    out = [f"{paint(sev, f'{sev}[{d.code}]')}{paint('bold', ': ' + d.message)}"]
+    if d.span is not None:
+        labels = [(d.span, d.label, True)] + [(s.span, s.message, False) for s in d.secondary]
+        same_file = [lb for lb in labels if lb[0].file == d.span.file]
+        width = len(str(max(lb[0].end_line for lb in same_file)))
+        gutter = " " * width
+        out.append(f"{gutter}{paint('blue', '-->')} {d.span.file}:{d.span.line}:{d.span.column}")
+        source = sources.get(d.span.file)
+        if source is not None:
+            out.append(f"{gutter} {paint('blue', '|')}")
+            out.extend(_snippet(source.line, same_file, width, paint, sev))
+            out.append(f"{gutter} {paint('blue', '|')}")
+        for span, message, _ in labels:
+            if span.file != d.span.file:
+                out.append(f"{gutter}{paint('blue', '-->')} {span}: {message}")
+        indent = f"{gutter} {paint('blue', '=')} "
+    else:
+        indent = "  = "
+    for note in d.notes:
+        out.append(f"{indent}{paint('bold', 'note')}: {note}")
+    if d.help:
+        out.append(f"{indent}{paint('bold', 'help')}: {d.help}")
+    return "\n".join(out) + "\n"
+
+
+def _snippet(
+    line_of,  # type: ignore[no-untyped-def]
+    labels: list[tuple[Span, str, bool]],
+    width: int,
+    paint: _Paint,
+    sev: str,
+) -> list[str]:
+    """Source lines touched by labels, each followed by its markers."""
+    by_line: dict[int, list[tuple[Span, str, bool]]] = {}
+    for label in labels:
+        by_line.setdefault(label[0].line, []).append(label)
+    out: list[str] = []
+    previous = None
+    for number in sorted(by_line):
+        if previous is not None and number > previous + 1:
+            out.append(paint("blue", "..."))
+        previous = number
+        text = line_of(number).expandtabs(4)
+        clipped = text[:_MAX_SNIPPET] + (" ..." if len(text) > _MAX_SNIPPET else "")
+        out.append(f"{str(number).rjust(width)} {paint('blue', '|')} {clipped}")
+        for span, message, primary in sorted(by_line[number], key=lambda x: x[0].column):
+            start = min(span.column - 1, _MAX_SNIPPET)
+            if span.end_line == span.line:
+                length = max(1, span.end_column - span.column)
+            else:
+                length = max(1, len(text) - start)
+            length = min(length, _MAX_SNIPPET + 4 - start)
+            mark = ("^" if primary else "-") * max(1, length)
+            style = sev if primary else "blue"
+            tail = f" {message}" if message else ""
+            out.append(
+                f"{' ' * width} {paint('blue', '|')} {' ' * start}{paint(style, mark + tail)}"
+            )
+    return out
+
+
+def to_json_obj(d: Diagnostic) -> dict[str, object]:
+    return d.model_dump(mode="json")
+
+
+def render_json(diagnostics: Sequence[Diagnostic]) -> str:
+    """One JSON document: the diagnostics and a summary, stable key order."""
+    doc = {
+        "diagnostics": [to_json_obj(d) for d in diagnostics],
+        "summary": {
+            "errors": sum(1 for d in diagnostics if d.severity is Severity.ERROR),
+            "warnings": sum(1 for d in diagnostics if d.severity is Severity.WARNING),
+            "infos": sum(1 for d in diagnostics if d.severity is Severity.INFO),
+        },
+    }
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+_SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
+
+
+def _sarif_region(span: Span) -> dict[str, int]:
+    return {
+        "startLine": span.line,
+        "startColumn": span.column,
+        "endLine": span.end_line,
+        "endColumn": span.end_column,
+    }
+
+
+def _sarif_location(span: Span, message: str = "") -> dict[str, object]:
+    loc: dict[str, object] = {
+        "physicalLocation": {
+            "artifactLocation": {"uri": span.file, "uriBaseId": "SRCROOT"},
+            "region": _sarif_region(span),
+        }
+    }
+    if message:
+        loc["message"] = {"text": message}
+    return loc
+
+
+def render_sarif(diagnostics: Sequence[Diagnostic], *, version: str) -> str:
+    """SARIF 2.1.0 for code-scanning dashboards; rules come from the code table."""
+    used = sorted({d.code for d in diagnostics})
+    rules = []
+    for code in used:
+        entry = CODES.get(code)
+        rule: dict[str, object] = {"id": code}
+        if entry is not None:
+            rule["shortDescription"] = {"text": entry.title}
+            rule["fullDescription"] = {"text": entry.explanation.strip()}
+            rule["defaultConfiguration"] = {"level": _SARIF_LEVEL[entry.severity]}
+        rules.append(rule)
+    index = {code: i for i, code in enumerate(used)}
+    results = []
+    for d in diagnostics:
+        text = d.message
+        if d.help:
+            text += f"\nhelp: {d.help}"
+        for note in d.notes:
+            text += f"\nnote: {note}"
+        result: dict[str, object] = {
+            "ruleId": d.code,
+            "ruleIndex": index[d.code],
+            "level": _SARIF_LEVEL[d.severity],
+            "message": {"text": text},
+        }
+        if d.span is not None:
+            result["locations"] = [_sarif_location(d.span, d.label)]
+        if d.secondary:
+            result["relatedLocations"] = [
+                {"id": i, **_sarif_location(lb.span, lb.message)}
+                for i, lb in enumerate(d.secondary)
+            ]
+        results.append(result)
+    doc = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "mcpdsl",
+                        "version": version,
+                        "rules": rules,
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+__all__ = ["Label", "render_human", "render_json", "render_sarif", "summary_line"]

@@ -1,0 +1,201 @@
+"""Helpers shared by the lowering modules: spans, tokens, literals, diagnostics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from lark import Token, Tree
+
+from mcpdsl.diagnostics import Diagnostic, Label, make
+from mcpdsl.ir import units
+from mcpdsl.source import Span
+
+T = TypeVar("T")
+Node = Tree[Token] | Token
+MAX_STRING = 64 * 1024
+
+
+class Context:
+    """Diagnostics sink and span maker for one file being lowered."""
+
+    def __init__(self, path: str, package: str) -> None:
+        self.path = path
+        self.package = package
+        self.diagnostics: list[Diagnostic] = []
+
+    # ------------------------------------------------------------- spans
+    def span(self, node: Node | None) -> Span | None:
+        if node is None:
+            return None
+        if isinstance(node, Token):
+            if node.line is None:
+                return None
+            return Span.make(self.path, node.line, node.column, node.end_line, node.end_column)
+        meta = node.meta
+        if getattr(meta, "empty", True):
+            return None
+        return Span.make(self.path, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    # ------------------------------------------------------- diagnostics
+    def error(
+        self,
+        code: str,
+        message: str,
+        node: Node | None,
+        *,
+        label: str = "",
+        help: str | None = None,
+        notes: tuple[str, ...] = (),
+        secondary: tuple[tuple[Node, str], ...] = (),
+    ) -> None:
+        labels = []
+        for other, text in secondary:
+            other_span = self.span(other)
+            if other_span is not None:
+                labels.append(Label(span=other_span, message=text))
+        self.diagnostics.append(
+            make(
+                code,
+                message,
+                self.span(node),
+                label=label,
+                help=help,
+                notes=notes,
+                secondary=labels,
+            )
+        )
+
+    # ---------------------------------------------------------- literals
+    def read(self, token: Node | None, reader: Callable[[str], T]) -> T | None:
+        """Read a scalar token with a unit reader; report a wrong unit at the token."""
+        if token is None:
+            return None
+        if isinstance(token, Tree):
+            self.error("E0301", f"expected a single value, found {describe(token)}", token)
+            return None
+        if token.type == "STRING" or token.type == "TIME":
+            kind = _reader_kind(reader)
+            self.error(
+                "E0301",
+                f"expected {kind}, found {describe(token)}",
+                token,
+                label=f"expected {kind}",
+            )
+            return None
+        try:
+            return reader(str(token))
+        except units.UnitError as exc:
+            self.error(exc.code, str(exc), token, label=_label_for(exc.code))
+            return None
+
+    def string(self, token: Node | None) -> str | None:
+        if token is None:
+            return None
+        if not isinstance(token, Token) or token.type != "STRING":
+            self.error("E0301", f"expected a string, found {describe(token)}", token)
+            return None
+        return decode_string(self, token)
+
+    def count(self, token: Node | None, low: int = 0, high: int | None = None) -> int | None:
+        value = self.read(token, units.read_count)
+        if value is None:
+            return None
+        if value < low or (high is not None and value > high):
+            bounds = f"{low}..{high}" if high is not None else f"at least {low}"
+            self.error("E0303", f"`{value}` is out of bounds ({bounds})", token)
+            return None
+        return value
+
+
+def decode_string(ctx: Context, token: Token) -> str | None:
+    text = str(token)
+    if len(text) > MAX_STRING:
+        ctx.error("E0109", f"string literal longer than {MAX_STRING // 1024} KiB", token)
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        ctx.error("E0311", "invalid escape in string", token)
+        return None
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        ctx.error("E0311", "string contains an unpaired surrogate escape", token)
+        return None
+    return str(value)
+
+
+def _reader_kind(reader: Callable[[str], Any]) -> str:
+    probe = {
+        units.read_cpu: units.CPU,
+        units.read_bytes: units.BYTES,
+        units.read_duration: units.DURATION,
+        units.read_percent: units.PERCENT,
+        units.read_rate: units.RATE,
+        units.read_energy: units.ENERGY,
+        units.read_power: units.POWER,
+        units.read_mass: units.MASS,
+        units.read_intensity: units.INTENSITY,
+        units.read_money: units.MONEY,
+        units.read_money_per_hour: units.MONEY_RATE,
+        units.read_count: units.COUNT,
+        units.read_number: units.NUMBER,
+        units.read_ratio: units.NUMBER,
+        units.read_percent_or_count: units.PERCENT,
+    }.get(reader)
+    if probe is None:
+        return "a value"
+    return f"{probe.name} like `{probe.example}`"
+
+
+def _label_for(code: str) -> str:
+    return {"E0301": "wrong unit", "E0304": "ambiguous unit", "E0109": "too large"}.get(
+        code, "invalid value"
+    )
+
+
+def describe(node: Node) -> str:
+    if isinstance(node, Token):
+        text = str(node)
+        if len(text) > 40:
+            text = text[:37] + "..."
+        kind = {"STRING": "string", "NAME": "name", "TIME": "time of day"}.get(node.type, "")
+        return f"{kind} `{text}`".strip() if kind else f"`{text}`"
+    return {"range": "a range", "list": "a list", "object": "an object"}.get(
+        str(node.data), "an expression"
+    )
+
+
+def trees(node: Tree[Token]) -> Iterator[Tree[Token]]:
+    for child in node.children:
+        if isinstance(child, Tree):
+            yield child
+
+
+def tokens(node: Tree[Token], *types: str) -> list[Token]:
+    return [c for c in node.children if isinstance(c, Token) and (not types or c.type in types)]
+
+
+def first_token(node: Tree[Token], *types: str) -> Token | None:
+    for c in node.children:
+        if isinstance(c, Token) and c.type in types:
+            return c
+    return None
+
+
+def child_tree(node: Tree[Token], data: str) -> Tree[Token] | None:
+    for c in node.children:
+        if isinstance(c, Tree) and c.data == data:
+            return c
+    return None
+
+
+def key_text(node: Node) -> str:
+    """The text of a `key` (a name or keyword) or `key_path` tree."""
+    if isinstance(node, Token):
+        return str(node)
+    if node.data == "key":
+        return str(node.children[0])
+    if node.data == "key_path":
+        return ".".join(key_text(c) for c in node.children if isinstance(c, Tree))
+    return str(node.children[0])

@@ -1,0 +1,63 @@
+"""Path globs: `*` is one path segment, `**` any number of segments.
+
+One definition serves every consumer (engine, Envoy routes, Rego, z3) so
+that they agree on what a pattern matches: the pattern and the path are split
+on `/`; a `*` segment matches one non-empty segment; a `**` segment matches
+zero or more segments; any other segment matches itself exactly.  The query
+string is never part of the path.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+
+def glob_error(pattern: str) -> str | None:
+    """Why a pattern is not a valid glob, or None."""
+    if not pattern.startswith("/"):
+        return f"path pattern `{pattern}` must start with `/`"
+    for segment in pattern.split("/")[1:]:
+        if "*" in segment and segment not in ("*", "**"):
+            return f"`*` and `**` must be whole path segments, found `{segment}`"
+    if "?" in pattern or "#" in pattern:
+        return "path patterns match the path only; remove the query or fragment"
+    return None
+
+
+def is_literal(pattern: str) -> bool:
+    return "*" not in pattern
+
+
+@lru_cache(maxsize=4096)
+def glob_regex(pattern: str) -> str:
+    """An anchored RE2-compatible regex with exactly the glob's meaning."""
+    segments = pattern.split("/")[1:]
+    out = []
+    for segment in segments:
+        if segment == "**":
+            out.append("(/.*)?")
+        elif segment == "*":
+            out.append("/[^/]+")
+        else:
+            out.append("/" + re.escape(segment))
+    body = "".join(out)
+    return "^" + body + "$"
+
+
+@lru_cache(maxsize=4096)
+def compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(glob_regex(pattern))
+
+
+def matches(pattern: str, path: str) -> bool:
+    """Does `path` (query string removed) match `pattern`?"""
+    return compiled(pattern).match(strip_query(path)) is not None
+
+
+def strip_query(path: str) -> str:
+    for sep in ("?", "#"):
+        index = path.find(sep)
+        if index != -1:
+            path = path[:index]
+    return path

@@ -1,0 +1,561 @@
+"""The typed IR: frozen pydantic models for every declaration kind.
+
+Quantities are exact `Decimal`s in base units (cores, bytes, seconds, ratio,
+kWh, W, kg, g/kWh, USD); rates keep their amount and period so that targets
+can express them without rounding.  Spans are carried for diagnostics but take
+no part in equality or hashing: two policies that differ only in layout are
+the same policy (this is what `mcpdsl fmt` relies on).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mcpdsl.source import Span
+
+
+class Node(BaseModel):
+    """Base of every IR node: frozen, no extra fields, span-blind equality."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    span: Span | None = Field(default=None, exclude=True, repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        if type(self) is not type(other):
+            return NotImplemented
+        assert isinstance(other, Node)
+        return self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.canonical_json()))
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+# ------------------------------------------------------------------ values
+
+
+class Rate(Node):
+    """`amount` events every `per` seconds (`100/s`, `6000/m`, `1M/d`)."""
+
+    amount: Decimal
+    per: Decimal
+
+    @property
+    def per_second(self) -> Decimal:
+        return self.amount / self.per
+
+
+class Ref(Node):
+    """A reference to a declaration, `name` or `package.name`.
+
+    `package` is filled by the resolve stage; before it, it is the qualifier
+    written by the user (or None).
+    """
+
+    package: str | None = None
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.package}.{self.name}" if self.package else self.name
+
+
+class TimeWindow(Node):
+    """A daily window `start`–`end` (minutes after midnight) in an IANA zone."""
+
+    start: int
+    end: int
+    zone: str
+
+    @staticmethod
+    def hhmm(minutes: int) -> str:
+        return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+# ------------------------------------------------------------- expressions
+
+
+class Literal_(Node):
+    kind: Literal["literal"] = "literal"
+    value: bool | str | Decimal
+    unit: str | None = None
+
+
+class Attr(Node):
+    kind: Literal["attr"] = "attr"
+    root: str
+    path: tuple[str, ...] = ()
+
+    def dotted(self) -> str:
+        return ".".join((self.root, *self.path))
+
+
+class ListExpr(Node):
+    kind: Literal["list"] = "list"
+    items: tuple[Expr, ...]
+
+
+class Not(Node):
+    kind: Literal["not"] = "not"
+    operand: Expr
+
+
+class And(Node):
+    kind: Literal["and"] = "and"
+    operands: tuple[Expr, ...]
+
+
+class Or(Node):
+    kind: Literal["or"] = "or"
+    operands: tuple[Expr, ...]
+
+
+CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
+ArithOp = Literal["+", "-", "*", "/"]
+FunctionName = Literal["lower", "upper", "len", "startswith", "endswith", "contains"]
+
+
+class Compare(Node):
+    kind: Literal["compare"] = "compare"
+    op: CompareOp
+    left: Expr
+    right: Expr
+
+
+class In(Node):
+    kind: Literal["in"] = "in"
+    item: Expr
+    collection: Expr
+    negated: bool = False
+
+
+class InCidr(Node):
+    kind: Literal["cidr"] = "cidr"
+    operand: Expr
+    cidr: str
+
+
+class Matches(Node):
+    kind: Literal["matches"] = "matches"
+    operand: Expr
+    pattern: str
+
+
+class Arith(Node):
+    kind: Literal["arith"] = "arith"
+    op: ArithOp
+    left: Expr
+    right: Expr
+
+
+class Default(Node):
+    kind: Literal["default"] = "default"
+    operand: Expr
+    fallback: Expr
+
+
+class Neg(Node):
+    kind: Literal["neg"] = "neg"
+    operand: Expr
+
+
+class Call(Node):
+    kind: Literal["call"] = "call"
+    function: FunctionName
+    args: tuple[Expr, ...]
+
+
+Expr = Annotated[
+    Literal_
+    | Attr
+    | ListExpr
+    | Not
+    | And
+    | Or
+    | Compare
+    | In
+    | InCidr
+    | Matches
+    | Arith
+    | Default
+    | Neg
+    | Call,
+    Field(discriminator="kind"),
+]
+
+
+# ------------------------------------------------------------ declarations
+
+
+class Decl(Node):
+    package: str
+    name: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.package}.{self.name}"
+
+
+class Service(Decl):
+    kind: Literal["service"] = "service"
+    image: str
+    port: int
+    cpu: Decimal | None = None
+    memory: int | None = None
+    gpu: int = 0
+    tier: str | None = None
+    regions: tuple[str, ...] = ()
+    identity: str | None = None
+    labels: dict[str, str] = {}
+    env: dict[str, str] = {}
+    pool: Ref | None = None
+    namespace: str
+    replicas: int | None = None
+    stateful: bool = False
+
+
+class Target(Node):
+    """One HPA metric: cpu/memory utilisation or a per-pod custom metric."""
+
+    metric: Literal["cpu", "memory", "pods"]
+    name: str | None = None
+    value: Decimal
+
+
+class StepPolicy(Node):
+    """An HPA scaling policy with its stabilisation window."""
+
+    amount: Decimal
+    unit: Literal["percent", "pods"]
+    period: Decimal
+    stabilize: Decimal | None = None
+
+
+class During(Node):
+    days: tuple[int, ...]
+    window: TimeWindow
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+
+
+class Predict(Node):
+    metric: str
+    horizon: Decimal
+    lookback: Decimal
+
+
+class Scale(Decl):
+    kind: Literal["scale"] = "scale"
+    service: Ref
+    min_replicas: int
+    max_replicas: int
+    targets: tuple[Target, ...] = ()
+    up: StepPolicy | None = None
+    down: StepPolicy | None = None
+    during: tuple[During, ...] = ()
+    predict: Predict | None = None
+    expected: int | None = None
+
+
+class Resources(Node):
+    cpu: Decimal = Decimal(0)
+    memory: int = 0
+    gpu: int = 0
+
+
+class NodeShape(Node):
+    cpu: Decimal
+    memory: int
+    gpu: int = 0
+    idle_watts: Decimal | None = None
+    peak_watts: Decimal | None = None
+    cost_per_hour: Decimal | None = None
+
+
+class Quota(Node):
+    team: str
+    resources: Resources
+
+
+class Reservation(Node):
+    service: Ref
+    resources: Resources
+
+
+class Pool(Decl):
+    kind: Literal["pool"] = "pool"
+    tier: str | None = None
+    node: NodeShape
+    min_nodes: int
+    max_nodes: int
+    quotas: tuple[Quota, ...] = ()
+    reservations: tuple[Reservation, ...] = ()
+    regions: tuple[str, ...] = ()
+
+
+class Affinity(Node):
+    source: Literal["cookie", "header"]
+    key: str
+    ttl: Decimal | None = None
+
+
+class HealthCheck(Node):
+    protocol: Literal["http", "tcp", "grpc"]
+    path: str | None = None
+    interval: Decimal
+    timeout: Decimal
+    healthy: int
+    unhealthy: int
+
+
+class Ejection(Node):
+    errors: int
+    duration: Decimal
+    max_percent: Decimal | None = None
+
+
+class Limit(Node):
+    rate: Rate
+    burst: int | None = None
+    key: str | None = None
+
+
+class Balance(Decl):
+    kind: Literal["balance"] = "balance"
+    service: Ref
+    strategy: Literal["round-robin", "least-request", "ring-hash", "maglev", "random"] = (
+        "round-robin"
+    )
+    affinity: Affinity | None = None
+    health: HealthCheck | None = None
+    eject: Ejection | None = None
+    failover: tuple[str, ...] = ()
+    limit: Limit | None = None
+
+
+class CarbonRegion(Node):
+    region: str
+    intensity: Decimal
+    renewable: Decimal | None = None
+    pue: Decimal | None = None
+
+
+class Budget(Node):
+    mass_kg: Decimal
+    period: Literal["day", "week", "month", "year"]
+
+
+class Carbon(Decl):
+    kind: Literal["carbon"] = "carbon"
+    budget: Budget | None = None
+    renewable_min: Decimal | None = None
+    intensity_file: str | None = None
+    regions: tuple[CarbonRegion, ...] = ()
+
+
+class Job(Decl):
+    kind: Literal["job"] = "job"
+    image: str
+    cpu: Decimal | None = None
+    memory: int | None = None
+    gpu: int = 0
+    energy_kwh: Decimal | None = None
+    runs: Decimal
+    window: TimeWindow
+    deadline: Decimal | None = None
+    regions: tuple[str, ...] = ()
+    carbon: Ref | None = None
+    pool: Ref | None = None
+    namespace: str
+
+
+EntityType = Literal["service", "agent", "user", "tool", "group"]
+
+
+class EntityPattern(Node):
+    """`any`, `TYPE any`, `TYPE id` or `TYPE [id, ...]`; ids None means any id."""
+
+    type: EntityType | None = None
+    ids: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        if self.type is None:
+            return "any"
+        if self.ids is None:
+            return f"{self.type} any"
+        if len(self.ids) == 1:
+            return f"{self.type} {self.ids[0]}"
+        return f"{self.type} [{', '.join(self.ids)}]"
+
+
+class Rule(Node):
+    id: str
+    effect: Literal["allow", "deny"]
+    principal: EntityPattern
+    resource: EntityPattern
+    actions: tuple[str, ...] = ()
+    path: str | None = None
+    condition: Expr | None = None
+    labelled: bool = False
+
+
+class RiskTerm(Node):
+    weight: Decimal
+    condition: Expr
+
+
+class Requirement(Node):
+    obligation: str
+    condition: Expr | None = None
+
+
+class Policy(Decl):
+    kind: Literal["policy"] = "policy"
+    default: Literal["allow", "deny"] = "deny"
+    rules: tuple[Rule, ...] = ()
+    risk: tuple[RiskTerm, ...] = ()
+    requires: tuple[Requirement, ...] = ()
+
+
+class Retry(Node):
+    attempts: int
+    backoff_min: Decimal | None = None
+    backoff_max: Decimal | None = None
+    on: tuple[str, ...] = ()
+
+
+class Mapping(Node):
+    target: tuple[str, ...]
+    expr: Expr
+
+
+class Integration(Decl):
+    kind: Literal["integration"] = "integration"
+    tool: str | None = None
+    input: dict[str, str] = {}
+    description: str | None = None
+    method: str
+    url: str
+    timeout: Decimal | None = None
+    retry: Retry | None = None
+    limit: Limit | None = None
+    mappings: tuple[Mapping, ...] = ()
+
+
+class RouteTarget(Node):
+    kind: Literal["service", "integration"]
+    ref: Ref
+
+
+class Route(Node):
+    path: str
+    methods: tuple[str, ...] = ()
+    target: RouteTarget
+    rewrite: str | None = None
+    timeout: Decimal | None = None
+    retries: int | None = None
+
+
+class Gateway(Decl):
+    kind: Literal["gateway"] = "gateway"
+    port: int
+    hosts: tuple[str, ...] = ()
+    routes: tuple[Route, ...] = ()
+    limit: Limit | None = None
+
+
+class ScaleGiven(Node):
+    service: Ref
+    replicas: int
+    metrics: dict[str, Decimal] = {}
+    at: str | None = None
+
+
+class RouteGiven(Node):
+    gateway: Ref
+    method: str
+    path: str
+    headers: dict[str, str] = {}
+
+
+class TransformGiven(Node):
+    integration: Ref
+    payload: dict[str, Any]
+
+
+class Expectation(Node):
+    """What a test expects; exactly one group of fields is set per kind."""
+
+    kind: Literal["decision", "risk", "replicas", "route", "no-route", "output", "error"]
+    allowed: bool | None = None
+    obligations: tuple[str, ...] | None = None
+    risk: Decimal | None = None
+    replicas: int | None = None
+    route: RouteTarget | None = None
+    rewrite: str | None = None
+    output: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class Test(Decl):
+    kind: Literal["test"] = "test"
+    request: dict[str, Any] | None = None
+    scale: ScaleGiven | None = None
+    route: RouteGiven | None = None
+    transform: TransformGiven | None = None
+    expect: tuple[Expectation, ...] = ()
+
+
+class Import(Node):
+    package: str
+
+
+class FileUnit(Node):
+    """What lowering makes of one file, before cross-file resolution."""
+
+    path: str
+    package: str
+    imports: tuple[Import, ...] = ()
+    decls: tuple[Decl, ...] = ()
+
+
+class Project(Node):
+    """The whole resolved, typechecked policy tree; tuples sorted by package and name."""
+
+    root: str = Field(default="", exclude=True)
+    packages: tuple[str, ...] = ()
+    services: tuple[Service, ...] = ()
+    scales: tuple[Scale, ...] = ()
+    pools: tuple[Pool, ...] = ()
+    balances: tuple[Balance, ...] = ()
+    carbons: tuple[Carbon, ...] = ()
+    jobs: tuple[Job, ...] = ()
+    policies: tuple[Policy, ...] = ()
+    integrations: tuple[Integration, ...] = ()
+    gateways: tuple[Gateway, ...] = ()
+    tests: tuple[Test, ...] = ()
+
+
+DECL_KINDS: dict[str, str] = {
+    "service": "services",
+    "scale": "scales",
+    "pool": "pools",
+    "balance": "balances",
+    "carbon": "carbons",
+    "job": "jobs",
+    "policy": "policies",
+    "integration": "integrations",
+    "gateway": "gateways",
+    "test": "tests",
+}
+
+for _model in (ListExpr, Not, And, Or, Compare, In, InCidr, Matches, Arith, Default, Neg, Call):
+    _model.model_rebuild()
+for _model in (Rule, RiskTerm, Requirement, Mapping, Policy, Integration, FileUnit, Project):
+    _model.model_rebuild()

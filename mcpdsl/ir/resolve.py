@@ -1,0 +1,380 @@
+"""Resolve: join the files of a tree into one project and bind every name.
+
+Reports duplicate declarations, unknown references (with did-you-mean),
+imports that are missing or leave the tree, qualified names of packages a file
+does not import, and declarations that claim the same thing.  Returns a
+`Project` whose references all carry their package.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from mcpdsl.diagnostics import Diagnostic, Label, make
+from mcpdsl.ir import model as m
+from mcpdsl.source import Span
+from mcpdsl.syntax.parser import closest
+
+_KIND_WORD = {
+    "service": "service",
+    "pool": "pool",
+    "carbon": "carbon block",
+    "integration": "integration",
+    "gateway": "gateway",
+    "scale": "scale block",
+}
+
+
+class _Scope:
+    """Declarations by (kind, package, name), and what one file may see."""
+
+    def __init__(self, units: list[m.FileUnit], diags: list[Diagnostic]) -> None:
+        self.diags = diags
+        self.table: dict[tuple[str, str, str], m.Decl] = {}
+        self.packages = {u.package for u in units}
+        for unit in units:
+            for decl in unit.decls:
+                key = (decl.kind, decl.package, decl.name)  # type: ignore[attr-defined]
+                previous = self.table.get(key)
+                if previous is not None:
+                    diags.append(
+                        make(
+                            "E0401",
+                            f"{decl.kind} `{decl.name}` is declared twice in package "  # type: ignore[attr-defined]
+                            f"`{decl.package}`",
+                            decl.span,
+                            label="second declaration",
+                            secondary=_labels((previous.span, "first declared here")),
+                            help="rename or remove one of them",
+                        )
+                    )
+                    continue
+                self.table[key] = decl
+
+    def names(self, kind: str, packages: set[str]) -> list[str]:
+        return sorted(n if p in packages else f"{p}.{n}" for (k, p, n) in self.table if k == kind)
+
+
+class _FileResolver:
+    def __init__(self, scope: _Scope, unit: m.FileUnit, diags: list[Diagnostic]) -> None:
+        self.scope = scope
+        self.unit = unit
+        self.diags = diags
+        self.imported = {i.package for i in unit.imports}
+        self.used: set[str] = set()
+
+    def ref(self, ref: m.Ref | None, kind: str, what: str | None = None) -> m.Ref | None:
+        """Bind a reference to a declaration of `kind`; report if unknown."""
+        if ref is None:
+            return None
+        package = ref.package or self.unit.package
+        if ref.package and ref.package != self.unit.package:
+            if ref.package not in self.imported:
+                self.diags.append(
+                    make(
+                        "E0405",
+                        f"package `{ref.package}` is not imported",
+                        ref.span,
+                        label="qualified name of a package this file does not import",
+                        help=f'add `import "{ref.package}"` after the package declaration',
+                    )
+                )
+                return None
+            self.used.add(ref.package)
+        if (kind, package, ref.name) in self.scope.table:
+            return ref.model_copy(update={"package": package})
+        if ref.package is None:
+            # An unqualified name may live in an imported package when unambiguous.
+            hits = [p for p in sorted(self.imported) if (kind, p, ref.name) in self.scope.table]
+            if len(hits) == 1:
+                self.used.add(hits[0])
+                return ref.model_copy(update={"package": hits[0]})
+        visible = {self.unit.package} | self.imported
+        guess = closest(ref.name, self.scope.names(kind, visible))
+        word = what or _KIND_WORD.get(kind, kind)
+        self.diags.append(
+            make(
+                "E0402",
+                f"unknown {word} `{ref}`",
+                ref.span,
+                label=f"no {word} with this name",
+                help=f"did you mean `{guess}`?"
+                if guess
+                else f"declare `{kind} {ref.name} {{ ... }}`",
+            )
+        )
+        return None
+
+
+def _labels(*pairs: tuple[Span | None, str]) -> list[Label]:
+    return [Label(span=s, message=t) for s, t in pairs if s is not None]
+
+
+def resolve(units: list[m.FileUnit], root: str = "") -> tuple[m.Project, list[Diagnostic]]:
+    """Bind names across all files; returns the project and diagnostics."""
+    diags: list[Diagnostic] = []
+    scope = _Scope(units, diags)
+    tools: dict[str, m.Integration] = {}
+    for decl in scope.table.values():
+        if isinstance(decl, m.Integration) and decl.tool:
+            if decl.tool in tools:
+                diags.append(
+                    make(
+                        "E0406",
+                        f"tool `{decl.tool}` is exposed by two integrations",
+                        decl.span,
+                        secondary=_labels((tools[decl.tool].span, "also exposed here")),
+                    )
+                )
+            else:
+                tools[decl.tool] = decl
+    services_by_name: dict[str, m.Service] = {}
+    for decl in scope.table.values():
+        if isinstance(decl, m.Service):
+            other = services_by_name.get(decl.name)
+            if other is not None:
+                diags.append(
+                    make(
+                        "E0406",
+                        f"service name `{decl.name}` is used in packages `{other.package}` and "
+                        f"`{decl.package}`",
+                        decl.span,
+                        secondary=_labels((other.span, "first declared here")),
+                        help="service names are workload identities and must be unique in a tree",
+                    )
+                )
+            else:
+                services_by_name[decl.name] = decl
+    out: dict[str, list[Any]] = defaultdict(list)
+    for unit in units:
+        resolver = _FileResolver(scope, unit, diags)
+        for imp in unit.imports:
+            _check_import(imp, scope, diags)
+        for decl in unit.decls:
+            if scope.table.get((decl.kind, decl.package, decl.name)) is not decl:  # type: ignore[attr-defined]
+                continue
+            bound = _bind(resolver, decl, tools)
+            if bound is not None:
+                out[decl.kind].append(bound)  # type: ignore[attr-defined]
+        for imp in unit.imports:
+            if imp.package in scope.packages and imp.package not in resolver.used:
+                diags.append(
+                    make(
+                        "W0101",
+                        f"import `{imp.package}` is never used",
+                        imp.span,
+                        label="unused import",
+                        help="remove the import",
+                    )
+                )
+    project = m.Project(
+        root=root,
+        packages=tuple(sorted(scope.packages)),
+        **{
+            field: tuple(sorted(out[kind], key=lambda d: (d.package, d.name)))
+            for kind, field in m.DECL_KINDS.items()
+        },
+    )
+    _check_conflicts(project, diags)
+    return project, diags
+
+
+def _check_import(imp: m.Import, scope: _Scope, diags: list[Diagnostic]) -> None:
+    text = imp.package
+    if text.startswith("/") or ".." in text.split("/") or "\\" in text:
+        diags.append(
+            make(
+                "E0404",
+                f"import `{text}` leaves the policy tree",
+                imp.span,
+                help="imports name packages of the same tree; no absolute paths or `..`",
+            )
+        )
+        return
+    if text not in scope.packages:
+        guess = closest(text, scope.packages)
+        diags.append(
+            make(
+                "E0403",
+                f"no package `{text}` in this tree",
+                imp.span,
+                label="imported here",
+                help=f'did you mean "{guess}"?' if guess else "declare `package NAME` in some file",
+            )
+        )
+
+
+def _bind(r: _FileResolver, decl: m.Decl, tools: dict[str, m.Integration]) -> m.Decl | None:
+    if isinstance(decl, m.Service):
+        return decl.model_copy(update={"pool": r.ref(decl.pool, "pool")})
+    if isinstance(decl, (m.Scale, m.Balance)):
+        service = r.ref(decl.service, "service")
+        return None if service is None else decl.model_copy(update={"service": service})
+    if isinstance(decl, m.Pool):
+        reservations = []
+        for res in decl.reservations:
+            service = r.ref(res.service, "service")
+            if service is not None:
+                reservations.append(res.model_copy(update={"service": service}))
+        return decl.model_copy(update={"reservations": tuple(reservations)})
+    if isinstance(decl, m.Job):
+        return decl.model_copy(
+            update={"carbon": r.ref(decl.carbon, "carbon"), "pool": r.ref(decl.pool, "pool")}
+        )
+    if isinstance(decl, m.Policy):
+        rules = tuple(_bind_rule(r, rule, tools) for rule in decl.rules)
+        return decl.model_copy(update={"rules": rules})
+    if isinstance(decl, m.Gateway):
+        routes = []
+        for route in decl.routes:
+            target = r.ref(route.target.ref, route.target.kind)
+            if target is not None:
+                routes.append(
+                    route.model_copy(
+                        update={"target": route.target.model_copy(update={"ref": target})}
+                    )
+                )
+        return decl.model_copy(update={"routes": tuple(routes)})
+    if isinstance(decl, m.Test):
+        return _bind_test(r, decl, tools)
+    return decl
+
+
+def _bind_entity(
+    r: _FileResolver, pattern: m.EntityPattern, tools: dict[str, m.Integration]
+) -> m.EntityPattern:
+    if pattern.ids is None or pattern.type not in ("service", "tool"):
+        return pattern
+    ids = []
+    for ident in pattern.ids:
+        if pattern.type == "service":
+            pkg, _, name = ident.rpartition(".")
+            ref = m.Ref(package=pkg or None, name=name, span=pattern.span)
+            bound = r.ref(ref, "service")
+            ids.append(bound.name if bound is not None else name)
+        else:
+            if ident not in tools:
+                guess = closest(ident, tools)
+                r.diags.append(
+                    make(
+                        "E0402",
+                        f"unknown tool `{ident}`",
+                        pattern.span,
+                        label="no integration exposes this tool",
+                        help=f'did you mean "{guess}"?'
+                        if guess
+                        else 'expose it with `expose tool "..."` in an integration',
+                    )
+                )
+            ids.append(ident)
+    return pattern.model_copy(update={"ids": tuple(ids)})
+
+
+def _bind_rule(r: _FileResolver, rule: m.Rule, tools: dict[str, m.Integration]) -> m.Rule:
+    return rule.model_copy(
+        update={
+            "principal": _bind_entity(r, rule.principal, tools),
+            "resource": _bind_entity(r, rule.resource, tools),
+        }
+    )
+
+
+def _bind_test(r: _FileResolver, test: m.Test, tools: dict[str, m.Integration]) -> m.Test:
+    update: dict[str, Any] = {}
+    if test.scale is not None:
+        service = r.ref(test.scale.service, "service")
+        if service is not None:
+            update["scale"] = test.scale.model_copy(update={"service": service})
+    if test.route is not None:
+        gateway = r.ref(test.route.gateway, "gateway")
+        if gateway is not None:
+            update["route"] = test.route.model_copy(update={"gateway": gateway})
+    if test.transform is not None:
+        integration = r.ref(test.transform.integration, "integration")
+        if integration is not None:
+            update["transform"] = test.transform.model_copy(update={"integration": integration})
+    expects = []
+    for e in test.expect:
+        if e.route is not None:
+            target = r.ref(e.route.ref, e.route.kind)
+            if target is not None:
+                e = e.model_copy(update={"route": e.route.model_copy(update={"ref": target})})
+        expects.append(e)
+    update["expect"] = tuple(expects)
+    if test.request is not None:
+        for side in ("principal", "resource"):
+            entity = test.request[side]
+            if entity["type"] == "tool" and entity["id"] not in tools:
+                r.diags.append(
+                    make("E0402", f"unknown tool `{entity['id']}`", test.span, label="in this test")
+                )
+    return test.model_copy(update=update)
+
+
+def _check_conflicts(project: m.Project, diags: list[Diagnostic]) -> None:
+    services = {(s.package, s.name): s for s in project.services}
+    for kind, decls in (("scale", project.scales), ("balance", project.balances)):
+        seen: dict[tuple[str | None, str], m.Decl] = {}
+        for decl in decls:
+            key = (decl.service.package, decl.service.name)  # type: ignore[attr-defined]
+            if key in seen:
+                diags.append(
+                    make(
+                        "E0406",
+                        f"service `{decl.service}` has two `{kind}` blocks",  # type: ignore[attr-defined]
+                        decl.span,
+                        secondary=_labels((seen[key].span, "first one here")),
+                    )
+                )
+            seen[key] = decl
+    ports: dict[int, m.Gateway] = {}
+    for gw in project.gateways:
+        if gw.port in ports:
+            diags.append(
+                make(
+                    "E0406",
+                    f"gateways `{ports[gw.port].name}` and `{gw.name}` both listen on {gw.port}",
+                    gw.span,
+                    secondary=_labels((ports[gw.port].span, "first gateway")),
+                )
+            )
+        ports[gw.port] = gw
+    scaled = {(s.service.package, s.service.name) for s in project.scales}
+    balanced = {(b.service.package, b.service.name) for b in project.balances}
+    for key, svc in sorted(services.items()):
+        if not svc.stateful and key not in scaled:
+            diags.append(
+                make(
+                    "W0102",
+                    f"stateless service `{svc.name}` has no `scale` block",
+                    svc.span,
+                    label="runs a fixed number of replicas",
+                    help=f"add `scale {svc.name} {{ replicas 2..10 target cpu 70% }}` or mark it "
+                    "`stateful`",
+                )
+            )
+    for bal in project.balances:
+        if bal.affinity is not None and bal.strategy not in ("ring-hash", "maglev"):
+            diags.append(
+                make(
+                    "W0103",
+                    f"`affinity` has no effect with strategy `{bal.strategy}`",
+                    bal.affinity.span,
+                    label="sticky sessions need a hashing strategy",
+                    help="use `strategy ring-hash` or `strategy maglev`",
+                )
+            )
+    for gw in project.gateways:
+        for route in gw.routes:
+            t = route.target
+            if t.kind == "service" and (t.ref.package, t.ref.name) not in balanced:
+                diags.append(
+                    make(
+                        "W0105",
+                        f"internet-facing service `{t.ref.name}` has no `balance` block",
+                        t.span,
+                        label=f"routed from gateway `{gw.name}`",
+                        help=f"add `balance {t.ref.name} {{ ... }}` with health checks and a limit",
+                    )
+                )

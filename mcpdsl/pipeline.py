@@ -1,0 +1,143 @@
+"""The compiler as a tuple of named stages.
+
+    STAGES = (read, parse, lower, resolve, typecheck)
+
+Ordering: `parse` needs the decoded text of `read`; `lower` works per file and
+needs only its syntax tree; `resolve` needs every file's unit (names cross
+files); `typecheck` needs resolved names.  Stages accumulate diagnostics and
+never raise for user errors.  Per-stage timings are keyed by stage name.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcpdsl.diagnostics import Diagnostic, make, sort_diagnostics
+from mcpdsl.ir import model as m
+from mcpdsl.source import SourceFile, SourceMap, Span
+
+SUFFIX = ".mcp"
+
+
+class InputError(Exception):
+    """The input path itself is unusable (exit code 2), with a diagnostic."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+@dataclass
+class Compilation:
+    """Everything a compilation produced: the project, diagnostics, sources, timings."""
+
+    root: Path
+    sources: SourceMap = field(default_factory=SourceMap)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    units: list[m.FileUnit] = field(default_factory=list)
+    project: m.Project | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    raw: dict[str, bytes] = field(default_factory=dict)
+    parsed: list[object] = field(default_factory=list)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.is_error for d in self.diagnostics)
+
+
+def find_files(path: Path) -> tuple[Path, list[Path]]:
+    """The tree root and its `.mcp` files in sorted path order."""
+    if not path.exists():
+        raise InputError(make("E0501", f"`{path}` does not exist", None))
+    if path.is_file():
+        return path.parent, [path]
+    files = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.endswith(SUFFIX):
+                files.append(Path(dirpath) / name)
+    if not files:
+        raise InputError(make("E0501", f"no `{SUFFIX}` files under `{path}`", None))
+    files.sort(key=lambda p: p.relative_to(path).as_posix())
+    return path, files
+
+
+def read(c: Compilation, files: list[Path]) -> None:
+    for file in files:
+        display = file.relative_to(c.root).as_posix() if c.root in file.parents else file.name
+        try:
+            c.raw[display] = file.read_bytes()
+        except OSError as exc:
+            raise InputError(
+                make("E0501", f"cannot read `{display}`: {exc.strerror}", Span.point(display, 1, 1))
+            ) from exc
+
+
+def parse(c: Compilation) -> None:
+    from mcpdsl.syntax.parser import decode, parse_source
+
+    for display, data in c.raw.items():
+        source, problems = decode(display, data)
+        c.diagnostics.extend(problems)
+        if source is None:
+            c.sources.add(SourceFile(display, ""))
+            continue
+        c.sources.add(source)
+        parsed = parse_source(source)
+        c.diagnostics.extend(parsed.diagnostics)
+        c.parsed.append(parsed)
+
+
+def lower(c: Compilation) -> None:
+    from mcpdsl.ir.lower import lower as lower_file
+
+    for parsed in c.parsed:
+        unit, diags = lower_file(parsed)  # type: ignore[arg-type]
+        c.diagnostics.extend(diags)
+        if unit is not None:
+            c.units.append(unit)
+
+
+def resolve(c: Compilation) -> None:
+    from mcpdsl.ir.resolve import resolve as resolve_units
+
+    project, diags = resolve_units(c.units, str(c.root))
+    c.diagnostics.extend(diags)
+    c.project = project
+
+
+def typecheck(c: Compilation) -> None:
+    from mcpdsl.ir.typecheck import typecheck as typecheck_project
+
+    if c.project is not None:
+        c.diagnostics.extend(typecheck_project(c.project))
+
+
+STAGES: tuple[tuple[str, Callable[[Compilation], None]], ...] = (
+    ("parse", parse),
+    ("lower", lower),
+    ("resolve", resolve),
+    ("typecheck", typecheck),
+)
+
+
+def compile_tree(path: str | os.PathLike[str]) -> Compilation:
+    """Run the front end on a tree (or one file); raises InputError for unusable paths."""
+    root, files = find_files(Path(path))
+    c = Compilation(root=root)
+    start = time.perf_counter()
+    read(c, files)
+    c.timings["read"] = time.perf_counter() - start
+    for name, stage in STAGES:
+        start = time.perf_counter()
+        stage(c)
+        c.timings[name] = time.perf_counter() - start
+    c.diagnostics = sort_diagnostics(c.diagnostics)
+    if c.has_errors:
+        c.project = None
+    return c

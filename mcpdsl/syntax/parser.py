@@ -1,0 +1,438 @@
+"""Parse `.mcp` files into lark syntax trees, with recovery and worded errors.
+
+Parsing is two-step, as in Cedar: the whole file is parsed at once on the happy
+path; when that fails, a cheap scanner splits the file into top-level
+declarations (brace-balanced, with a declaration keyword at the start of a line
+as a resynchronisation point) and each is parsed on its own, so that one file
+with three broken declarations reports three errors.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.utils import TextSlice
+
+from mcpdsl.diagnostics import Diagnostic, Label, make
+from mcpdsl.resources import read_text
+from mcpdsl.source import SourceFile, Span
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_NESTING = 64
+
+DECLARATION_KEYWORDS = (
+    "package",
+    "import",
+    "service",
+    "scale",
+    "pool",
+    "balance",
+    "carbon",
+    "job",
+    "policy",
+    "integration",
+    "gateway",
+    "test",
+)
+
+_WORDS = {
+    "NAME": "a name",
+    "STRING": "a string",
+    "NUMBER": "a number",
+    "QUANTITY": "a value with a unit (like `30s`, `512Mi` or `70%`)",
+    "TIME": "a time of day (like `08:00`)",
+    "COMPARE_OP": "a comparison operator",
+    "$END": "the end of the file",
+}
+
+
+@lru_cache(maxsize=1)
+def grammar_text() -> str:
+    return read_text("grammar", "mcp.lark")
+
+
+@lru_cache(maxsize=1)
+def parser() -> Lark:
+    """The one LALR parser, built once per process.
+
+    Lark's own cache goes to the system temp directory (keyed by a hash of the
+    grammar and options), never into the package directory.
+    """
+    cache_file = Path(tempfile.gettempdir()) / "mcpdsl-grammar.cache"
+    kwargs = dict(
+        parser="lalr",
+        lexer="contextual",
+        start=["start", "item", "package_decl"],
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+    try:
+        return Lark(grammar_text(), cache=str(cache_file), **kwargs)  # type: ignore[arg-type]
+    except OSError:  # an unwritable temp dir must not stop the compiler
+        return Lark(grammar_text(), **kwargs)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
+def terminal_words() -> dict[str, str]:
+    """How each terminal is named in an error message."""
+    words = dict(_WORDS)
+    for term in parser().terminals:
+        if term.name in words:
+            continue
+        pattern = term.pattern
+        if pattern.type == "str":
+            words[term.name] = f"`{pattern.value}`"
+    return words
+
+
+@lru_cache(maxsize=1)
+def keyword_terminals() -> dict[str, str]:
+    """Terminal name to keyword text, for keywords that look like names."""
+    out = {}
+    for term in parser().terminals:
+        value = term.pattern.value
+        if term.pattern.type == "str" and re.fullmatch(r"[a-z]+", value):
+            out[term.name] = value
+    return out
+
+
+@dataclass
+class ParsedFile:
+    """One file's syntax: its package declaration and top-level items."""
+
+    source: SourceFile
+    package: Tree[Token] | None = None
+    items: list[Tree[Token]] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def decode(path: str, data: bytes) -> tuple[SourceFile | None, list[Diagnostic]]:
+    """Bytes to text, refusing binary or non-UTF-8 input with a positioned error."""
+    if len(data) > MAX_FILE_BYTES:
+        span = Span.point(path, 1, 1)
+        return None, [make("E0502", f"file is larger than {MAX_FILE_BYTES >> 20} MiB", span)]
+    nul = data.find(b"\x00")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = exc.start
+        if nul != -1:
+            bad = min(bad, nul)
+        return None, [_binary_error(path, data, bad)]
+    if nul != -1:
+        return None, [_binary_error(path, data, nul)]
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return SourceFile(path, text), []
+
+
+def _binary_error(path: str, data: bytes, offset: int) -> Diagnostic:
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return make(
+        "E0105",
+        "file is not valid UTF-8 text",
+        Span.point(path, line, column),
+        label=f"byte 0x{data[offset]:02x} here",
+        help="policy files must be UTF-8 text; remove binary files from the policy tree",
+    )
+
+
+def parse_source(source: SourceFile) -> ParsedFile:
+    """Parse one file; never raises for bad input."""
+    result = ParsedFile(source)
+    try:
+        tree = parser().parse(source.text, start="start")
+    except UnexpectedInput:
+        return _parse_with_recovery(source)
+    result.package = tree.children[0]  # type: ignore[assignment]
+    result.items = [c for c in tree.children[1:] if isinstance(c, Tree)]
+    return result
+
+
+# ------------------------------------------------------------------ recovery
+
+_SCAN = re.compile(
+    r'"(?:[^"\\\n]|\\.)*"?'  # strings, possibly unterminated
+    r"|#[^\n]*"  # comments
+    r"|[{}()\[\]]"  # delimiters
+    r"|[A-Za-z_][A-Za-z0-9_-]*"  # words
+    r"|\n"
+    r'|[^\s"#{}()\[\]A-Za-z_]+'  # anything else
+    r"|[ \t\r\f]+"
+)
+_OPEN = {"{": "}", "[": "]", "(": ")"}
+_CLOSE = {v: k for k, v in _OPEN.items()}
+
+
+@dataclass
+class _Chunk:
+    start: int
+    end: int
+    keyword: str
+    too_deep: tuple[int, int] | None = None
+
+
+def _chunks(source: SourceFile, diags: list[Diagnostic]) -> list[_Chunk]:
+    """Split a file into top-level declarations, reporting unbalanced delimiters."""
+    text = source.text
+    chunks: list[_Chunk] = []
+    stack: list[tuple[str, int, int]] = []  # (delimiter, line, column)
+    line, line_start = 1, 0
+    current: _Chunk | None = None
+    for m in _SCAN.finditer(text):
+        tok = m.group()
+        col = m.start() - line_start + 1
+        if tok == "\n":
+            line, line_start = line + 1, m.end()
+            continue
+        if tok in DECLARATION_KEYWORDS and (not stack or col == 1):
+            if stack:
+                delim, dl, dc = stack[0]
+                diags.append(_unclosed(source.path, delim, dl, dc, line, col))
+                stack.clear()
+            if current is not None:
+                current.end = m.start()
+            current = _Chunk(m.start(), len(text), tok)
+            chunks.append(current)
+            continue
+        if current is None:
+            current = _Chunk(m.start(), len(text), "")
+            chunks.append(current)
+        if tok in _OPEN:
+            stack.append((tok, line, col))
+            if len(stack) > MAX_NESTING and current.too_deep is None:
+                current.too_deep = (line, col)
+        elif tok in _CLOSE:
+            if stack and stack[-1][0] == _CLOSE[tok]:
+                stack.pop()
+            elif not stack:
+                diags.append(
+                    make(
+                        "E0104",
+                        f"unexpected closing delimiter `{tok}`",
+                        Span.point(source.path, line, col),
+                        label="no matching opening delimiter",
+                    )
+                )
+    if stack:
+        delim, dl, dc = stack[0]
+        diags.append(_unclosed(source.path, delim, dl, dc, None, None))
+    return chunks
+
+
+def _unclosed(
+    path: str, delim: str, line: int, col: int, at_line: int | None, at_col: int | None
+) -> Diagnostic:
+    secondary = []
+    if at_line is not None and at_col is not None:
+        secondary.append(
+            Label(span=Span.point(path, at_line, at_col), message="next declaration starts here")
+        )
+    return make(
+        "E0104",
+        f"unclosed delimiter `{delim}`",
+        Span.point(path, line, col),
+        label="this delimiter is never closed",
+        secondary=secondary,
+        help=f"add `{_OPEN[delim]}` where the declaration ends",
+    )
+
+
+def _parse_with_recovery(source: SourceFile) -> ParsedFile:
+    result = ParsedFile(source)
+    diags = result.diagnostics
+    chunks = _chunks(source, diags)
+    text = source.text
+    p = parser()
+    for index, chunk in enumerate(chunks):
+        if chunk.too_deep is not None:
+            line, col = chunk.too_deep
+            diags.append(
+                make(
+                    "E0106",
+                    f"brackets nest more than {MAX_NESTING} levels deep",
+                    Span.point(source.path, line, col),
+                    label="too deep here",
+                )
+            )
+            continue
+        if index == 0 and chunk.keyword != "package":
+            diags.append(
+                make(
+                    "E0107",
+                    "file does not start with a package declaration",
+                    _first_token_span(source, chunk.start),
+                    label="expected `package NAME` before this",
+                    help="start the file with `package NAME`",
+                )
+            )
+        start = "package_decl" if chunk.keyword == "package" else "item"
+        try:
+            tree = p.parse(TextSlice(text, chunk.start, chunk.end), start=start)
+        except UnexpectedInput as exc:
+            diags.append(syntax_error(source, exc))
+            continue
+        if start == "package_decl":
+            if result.package is None and index == 0:
+                result.package = tree
+            else:
+                diags.append(
+                    make(
+                        "E0101",
+                        "a file has one package declaration, at its start",
+                        _tree_span(source.path, tree),
+                        label="second package declaration",
+                    )
+                )
+        else:
+            result.items.append(tree)
+    if not chunks:
+        diags.append(
+            make(
+                "E0107",
+                "file does not start with a package declaration",
+                Span.point(source.path, 1, 1),
+                label="empty file",
+                help="start the file with `package NAME`",
+            )
+        )
+    return result
+
+
+def _first_token_span(source: SourceFile, offset: int) -> Span:
+    line = source.text.count("\n", 0, offset) + 1
+    col = offset - (source.text.rfind("\n", 0, offset) + 1) + 1
+    return Span.point(source.path, line, col)
+
+
+def _tree_span(path: str, tree: Tree[Token]) -> Span:
+    meta = tree.meta
+    return Span.make(path, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+# ----------------------------------------------------------- error messages
+
+
+def _distance(a: str, b: str) -> int:
+    """Levenshtein distance, for did-you-mean suggestions."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def closest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
+    """The nearest candidate within a third of the word's length, ties by name."""
+    best: tuple[int, str] | None = None
+    limit = max(1, len(word) // 3 + (1 if len(word) > 3 else 0))
+    for cand in sorted(candidates):
+        d = _distance(word.lower(), cand.lower())
+        if d <= limit and (best is None or d < best[0]):
+            best = (d, cand)
+    return best[1] if best else None
+
+
+def describe_expected(expected: set[str]) -> str:
+    words = terminal_words()
+    named = sorted({words.get(t, f"`{t}`") for t in expected})
+    if len(named) <= 4:
+        return " or ".join(named) if len(named) <= 2 else ", ".join(named[:-1]) + " or " + named[-1]
+    keywords = sorted(t for t in expected if t in keyword_terminals())
+    others = sorted({words.get(t, t) for t in expected if t not in keyword_terminals()})
+    parts = others[:3]
+    if keywords:
+        parts.append(f"one of {len(keywords)} keywords")
+    return ", ".join(parts[:-1]) + " or " + parts[-1] if len(parts) > 1 else parts[0]
+
+
+def _describe_token(token: Token) -> str:
+    if token.type == "$END":
+        return "end of file"
+    text = str(token)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    if token.type in keyword_terminals():
+        return f"keyword `{text}`"
+    kind = {"NAME": "name", "STRING": "string", "NUMBER": "number", "QUANTITY": "value"}.get(
+        token.type, ""
+    )
+    return f"{kind} `{text}`" if kind else f"`{text}`"
+
+
+def syntax_error(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
+    """Turn a lark exception into a worded diagnostic with a suggestion."""
+    path = source.path
+    if isinstance(exc, UnexpectedCharacters):
+        line, col = exc.line, exc.column
+        char = source.line(line)[col - 1 : col] or "?"
+        if char == '"':
+            return make(
+                "E0103",
+                "unterminated string",
+                Span.point(path, line, col),
+                label="string starts here and is not closed on this line",
+                help='close the string with `"`; write `\\n` for a line break inside it',
+            )
+        return make(
+            "E0102",
+            f"invalid character `{char}`",
+            Span.point(path, line, col),
+            label="not part of any token",
+            help=_char_help(char),
+        )
+    assert isinstance(exc, UnexpectedToken)
+    token = exc.token
+    expected = set(exc.expected) if exc.expected else set()
+    expected_text = describe_expected(expected) if expected else "something else"
+    keywords = keyword_terminals()
+    if token.type == "$END":
+        line = max(1, len(source.lines))
+        col = len(source.line(line)) + 1
+        return make(
+            "E0108",
+            f"unexpected end of file, expected {expected_text}",
+            Span.point(path, line, col),
+            label=f"expected {expected_text}",
+        )
+    width = max(1, len(str(token))) if token.line == token.end_line else 1
+    span = Span.point(path, token.line or 1, token.column or 1, width)
+    help_text: str | None = None
+    notes: list[str] = []
+    expected_kw = [keywords[t] for t in expected if t in keywords]
+    if token.type in ("NAME",) or token.type in keywords:
+        suggestion = closest(str(token), expected_kw)
+        if suggestion and suggestion != str(token):
+            help_text = f"did you mean `{suggestion}`?"
+    if token.type in keywords and "NAME" in expected:
+        help_text = f"`{token}` is a keyword and cannot be used as a name here"
+    if len(expected_kw) > 4:
+        notes.append("expected one of: " + ", ".join(f"`{k}`" for k in sorted(expected_kw)))
+    return make(
+        "E0101",
+        f"unexpected {_describe_token(token)}, expected {expected_text}",
+        span,
+        label=f"expected {expected_text}",
+        help=help_text,
+        notes=notes,
+    )
+
+
+def _char_help(char: str) -> str | None:
+    return {
+        ";": "statements are not terminated; remove the `;`",
+        "'": 'strings use double quotes: "..."',
+        "@": None,
+        "=": "use `==` to compare",
+    }.get(char)
