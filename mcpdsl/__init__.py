@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["CompileError", "Diagnostic", "Severity", "__version__", "check", "load"]
+__all__ = ["CompileError", "Diagnostic", "Severity", "__version__", "build", "check", "load"]
 
 
 def check(path: str | os.PathLike[str]) -> list[Diagnostic]:
@@ -44,3 +44,13 @@ def load(path: str | os.PathLike[str]) -> Project:
     if compilation.project is None:
         raise CompileError(compilation.diagnostics)
     return compilation.project
+
+
+def build(path: str | os.PathLike[str], out: str | os.PathLike[str] = "build"):  # type: ignore[no-untyped-def]
+    """Compile a policy tree and write every target's artifacts atomically into `out`.
+
+    Returns a `mcpdsl.build.BuildResult`; raises `CompileError` when the tree has errors.
+    """
+    from mcpdsl.build import build as run_build
+
+    return run_build(path, out)

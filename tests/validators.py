@@ -167,7 +167,8 @@ def validate_kubernetes(
     kinds without a schema are an error unless ``allow_unknown_kinds`` is set,
     so that an unvalidated artifact is never mistaken for a validated one.
 
-    Each message is prefixed with ``Kind/name:`` and a dotted path.
+    Each message is prefixed with ``Kind/name:`` and a dotted path.  Raises
+    ValueError for a Kubernetes version kubernetes-validate ships no schemas for.
     """
     if not isinstance(doc, dict):
         return [f"manifest must be a mapping, got {type(doc).__name__}"]
@@ -437,7 +438,10 @@ def _parse_quantity(value: Any) -> Decimal | None:
         return number * _BINARY_SI[suffix]
     if suffix in _DECIMAL_SI:
         return number * _DECIMAL_SI[suffix]
-    return number * (Decimal(10) ** int(suffix[1:]))
+    try:
+        return number.scaleb(int(suffix[1:]))
+    except ArithmeticError:  # absurd exponent
+        return None
 
 
 def _quantity_map_errors(quantities: Any, where: str) -> list[str]:
@@ -581,7 +585,7 @@ def _cron_errors(schedule: str) -> list[str]:
     if len(fields) != 5:
         return [f"{schedule!r} must have exactly 5 fields, got {len(fields)}"]
     errors: list[str] = []
-    for raw, (label, low, high, names) in zip(fields, _CRON_FIELDS):
+    for raw, (label, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
         errors.extend(
             f"{label} field {raw!r}: {e}" for e in _cron_field_errors(raw, low, high, names)
         )
@@ -824,8 +828,10 @@ def _message_class(full_name: str) -> type[Message] | None:
     from google.protobuf import descriptor_pool, message_factory
 
     pool = descriptor_pool.Default()
+    cls: type[Message]
     try:
-        return message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
+        cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
+        return cls
     except KeyError:
         pass
     parts = full_name.split(".")
@@ -842,9 +848,10 @@ def _message_class(full_name: str) -> type[Message] | None:
                 importlib.import_module(f"{package}.{module.name}")
         break
     try:
-        return message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
+        cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
     except KeyError:
         return None
+    return cls
 
 
 def _no_nested_errors(message: Message) -> list[str]:
@@ -873,7 +880,7 @@ def _pgv_shallow() -> Iterator[None]:
 
     saved = pgv._validate_all, pgv.re
     pgv._validate_all = _no_nested_errors
-    pgv.re = _Re2AnchoredRe()  # type: ignore[assignment]
+    pgv.re = _Re2AnchoredRe()
     try:
         yield
     finally:
@@ -902,7 +909,10 @@ def _pgv_own_errors(message: Message, path: str) -> list[str]:
     from protoc_gen_validate import validator as pgv
 
     try:
-        check = pgv._validate_all_inner(pgv.ValidatingMessage(message))
+        with warnings.catch_warnings():
+            # PGV's templates call FieldDescriptor.label, deprecated in protobuf 6.
+            warnings.filterwarnings("ignore", r"label\(\) is deprecated", DeprecationWarning)
+            check = pgv._validate_all_inner(pgv.ValidatingMessage(message))
     except SyntaxError as exc:
         # PGV's code generator emits invalid Python for a few types (e.g. oauth2
         # CookieConfig in xds-protos 1.85); skip those loudly rather than fail.
@@ -1013,7 +1023,8 @@ def _envoy_crossref_errors(bootstrap: Any, visited: list[tuple[str, Message]]) -
             errors.extend(_hcm_errors(message, path))
         if full_name == "envoy.config.route.v3.RouteConfiguration":
             domains: dict[str, str] = {}
-            for i, vhost in enumerate(message.virtual_hosts):  # type: ignore[attr-defined]
+            route_config: Any = message
+            for i, vhost in enumerate(route_config.virtual_hosts):
                 for domain in vhost.domains:
                     if domain in domains:
                         errors.append(
@@ -1055,7 +1066,8 @@ def _hcm_errors(hcm: Any, path: str) -> list[str]:
 #     the list of values found (possibly empty);
 #   * any other query gives its variable bindings (``x := ...``) as a dict, or
 #     ``True`` if it succeeds without binding variables; several solutions
-#     give a list of those; no solution gives ``default``.
+#     give a list of those; no solution (or a false single expression, which
+#     OPA would report as the value ``false``) gives ``default``.
 # Reference queries are run as ``__result__ = <ref>``: rego-cpp reports a
 # query whose value is ``false`` as undefined, and the OPA bindings return
 # only bindings, so binding the value is the one form both answer faithfully.
@@ -1066,6 +1078,7 @@ class RegoEvalError(RuntimeError):
 
 
 _RESULT_VAR = "__result__"
+_OK_VAR = "__satisfied__"
 _REF_QUERY = re.compile(
     r"^(data|input)(\.[A-Za-z_][A-Za-z0-9_]*|\[\s*(\"[^\"]*\"|[0-9]+|[A-Za-z_][A-Za-z0-9_]*)\s*\])*$"
 )
@@ -1345,13 +1358,20 @@ def run_opa(
     from opa_bindings import OpaEngine, OpaError
 
     text, kind = _wrap_query(query)
+    if kind == "query":
+        # A lone false expression is a *value* (false) in OPA's result set but
+        # undefined in rego-cpp; the bindings API cannot tell false from true,
+        # so make it a multi-expression query where false means no solution.
+        text = f"{_OK_VAR} = true\n{text}"
     engine = OpaEngine()
     try:
         for name, source in modules.items():
             engine.add_policy(name, source)
         if data:
             engine.add_data(dict(data))
-        solutions = engine.eval_query(text, input)
+        solutions = [
+            {k: v for k, v in s.items() if k != _OK_VAR} for s in engine.eval_query(text, input)
+        ]
     except OpaError as exc:
         raise RegoEvalError(f"OPA: {exc}") from exc
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from mcpdsl import __version__
+from mcpdsl.cli.build import build_command
 from mcpdsl.cli.check import check_command
 
 EXIT_OK = 0
@@ -23,6 +24,7 @@ def main() -> None:
 
 
 main.add_command(check_command)
+main.add_command(build_command)
 
 
 def run() -> None:
