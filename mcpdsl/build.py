@@ -44,9 +44,7 @@ def manifest(artifacts: list[Artifact]) -> Artifact:
     return Artifact("manifest.json", dump_json({"artifacts": entries, "generator": "mcpdsl"}))
 
 
-def compile_artifacts(
-    compilation: Compilation, targets: tuple[str, ...] = TARGETS
-) -> BuildResult:
+def compile_artifacts(compilation: Compilation, targets: tuple[str, ...] = TARGETS) -> BuildResult:
     """Run the targets on a compiled project (no I/O)."""
     if compilation.project is None:
         raise CompileError(compilation.diagnostics)

@@ -7,15 +7,18 @@ readers use; byte offsets are not kept since every renderer works on lines.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 
-from pydantic import BaseModel, ConfigDict
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A region of one source file, 1-based and end-exclusive in columns.
 
-class Span(BaseModel):
-    """A region of one source file, 1-based and end-exclusive in columns."""
-
-    model_config = ConfigDict(frozen=True)
+    A plain frozen dataclass rather than a pydantic model: large trees make
+    hundreds of thousands of spans, and pydantic still validates and
+    serialises dataclass fields where they are used in models.
+    """
 
     file: str
     line: int
@@ -28,16 +31,11 @@ class Span(BaseModel):
 
     @classmethod
     def point(cls, file: str, line: int, column: int, width: int = 1) -> Span:
-        return cls.model_construct(
-            file=file, line=line, column=column, end_line=line, end_column=column + width
-        )
+        return cls(file, line, column, line, column + width)
 
     @classmethod
     def make(cls, file: str, line: int, column: int, end_line: int, end_column: int) -> Span:
-        """Build without validation: spans are made by the million on large trees."""
-        return cls.model_construct(
-            file=file, line=line, column=column, end_line=end_line, end_column=end_column
-        )
+        return cls(file, line, column, end_line, end_column)
 
 
 class SourceFile:

@@ -23,7 +23,9 @@ def _targets(value: str | None) -> tuple[str, ...]:
 
 @click.command("build")
 @click.argument("path", type=click.Path(path_type=str))
-@click.option("--out", default="build", show_default=True, help="Output directory (replaced atomically).")
+@click.option(
+    "--out", default="build", show_default=True, help="Output directory (replaced atomically)."
+)
 @click.option("--target", "target", default=None, help="Comma-separated targets (default: all).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only diagnostics and the summary line.")
 def build_command(path: str, out: str, target: str | None, quiet: bool) -> None:

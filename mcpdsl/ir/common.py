@@ -11,6 +11,7 @@ from lark import Token, Tree
 from mcpdsl.diagnostics import Diagnostic, Label, make
 from mcpdsl.ir import units
 from mcpdsl.source import Span
+from mcpdsl.syntax.parser import tree_bounds
 
 T = TypeVar("T")
 Node = Tree[Token] | Token
@@ -33,10 +34,11 @@ class Context:
             if node.line is None:
                 return None
             return Span.make(self.path, node.line, node.column, node.end_line, node.end_column)
-        meta = node.meta
-        if getattr(meta, "empty", True):
+        bounds = tree_bounds(node)
+        if bounds is None:
             return None
-        return Span.make(self.path, meta.line, meta.column, meta.end_line, meta.end_column)
+        first, last = bounds
+        return Span.make(self.path, first.line, first.column, last.end_line, last.end_column)
 
     # ------------------------------------------------------- diagnostics
     def error(
@@ -112,8 +114,12 @@ class Context:
 def decode_string(ctx: Context, token: Token) -> str | None:
     text = str(token)
     if len(text) > MAX_STRING:
-        ctx.error("E0109", f"string literal longer than {MAX_STRING // 1024} KiB", token)
+        ctx.error(
+            "E0109", f"string literal longer than {MAX_STRING // 1024} KiB", token, label="too long"
+        )
         return None
+    if "\\" not in text:  # no escapes: the fast path for nearly every string
+        return text[1:-1]
     try:
         value = json.loads(text)
     except ValueError:

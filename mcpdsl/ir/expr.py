@@ -50,21 +50,21 @@ def _lower(ctx: Context, node: Tree[Token] | Token, depth: int) -> m.Expr:
     sub = [c for c in kids if isinstance(c, Tree) or _is_operand(c)]
     d = depth + 1
     if data == "or_expr":
-        return m.Or.model_construct(operands=tuple(_lower(ctx, c, d) for c in sub), span=span)
+        return m.Or.fast(operands=tuple(_lower(ctx, c, d) for c in sub), span=span)
     if data == "and_expr":
-        return m.And.model_construct(operands=tuple(_lower(ctx, c, d) for c in sub), span=span)
+        return m.And.fast(operands=tuple(_lower(ctx, c, d) for c in sub), span=span)
     if data == "not_op":
-        return m.Not.model_construct(operand=_lower(ctx, sub[0], d), span=span)
+        return m.Not.fast(operand=_lower(ctx, sub[0], d), span=span)
     if data == "compare":
         op = next(str(c) for c in kids if isinstance(c, Token) and c.type == "COMPARE_OP")
-        return m.Compare.model_construct(
+        return m.Compare.fast(
             op=cast("m.CompareOp", op),
             left=_lower(ctx, sub[0], d),
             right=_lower(ctx, sub[1], d),
             span=span,
         )
     if data in ("member", "not_member"):
-        return m.In.model_construct(
+        return m.In.fast(
             item=_lower(ctx, sub[0], d),
             collection=_lower(ctx, sub[1], d),
             negated=data == "not_member",
@@ -75,41 +75,41 @@ def _lower(ctx: Context, node: Tree[Token] | Token, depth: int) -> m.Expr:
         pattern = kids[-1]
         assert isinstance(pattern, Token)
         text = decode_string(ctx, pattern) or ""
-        return m.InCidr.model_construct(operand=operand, cidr=text, span=ctx.span(pattern))
+        return m.InCidr.fast(operand=operand, cidr=text, span=ctx.span(pattern))
     if data == "glob_match":
         operand = _lower(ctx, sub[0], d)
         pattern = kids[-1]
         assert isinstance(pattern, Token)
         text = decode_string(ctx, pattern) or ""
-        return m.Matches.model_construct(operand=operand, pattern=text, span=ctx.span(pattern))
+        return m.Matches.fast(operand=operand, pattern=text, span=ctx.span(pattern))
     if data == "arith":
         op = next(
             str(c)
             for c in kids
             if isinstance(c, Token) and c.type in ("PLUS", "MINUS", "STAR", "SLASH")
         )
-        return m.Arith.model_construct(
+        return m.Arith.fast(
             op=cast("m.ArithOp", op),
             left=_lower(ctx, sub[0], d),
             right=_lower(ctx, sub[1], d),
             span=span,
         )
     if data == "default_op":
-        return m.Default.model_construct(
+        return m.Default.fast(
             operand=_lower(ctx, sub[0], d), fallback=_lower(ctx, sub[1], d), span=span
         )
     if data == "negate":
-        return m.Neg.model_construct(operand=_lower(ctx, sub[0], d), span=span)
+        return m.Neg.fast(operand=_lower(ctx, sub[0], d), span=span)
     if data == "true":
-        return m.Literal_.model_construct(value=True, unit=None, span=span)
+        return m.Literal_.fast(value=True, unit=None, span=span)
     if data == "false":
-        return m.Literal_.model_construct(value=False, unit=None, span=span)
+        return m.Literal_.fast(value=False, unit=None, span=span)
     if data == "risk_ref":
-        return m.Attr.model_construct(root="risk", path=(), span=span)
+        return m.Attr.fast(root="risk", path=(), span=span)
     if data == "path":
         root = str(kids[0])
         path = tuple(key_text(c) for c in kids[1:] if isinstance(c, Tree))
-        return m.Attr.model_construct(root=root, path=path, span=span)
+        return m.Attr.fast(root=root, path=path, span=span)
     if data == "call":
         name_tok = kids[0]
         assert isinstance(name_tok, Token)
@@ -127,10 +127,10 @@ def _lower(ctx: Context, node: Tree[Token] | Token, depth: int) -> m.Expr:
                 help=f"did you mean `{guess}`?" if guess else "built-ins: " + ", ".join(_FUNCTIONS),
             )
             name = "len"
-        return m.Call.model_construct(function=cast("m.FunctionName", name), args=args, span=span)
+        return m.Call.fast(function=cast("m.FunctionName", name), args=args, span=span)
     if data == "list_expr":
         items = tuple(_lower(ctx, c, d) for c in kids if c is not None and _is_arg(c))
-        return m.ListExpr.model_construct(items=items, span=span)
+        return m.ListExpr.fast(items=items, span=span)
     if data == "atom":  # parenthesised expression
         inner = [c for c in kids if c is not None and _is_arg(c)]
         return _lower(ctx, inner[0], d)
@@ -148,17 +148,17 @@ def _is_arg(c: object) -> bool:
 def _token(ctx: Context, tok: Token) -> m.Expr:
     span = ctx.span(tok)
     if tok.type == "STRING":
-        return m.Literal_.model_construct(value=decode_string(ctx, tok) or "", unit=None, span=span)
+        return m.Literal_.fast(value=decode_string(ctx, tok) or "", unit=None, span=span)
     if tok.type == "TIME":
         try:
             minutes = units.parse_time(str(tok))
         except units.UnitError as exc:
             ctx.error(exc.code, str(exc), tok)
             minutes = 0
-        return m.Literal_.model_construct(value=Decimal(minutes), unit="time", span=span)
+        return m.Literal_.fast(value=Decimal(minutes), unit="time", span=span)
     try:
         value, unit = units.read_expression_literal(str(tok))
     except units.UnitError as exc:
         ctx.error(exc.code, str(exc), tok, label="here")
         value, unit = Decimal(0), None
-    return m.Literal_.model_construct(value=value, unit=unit, span=span)
+    return m.Literal_.fast(value=value, unit=unit, span=span)

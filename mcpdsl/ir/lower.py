@@ -296,11 +296,15 @@ def _window(ctx: Context, node: Tree[Token] | None) -> m.TimeWindow | None:
     times = tokens(node, "TIME")
     zone_node = node.children[-1]
     zone = _zone(ctx, zone_node if isinstance(zone_node, Token) else None)
-    try:
-        start, end = units.parse_time(str(times[0])), units.parse_time(str(times[1]))
-    except units.UnitError as exc:
-        ctx.error(exc.code, str(exc), node)
+    minutes = []
+    for tok in times:
+        try:
+            minutes.append(units.parse_time(str(tok)))
+        except units.UnitError as exc:
+            ctx.error(exc.code, str(exc), tok, label="not a time of day")
+    if len(minutes) != 2:
         return None
+    start, end = minutes
     if start == end:
         ctx.error("E0302", "time window is empty", node, label="start equals end")
         return None
@@ -850,18 +854,18 @@ def _entity(ctx: Context, node: Tree[Token]) -> m.EntityPattern:
         node = cast(Tree[Token], node.children[0])
     span = ctx.span(node)
     if node.data == "any_entity":
-        return m.EntityPattern(span=span)
+        return m.EntityPattern.fast(type=None, ids=None, span=span)
     type_tree = cast(Tree[Token], node.children[0])
     etype = cast(Any, str(type_tree.children[0]))
     if node.data == "any_of_type":
-        return m.EntityPattern(type=etype, span=span)
+        return m.EntityPattern.fast(type=etype, ids=None, span=span)
     ids: list[str] = []
     for child in node.children[1:]:
         if isinstance(child, Tree) and child.data == "ref":
             ids.append(".".join(str(t) for t in tokens(child, "NAME")))
         elif isinstance(child, Token) and child.type == "STRING":
             ids.append(ctx.string(child) or "")
-    return m.EntityPattern(type=etype, ids=tuple(ids), span=span)
+    return m.EntityPattern.fast(type=etype, ids=tuple(ids), span=span)
 
 
 def _policy(ctx: Context, decl: Tree[Token]) -> m.Policy | None:
@@ -881,7 +885,9 @@ def _policy(ctx: Context, decl: Tree[Token]) -> m.Policy | None:
                 "E0207",
                 f"duplicate rule id `{lowered.id}`",
                 rule,
+                label="second rule with this id",
                 secondary=((ids[lowered.id], "first rule with this id"),),
+                help="give each rule of a policy its own label",
             )
             continue
         ids[lowered.id] = rule
@@ -959,7 +965,9 @@ def _rule(ctx: Context, rule: Tree[Token], index: int) -> m.Rule | None:
             expr = m.Not(operand=expr, span=ctx.span(cond_tree))
         condition = expr
     rid = str(label) if isinstance(label, Token) else f"{effect_tok!s}-{index}"
-    return m.Rule(
+    # Built without re-validation: every field is typed by construction above,
+    # and rules are the bulk of large trees.
+    return m.Rule.fast(
         id=rid,
         effect=cast(Any, str(effect_tok)),
         principal=principal,

@@ -150,7 +150,7 @@ def resolve(units: list[m.FileUnit], root: str = "") -> tuple[m.Project, list[Di
     for unit in units:
         resolver = _FileResolver(scope, unit, diags)
         for imp in unit.imports:
-            _check_import(imp, scope, diags)
+            _check_import(imp, unit.package, scope, diags)
         for decl in unit.decls:
             if scope.table.get((decl.kind, decl.package, decl.name)) is not decl:  # type: ignore[attr-defined]
                 continue
@@ -180,7 +180,7 @@ def resolve(units: list[m.FileUnit], root: str = "") -> tuple[m.Project, list[Di
     return project, diags
 
 
-def _check_import(imp: m.Import, scope: _Scope, diags: list[Diagnostic]) -> None:
+def _check_import(imp: m.Import, own: str, scope: _Scope, diags: list[Diagnostic]) -> None:
     text = imp.package
     if text.startswith("/") or ".." in text.split("/") or "\\" in text:
         diags.append(
@@ -193,7 +193,7 @@ def _check_import(imp: m.Import, scope: _Scope, diags: list[Diagnostic]) -> None
         )
         return
     if text not in scope.packages:
-        guess = closest(text, scope.packages)
+        guess = closest(text, scope.packages - {own})  # never suggest importing oneself
         diags.append(
             make(
                 "E0403",
@@ -248,6 +248,10 @@ def _bind_entity(
         return pattern
     ids = []
     for ident in pattern.ids:
+        if pattern.type == "service" and "." not in ident:
+            if ("service", r.unit.package, ident) in r.scope.table:
+                ids.append(ident)  # the common case, without building a Ref
+                continue
         if pattern.type == "service":
             pkg, _, name = ident.rpartition(".")
             ref = m.Ref(package=pkg or None, name=name, span=pattern.span)
@@ -268,16 +272,17 @@ def _bind_entity(
                     )
                 )
             ids.append(ident)
+    if tuple(ids) == pattern.ids:
+        return pattern
     return pattern.model_copy(update={"ids": tuple(ids)})
 
 
 def _bind_rule(r: _FileResolver, rule: m.Rule, tools: dict[str, m.Integration]) -> m.Rule:
-    return rule.model_copy(
-        update={
-            "principal": _bind_entity(r, rule.principal, tools),
-            "resource": _bind_entity(r, rule.resource, tools),
-        }
-    )
+    principal = _bind_entity(r, rule.principal, tools)
+    resource = _bind_entity(r, rule.resource, tools)
+    if principal is rule.principal and resource is rule.resource:
+        return rule
+    return rule.model_copy(update={"principal": principal, "resource": resource})
 
 
 def _bind_test(r: _FileResolver, test: m.Test, tools: dict[str, m.Integration]) -> m.Test:

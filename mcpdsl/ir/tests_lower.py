@@ -228,9 +228,17 @@ def lower_test(ctx: Context, decl: Tree[Token]) -> m.Test | None:
 
 def _find(decl: Tree[Token], expectation: m.Expectation) -> Tree[Token] | None:
     for clause in trees(decl):
-        if clause.meta.line == expectation.span.line:  # type: ignore[union-attr]
+        span = ctx_span_line(clause)
+        if span == expectation.span.line:  # type: ignore[union-attr]
             return clause
     return None
+
+
+def ctx_span_line(clause: Tree[Token]) -> int | None:
+    from mcpdsl.syntax.parser import tree_bounds
+
+    bounds = tree_bounds(clause)
+    return bounds[0].line if bounds else None
 
 
 def _ref(ctx: Context, clause: Tree[Token]) -> m.Ref:

@@ -100,7 +100,8 @@ def split(text: str) -> tuple[bool, Decimal, str]:
         raise UnitError(f"`{text}` is not a number", "E0311")
     digits = m.group(2).replace(".", "").lstrip("0")
     if len(digits) > MAX_DIGITS:
-        raise UnitError(f"number `{text[:40]}...` has more than {MAX_DIGITS} digits", "E0109")
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise UnitError(f"number `{shown}` has more than {MAX_DIGITS} digits", "E0109")
     try:
         value = Decimal(m.group(2))
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only digits

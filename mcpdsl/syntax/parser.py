@@ -69,7 +69,6 @@ def parser() -> Lark:
         parser="lalr",
         lexer="contextual",
         start=["start", "item", "package_decl"],
-        propagate_positions=True,
         maybe_placeholders=True,
     )
     try:
@@ -132,9 +131,16 @@ def decode(path: str, data: bytes) -> tuple[SourceFile | None, list[Diagnostic]]
     return SourceFile(path, text), []
 
 
+def display_text(data: bytes) -> str:
+    """Undecodable input as text for snippets: one U+FFFD per undecodable byte."""
+    return data.decode("utf-8", errors="replace")
+
+
 def _binary_error(path: str, data: bytes, offset: int) -> Diagnostic:
     line = data.count(b"\n", 0, offset) + 1
-    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    # Columns count characters, as everywhere else (the prefix decodes cleanly).
+    column = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
     return make(
         "E0105",
         "file is not valid UTF-8 text",
@@ -147,6 +153,8 @@ def _binary_error(path: str, data: bytes, offset: int) -> Diagnostic:
 def parse_source(source: SourceFile) -> ParsedFile:
     """Parse one file; never raises for bad input."""
     result = ParsedFile(source)
+    if _too_deep(source.text):  # recovery reports it, before any stage recurses
+        return _parse_with_recovery(source)
     try:
         tree = parser().parse(source.text, start="start")
     except UnexpectedInput:
@@ -157,6 +165,27 @@ def parse_source(source: SourceFile) -> ParsedFile:
 
 
 # ------------------------------------------------------------------ recovery
+
+_DELIMITERS = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[{}()\[\]]')
+
+
+def _too_deep(text: str) -> bool:
+    """Whether brackets nest deeper than MAX_NESTING (strings and comments skipped).
+
+    LALR parsing is iterative, but later stages walk trees recursively; the limit
+    is enforced here, for every file, so that no stage ever meets a deeper tree.
+    """
+    depth = 0
+    for m in _DELIMITERS.finditer(text):
+        tok = m.group()
+        if tok in _OPEN:
+            depth += 1
+            if depth > MAX_NESTING:
+                return True
+        elif tok in _CLOSE:
+            depth = max(0, depth - 1)
+    return False
+
 
 _SCAN = re.compile(
     r'"(?:[^"\\\n]|\\.)*"?'  # strings, possibly unterminated
@@ -177,6 +206,7 @@ class _Chunk:
     end: int
     keyword: str
     too_deep: tuple[int, int] | None = None
+    unclosed: bool = False
 
 
 def _chunks(source: SourceFile, diags: list[Diagnostic]) -> list[_Chunk]:
@@ -197,6 +227,8 @@ def _chunks(source: SourceFile, diags: list[Diagnostic]) -> list[_Chunk]:
                 delim, dl, dc = stack[0]
                 diags.append(_unclosed(source.path, delim, dl, dc, line, col))
                 stack.clear()
+                if current is not None:
+                    current.unclosed = True
             if current is not None:
                 current.end = m.start()
             current = _Chunk(m.start(), len(text), tok)
@@ -212,29 +244,68 @@ def _chunks(source: SourceFile, diags: list[Diagnostic]) -> list[_Chunk]:
         elif tok in _CLOSE:
             if stack and stack[-1][0] == _CLOSE[tok]:
                 stack.pop()
-            elif not stack:
+                continue
+            opener = next(
+                (i for i in range(len(stack) - 1, -1, -1) if stack[i][0] == _CLOSE[tok]), None
+            )
+            if opener is not None:  # closes an outer delimiter: the inner ones are unclosed
+                delim, dl, dc = stack[opener + 1]
+                diags.append(
+                    _unclosed(
+                        source.path,
+                        delim,
+                        dl,
+                        dc,
+                        line,
+                        col,
+                        f"`{tok}` closes an outer `{_CLOSE[tok]}` here",
+                    )
+                )
+                del stack[opener:]
+            elif stack:
+                delim, dl, dc = stack[-1]
+                diags.append(
+                    make(
+                        "E0104",
+                        f"mismatched closing delimiter `{tok}`",
+                        Span.point(source.path, line, col),
+                        label=f"does not close `{delim}`",
+                        secondary=[
+                            Label(span=Span.point(source.path, dl, dc), message="opened here")
+                        ],
+                        help=f"close it with `{_OPEN[delim]}`",
+                    )
+                )
+            else:
                 diags.append(
                     make(
                         "E0104",
                         f"unexpected closing delimiter `{tok}`",
                         Span.point(source.path, line, col),
                         label="no matching opening delimiter",
+                        help=f"remove the `{tok}`",
                     )
                 )
     if stack:
         delim, dl, dc = stack[0]
         diags.append(_unclosed(source.path, delim, dl, dc, None, None))
+        if current is not None:
+            current.unclosed = True
     return chunks
 
 
 def _unclosed(
-    path: str, delim: str, line: int, col: int, at_line: int | None, at_col: int | None
+    path: str,
+    delim: str,
+    line: int,
+    col: int,
+    at_line: int | None,
+    at_col: int | None,
+    at_message: str = "next declaration starts here",
 ) -> Diagnostic:
     secondary = []
     if at_line is not None and at_col is not None:
-        secondary.append(
-            Label(span=Span.point(path, at_line, at_col), message="next declaration starts here")
-        )
+        secondary.append(Label(span=Span.point(path, at_line, at_col), message=at_message))
     return make(
         "E0104",
         f"unclosed delimiter `{delim}`",
@@ -249,6 +320,10 @@ def _parse_with_recovery(source: SourceFile) -> ParsedFile:
     result = ParsedFile(source)
     diags = result.diagnostics
     chunks = _chunks(source, diags)
+    # A parse error at a stray closing delimiter, or at the end of a declaration
+    # whose delimiter is unclosed, only repeats the delimiter error: drop it.
+    stray = {(d.span.line, d.span.column) for d in diags if d.span is not None}
+    stray |= {(lb.span.line, lb.span.column) for d in diags for lb in d.secondary}
     text = source.text
     p = parser()
     for index, chunk in enumerate(chunks):
@@ -260,6 +335,7 @@ def _parse_with_recovery(source: SourceFile) -> ParsedFile:
                     f"brackets nest more than {MAX_NESTING} levels deep",
                     Span.point(source.path, line, col),
                     label="too deep here",
+                    help="flatten the expression or value; no policy needs this depth",
                 )
             )
             continue
@@ -277,7 +353,9 @@ def _parse_with_recovery(source: SourceFile) -> ParsedFile:
         try:
             tree = p.parse(TextSlice(text, chunk.start, chunk.end), start=start)
         except UnexpectedInput as exc:
-            diags.append(syntax_error(source, exc))
+            at_end = isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
+            if not (chunk.unclosed and at_end) and (exc.line, exc.column) not in stray:
+                diags.append(syntax_error(source, exc))
             continue
         if start == "package_decl":
             if result.package is None and index == 0:
@@ -289,6 +367,7 @@ def _parse_with_recovery(source: SourceFile) -> ParsedFile:
                         "a file has one package declaration, at its start",
                         _tree_span(source.path, tree),
                         label="second package declaration",
+                        help="move the declarations of another package into a file of their own",
                     )
                 )
         else:
@@ -312,9 +391,37 @@ def _first_token_span(source: SourceFile, offset: int) -> Span:
     return Span.point(source.path, line, col)
 
 
+def tree_bounds(tree: Tree[Token]) -> tuple[Token, Token] | None:
+    """The first and last token of a subtree.
+
+    Positions are not propagated to every tree node by the parser (that costs
+    a third of parse time); spans of subtrees are derived on demand from their
+    edge tokens, which always carry positions.
+    """
+    first = _edge(tree, 0)
+    last = _edge(tree, -1)
+    if first is None or last is None:
+        return None
+    return first, last
+
+
+def _edge(node: Tree[Token] | Token | None, index: int) -> Token | None:
+    while isinstance(node, Tree):
+        children = [c for c in node.children if c is not None]
+        if not children:
+            return None
+        node = children[0] if index == 0 else children[-1]
+    return node
+
+
 def _tree_span(path: str, tree: Tree[Token]) -> Span:
-    meta = tree.meta
-    return Span.make(path, meta.line, meta.column, meta.end_line, meta.end_column)
+    bounds = tree_bounds(tree)
+    if bounds is None:
+        return Span.point(path, 1, 1)
+    first, last = bounds
+    return Span.make(
+        path, first.line or 1, first.column or 1, last.end_line or 1, last.end_column or 1
+    )
 
 
 # ----------------------------------------------------------- error messages
@@ -363,7 +470,8 @@ def _describe_token(token: Token) -> str:
     text = str(token)
     if len(text) > 40:
         text = text[:37] + "..."
-    if token.type in keyword_terminals():
+    # The contextual lexer reads a keyword as a name where no keyword is acceptable.
+    if token.type in keyword_terminals() or str(token) in keyword_terminals().values():
         return f"keyword `{text}`"
     kind = {"NAME": "name", "STRING": "string", "NUMBER": "number", "QUANTITY": "value"}.get(
         token.type, ""
@@ -378,6 +486,16 @@ def syntax_error(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
         line, col = exc.line, exc.column
         char = source.line(line)[col - 1 : col] or "?"
         if char == '"':
+            escape = _bad_escape(source.line(line), col - 1)
+            if escape is not None:
+                return make(
+                    "E0311",
+                    f"invalid escape `{escape[1]}` in string",
+                    Span.point(path, line, escape[0] + 1, len(escape[1])),
+                    label="not a JSON escape",
+                    help='valid escapes are `\\"`, `\\\\`, `\\/`, `\\b`, `\\f`, `\\n`, `\\r`, '
+                    "`\\t` and `\\uXXXX`; write `\\\\` for a backslash",
+                )
             return make(
                 "E0103",
                 "unterminated string",
@@ -385,16 +503,19 @@ def syntax_error(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
                 label="string starts here and is not closed on this line",
                 help='close the string with `"`; write `\\n` for a line break inside it',
             )
+        shown = char if char.isprintable() else f"U+{ord(char):04X}"
         return make(
             "E0102",
-            f"invalid character `{char}`",
+            f"invalid character `{shown}`",
             Span.point(path, line, col),
             label="not part of any token",
             help=_char_help(char),
         )
     assert isinstance(exc, UnexpectedToken)
     token = exc.token
-    expected = set(exc.expected) if exc.expected else set()
+    # `accepts` tries each terminal (exact); `expected` is the LALR state's
+    # lookahead set, which after a reduction-ready token names far too much.
+    expected = set(exc.accepts or exc.expected or ())
     expected_text = describe_expected(expected) if expected else "something else"
     keywords = keyword_terminals()
     if token.type == "$END":
@@ -427,6 +548,27 @@ def syntax_error(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
         help=help_text,
         notes=notes,
     )
+
+
+_LENIENT_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+_GOOD_ESCAPE = re.compile(r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})')
+
+
+def _bad_escape(line: str, start: int) -> tuple[int, str] | None:
+    """The first invalid escape (offset, text) of a closed string starting at `start`."""
+    closed = _LENIENT_STRING.match(line, start)
+    if closed is None:
+        return None
+    index = start + 1
+    while index < closed.end() - 1:
+        if line[index] == "\\":
+            good = _GOOD_ESCAPE.match(line, index)
+            if good is None:
+                return index, line[index : index + 2]
+            index = good.end()
+        else:
+            index += 1
+    return None  # e.g. a raw carriage return inside the quotes
 
 
 def _char_help(char: str) -> str | None:
