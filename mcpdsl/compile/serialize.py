@@ -52,9 +52,9 @@ def dump_yaml(doc: dict[str, Any] | list[dict[str, Any]]) -> bytes:
 
 
 def dump_json(doc: Any) -> bytes:
-    return (
-        json.dumps(_plain(doc), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-    ).encode("utf-8")
+    return (json.dumps(_plain(doc), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode(
+        "utf-8"
+    )
 
 
 def decimal_str(value: Decimal) -> str:

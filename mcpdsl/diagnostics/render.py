@@ -23,6 +23,9 @@ _COLOURS = {
     "reset": "\x1b[0m",
 }
 _MAX_SNIPPET = 160  # columns of a source line shown; megabyte lines are clipped
+# Control characters are drawn as their Unicode pictures (one column each), so
+# that a policy file cannot send escape sequences to the reader's terminal.
+_PICTURES = {c: 0x2400 + c for c in range(0x20) if c != 0x09} | {0x7F: 0x2421}
 
 
 class _Paint:
@@ -99,13 +102,17 @@ def _snippet(
         if previous is not None and number > previous + 1:
             out.append(paint("blue", "..."))
         previous = number
-        text = line_of(number).expandtabs(4)
-        clipped = text[:_MAX_SNIPPET] + (" ..." if len(text) > _MAX_SNIPPET else "")
+        raw = line_of(number)
+        # Clip before expanding tabs: expansion only widens, and a megabyte line
+        # must not be copied once per diagnostic.
+        text = raw[: _MAX_SNIPPET + 1].expandtabs(4).translate(_PICTURES)
+        long = len(text) > _MAX_SNIPPET or len(raw) > _MAX_SNIPPET + 1
+        clipped = text[:_MAX_SNIPPET] + (" ..." if long else "")
         out.append(f"{str(number).rjust(width)} {paint('blue', '|')} {clipped}")
         for span, message, primary in sorted(by_line[number], key=lambda x: x[0].column):
-            start = min(span.column - 1, _MAX_SNIPPET)
+            start = min(_width(raw, span.column), _MAX_SNIPPET)
             if span.end_line == span.line:
-                length = max(1, span.end_column - span.column)
+                length = max(1, _width(raw, span.end_column) - start)
             else:
                 length = max(1, len(text) - start)
             length = min(length, _MAX_SNIPPET + 4 - start)
@@ -116,6 +123,11 @@ def _snippet(
                 f"{' ' * width} {paint('blue', '|')} {' ' * start}{paint(style, mark + tail)}"
             )
     return out
+
+
+def _width(raw: str, column: int) -> int:
+    """Display columns before the 1-based `column`, tabs expanded (exact up to the clip)."""
+    return len(raw[: max(0, min(column - 1, _MAX_SNIPPET + 5))].expandtabs(4))
 
 
 def to_json_obj(d: Diagnostic) -> dict[str, object]:

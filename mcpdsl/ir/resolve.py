@@ -248,10 +248,10 @@ def _bind_entity(
         return pattern
     ids = []
     for ident in pattern.ids:
-        if pattern.type == "service" and "." not in ident:
-            if ("service", r.unit.package, ident) in r.scope.table:
-                ids.append(ident)  # the common case, without building a Ref
-                continue
+        local = ("service", r.unit.package, ident)
+        if pattern.type == "service" and "." not in ident and local in r.scope.table:
+            ids.append(ident)  # the common case, without building a Ref
+            continue
         if pattern.type == "service":
             pkg, _, name = ident.rpartition(".")
             ref = m.Ref(package=pkg or None, name=name, span=pattern.span)
