@@ -66,6 +66,7 @@ def build_command(path: str, out: str, target: str | None, quiet: bool) -> None:
 
 def _print_summary(result, out: str) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False, soft_wrap=True)
@@ -87,7 +88,7 @@ def _print_summary(result, out: str) -> None:  # type: ignore[no-untyped-def]
         rules.add_column("target")
         rules.add_column("enforced by")
         for e in result.enforcement:
-            rules.add_row(e.rule, e.target, e.where)
+            rules.add_row(escape(e.rule), escape(e.target), escape(e.where))
         console.print(rules)
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {escape(note)}")

@@ -8,6 +8,7 @@ user strings can never break out of their value (the serialiser escapes them).
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +29,27 @@ class _Dumper(yaml.SafeDumper):
     """Safe YAML with block style and multi-line strings kept readable."""
 
 
+# Scalars that some YAML reader (YAML 1.1 as in PyYAML and go-yaml v2, or the
+# YAML 1.2 core schema) would read as something other than a string.  Such
+# strings are always double-quoted so that kubectl reads back exactly the text.
+_NOT_A_STRING = re.compile(
+    r"""^(?:
+        [-+]?(?:[0-9][0-9_]*)?\.?[0-9_]*(?:[eE][-+]?[0-9]+)?   # ints, floats, 1e3, +1e5
+      | [-+]?0[xX][0-9a-fA-F_]+ | [-+]?0[oO]?[0-7_]+ | [-+]?0[bB][01_]+
+      | [-+]?\.(?:inf|Inf|INF) | \.(?:nan|NaN|NAN)
+      | [0-9]+(?::[0-5]?[0-9])+(?:\.[0-9_]*)?               # sexagesimal (YAML 1.1)
+      | ~ | null | Null | NULL
+      | [yY] | yes | Yes | YES | [nN] | no | No | NO
+      | true | True | TRUE | false | False | FALSE | on | On | ON | off | Off | OFF
+      | <<
+    )$""",
+    re.VERBOSE,
+)
+
+
 def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    if data and _NOT_A_STRING.match(data):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style='"')
     style = "|" if "\n" in data and data.isprintable() is False and "\r" not in data else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 

@@ -196,7 +196,7 @@ _TABLE: tuple[Code, ...] = (
         _E,
         "unknown attribute root",
         "Attribute paths start with `principal`, `resource`, `source`, `request`,\n"
-        "`context`, `now` or `risk` in conditions, and with `$` in integration mappings.\n",
+        "`context`, `now`, `action` or `risk` in conditions, and with `$` in integration mappings.\n",
     ),
     Code(
         "E0307",

@@ -444,6 +444,14 @@ def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
     expected = ctx.count(_value(c.one("expected_clause")), 0, 100000)
     if bounds is None:
         return None
+    if expected is not None and not bounds[0] <= expected <= bounds[1]:
+        ctx.error(
+            "E0303",
+            f"expected replicas `{expected}` lie outside `replicas {bounds[0]}..{bounds[1]}`",
+            _value(c.one("expected_clause")),
+            label="outside the scaling range",
+        )
+        expected = None
     target_ref = _ref(ctx, child_tree(decl, "ref"))
     assert target_ref is not None
     return m.Scale(
@@ -1002,7 +1010,7 @@ def _integration(ctx: Context, decl: Tree[Token]) -> m.Integration | None:
     if call is not None and method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"):
         ctx.error("E0204", f"unknown HTTP method `{method}`", _value(call, 0))
     if url is not None and not (url.startswith("https://") or url.startswith("http://")):
-        ctx.error("E0206", "the call URL must start with http:// or https://", _value(call, 1))
+        ctx.error("E0206", "the call URL must start with `http://` or `https://`", _value(call, 1))
         url = None
     timeout = _positive(
         ctx,

@@ -9,12 +9,14 @@ does not import, and declarations that claim the same thing.  Returns a
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, TypeVar
 
 from mcpdsl.diagnostics import Diagnostic, Label, make
 from mcpdsl.ir import model as m
 from mcpdsl.source import Span
 from mcpdsl.syntax.parser import closest
+
+D = TypeVar("D", bound=m.Decl)
 
 _KIND_WORD = {
     "service": "service",
@@ -124,7 +126,9 @@ def resolve(units: list[m.FileUnit], root: str = "") -> tuple[m.Project, list[Di
                         "E0406",
                         f"tool `{decl.tool}` is exposed by two integrations",
                         decl.span,
+                        label="second integration exposing it",
                         secondary=_labels((tools[decl.tool].span, "also exposed here")),
+                        help="tool names are unique in a tree; rename one of them",
                     )
                 )
             else:
@@ -291,6 +295,7 @@ def _bind_test(r: _FileResolver, test: m.Test, tools: dict[str, m.Integration]) 
         service = r.ref(test.scale.service, "service")
         if service is not None:
             update["scale"] = test.scale.model_copy(update={"service": service})
+            _check_scale_given(r, test.scale, service)
     if test.route is not None:
         gateway = r.ref(test.route.gateway, "gateway")
         if gateway is not None:
@@ -311,17 +316,84 @@ def _bind_test(r: _FileResolver, test: m.Test, tools: dict[str, m.Integration]) 
         for side in ("principal", "resource"):
             entity = test.request[side]
             if entity["type"] == "tool" and entity["id"] not in tools:
+                guess = closest(entity["id"], tools)
                 r.diags.append(
-                    make("E0402", f"unknown tool `{entity['id']}`", test.span, label="in this test")
+                    make(
+                        "E0402",
+                        f"unknown tool `{entity['id']}` in test request",
+                        test.span,
+                        label="in this test",
+                        help=f'did you mean "{guess}"?' if guess else None,
+                    )
                 )
+            elif entity["type"] == "service":
+                _check_test_service(r, entity["id"], test)
     return test.model_copy(update=update)
+
+
+def _check_test_service(r: _FileResolver, ident: str, test: m.Test) -> None:
+    """A test request naming a service that does not exist would pass by default deny."""
+    names = {n for (k, _, n) in r.scope.table if k == "service"}
+    name = ident.rpartition(".")[2]
+    if name in names:
+        return
+    guess = closest(name, names)
+    r.diags.append(
+        make(
+            "E0402",
+            f"unknown service `{ident}` in test request",
+            test.span,
+            label="in this test",
+            help=f"did you mean `{guess}`?" if guess else "declare the service or fix the name",
+        )
+    )
+
+
+def _check_scale_given(r: _FileResolver, given: m.ScaleGiven, service: m.Ref) -> None:
+    """`given scale` needs a `scale` block, and its metrics must be the block's targets."""
+    scale = r.scope.table.get(("scale", service.package or "", service.name))
+    if scale is None:
+        r.diags.append(
+            make(
+                "E0208",
+                f"service `{service.name}` has no `scale` block to test",
+                given.span,
+                help=f"add `scale {service.name} {{ ... }}` or test another service",
+            )
+        )
+        return
+    assert isinstance(scale, m.Scale)
+    known = {t.name if t.metric == "pods" else t.metric for t in scale.targets}
+    for metric in given.metrics:
+        if metric not in known:
+            guess = closest(metric, known)
+            r.diags.append(
+                make(
+                    "E0208",
+                    f"`scale {service.name}` has no target `{metric}`",
+                    given.span,
+                    label="metric not scaled on",
+                    help=f"did you mean `{guess}`?"
+                    if guess
+                    else "targets: " + ", ".join(f"`{k}`" for k in sorted(known)),
+                )
+            )
+
+
+def _in_source_order(decls: tuple[D, ...]) -> list[D]:
+    """Declarations as written (the project sorts by name): "first" means first in the files."""
+
+    def key(d: D) -> tuple[str, int, int]:
+        return (d.span.file, d.span.line, d.span.column) if d.span else ("", 0, 0)
+
+    return sorted(decls, key=key)
 
 
 def _check_conflicts(project: m.Project, diags: list[Diagnostic]) -> None:
     services = {(s.package, s.name): s for s in project.services}
     for kind, decls in (("scale", project.scales), ("balance", project.balances)):
         seen: dict[tuple[str | None, str], m.Decl] = {}
-        for decl in decls:
+        for decl in _in_source_order(decls):
             key = (decl.service.package, decl.service.name)  # type: ignore[attr-defined]
             if key in seen:
                 diags.append(
@@ -329,22 +401,27 @@ def _check_conflicts(project: m.Project, diags: list[Diagnostic]) -> None:
                         "E0406",
                         f"service `{decl.service}` has two `{kind}` blocks",  # type: ignore[attr-defined]
                         decl.span,
+                        label=f"second `{kind}` block",
                         secondary=_labels((seen[key].span, "first one here")),
+                        help="merge them into one block",
                     )
                 )
             seen[key] = decl
     ports: dict[int, m.Gateway] = {}
-    for gw in project.gateways:
+    for gw in _in_source_order(project.gateways):
         if gw.port in ports:
             diags.append(
                 make(
                     "E0406",
                     f"gateways `{ports[gw.port].name}` and `{gw.name}` both listen on {gw.port}",
                     gw.span,
+                    label=f"second gateway on {gw.port}",
                     secondary=_labels((ports[gw.port].span, "first gateway")),
+                    help="give each gateway its own `listen` port",
                 )
             )
-        ports[gw.port] = gw
+        else:
+            ports[gw.port] = gw
     scaled = {(s.service.package, s.service.name) for s in project.scales}
     balanced = {(b.service.package, b.service.name) for b in project.balances}
     for key, svc in sorted(services.items()):

@@ -12,7 +12,7 @@ from mcpdsl.ir import units
 from mcpdsl.ir.common import Context, child_tree, first_token, key_text, tokens, trees
 from mcpdsl.ir.settings import SettingsReader
 
-REQUEST_ROOTS = ("principal", "resource", "request", "source", "context")
+REQUEST_ROOTS = ("principal", "resource", "request", "source", "context", "now")
 
 _GIVEN_FOR = {
     "decision": "request",
@@ -35,12 +35,12 @@ def literal(ctx: Context, node: Tree[Token] | Token) -> Any:
     if isinstance(node, Token):
         if node.type == "STRING":
             return ctx.string(node)
-        if node.type == "TIME":
-            return units.parse_time(str(node))
         try:
+            if node.type == "TIME":
+                return units.parse_time(str(node))
             value, _ = units.read_expression_literal(str(node))
         except units.UnitError as exc:
-            ctx.error(exc.code, str(exc), node)
+            ctx.error(exc.code, str(exc), node, help=exc.help)
             return None
         return json_number(value)
     if node.data == "true":
@@ -146,10 +146,12 @@ def lower_test(ctx: Context, decl: Tree[Token]) -> m.Test | None:
             at = ctx.string(at_node) if at_node is not None else None
             metrics: dict[str, Decimal] = {}
             for key, _setting, value in reader.unread():
+                # cpu and memory are utilisations (`95%`); other metrics are
+                # per-pod averages, but a percent is accepted for them too.
                 if key in ("cpu", "memory"):
                     metrics[key] = cast(Decimal, ctx.read(value, units.read_percent))
                 else:
-                    metrics[key] = cast(Decimal, ctx.read(value, units.read_number))
+                    metrics[key] = cast(Decimal, ctx.read(value, units.read_ratio))
             givens.append(("scale", clause))
             if replicas is not None:
                 scale = m.ScaleGiven(

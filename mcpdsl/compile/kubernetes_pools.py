@@ -1,0 +1,196 @@
+"""Pools: quotas -> ResourceQuota, tiers -> PriorityClass, reservations -> balloon Deployments.
+
+Kubernetes has no object that *reserves* capacity for one workload.  A
+ResourceQuota caps a namespace; it reserves nothing.  The closest honest
+realisation of `reserve SERVICE { ... }` is headroom: a "balloon" Deployment
+of pause pods at a negative priority that holds the reserved requests on the
+pool's nodes (so the cluster autoscaler keeps that capacity) and is preempted
+by any real pod that needs the room.  It is headroom for the pool, not an
+exclusive reservation for the named service; the README says so.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+from mcpdsl.compile.kubernetes_common import (
+    GPU_RESOURCE,
+    cpu_quantity,
+    memory_quantity,
+    metadata,
+    pod_metadata,
+    resources,
+    selector,
+    source_of,
+)
+from mcpdsl.compile.kubernetes_index import (
+    BALLOON_CLASS,
+    BALLOON_PRIORITY,
+    RESERVATIONS_KEY,
+    TIER_PRIORITY,
+    Index,
+    pool_tier,
+)
+from mcpdsl.compile.kubernetes_workloads import Placement, apply_placement
+from mcpdsl.ir import model as m
+
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+QUOTA_COMPONENT = "quota"
+BALLOON_COMPONENT = "balloon"
+PRIORITY_COMPONENT = "priority"
+
+
+def quota_hard(res: m.Resources) -> dict[str, str]:
+    """`spec.hard` of a team quota; a zero (or absent) amount is not limited.
+
+    Both requests and limits are capped because every pod this target emits
+    sets limits equal to requests.  Extended resources (GPUs) can only be
+    quota'd by request.
+    """
+    hard: dict[str, str] = {}
+    if res.cpu > 0:
+        hard["requests.cpu"] = hard["limits.cpu"] = cpu_quantity(res.cpu)
+    if res.memory > 0:
+        hard["requests.memory"] = hard["limits.memory"] = memory_quantity(res.memory)
+    if res.gpu > 0:
+        hard[f"requests.{GPU_RESOURCE}"] = str(res.gpu)
+    return hard
+
+
+def resource_quota(index: Index, pool: m.Pool, position: int) -> dict[str, Any]:
+    """v1 ResourceQuota of one `quota team "T" { ... }` in the team's namespace."""
+    quota = pool.quotas[position]
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": metadata(
+            index.quota_name(pool, position),
+            package=pool.package,
+            component=QUOTA_COMPONENT,
+            namespace=index.namespace(quota.team),
+            source=source_of(quota.span or pool.span),
+            annotations={"mcpdsl.io/pool": pool.qualified, "mcpdsl.io/team": quota.team},
+        ),
+        "spec": {"hard": quota_hard(quota.resources)},
+    }
+
+
+def tier_priority(tier: str) -> int | None:
+    """The PriorityClass value of a tier, None for a tier not in the table."""
+    return TIER_PRIORITY.get(tier.lower())
+
+
+def priority_class(index: Index, pool: m.Pool, notes: list[str]) -> dict[str, Any]:
+    """scheduling.k8s.io/v1 PriorityClass of a pool's tier (batch never preempts)."""
+    tier = pool_tier(pool)
+    value = tier_priority(tier)
+    if value is None:
+        notes.append(
+            f"kubernetes: pool tier `{tier}` is not in the priority table; it gets the "
+            f"default priority {TIER_PRIORITY['default']}"
+        )
+        value = TIER_PRIORITY["default"]
+    return {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "description": f"mcpdsl pool tier {tier}",
+        "globalDefault": False,
+        "metadata": metadata(
+            index.priority_class(pool),
+            package=pool.package,
+            component=PRIORITY_COMPONENT,
+            source=source_of(pool.span),
+        ),
+        "preemptionPolicy": "Never" if tier.lower() == "batch" else "PreemptLowerPriority",
+        "value": value,
+    }
+
+
+def balloon_class(package: str) -> dict[str, Any]:
+    """The negative, non-preempting priority of balloon pods: anything evicts them."""
+    return {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "description": "mcpdsl reservation headroom (pause pods any workload may preempt)",
+        "globalDefault": False,
+        "metadata": metadata(BALLOON_CLASS, package=package, component=PRIORITY_COMPONENT),
+        "preemptionPolicy": "Never",
+        "value": BALLOON_PRIORITY,
+    }
+
+
+def split(res: m.Resources, node: m.NodeShape) -> tuple[int, m.Resources] | None:
+    """Pods needed so that no balloon pod is larger than a node, and each pod's share.
+
+    None when the reservation asks for GPUs the pool's nodes do not have.
+    """
+    if res.gpu > 0 and node.gpu == 0:
+        return None
+    counts = [1]
+    if res.cpu > 0:
+        counts.append(math.ceil(res.cpu / node.cpu))
+    if res.memory > 0:
+        counts.append(math.ceil(res.memory / node.memory))
+    if res.gpu > 0:
+        counts.append(math.ceil(res.gpu / node.gpu))
+    pods = max(counts)
+    share = m.Resources(
+        cpu=Decimal(math.ceil(res.cpu * 1000 / pods)) / 1000,
+        memory=math.ceil(res.memory / pods),
+        gpu=math.ceil(res.gpu / pods),
+    )
+    return pods, share
+
+
+def balloon(index: Index, pool: m.Pool, position: int, notes: list[str]) -> dict[str, Any] | None:
+    """apps/v1 Deployment of pause pods holding a reservation's requests on the pool."""
+    reservation = pool.reservations[position]
+    if reservation.resources == m.Resources():
+        return None
+    parts = split(reservation.resources, pool.node)
+    if parts is None:
+        notes.append(
+            f"kubernetes: reservation for `{reservation.service}` in pool `{pool.qualified}` "
+            "asks for GPUs its nodes do not have; no balloon emitted"
+        )
+        return None
+    pods, share = parts
+    name = index.balloon_name(pool, position)
+    service = index.service_ref(reservation.service)
+    container: dict[str, Any] = {"image": PAUSE_IMAGE, "name": "pause"}
+    container["resources"] = resources(share.cpu, share.memory, share.gpu)
+    placement = Placement(
+        regions=pool.regions,
+        pool=index.pool_names[pool.qualified],
+        tolerate_pool=pool.node.gpu > 0,
+        priority_class=BALLOON_CLASS,
+    )
+    pod_spec = apply_placement(
+        {"containers": [container], "terminationGracePeriodSeconds": 0}, placement, None
+    )
+    annotations = {
+        "mcpdsl.io/pool": pool.qualified,
+        "mcpdsl.io/reserved-for": f"{service.qualified}",
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(
+            name,
+            package=pool.package,
+            component=BALLOON_COMPONENT,
+            namespace=index.namespace(RESERVATIONS_KEY),
+            source=source_of(reservation.span or pool.span),
+            annotations=annotations,
+        ),
+        "spec": {
+            "replicas": pods,
+            "selector": {"matchLabels": selector(name, BALLOON_COMPONENT)},
+            "template": {
+                "metadata": pod_metadata(name, package=pool.package, component=BALLOON_COMPONENT),
+                "spec": pod_spec,
+            },
+        },
+    }
