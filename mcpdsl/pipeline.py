@@ -64,7 +64,14 @@ def find_files(path: Path) -> tuple[Path, list[Path]]:
             if name.endswith(SUFFIX):
                 files.append(Path(dirpath) / name)
     if not files:
-        raise InputError(make("E0501", f"no `{SUFFIX}` files under `{path}`", None))
+        raise InputError(
+            make(
+                "E0501",
+                f"no `{SUFFIX}` files under `{path}`",
+                None,
+                help=f"policy files end in `{SUFFIX}`; pass the directory that holds them",
+            )
+        )
     files.sort(key=lambda p: p.relative_to(path).as_posix())
     return path, files
 

@@ -38,8 +38,11 @@ def emit_diagnostics(
     elif fmt == "sarif":
         click.echo(render_sarif(diagnostics, version=__version__), nl=False)
     else:
-        text = render_human(diagnostics, sources, colour=use_colour())
+        colour = use_colour()
+        text = render_human(diagnostics, sources, colour=colour)
         if text:
-            click.echo(text)
+            # click strips ANSI codes when stdout is not a terminal; FORCE_COLOR
+            # asks for them anyway, so say explicitly what was decided.
+            click.echo(text, color=colour)
         if summary:
             click.echo(summary_line(diagnostics))

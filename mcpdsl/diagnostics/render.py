@@ -63,18 +63,26 @@ def _render_one(d: Diagnostic, sources: SourceMap, paint: _Paint) -> str:
     out = [f"{paint(sev, f'{sev}[{d.code}]')}{paint('bold', ': ' + d.message)}"]
     if d.span is not None:
         labels = [(d.span, d.label, True)] + [(s.span, s.message, False) for s in d.secondary]
-        same_file = [lb for lb in labels if lb[0].file == d.span.file]
-        width = len(str(max(lb[0].end_line for lb in same_file)))
+        width = len(str(max(lb[0].end_line for lb in labels)))
         gutter = " " * width
-        out.append(f"{gutter}{paint('blue', '-->')} {d.span.file}:{d.span.line}:{d.span.column}")
-        source = sources.get(d.span.file)
-        if source is not None:
+        # The primary span's file first (`-->`), then each other file (`:::`), as rustc does.
+        others = sorted({lb[0].file for lb in labels} - {d.span.file})
+        for file in (d.span.file, *others):
+            group = [lb for lb in labels if lb[0].file == file]
+            head = d.span
+            if file != d.span.file:
+                head = min((s for s, _, _ in group), key=lambda s: (s.line, s.column))
+            arrow = paint("blue", "-->" if file == d.span.file else ":::")
+            out.append(f"{gutter}{arrow} {head.file}:{head.line}:{head.column}")
+            source = sources.get(file)
+            if source is None:
+                out.extend(
+                    f"{gutter} {paint('blue', '=')} {s}: {msg}" for s, msg, _ in group if msg
+                )
+                continue
             out.append(f"{gutter} {paint('blue', '|')}")
-            out.extend(_snippet(source.line, same_file, width, paint, sev))
+            out.extend(_snippet(source.line, group, width, paint, sev))
             out.append(f"{gutter} {paint('blue', '|')}")
-        for span, message, _ in labels:
-            if span.file != d.span.file:
-                out.append(f"{gutter}{paint('blue', '-->')} {span}: {message}")
         indent = f"{gutter} {paint('blue', '=')} "
     else:
         indent = "  = "

@@ -89,7 +89,7 @@ class Context:
         try:
             return reader(str(token))
         except units.UnitError as exc:
-            self.error(exc.code, str(exc), token, label=_label_for(exc.code))
+            self.error(exc.code, str(exc), token, label=label_for(exc.code), help=exc.help)
             return None
 
     def string(self, token: Node | None) -> str | None:
@@ -154,7 +154,7 @@ def _reader_kind(reader: Callable[[str], Any]) -> str:
     return f"{probe.name} like `{probe.example}`"
 
 
-def _label_for(code: str) -> str:
+def label_for(code: str) -> str:
     return {"E0301": "wrong unit", "E0304": "ambiguous unit", "E0109": "too large"}.get(
         code, "invalid value"
     )

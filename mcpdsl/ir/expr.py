@@ -9,7 +9,7 @@ from lark import Token, Tree
 
 from mcpdsl.ir import model as m
 from mcpdsl.ir import units
-from mcpdsl.ir.common import Context, decode_string, key_text
+from mcpdsl.ir.common import Context, decode_string, key_text, label_for
 
 MAX_DEPTH = 100
 
@@ -153,12 +153,12 @@ def _token(ctx: Context, tok: Token) -> m.Expr:
         try:
             minutes = units.parse_time(str(tok))
         except units.UnitError as exc:
-            ctx.error(exc.code, str(exc), tok)
+            ctx.error(exc.code, str(exc), tok, label="not a time of day")
             minutes = 0
         return m.Literal_.fast(value=Decimal(minutes), unit="time", span=span)
     try:
         value, unit = units.read_expression_literal(str(tok))
     except units.UnitError as exc:
-        ctx.error(exc.code, str(exc), tok, label="here")
+        ctx.error(exc.code, str(exc), tok, label=label_for(exc.code), help=exc.help)
         value, unit = Decimal(0), None
-    return m.Literal_.fast(value=value, unit=unit, span=span)
+    return m.Literal_.fast(value=value, unit=unit or "number", span=span)

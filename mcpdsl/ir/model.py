@@ -14,7 +14,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mcpdsl.source import Span
 
@@ -26,6 +26,15 @@ def _defaults(cls: type[BaseModel]) -> dict[str, Any]:
         for name, field in cls.model_fields.items()
         if not field.is_required()
     }
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable form of a `model_dump()` that is equal exactly when the dumps are."""
+    if isinstance(value, dict):
+        return frozenset((key, _freeze(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(item) for item in value)
+    return value
 
 
 class Node(BaseModel):
@@ -42,7 +51,9 @@ class Node(BaseModel):
         return self.model_dump() == other.model_dump()
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, self.canonical_json()))
+        # Hash what `==` compares: `Decimal("0.200") == Decimal("0.2")` (`200ms` and
+        # `0.2s`), so the hash must not come from their different JSON spellings.
+        return hash((type(self).__name__, _freeze(self.model_dump())))
 
     @classmethod
     def fast(cls, **values: Any) -> Self:
@@ -110,9 +121,32 @@ class TimeWindow(Node):
 
 
 class Literal_(Node):
+    """A constant.  Numbers always carry a unit (`"number"` when they have none):
+    the JSON form writes a Decimal as a string, and the unit is what tells the
+    number `5` from the string `"5"` when the IR is read back."""
+
     kind: Literal["literal"] = "literal"
     value: bool | str | Decimal
     unit: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_have_units(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        value, unit = data.get("value"), data.get("unit")
+        if (
+            unit is None
+            and isinstance(value, int | float | Decimal)
+            and not isinstance(value, bool)
+        ):
+            return {**data, "unit": "number"}
+        if unit is not None and isinstance(value, str):
+            try:
+                return {**data, "value": Decimal(value)}
+            except ArithmeticError:  # not a number: let field validation report it
+                return data
+        return data
 
 
 class Attr(Node):

@@ -93,8 +93,24 @@ class _FileResolver:
                 self.used.add(hits[0])
                 return ref.model_copy(update={"package": hits[0]})
         visible = {self.unit.package} | self.imported
-        guess = closest(ref.name, self.scope.names(kind, visible))
         word = what or _KIND_WORD.get(kind, kind)
+        if ref.package is None:
+            elsewhere = sorted(
+                p for p in self.scope.packages - visible if (kind, p, ref.name) in self.scope.table
+            )
+            if elsewhere:
+                self.diags.append(
+                    make(
+                        "E0405",
+                        f"{word} `{ref.name}` is declared in package `{elsewhere[0]}`, "
+                        "which this file does not import",
+                        ref.span,
+                        label="not visible here",
+                        help=f'add `import "{elsewhere[0]}"` after the package declaration',
+                    )
+                )
+                return None
+        guess = closest(ref.name, self.scope.names(kind, visible))
         self.diags.append(
             make(
                 "E0402",

@@ -88,9 +88,10 @@ _UNAMBIGUOUS: dict[str, UnitKind] = {
 class UnitError(ValueError):
     """A literal that does not fit the expected type; the message is user-facing."""
 
-    def __init__(self, message: str, code: str = "E0301") -> None:
+    def __init__(self, message: str, code: str = "E0301", help: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.help = help
 
 
 def split(text: str) -> tuple[bool, Decimal, str]:
@@ -245,8 +246,16 @@ def read_expression_literal(text: str) -> tuple[Decimal, str | None]:
     kind = _UNAMBIGUOUS.get(suffix)
     if kind is None:
         if suffix in ("m", "M", "k", "K", "G", "T", "P", "E"):
+            number = text[: len(text) - len(suffix)]
+            explicit = (
+                f"`{number}min` for minutes or `{value / 1000}` cores"
+                if suffix == "m"
+                else f"`{number}{suffix.upper()}i` for bytes or `{value * _BYTES[suffix]}` for a count"
+            )
             raise UnitError(
-                f"the unit of `{text}` is ambiguous here (cpu, bytes, duration or count)", "E0304"
+                f"the unit of `{text}` is ambiguous here (cpu, bytes, duration or count)",
+                "E0304",
+                help=f"write the explicit form: {explicit}",
             )
         if "/" in suffix:
             rate = read_rate(text)

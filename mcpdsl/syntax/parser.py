@@ -235,6 +235,8 @@ def _chunks(source: SourceFile, diags: list[Diagnostic]) -> list[_Chunk]:
             chunks.append(current)
             continue
         if current is None:
+            if tok.isspace() or tok.startswith("#"):  # a header comment starts no chunk
+                continue
             current = _Chunk(m.start(), len(text), "")
             chunks.append(current)
         if tok in _OPEN:
@@ -259,9 +261,11 @@ def _chunks(source: SourceFile, diags: list[Diagnostic]) -> list[_Chunk]:
                         line,
                         col,
                         f"`{tok}` closes an outer `{_CLOSE[tok]}` here",
+                        help=f"add `{_OPEN[delim]}` before this `{tok}`",
                     )
                 )
                 del stack[opener:]
+                current.unclosed = True
             elif stack:
                 delim, dl, dc = stack[-1]
                 diags.append(
@@ -276,6 +280,7 @@ def _chunks(source: SourceFile, diags: list[Diagnostic]) -> list[_Chunk]:
                         help=f"close it with `{_OPEN[delim]}`",
                     )
                 )
+                current.unclosed = True
             else:
                 diags.append(
                     make(
@@ -302,6 +307,7 @@ def _unclosed(
     at_line: int | None,
     at_col: int | None,
     at_message: str = "next declaration starts here",
+    help: str | None = None,
 ) -> Diagnostic:
     secondary = []
     if at_line is not None and at_col is not None:
@@ -312,7 +318,7 @@ def _unclosed(
         Span.point(path, line, col),
         label="this delimiter is never closed",
         secondary=secondary,
-        help=f"add `{_OPEN[delim]}` where the declaration ends",
+        help=help or f"add `{_OPEN[delim]}` where the declaration ends",
     )
 
 
@@ -320,8 +326,7 @@ def _parse_with_recovery(source: SourceFile) -> ParsedFile:
     result = ParsedFile(source)
     diags = result.diagnostics
     chunks = _chunks(source, diags)
-    # A parse error at a stray closing delimiter, or at the end of a declaration
-    # whose delimiter is unclosed, only repeats the delimiter error: drop it.
+    # A parse error at a stray closing delimiter only repeats the delimiter error.
     stray = {(d.span.line, d.span.column) for d in diags if d.span is not None}
     stray |= {(lb.span.line, lb.span.column) for d in diags for lb in d.secondary}
     text = source.text
@@ -353,8 +358,10 @@ def _parse_with_recovery(source: SourceFile) -> ParsedFile:
         try:
             tree = p.parse(TextSlice(text, chunk.start, chunk.end), start=start)
         except UnexpectedInput as exc:
-            at_end = isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
-            if not (chunk.unclosed and at_end) and (exc.line, exc.column) not in stray:
+            # Lexical errors are local facts; a parse error in a declaration with
+            # unbalanced delimiters is a consequence of them and is not reported.
+            consequence = isinstance(exc, UnexpectedToken) and chunk.unclosed
+            if not consequence and (exc.line, exc.column) not in stray:
                 diags.append(syntax_error(source, exc))
             continue
         if start == "package_decl":
@@ -538,6 +545,13 @@ def syntax_error(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
             help_text = f"did you mean `{suggestion}`?"
     if token.type in keywords and "NAME" in expected:
         help_text = f"`{token}` is a keyword and cannot be used as a name here"
+    if expected == {"COLON"} and token.start_pos is not None:
+        # A word at the start of a policy item is read as a rule label (`NAME: allow`);
+        # when no `:` follows, the word was most likely a misspelled keyword.
+        word = _WORD_BEFORE.search(source.text, max(0, token.start_pos - 200), token.start_pos)
+        guess = closest(word.group(1), _POLICY_ITEM_KEYWORDS) if word else None
+        if word and guess:
+            help_text = f"did you mean `{guess}` instead of `{word.group(1)}`?"
     if len(expected_kw) > 4:
         notes.append("expected one of: " + ", ".join(f"`{k}`" for k in sorted(expected_kw)))
     return make(
@@ -550,6 +564,8 @@ def syntax_error(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
     )
 
 
+_WORD_BEFORE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)\s*\Z")
+_POLICY_ITEM_KEYWORDS = ("allow", "default", "deny", "require", "risk")
 _LENIENT_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _GOOD_ESCAPE = re.compile(r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})')
 

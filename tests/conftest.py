@@ -1,0 +1,48 @@
+"""Shared test configuration: hypothesis profiles, golden updates, fixture paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).parent.parent
+
+# `ci` (the default) is reproducible: derandomized, no deadline (CI machines are
+# slow and noisy), no example database written into the checkout.  `dev` explores
+# with fresh randomness; select it with HYPOTHESIS_PROFILE=dev.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "dev",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        default=False,
+        help="rewrite golden files (expected.txt) from the current output; "
+        "same as MCPDSL_UPDATE_GOLDENS=1",
+    )
+
+
+@pytest.fixture
+def update_goldens(request: pytest.FixtureRequest) -> bool:
+    """Whether golden files are rewritten instead of compared."""
+    return bool(request.config.getoption("--update-goldens")) or os.environ.get(
+        "MCPDSL_UPDATE_GOLDENS", ""
+    ) not in ("", "0")
