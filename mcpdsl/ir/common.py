@@ -31,14 +31,11 @@ class Context:
         if node is None:
             return None
         if isinstance(node, Token):
-            if node.line is None:
-                return None
-            return Span.make(self.path, node.line, node.column, node.end_line, node.end_column)
+            return _token_span(self.path, node, node)
         bounds = tree_bounds(node)
         if bounds is None:
             return None
-        first, last = bounds
-        return Span.make(self.path, first.line, first.column, last.end_line, last.end_column)
+        return _token_span(self.path, *bounds)
 
     # ------------------------------------------------------- diagnostics
     def error(
@@ -111,6 +108,15 @@ class Context:
         return value
 
 
+def _token_span(path: str, first: Token, last: Token) -> Span | None:
+    """The span from the start of `first` to the end of `last` (tokens of one file)."""
+    if first.line is None or first.column is None:
+        return None
+    end_line = last.end_line if last.end_line is not None else first.line
+    end_column = last.end_column if last.end_column is not None else first.column + 1
+    return Span.make(path, first.line, first.column, end_line, end_column)
+
+
 def decode_string(ctx: Context, token: Token) -> str | None:
     text = str(token)
     if len(text) > MAX_STRING:
@@ -132,7 +138,7 @@ def decode_string(ctx: Context, token: Token) -> str | None:
 
 
 def _reader_kind(reader: Callable[[str], Any]) -> str:
-    probe = {
+    kinds: dict[Callable[[str], Any], units.UnitKind] = {
         units.read_cpu: units.CPU,
         units.read_bytes: units.BYTES,
         units.read_duration: units.DURATION,
@@ -148,7 +154,8 @@ def _reader_kind(reader: Callable[[str], Any]) -> str:
         units.read_number: units.NUMBER,
         units.read_ratio: units.NUMBER,
         units.read_percent_or_count: units.PERCENT,
-    }.get(reader)
+    }
+    probe = kinds.get(reader)
     if probe is None:
         return "a value"
     return f"{probe.name} like `{probe.example}`"

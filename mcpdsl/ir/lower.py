@@ -473,6 +473,7 @@ def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
 def _step(ctx: Context, clause: Tree[Token]) -> m.StepPolicy | None:
     amount_node = _value(clause, 0)
     has_pods = first_token(clause, "PODS") is not None
+    amount: Decimal | int | None
     if has_pods:
         amount = ctx.read(amount_node, units.read_count)
         unit = "pods"
@@ -849,12 +850,16 @@ def _job(ctx: Context, decl: Tree[Token]) -> m.Job | None:
         regions=_strings(ctx, _value(c.one("regions_clause"))),
         carbon=_ref(
             ctx,
-            child_tree(c.one("carbon_ref_clause"), "ref") if c.one("carbon_ref_clause") else None,
+            _carbon_ref_tree(c.one("carbon_ref_clause")),
         ),
         pool=_ref(ctx, _value(c.one("pool_ref_clause"))),
         namespace=ctx.string(_value(c.one("namespace_clause"))) or ctx.package,
         span=ctx.span(decl),
     )
+
+
+def _carbon_ref_tree(clause: Tree[Token] | None) -> Tree[Token] | None:
+    return None if clause is None else child_tree(clause, "ref")
 
 
 def _entity(ctx: Context, node: Tree[Token]) -> m.EntityPattern:

@@ -617,7 +617,27 @@ DECL_KINDS: dict[str, str] = {
     "test": "tests",
 }
 
-for _model in (ListExpr, Not, And, Or, Compare, In, InCidr, Matches, Arith, Default, Neg, Call):
-    _model.model_rebuild()
-for _model in (Rule, RiskTerm, Requirement, Mapping, Policy, Integration, FileUnit, Project):
+_RECURSIVE: tuple[type[Node], ...] = (
+    ListExpr,
+    Not,
+    And,
+    Or,
+    Compare,
+    In,
+    InCidr,
+    Matches,
+    Arith,
+    Default,
+    Neg,
+    Call,
+    Rule,
+    RiskTerm,
+    Requirement,
+    Mapping,
+    Policy,
+    Integration,
+    FileUnit,
+    Project,
+)
+for _model in _RECURSIVE:
     _model.model_rebuild()

@@ -379,7 +379,7 @@ def _check_scale_given(r: _FileResolver, given: m.ScaleGiven, service: m.Ref) ->
         )
         return
     assert isinstance(scale, m.Scale)
-    known = {t.name if t.metric == "pods" else t.metric for t in scale.targets}
+    known = {t.metric if t.metric != "pods" else (t.name or "") for t in scale.targets}
     for metric in given.metrics:
         if metric not in known:
             guess = closest(metric, known)

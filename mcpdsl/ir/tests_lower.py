@@ -264,8 +264,10 @@ def _expect(ctx: Context, clause: Tree[Token]) -> m.Expectation | None:
         value = ctx.read(clause.children[2], units.read_number)
         return None if value is None else m.Expectation(kind="risk", risk=value, span=span)
     if data == "expect_replicas":
-        value = ctx.count(clause.children[2], 0, 100000)
-        return None if value is None else m.Expectation(kind="replicas", replicas=value, span=span)
+        replicas = ctx.count(clause.children[2], 0, 100000)
+        if replicas is None:
+            return None
+        return m.Expectation(kind="replicas", replicas=replicas, span=span)
     if data == "expect_route":
         from mcpdsl.ir.lower import _ref as lower_ref
 

@@ -10,6 +10,7 @@ with three broken declarations reports three errors.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -447,11 +448,11 @@ def _distance(a: str, b: str) -> int:
     return previous[-1]
 
 
-def closest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
+def closest(word: str, candidates: Iterable[str | None]) -> str | None:
     """The nearest candidate within a third of the word's length, ties by name."""
     best: tuple[int, str] | None = None
     limit = max(1, len(word) // 3 + (1 if len(word) > 3 else 0))
-    for cand in sorted(candidates):
+    for cand in sorted(c for c in candidates if c):
         d = _distance(word.lower(), cand.lower())
         if d <= limit and (best is None or d < best[0]):
             best = (d, cand)
