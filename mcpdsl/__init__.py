@@ -16,11 +16,30 @@ from typing import TYPE_CHECKING
 from mcpdsl.diagnostics.model import CompileError, Diagnostic, Severity
 
 if TYPE_CHECKING:
+    from mcpdsl.engine import Engine
     from mcpdsl.ir.model import Project
 
 __version__ = "0.1.0"
 
-__all__ = ["CompileError", "Diagnostic", "Severity", "__version__", "build", "check", "load"]
+__all__ = [
+    "CompileError",
+    "Diagnostic",
+    "Engine",
+    "Severity",
+    "__version__",
+    "build",
+    "check",
+    "load",
+]
+
+
+def __getattr__(name: str) -> object:
+    """Lazy exports: `mcpdsl.Engine` imports the engine on first use only."""
+    if name == "Engine":
+        from mcpdsl.engine import Engine
+
+        return Engine
+    raise AttributeError(f"module 'mcpdsl' has no attribute {name!r}")
 
 
 def check(path: str | os.PathLike[str]) -> list[Diagnostic]:

@@ -11,6 +11,14 @@ import click
 from mcpdsl import __version__
 from mcpdsl.cli.build import build_command
 from mcpdsl.cli.check import check_command
+from mcpdsl.cli.eval_cmd import eval_command
+from mcpdsl.cli.fmt_cmd import fmt_command
+from mcpdsl.cli.keys_cmd import keys_command
+from mcpdsl.cli.plan_cmd import plan_command
+from mcpdsl.cli.report_cmd import report_command
+from mcpdsl.cli.sign_cmd import sign_command, verify_command
+from mcpdsl.cli.test_cmd import test_command
+from mcpdsl.cli.watch_cmd import watch_command
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -25,6 +33,15 @@ def main() -> None:
 
 main.add_command(check_command)
 main.add_command(build_command)
+main.add_command(keys_command)
+main.add_command(sign_command)
+main.add_command(verify_command)
+main.add_command(watch_command)
+main.add_command(fmt_command)
+main.add_command(test_command)
+main.add_command(eval_command)
+main.add_command(plan_command)
+main.add_command(report_command)
 
 
 def run() -> None:

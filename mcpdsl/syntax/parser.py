@@ -10,8 +10,8 @@ with three broken declarations reports three errors.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
