@@ -1,0 +1,275 @@
+"""Gateway paths for Envoy: glob -> route matcher, rewrite semantics, glob overlap.
+
+Everything here is pure and shared by the Envoy target and the in-process
+engine (`rewrite_path` is the one definition of what a route's `rewrite`
+does), so the two agree by construction.
+
+Rewrite semantics (targets/envoy/README.md):
+
+* a route `PREFIX/**` with `rewrite R`: the matched PREFIX is replaced by R
+  without its trailing slashes; an empty result is `/`.  `/v1/**` rewrite
+  `/` maps `/v1/items` -> `/items`, `/v1` -> `/`, `/v1/` -> `/`; rewrite
+  `/api` maps `/v1/items` -> `/api/items`, `/v1` -> `/api`;
+* any other route with `rewrite R`: the whole path is replaced by R;
+* no rewrite: the path is forwarded unchanged, except for routes to an
+  integration, which get an implied rewrite from the call URL's path template
+  (`implied_rewrite`);
+* the query string (from the first `?` or `#`) is kept as it is, and
+  control characters in R are percent-encoded (a raw one cannot be sent).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from urllib.parse import urlsplit
+
+from mcpdsl.ir import model as m
+from mcpdsl.ir.globs import glob_regex, is_literal, matches, strip_query
+
+_PLACEHOLDER = re.compile(r"\{[^{}/]*\}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Characters Envoy rejects in header-like values (HTTP_HEADER_VALUE, strict false).
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00\r\n]")
+
+
+def segments(pattern: str) -> list[str]:
+    return pattern.split("/")[1:]
+
+
+def tail_prefix(pattern: str) -> str | None:
+    """PREFIX when `pattern` is exactly `PREFIX/**` and has no other wildcard, else None."""
+    segs = segments(pattern)
+    if not segs or segs[-1] != "**" or any(s in ("*", "**") for s in segs[:-1]):
+        return None
+    return "".join("/" + s for s in segs[:-1])
+
+
+def percent_controls(text: str) -> str:
+    """Percent-encode C0 controls and DEL (they cannot appear raw in a request path)."""
+    return _CONTROL.sub(lambda mt: f"%{ord(mt.group()):02X}", text)
+
+
+def valid_header_value(text: str) -> bool:
+    return _HEADER_VALUE_FORBIDDEN.search(text) is None
+
+
+# --------------------------------------------------------------- matching
+
+
+def path_match(pattern: str) -> dict[str, object]:
+    """The `RouteMatch` path specifier with exactly the glob's meaning.
+
+    * a literal pattern -> `path` (exact; Envoy compares the path without query);
+    * `PREFIX/**` -> `path_separated_prefix: PREFIX` (Envoy: the path without
+      query equals PREFIX or starts with `PREFIX/`), or `prefix: /` for `/**`;
+    * anything else -> `safe_regex` with `glob_regex(pattern)` (RE2; Envoy
+      matches it against the whole path without query).
+    """
+    if is_literal(pattern):
+        return {"path": pattern}
+    prefix = tail_prefix(pattern)
+    if prefix == "":
+        return {"prefix": "/"}
+    if (
+        prefix is not None
+        and len(prefix) >= 2
+        and not prefix.endswith("/")
+        and _CONTROL.search(prefix) is None
+    ):
+        return {"path_separated_prefix": prefix}
+    return {"safe_regex": {"regex": glob_regex(pattern)}}
+
+
+def method_matcher(methods: tuple[str, ...]) -> dict[str, object]:
+    """A `:method` HeaderMatcher for one or several methods (exact, case-sensitive)."""
+    if len(methods) == 1:
+        return {"name": ":method", "string_match": {"exact": methods[0]}}
+    alternatives = "|".join(re.escape(x) for x in methods)
+    return {"name": ":method", "string_match": {"safe_regex": {"regex": f"^(?:{alternatives})$"}}}
+
+
+# ---------------------------------------------------------------- rewrite
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """What a route does to the path; `kind` is prefix, replace or template."""
+
+    kind: str
+    value: str  # prefix: the new base; replace: the new path; template: the URL path template
+    prefix: str = ""  # prefix: the matched PREFIX
+    pattern: str = ""  # template: the route's glob (only `*` wildcards)
+
+
+def url_template(url: str) -> str:
+    """The path template of an integration's call URL (no query, no fragment)."""
+    return urlsplit(url).path
+
+
+def _template_base(template: str) -> str:
+    """The template up to (not including) the first segment with a placeholder."""
+    first = _PLACEHOLDER.search(template)
+    if first is None:
+        return template
+    return template[: template.rfind("/", 0, first.start())]
+
+
+def implied_rewrite(route: m.Route, integration: m.Integration) -> Rewrite | None:
+    """The rewrite a route to `integration` gets from the call URL (None: path unchanged).
+
+    * `PREFIX/**` -> PREFIX is replaced by the template up to its first
+      placeholder segment (`/v1/crm/**` + `/api/v2/customers/{id}` maps
+      `/v1/crm/42` -> `/api/v2/customers/42`);
+    * only `*` wildcards, as many as placeholders -> the k-th `*` segment fills
+      the k-th placeholder (`/v1/crm/*` maps `/v1/crm/42` the same way);
+    * a literal route and a template without placeholders -> the template;
+    * anything else cannot be mapped: the path is forwarded unchanged.
+    """
+    template = url_template(integration.url)
+    holes = _PLACEHOLDER.findall(template)
+    prefix = tail_prefix(route.path)
+    if prefix is not None:
+        return Rewrite("prefix", percent_controls(_template_base(template)), prefix=prefix)
+    if not holes:
+        return (
+            Rewrite("replace", percent_controls(template) or "/")
+            if is_literal(route.path)
+            else None
+        )
+    segs = segments(route.path)
+    if "**" not in segs and segs.count("*") == len(holes):
+        return Rewrite("template", percent_controls(template), pattern=route.path)
+    return None
+
+
+def route_rewrite(route: m.Route, integration: m.Integration | None = None) -> Rewrite | None:
+    """The rewrite of a route: its own `rewrite`, else the integration's implied one."""
+    if route.rewrite is not None:
+        value = percent_controls(route.rewrite)
+        prefix = tail_prefix(route.path)
+        if prefix is not None:
+            return Rewrite("prefix", value.rstrip("/"), prefix=prefix)
+        return Rewrite("replace", value)
+    if route.target.kind == "integration" and integration is not None:
+        rewrite = implied_rewrite(route, integration)
+        if rewrite is not None and rewrite.kind == "prefix":
+            return Rewrite("prefix", rewrite.value.rstrip("/"), prefix=rewrite.prefix)
+        return rewrite
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _capture_regex(pattern: str) -> str:
+    """`glob_regex` for a pattern with only `*` wildcards, each one a capture group."""
+    out = []
+    for seg in segments(pattern):
+        out.append("/([^/]+)" if seg == "*" else "/" + re.escape(seg))
+    return "(?s)^" + "".join(out) + "$"
+
+
+def apply_rewrite(rewrite: Rewrite | None, path: str) -> str:
+    stripped = strip_query(path)
+    rest = path[len(stripped) :]
+    if rewrite is None:
+        return path
+    if rewrite.kind == "prefix":
+        new = rewrite.value + stripped[len(rewrite.prefix) :]
+    elif rewrite.kind == "replace":
+        new = rewrite.value
+    else:
+        found = re.match(_capture_regex(rewrite.pattern), stripped)
+        assert found is not None
+        values = iter(found.groups())
+        new = _PLACEHOLDER.sub(lambda _: next(values), rewrite.value)
+    return (new or "/") + rest
+
+
+def rewrite_path(route: m.Route, path: str, integration: m.Integration | None = None) -> str:
+    """The path Envoy forwards for a request `path` (query kept) that matched `route`.
+
+    For a route to an integration without its own `rewrite`, pass the
+    integration: the call URL's path template decides (`implied_rewrite`).
+    Raises ValueError when `path` does not match the route, or when an
+    integration route needs its integration and none was given.
+
+    >>> from mcpdsl.ir.model import Ref, Route, RouteTarget
+    >>> api = RouteTarget(kind="service", ref=Ref(package="p", name="api"))
+    >>> rewrite_path(Route(path="/v1/**", target=api, rewrite="/"), "/v1/items?x=1")
+    '/items?x=1'
+    >>> rewrite_path(Route(path="/v1/**", target=api, rewrite="/api"), "/v1")
+    '/api'
+    >>> rewrite_path(Route(path="/v1/*/x", target=api, rewrite="/y"), "/v1/a/x")
+    '/y'
+    """
+    if not matches(route.path, path):
+        raise ValueError(f"path {path!r} does not match route {route.path!r}")
+    if route.target.kind == "integration" and route.rewrite is None and integration is None:
+        raise ValueError("a route to an integration without `rewrite` needs the integration")
+    return apply_rewrite(route_rewrite(route, integration), path)
+
+
+def _re2_substitution(text: str) -> str:
+    """A literal for an RE2 rewrite string (`\\` escapes; `\\1` is a group)."""
+    return text.replace("\\", "\\\\")
+
+
+def rewrite_action(rewrite: Rewrite | None, route_path: str) -> dict[str, object]:
+    """The RouteAction fields implementing `rewrite` exactly (see `apply_rewrite`)."""
+    if rewrite is None:
+        return {}
+    if rewrite.kind == "prefix":
+        escaped = re.escape(rewrite.prefix)
+        if rewrite.value == "":
+            pattern, substitution = f"(?s)^{escaped}/?(.*)$", "/\\1"
+        else:
+            pattern, substitution = f"(?s)^{escaped}(.*)$", _re2_substitution(rewrite.value) + "\\1"
+    elif rewrite.kind == "replace":
+        if is_literal(route_path) and valid_header_value(rewrite.value):
+            return {"prefix_rewrite": rewrite.value}
+        pattern, substitution = "(?s)^.*$", _re2_substitution(rewrite.value)
+    else:
+        pattern = _capture_regex(rewrite.pattern)
+        parts = _PLACEHOLDER.split(rewrite.value)
+        substitution = _re2_substitution(parts[0])
+        for index, part in enumerate(parts[1:], 1):
+            substitution += f"\\{index}" + _re2_substitution(part)
+    return {"regex_rewrite": {"pattern": {"regex": pattern}, "substitution": substitution}}
+
+
+# ---------------------------------------------------------------- overlap
+
+
+def globs_overlap(a: str, b: str) -> bool:
+    """Whether some path matches both globs (segment-wise, exact).
+
+    >>> globs_overlap("/v1/**", "/v1/items/*")
+    True
+    >>> globs_overlap("/v1/**", "/admin/**")
+    False
+    """
+    sa, sb = segments(a), segments(b)
+
+    @cache
+    def go(i: int, j: int) -> bool:
+        if i == len(sa) and j == len(sb):
+            return True
+        if i < len(sa) and sa[i] == "**":
+            return go(i + 1, j) or (j < len(sb) and go(i, j + 1))
+        if j < len(sb) and sb[j] == "**":
+            return go(i, j + 1) or (i < len(sa) and go(i + 1, j))
+        if i == len(sa) or j == len(sb):
+            return False
+        x, y = sa[i], sb[j]
+        if x == "*" and y == "*":
+            ok = True
+        elif x == "*":
+            ok = y != ""
+        elif y == "*":
+            ok = x != ""
+        else:
+            ok = x == y
+        return ok and go(i + 1, j + 1)
+
+    return go(0, 0)
