@@ -36,12 +36,15 @@ def glob_regex(pattern: str) -> str:
     out = []
     for segment in segments:
         if segment == "**":
-            out.append("(/.*)?")
+            out.append("(/[\\s\\S]*)?")
         elif segment == "*":
             out.append("/[^/]+")
         else:
             out.append("/" + re.escape(segment))
     body = "".join(out)
+    # `[\s\S]` rather than `.` or a `(?s)` flag: it crosses line breaks in every
+    # engine (Python, RE2, Go, rego-cpp), so a path containing `\n` matches the
+    # same way everywhere.
     return "^" + body + "$"
 
 
@@ -52,7 +55,9 @@ def compiled(pattern: str) -> re.Pattern[str]:
 
 def matches(pattern: str, path: str) -> bool:
     """Does `path` (query string removed) match `pattern`?"""
-    return compiled(pattern).match(strip_query(path)) is not None
+    # fullmatch: Python's `$` also matches before a final newline; RE2 and Go
+    # (Envoy, OPA) do not, and a full match removes the difference.
+    return compiled(pattern).fullmatch(strip_query(path)) is not None
 
 
 def strip_query(path: str) -> str:

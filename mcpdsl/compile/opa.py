@@ -1,0 +1,339 @@
+"""The OPA target: one Rego v1 package per policy, a shared library, a combiner, a bundle.
+
+Output (paths relative to the build root):
+
+    opa/<package>/<policy>.rego   package mcp.<package>.<policy>: decision, allow, deny
+    opa/mcp/lib.rego              package mcp.lib: the three-valued expression helpers
+    opa/mcp/main.rego             package mcp.main: decision and allow over every policy
+    opa/mcp/envoy.rego            package mcp.envoy: allow for an Envoy ext_authz CheckRequest
+    opa/data.json                 {"mcp": {"meta": ...}}: policy metadata, service identities
+    opa/bundle.tar.gz             an OPA bundle of the above with a `.manifest`
+
+Names are sanitised into Rego identifiers by `rego_names` (documented in
+targets/opa/README.md).  The semantics (deny overrides, default, fail closed,
+exact risk, obligations) is docs/semantics.md; the per-operator helpers live
+in `targets/opa/lib.rego.j2` and `opa_expr` compiles conditions to calls of
+them.  Every user string reaches the Rego text through `rego_string`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+import jinja2
+
+from mcpdsl.compile import Artifact, Enforcement, TargetContext, TargetOutput
+from mcpdsl.compile.opa_bundle import bundle_tarball
+from mcpdsl.compile.opa_expr import (
+    Call,
+    compile_expr,
+    lib_call,
+    rego_array,
+    rego_string,
+    render,
+    uses_cidr,
+)
+from mcpdsl.compile.serialize import dump_json
+from mcpdsl.ir import model as m
+from mcpdsl.ir.globs import glob_regex
+from mcpdsl.resources import read_text
+
+NAME = "opa"
+
+ROOT = "mcp"
+#: Rego v1 keywords (and the two root documents): never used as a path segment.
+KEYWORDS = frozenset(
+    {
+        "as", "contains", "data", "default", "else", "every", "false", "if", "import", "in",
+        "input", "not", "null", "package", "some", "true", "with",
+    }
+)  # fmt: skip
+#: Segments under `mcp` the target uses itself (`mcp` would put a policy file beside lib.rego).
+RESERVED_PACKAGES = frozenset({"lib", "main", "meta", "envoy", ROOT})
+#: The smallest risk scale: weights are summed in integer millionths (or finer, if needed).
+RISK_DIGITS = 6
+
+
+# ------------------------------------------------------------------ naming
+
+
+def _hash8(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
+def sanitise(names: Iterable[str], reserved: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Map mcpdsl names of one scope to distinct Rego identifiers.
+
+    `-` becomes `_`; a name whose result is a keyword, is reserved, or collides
+    with another name of the scope gets `_` and 8 hex digits of its sha256
+    appended (a name that needed no change keeps it).
+
+    >>> sanitise(["zero-trust", "api", "a-b", "a_b", "default"])["zero-trust"]
+    'zero_trust'
+    >>> sorted(sanitise(["a-b", "a_b"]).items())
+    [('a-b', 'a_b_d44362d6'), ('a_b', 'a_b')]
+    """
+    unique = sorted(set(names))
+    base = {n: n.replace("-", "_") for n in unique}
+    counts = Counter(base.values())
+    out: dict[str, str] = {}
+    for name, ident in base.items():
+        clash = counts[ident] > 1 and ident != name
+        if ident in KEYWORDS or ident in reserved or clash:
+            ident = f"{ident}_{_hash8(name)}"
+        out[name] = ident
+    if len(set(out.values())) != len(out):  # pragma: no cover - a sha256 prefix collision
+        raise AssertionError(f"Rego names collide: {out}")
+    return out
+
+
+def rego_names(project: m.Project) -> dict[tuple[str, str], tuple[str, str]]:
+    """(package, policy) -> (package identifier, policy identifier) for every policy."""
+    packages = sanitise({p.package for p in project.policies}, KEYWORDS | RESERVED_PACKAGES)
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for package, ident in packages.items():
+        policies = sanitise(p.name for p in project.policies if p.package == package)
+        for name, policy_ident in policies.items():
+            out[(package, name)] = (ident, policy_ident)
+    return out
+
+
+# ------------------------------------------------------------------ templates
+
+
+def comment(text: object) -> str:
+    """Text safe inside a `#` comment: one line of printable ASCII (Python escapes)."""
+    return str(text).encode("unicode_escape").decode("ascii")
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["rego"] = lambda value: rego_string(str(value))
+    env.filters["comment"] = comment
+    return env
+
+
+@cache
+def _template(name: str) -> jinja2.Template:
+    return _environment().from_string(read_text("targets", "opa", name))
+
+
+def render_template(name: str, **context: Any) -> str:
+    return _template(name).render(**context)
+
+
+# ------------------------------------------------------------------ policies
+
+
+def _entity_lines(which: str, pattern: m.EntityPattern) -> list[str]:
+    if pattern.type is None:
+        return []
+    lines = [f"input.{which}.type == {rego_string(pattern.type)}"]
+    if pattern.ids is not None:
+        if len(pattern.ids) == 1:
+            lines.append(f"input.{which}.id == {rego_string(pattern.ids[0])}")
+        else:
+            lines.append(f"input.{which}.id in {rego_array(sorted(set(pattern.ids)))}")
+    return lines
+
+
+def _summary(rule: m.Rule) -> str:
+    text = f"{rule.effect} {rule.principal.describe()} -> {rule.resource.describe()}"
+    if rule.actions:
+        text += " on " + ", ".join(rule.actions)
+    if rule.path is not None:
+        text += (" on *" if not rule.actions else "") + f' "{rule.path}"'
+    if rule.condition is not None:
+        text += " when <condition>"
+    return text
+
+
+def _rule_lines(rule: m.Rule) -> list[str]:
+    lines = _entity_lines("principal", rule.principal) + _entity_lines("resource", rule.resource)
+    if rule.actions:
+        actions = sorted(set(rule.actions))
+        if len(actions) == 1:
+            lines.append(f"input.action == {rego_string(actions[0])}")
+        else:
+            lines.append(f"input.action in {rego_array(actions)}")
+    if rule.path is not None:
+        regex = rego_string(glob_regex(rule.path))
+        lines.append(f"lib.path_matches(input.request.path, {regex})")
+    if rule.condition is not None:
+        test = "fires_or_errs" if rule.effect == "deny" else "fires"
+        lines.append(render(lib_call(test, compile_expr(rule.condition)), 1))
+    return lines
+
+
+def risk_scale(policy: m.Policy) -> int:
+    """10**digits: the unit in which the policy's risk weights are exact integers."""
+    digits = RISK_DIGITS
+    for term in policy.risk:
+        exponent = term.weight.normalize().as_tuple().exponent
+        if isinstance(exponent, int):
+            digits = max(digits, -exponent)
+    return 10**digits
+
+
+def risk_units(weight: Decimal, scale: int) -> int:
+    units = weight * scale
+    if units != units.to_integral_value():  # pragma: no cover - risk_scale makes it exact
+        raise AssertionError(f"weight {weight} is not a multiple of 1/{scale}")
+    return int(units)
+
+
+def _policy_context(policy: m.Policy, rego_package: str, ctx: TargetContext) -> dict[str, Any]:
+    scale = risk_scale(policy)
+    rules = [
+        {
+            "qualified_id": f"{policy.name}/{rule.id}",
+            "effect": rule.effect,
+            "summary": _summary(rule),
+            "lines": _rule_lines(rule),
+        }
+        for rule in policy.rules
+    ]
+    effects = {rule.effect for rule in policy.rules}
+    return {
+        "version": ctx.version,
+        "policy_name": policy.name,
+        "package_name": policy.package,
+        "rego_package": rego_package,
+        "rules": rules,
+        "missing_effects": [e for e in ("deny", "allow") if e not in effects],
+        "risk_scale": scale,
+        "risk_terms": [
+            {
+                "summary": f"weight {term.weight}",
+                "code": render(Call("[", (str(units), compile_expr(term.condition)), "]"), 1),
+            }
+            for term in policy.risk
+            for units in (risk_units(term.weight, scale),)
+        ],
+        "requires": [
+            {
+                "name": req.obligation,
+                "summary": req.obligation + (" when <condition>" if req.condition else ""),
+                "condition": None
+                if req.condition is None
+                else render(lib_call("fires_or_errs", compile_expr(req.condition)), 1),
+            }
+            for req in policy.requires
+        ],
+        "default_allowed": "true" if policy.default == "allow" else "false",
+    }
+
+
+def _policy_uses_cidr(policy: m.Policy) -> bool:
+    exprs: list[m.Node | None] = [r.condition for r in policy.rules]
+    exprs += [t.condition for t in policy.risk] + [q.condition for q in policy.requires]
+    return any(uses_cidr(e) for e in exprs)
+
+
+# ------------------------------------------------------------------ data.json
+
+
+def _pattern_data(pattern: m.EntityPattern) -> dict[str, Any]:
+    return {"type": pattern.type, "ids": None if pattern.ids is None else list(pattern.ids)}
+
+
+def data_document(
+    project: m.Project, names: dict[tuple[str, str], tuple[str, str]], ctx: TargetContext
+) -> dict[str, Any]:
+    """`data.mcp.meta`: what the policies are, where they are, and the service identities."""
+    policies = []
+    for policy in project.policies:
+        package, ident = names[(policy.package, policy.name)]
+        policies.append(
+            {
+                "package": policy.package,
+                "policy": policy.name,
+                "decision": f"data.{ROOT}.{package}.{ident}.decision",
+                "default": policy.default,
+                "risk_scale": risk_scale(policy),
+                "obligations": sorted({r.obligation for r in policy.requires}),
+                "rules": [
+                    {
+                        "id": f"{policy.name}/{rule.id}",
+                        "effect": rule.effect,
+                        "principal": _pattern_data(rule.principal),
+                        "resource": _pattern_data(rule.resource),
+                        "actions": list(rule.actions),
+                        "path": rule.path,
+                        "path_regex": None if rule.path is None else glob_regex(rule.path),
+                        "conditional": rule.condition is not None,
+                    }
+                    for rule in policy.rules
+                ],
+            }
+        )
+    services = {
+        s.qualified: {
+            "package": s.package,
+            "name": s.name,
+            "namespace": s.namespace,
+            "identity": s.identity,
+        }
+        for s in project.services
+    }
+    identities = {s.identity: s.qualified for s in project.services if s.identity}
+    meta = {
+        "generator": "mcpdsl",
+        "version": ctx.version,
+        "entrypoints": {
+            "decision": f"data.{ROOT}.main.decision",
+            "allow": f"data.{ROOT}.main.allow",
+        },
+        "policies": policies,
+        "services": services,
+        "identities": dict(sorted(identities.items())),
+    }
+    return {ROOT: {"meta": meta}}
+
+
+# ------------------------------------------------------------------ target
+
+
+def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
+    """Every Rego module, data.json and the bundle for a project."""
+    names = rego_names(project)
+    output = TargetOutput()
+    files: dict[str, bytes] = {}
+    main_policies = []
+    for policy in sorted(project.policies, key=lambda p: (p.package, p.name)):
+        package, ident = names[(policy.package, policy.name)]
+        rego_package = f"{ROOT}.{package}.{ident}"
+        text = render_template("policy.rego.j2", **_policy_context(policy, rego_package, ctx))
+        files[f"{package}/{ident}.rego"] = text.encode("utf-8")
+        main_policies.append(
+            {"rego_package": rego_package, "source": f"{policy.package}.{policy.name}"}
+        )
+        where = f"data.{rego_package}.decision"
+        output.enforcement.extend(
+            Enforcement(rule=f"{policy.name}/{rule.id}", target=NAME, where=where)
+            for rule in policy.rules
+        )
+    cidr = any(_policy_uses_cidr(p) for p in project.policies)
+    lib = render_template("lib.rego.j2", version=ctx.version, cidr=cidr)
+    main = render_template("main.rego.j2", version=ctx.version, policies=main_policies)
+    envoy = render_template("envoy.rego.j2", version=ctx.version)
+    files[f"{ROOT}/lib.rego"] = lib.encode("utf-8")
+    files[f"{ROOT}/main.rego"] = main.encode("utf-8")
+    files[f"{ROOT}/envoy.rego"] = envoy.encode("utf-8")
+    files["data.json"] = dump_json(data_document(project, names, ctx))
+    for path in sorted(files):
+        output.artifacts.append(Artifact(f"opa/{path}", files[path]))
+    output.artifacts.append(Artifact("opa/bundle.tar.gz", bundle_tarball(files, roots=[ROOT])))
+    return output

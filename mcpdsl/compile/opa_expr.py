@@ -1,0 +1,193 @@
+"""Expressions to Rego: each IR operator becomes one call of a `data.mcp.lib` helper.
+
+A sub-expression's result is a Rego object: `{"v": x}` (a value), `{"m": true}`
+(MISSING) or `{"e": true}` (ERROR); the helpers in `targets/opa/lib.rego.j2`
+implement the table of docs/semantics.md on those, so a condition compiles to
+a nested call expression and never to Rego's own (two-valued, undefined-
+propagating, cross-type-ordering) operators.
+
+    >>> from decimal import Decimal
+    >>> from mcpdsl.ir import model as m
+    >>> e = m.Compare(op="<", left=m.Attr(root="context", path=("n",)),
+    ...               right=m.Literal_(value=Decimal("0.7")))
+    >>> render(compile_expr(e))
+    'lib.cmp_lt(lib.attr(input, ["context", "n"]), {"v": 0.7})'
+
+Every user string goes through `rego_string` (JSON with `ensure_ascii`, which
+is a valid Rego string literal), so no input can end a literal early.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+from mcpdsl.compile.serialize import decimal_str
+from mcpdsl.ir import model as m
+from mcpdsl.ir.globs import glob_regex
+
+#: The Rego rule holding the policy's clamped risk (a number in 0..1).
+RISK_RULE = "_risk"
+
+WIDTH = 96  # a call is broken over lines when its one-line form is longer
+TAB = 4  # the width a tab counts for when measuring
+
+
+def rego_string(text: str) -> str:
+    """A Rego string literal with exactly the value `text`.
+
+    >>> rego_string('a"\\n}')
+    '"a\\\\"\\\\n}"'
+    """
+    return json.dumps(text, ensure_ascii=True)
+
+
+def rego_number(value: Decimal) -> str:
+    """A Rego number literal: plain decimal digits, no exponent."""
+    if not value.is_finite():  # pragma: no cover - the front end never produces these
+        raise ValueError(f"not a finite number: {value}")
+    return decimal_str(value)
+
+
+def rego_array(items: list[str] | tuple[str, ...]) -> str:
+    """A Rego array of string literals."""
+    return "[" + ", ".join(rego_string(i) for i in items) + "]"
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call or array whose arguments may be laid out one per line."""
+
+    open: str  # "lib.cmp_eq(" or "["
+    args: tuple[Code, ...]
+    close: str  # ")" or "]"
+
+
+Code = str | Call
+
+
+def _flat(code: Code) -> str:
+    if isinstance(code, str):
+        return code
+    return code.open + ", ".join(_flat(a) for a in code.args) + code.close
+
+
+def render(code: Code, indent: int = 0) -> str:
+    """The Rego text of `code`; calls too long for one line get one argument per line.
+
+    `indent` is the number of tabs before the line the code starts on.
+    """
+    flat = _flat(code)
+    if isinstance(code, str) or indent * TAB + len(flat) <= WIDTH or not code.args:
+        return flat
+    only = code.args[0]
+    if len(code.args) == 1 and isinstance(only, Call) and only.open == "[" and only.args:
+        return code.open + _broken(only, indent) + code.close  # `f([` ... `])`
+    return _broken(code, indent)
+
+
+def _broken(code: Call, indent: int) -> str:
+    inner = "\t" * (indent + 1)
+    lines = [code.open]
+    for i, arg in enumerate(code.args):
+        comma = "," if i < len(code.args) - 1 else ""
+        lines.append(inner + render(arg, indent + 1) + comma)
+    lines.append("\t" * indent + code.close)
+    return "\n".join(lines)
+
+
+def lib_call(name: str, *args: Code) -> Call:
+    """A call of the `data.mcp.lib` helper `name` (imported as `lib`)."""
+    return Call(f"lib.{name}(", args, ")")
+
+
+def _array(items: list[Code]) -> Call:
+    return Call("[", tuple(items), "]")
+
+
+def literal(value: bool | str | Decimal) -> str:
+    """A literal as a value result `{"v": ...}`."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = rego_string(value)
+    else:
+        text = rego_number(value)
+    return '{"v": ' + text + "}"
+
+
+_COMPARE = {
+    "==": "cmp_eq",
+    "!=": "cmp_ne",
+    "<": "cmp_lt",
+    "<=": "cmp_le",
+    ">": "cmp_gt",
+    ">=": "cmp_ge",
+}
+_ARITH = {"+": "op_add", "-": "op_sub", "*": "op_mul", "/": "op_div"}
+_FUNCTIONS = {
+    "lower": "fn_lower",
+    "upper": "fn_upper",
+    "len": "fn_len",
+    "startswith": "fn_startswith",
+    "endswith": "fn_endswith",
+    "contains": "fn_contains",
+}
+
+
+def compile_expr(e: m.Expr) -> Code:
+    """The Rego code of one IR expression (a result object, never undefined)."""
+    if isinstance(e, m.Literal_):
+        return literal(e.value)
+    if isinstance(e, m.Attr):
+        return attribute(e)
+    if isinstance(e, m.ListExpr):
+        return lib_call("list_of", _array([compile_expr(i) for i in e.items]))
+    if isinstance(e, m.Not):
+        return lib_call("bool_not", compile_expr(e.operand))
+    if isinstance(e, m.And):
+        return lib_call("bool_and", _array([compile_expr(o) for o in e.operands]))
+    if isinstance(e, m.Or):
+        return lib_call("bool_or", _array([compile_expr(o) for o in e.operands]))
+    if isinstance(e, m.Compare):
+        return lib_call(_COMPARE[e.op], compile_expr(e.left), compile_expr(e.right))
+    if isinstance(e, m.In):
+        name = "not_in_list" if e.negated else "in_list"
+        return lib_call(name, compile_expr(e.item), compile_expr(e.collection))
+    if isinstance(e, m.InCidr):
+        return lib_call("in_cidr", compile_expr(e.operand), rego_string(e.cidr))
+    if isinstance(e, m.Matches):
+        return lib_call("glob_match", compile_expr(e.operand), rego_string(glob_regex(e.pattern)))
+    if isinstance(e, m.Arith):
+        return lib_call(_ARITH[e.op], compile_expr(e.left), compile_expr(e.right))
+    if isinstance(e, m.Default):
+        return lib_call("op_default", compile_expr(e.operand), compile_expr(e.fallback))
+    if isinstance(e, m.Neg):
+        return lib_call("op_neg", compile_expr(e.operand))
+    if isinstance(e, m.Call):
+        return lib_call(_FUNCTIONS[e.function], *(compile_expr(a) for a in e.args))
+    raise AssertionError(f"unexpected expression {type(e).__name__}")  # pragma: no cover
+
+
+def attribute(e: m.Attr) -> str:
+    """`risk`, `now.FIELD`, `action` or `root.a.b` as a result object."""
+    if e.root == "risk":
+        return '{"v": ' + RISK_RULE + "}"
+    if e.root == "now":
+        return f"lib.now(input, {rego_string(e.path[0])})"
+    return f"lib.attr(input, {rego_array((e.root, *e.path))})"
+
+
+def uses_cidr(e: m.Node | None) -> bool:
+    """Whether an expression contains `in cidr` (the lib then needs `net.cidr_*`)."""
+    if e is None:
+        return False
+    if isinstance(e, m.InCidr):
+        return True
+    for value in e.__dict__.values():
+        if isinstance(value, m.Node) and uses_cidr(value):
+            return True
+        if isinstance(value, tuple) and any(isinstance(v, m.Node) and uses_cidr(v) for v in value):
+            return True
+    return False
