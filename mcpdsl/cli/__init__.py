@@ -11,6 +11,7 @@ import click
 from mcpdsl import __version__
 from mcpdsl.cli.build import build_command
 from mcpdsl.cli.check import check_command
+from mcpdsl.cli.diff_cmd import diff_command
 from mcpdsl.cli.eval_cmd import eval_command
 from mcpdsl.cli.fmt_cmd import fmt_command
 from mcpdsl.cli.keys_cmd import keys_command
@@ -32,6 +33,7 @@ def main() -> None:
 
 
 main.add_command(check_command)
+main.add_command(diff_command)
 main.add_command(build_command)
 main.add_command(keys_command)
 main.add_command(sign_command)

@@ -1,0 +1,565 @@
+"""Compile IR expressions ONCE into Python closures (the engine's fast path).
+
+Every compiled expression is a function `f(input, risk) -> value` returning a
+JSON value, `MISSING` or `ERROR` with exactly the meaning of the expression
+table in docs/semantics.md.  Common shapes are fused into one closure (an
+attribute compared with a literal, membership in a literal list, a literal
+path glob), attribute paths become `dict.get` chains, and `and`/`or` stop
+early only when the remaining operands provably cannot produce an ERROR (the
+semantics forbid a short-circuit that hides an error).  Nothing here walks the
+tree at request time; `mcpdsl.engine.interp` is the tree-walking twin used by
+`explain()` and by the tests as an independent oracle.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, DivisionByZero, InvalidOperation
+from functools import cache, lru_cache
+from typing import Any
+
+from mcpdsl.engine.values import (
+    ERROR,
+    MISSING,
+    fast_literal,
+    json_eq,
+    json_in,
+    num_cmp,
+    num_eq,
+    to_decimal,
+)
+from mcpdsl.ir import globs
+from mcpdsl.ir import model as m
+
+Fn = Callable[[dict[str, Any], Decimal], Any]
+
+_ORDER_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_CMP_TEST: dict[str, Callable[[int], bool]] = {
+    "<": lambda c: c < 0,
+    "<=": lambda c: c <= 0,
+    ">": lambda c: c > 0,
+    ">=": lambda c: c >= 0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A compiled expression and what is statically known about its results."""
+
+    fn: Fn
+    never_error: bool = False  # the value is never ERROR
+    bool_only: bool = False  # the value is always True, False or MISSING
+    reads_now: bool = False
+    reads_risk: bool = False
+
+
+# ----------------------------------------------------------------- helpers
+
+
+@lru_cache(maxsize=65536)
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def path_matcher(pattern: str) -> Callable[[str], bool]:
+    """A fast predicate with exactly `globs.matches(pattern, path)`'s meaning."""
+    segments = pattern.split("/")[1:]
+    if globs.is_literal(pattern):
+        return lambda path: globs.strip_query(path) == pattern
+    if segments[-1] == "**" and all("*" not in s for s in segments[:-1]):
+        prefix = "/" + "/".join(segments[:-1]) if len(segments) > 1 else ""
+        slash = prefix + "/"
+
+        def prefix_match(path: str) -> bool:
+            if "?" in path or "#" in path:
+                path = globs.strip_query(path)
+            return path == prefix or path.startswith(slash)
+
+        return prefix_match
+    regex = globs.compiled(pattern)
+    return lambda path: regex.fullmatch(globs.strip_query(path)) is not None
+
+
+@cache
+def getter(root: str, path: tuple[str, ...]) -> Fn:
+    """`root.a.b` as a `dict.get` chain: MISSING when a step is absent or not an object."""
+    if root == "risk":
+        return lambda inp, risk: risk
+    lines = ["def get(inp, risk):", f"    v = inp.get({root!r}, M)"]
+    for step in path:
+        lines.append("    if type(v) is not dict: return M")
+        lines.append(f"    v = v.get({step!r}, M)")
+    lines.append("    return v")
+    namespace: dict[str, Any] = {"M": MISSING}
+    exec(compile("\n".join(lines), f"<attr {root}.{'.'.join(path)}>", "exec"), namespace)
+    fn: Fn = namespace["get"]
+    return fn
+
+
+def _const(value: Any) -> Fn:
+    return lambda inp, risk: value
+
+
+# ---------------------------------------------------------------- compiler
+
+
+def compile_expr(e: m.Node) -> Compiled:
+    """Compile one IR expression to a closure."""
+    if isinstance(e, m.Literal_):
+        return Compiled(_const(e.value), never_error=True, bool_only=isinstance(e.value, bool))
+    if isinstance(e, m.Attr):
+        return Compiled(
+            getter(e.root, e.path),
+            never_error=True,
+            reads_now=e.root == "now",
+            reads_risk=e.root == "risk",
+        )
+    if isinstance(e, m.ListExpr):
+        return _list(e)
+    if isinstance(e, m.Not):
+        return _not(compile_expr(e.operand))
+    if isinstance(e, (m.And, m.Or)):
+        return _bool_op(isinstance(e, m.And), [compile_expr(o) for o in e.operands])
+    if isinstance(e, m.Compare):
+        return _compare(e)
+    if isinstance(e, m.In):
+        return _in(e)
+    if isinstance(e, m.InCidr):
+        return _cidr(e)
+    if isinstance(e, m.Matches):
+        return _matches(e)
+    if isinstance(e, m.Arith):
+        return _arith(e)
+    if isinstance(e, m.Default):
+        return _default(e)
+    if isinstance(e, m.Neg):
+        return _neg(e)
+    if isinstance(e, m.Call):
+        return _call(e)
+    raise TypeError(f"not an expression: {type(e).__name__}")
+
+
+def _flags(*parts: Compiled) -> dict[str, bool]:
+    return {
+        "reads_now": any(p.reads_now for p in parts),
+        "reads_risk": any(p.reads_risk for p in parts),
+    }
+
+
+def _list(e: m.ListExpr) -> Compiled:
+    items = [compile_expr(i) for i in e.items]
+    if all(isinstance(i, m.Literal_) for i in e.items):
+        return _const_list([i.value for i in e.items])  # type: ignore[union-attr]
+    fns = [i.fn for i in items]
+
+    def make_list(inp: dict[str, Any], risk: Decimal) -> Any:
+        out = [f(inp, risk) for f in fns]
+        for v in out:
+            if v is ERROR:
+                return ERROR
+        for v in out:
+            if v is MISSING:
+                return MISSING
+        return out
+
+    return Compiled(make_list, never_error=all(i.never_error for i in items), **_flags(*items))
+
+
+def _const_list(values: list[Any]) -> Compiled:
+    value = list(values)
+    return Compiled(lambda inp, risk: value, never_error=True)
+
+
+def _not(x: Compiled) -> Compiled:
+    f = x.fn
+
+    def not_(inp: dict[str, Any], risk: Decimal) -> Any:
+        v = f(inp, risk)
+        if v is True:
+            return False
+        if v is False or v is MISSING:
+            return True
+        return ERROR
+
+    return Compiled(not_, never_error=x.bool_only, bool_only=x.bool_only, **_flags(x))
+
+
+def _bool_op(is_and: bool, operands: list[Compiled]) -> Compiled:
+    fns = tuple(o.fn for o in operands)
+    # safe_after[i]: every operand after i can only give True/False/MISSING, so
+    # once the result is decided at i nothing later can turn it into ERROR.
+    safe_after = tuple(all(o.bool_only for o in operands[i + 1 :]) for i in range(len(operands)))
+    steps = tuple(zip(fns, safe_after, strict=True))
+    decided = not is_and  # `and` is decided by a false operand, `or` by a true one
+
+    def bool_op(inp: dict[str, Any], risk: Decimal) -> Any:
+        result = is_and
+        for f, safe in steps:
+            v = f(inp, risk)
+            if v is True:
+                b = True
+            elif v is False or v is MISSING:
+                b = False
+            else:
+                return ERROR
+            if b is not is_and:
+                result = decided
+                if safe:
+                    return result
+        return result
+
+    bool_only = all(o.bool_only for o in operands)
+    return Compiled(bool_op, never_error=bool_only, bool_only=bool_only, **_flags(*operands))
+
+
+# ------------------------------------------------------------- comparisons
+
+
+def _compare(e: m.Compare) -> Compiled:
+    left, right = compile_expr(e.left), compile_expr(e.right)
+    flags = _flags(left, right)
+    safe = left.never_error and right.never_error
+    eq_safe = safe and e.op in ("==", "!=")
+    if isinstance(e.right, m.Literal_) and not isinstance(e.left, m.Literal_):
+        fused = _compare_literal(e.op, left, e.right.value)
+        if fused is not None:
+            return Compiled(fused, never_error=eq_safe, bool_only=eq_safe, **flags)
+    if isinstance(e.left, m.Literal_) and not isinstance(e.right, m.Literal_):
+        swapped = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}[e.op]
+        fused = _compare_literal(swapped, right, e.left.value)
+        if fused is not None:
+            return Compiled(fused, never_error=eq_safe, bool_only=eq_safe, **flags)
+    fa, fb = left.fn, right.fn
+    if e.op in ("==", "!="):
+        negate = e.op == "!="
+
+        def equal(inp: dict[str, Any], risk: Decimal) -> Any:
+            a, b = fa(inp, risk), fb(inp, risk)
+            if a is ERROR or b is ERROR:
+                return ERROR
+            if a is MISSING or b is MISSING:
+                return False
+            return json_eq(a, b) is not negate
+
+        return Compiled(equal, never_error=safe, bool_only=safe, **flags)
+    py_op = _ORDER_OPS[e.op]
+    test = _CMP_TEST[e.op]
+
+    def order(inp: dict[str, Any], risk: Decimal) -> Any:
+        a, b = fa(inp, risk), fb(inp, risk)
+        if a is ERROR or b is ERROR:
+            return ERROR
+        if a is MISSING or b is MISSING:
+            return False
+        ta, tb = type(a), type(b)
+        if (ta is int or ta is float) and (tb is int or tb is float):
+            return py_op(a, b)
+        if (ta is int or ta is float or ta is Decimal) and (
+            tb is int or tb is float or tb is Decimal
+        ):
+            return test(num_cmp(a, b))
+        return ERROR
+
+    return Compiled(order, **flags)
+
+
+def _compare_literal(op: str, side: Compiled, literal: Any) -> Fn | None:
+    """`expr OP literal` fused into one closure."""
+    f = side.fn
+    if isinstance(literal, bool):
+        if op not in ("==", "!="):
+            return None
+        negate = op == "!="
+
+        def eq_bool(inp: dict[str, Any], risk: Decimal) -> Any:
+            v = f(inp, risk)
+            if v is MISSING:
+                return False
+            if v is ERROR:
+                return ERROR
+            return (v is literal) is not negate
+
+        return eq_bool
+    if isinstance(literal, str):
+        if op not in ("==", "!="):
+            return None
+        negate = op == "!="
+
+        def eq_str(inp: dict[str, Any], risk: Decimal) -> Any:
+            v = f(inp, risk)
+            if type(v) is str:
+                return (v == literal) is not negate
+            if v is MISSING:
+                return False
+            if v is ERROR:
+                return ERROR
+            return negate
+
+        return eq_str
+    assert isinstance(literal, Decimal)
+    exact = literal
+    fast = fast_literal(literal)
+    if op in ("==", "!="):
+        negate = op == "!="
+
+        def eq_num(inp: dict[str, Any], risk: Decimal) -> Any:
+            v = f(inp, risk)
+            t = type(v)
+            if t is int or t is float:
+                if fast is not None:
+                    return (v == fast) is not negate
+                return num_eq(v, exact) is not negate
+            if t is Decimal:
+                return (v == exact) is not negate
+            if v is MISSING:
+                return False
+            if v is ERROR:
+                return ERROR
+            return negate
+
+        return eq_num
+    py_op = _ORDER_OPS[op]
+    if fast is None:
+        test = _CMP_TEST[op]
+
+        def order_exact(inp: dict[str, Any], risk: Decimal) -> Any:
+            v = f(inp, risk)
+            t = type(v)
+            if t is int or t is float or t is Decimal:
+                return test(num_cmp(v, exact))
+            if v is MISSING:
+                return False
+            return ERROR
+
+        return order_exact
+
+    def order_num(inp: dict[str, Any], risk: Decimal) -> Any:
+        v = f(inp, risk)
+        t = type(v)
+        if t is int or t is float:
+            return py_op(v, fast)
+        if t is Decimal:
+            return py_op(v, exact)
+        if v is MISSING:
+            return False
+        return ERROR
+
+    return order_num
+
+
+def _in(e: m.In) -> Compiled:
+    item, coll = compile_expr(e.item), compile_expr(e.collection)
+    flags = _flags(item, coll)
+    negate = e.negated
+    fi = item.fn
+    if isinstance(e.collection, m.ListExpr) and all(
+        isinstance(i, m.Literal_) for i in e.collection.items
+    ):
+        values = [i.value for i in e.collection.items]  # type: ignore[union-attr]
+        strings = frozenset(v for v in values if isinstance(v, str))
+        others = [v for v in values if not isinstance(v, str)]
+        safe = item.never_error
+
+        if not others:
+
+            def in_strings(inp: dict[str, Any], risk: Decimal) -> Any:
+                v = fi(inp, risk)
+                if type(v) is str:
+                    return (v in strings) is not negate
+                if v is MISSING:
+                    return False
+                if v is ERROR:
+                    return ERROR
+                return negate
+
+            return Compiled(in_strings, never_error=safe, bool_only=safe, **flags)
+
+        def in_literals(inp: dict[str, Any], risk: Decimal) -> Any:
+            v = fi(inp, risk)
+            if v is MISSING:
+                return False
+            if v is ERROR:
+                return ERROR
+            if type(v) is str:
+                return (v in strings) is not negate
+            return json_in(v, others) is not negate
+
+        return Compiled(in_literals, never_error=safe, bool_only=safe, **flags)
+    fc = coll.fn
+
+    def member(inp: dict[str, Any], risk: Decimal) -> Any:
+        x, y = fi(inp, risk), fc(inp, risk)
+        if x is ERROR or y is ERROR:
+            return ERROR
+        if x is MISSING or y is MISSING:
+            return False
+        if type(y) is list or type(y) is tuple:
+            return json_in(x, y) is not negate
+        return ERROR
+
+    return Compiled(member, **flags)
+
+
+def _cidr(e: m.InCidr) -> Compiled:
+    x = compile_expr(e.operand)
+    f = x.fn
+    network = ipaddress.ip_network(e.cidr, strict=False)
+
+    def in_cidr(inp: dict[str, Any], risk: Decimal) -> Any:
+        v = f(inp, risk)
+        if type(v) is str:
+            address = parse_ip(v) if "%" not in v else None  # no IPv6 zones
+            if address is None or address.version != network.version:
+                return False
+            return address in network
+        if v is MISSING:
+            return False
+        return ERROR
+
+    return Compiled(in_cidr, **_flags(x))
+
+
+def _matches(e: m.Matches) -> Compiled:
+    x = compile_expr(e.operand)
+    f = x.fn
+    match = path_matcher(e.pattern)
+
+    def matches(inp: dict[str, Any], risk: Decimal) -> Any:
+        v = f(inp, risk)
+        if type(v) is str:
+            return match(v)
+        if v is MISSING:
+            return False
+        return ERROR
+
+    return Compiled(matches, **_flags(x))
+
+
+# ------------------------------------------------------------- arithmetic
+
+
+def arith(op: str, a: Any, b: Any) -> Any:
+    """`a OP b` on two evaluated operands (shared with the interpreter)."""
+    if a is ERROR or b is ERROR:
+        return ERROR
+    if a is MISSING or b is MISSING:
+        return MISSING
+    ta, tb = type(a), type(b)
+    if op == "+" and ta is str and tb is str:
+        return a + b
+    if ta not in (int, float, Decimal) or tb not in (int, float, Decimal):
+        return ERROR
+    if ta is int and tb is int and op != "/":
+        return a + b if op == "+" else (a - b if op == "-" else a * b)
+    x, y = to_decimal(a), to_decimal(b)
+    try:
+        if op == "+":
+            return x + y
+        if op == "-":
+            return x - y
+        if op == "*":
+            return x * y
+        if y == 0:
+            return ERROR
+        return x / y
+    except (InvalidOperation, DivisionByZero, OverflowError):  # pragma: no cover - huge values
+        return ERROR
+
+
+def _arith(e: m.Arith) -> Compiled:
+    left, right = compile_expr(e.left), compile_expr(e.right)
+    fa, fb, op = left.fn, right.fn, e.op
+    return Compiled(
+        lambda inp, risk: arith(op, fa(inp, risk), fb(inp, risk)), **_flags(left, right)
+    )
+
+
+def _default(e: m.Default) -> Compiled:
+    x, y = compile_expr(e.operand), compile_expr(e.fallback)
+    fx, fy = x.fn, y.fn
+
+    def default(inp: dict[str, Any], risk: Decimal) -> Any:
+        v = fx(inp, risk)
+        return fy(inp, risk) if v is MISSING else v
+
+    return Compiled(
+        default,
+        never_error=x.never_error and y.never_error,
+        bool_only=x.bool_only and y.bool_only,
+        **_flags(x, y),
+    )
+
+
+def negate(v: Any) -> Any:
+    if v is MISSING or v is ERROR:
+        return v
+    t = type(v)
+    if t is int or t is float or t is Decimal:
+        return -v
+    return ERROR
+
+
+def _neg(e: m.Neg) -> Compiled:
+    x = compile_expr(e.operand)
+    f = x.fn
+    return Compiled(lambda inp, risk: negate(f(inp, risk)), **_flags(x))
+
+
+def call(function: str, args: list[Any]) -> Any:
+    """A built-in function on evaluated arguments (shared with the interpreter)."""
+    if any(a is MISSING for a in args):  # the table: MISSING before ERROR for functions
+        return MISSING
+    if any(a is ERROR for a in args):
+        return ERROR
+    if function in ("lower", "upper"):
+        s = args[0]
+        if type(s) is not str:
+            return ERROR
+        return s.lower() if function == "lower" else s.upper()
+    if function == "len":
+        x = args[0]
+        if type(x) is str or type(x) is list or type(x) is tuple:
+            return len(x)
+        return ERROR
+    a, b = args
+    if function == "contains" and (type(a) is list or type(a) is tuple):
+        return json_in(b, a)
+    if type(a) is not str or type(b) is not str:
+        return ERROR
+    if function == "startswith":
+        return a.startswith(b)
+    if function == "endswith":
+        return a.endswith(b)
+    return b in a
+
+
+def _call(e: m.Call) -> Compiled:
+    args = [compile_expr(a) for a in e.args]
+    fns = tuple(a.fn for a in args)
+    name = e.function
+    if len(fns) == 1:
+        (f,) = fns
+        fn: Fn = lambda inp, risk: call(name, [f(inp, risk)])  # noqa: E731
+    else:
+        fn = lambda inp, risk: call(name, [g(inp, risk) for g in fns])  # noqa: E731
+    return Compiled(fn, **_flags(*args))
+
+
+def fires(value: Any) -> bool | None:
+    """A condition's outcome: True fires, False does not, None is an evaluation error."""
+    if value is True:
+        return True
+    if value is False or value is MISSING:
+        return False
+    return None

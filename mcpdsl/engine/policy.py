@@ -1,0 +1,393 @@
+"""Access decisions: policies compiled to indexed rules and closures (the fast path).
+
+`CompiledPolicies` is built once from the IR and never mutated, so one
+instance can serve any number of threads.  Rules are indexed by
+(principal type, principal id) x (resource type, resource id) x action, each
+with wildcard buckets (`any`, `TYPE any`, rules without actions); the
+candidate list of a request key is memoised, so a request costs a dict lookup
+plus its few candidate rules — unrelated rules cost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from mcpdsl.engine.compile_expr import Fn, compile_expr, path_matcher
+from mcpdsl.engine.values import MISSING, now_fields
+from mcpdsl.ir import model as m
+from mcpdsl.source import Span
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+_WILD = None  # the wildcard bucket key
+MEMO_LIMIT = 65536  # memoised request keys before the memo is reset
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The decision for one request (docs/semantics.md).
+
+    `risk` is an exact `Decimal` (0.1 + 0.2 is 0.3), clamped to 0..1.
+    `enforced` is what a target without obligations does: allowed and every
+    obligation proven by `request.auth.X == true`.
+    """
+
+    allowed: bool
+    obligations: tuple[str, ...]
+    risk: Decimal
+    rules: tuple[str, ...]
+    default_applied: bool
+    enforced: bool
+    spans: tuple[Span | None, ...] = ()
+    _origin: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
+
+    def explain(self) -> str:
+        """Which rules matched, which conditions failed and why (a slow, tree-walking pass).
+
+        The request is re-read at this point: do not mutate it in between.
+        """
+        if self._origin is None:
+            return "no explanation recorded for this decision"
+        from mcpdsl.engine.explain import explain_decision
+
+        policies, request = self._origin
+        return explain_decision(policies, request, self)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The decision as JSON data (`risk` as a number)."""
+        risk = self.risk
+        return {
+            "allowed": self.allowed,
+            "default_applied": self.default_applied,
+            "enforced": self.enforced,
+            "obligations": list(self.obligations),
+            "risk": int(risk) if risk == risk.to_integral_value() else float(risk),
+            "rules": list(self.rules),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    key: str  # POLICY/ID
+    policy: int  # index of its policy
+    order: int  # global declaration order
+    deny: bool
+    actions: frozenset[str] | None
+    path: Callable[[str], bool] | None
+    cond: Fn | None
+    span: Span | None
+    ir: m.Rule
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTerm:
+    weight: Decimal
+    cond: Fn
+    ir: m.RiskTerm
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRequirement:
+    obligation: str
+    cond: Fn | None
+    ir: m.Requirement
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    name: str
+    ir: m.Policy
+    default_allow: bool
+    risk: tuple[CompiledTerm, ...]
+    requires: tuple[CompiledRequirement, ...]
+    rules: tuple[CompiledRule, ...]
+
+
+def policy_name(policy: m.Policy) -> str:
+    """The POLICY part of `POLICY/ID` rule keys."""
+    return policy.name
+
+
+def _entity_keys(pattern: m.EntityPattern) -> list[Any]:
+    if pattern.type is None:
+        return [_WILD]
+    if pattern.ids is None:
+        return [(pattern.type, _WILD)]
+    return [(pattern.type, i) for i in pattern.ids]
+
+
+class CompiledPolicies:
+    """Every policy of a project, compiled and indexed; immutable after construction."""
+
+    def __init__(self, policies: tuple[m.Policy, ...]) -> None:
+        self.policies: tuple[CompiledPolicy, ...]
+        reads_now = False
+        compiled: list[CompiledPolicy] = []
+        order = 0
+        # index[principal key][resource key][action or None] -> rules
+        index: dict[Any, dict[Any, dict[str | None, list[CompiledRule]]]] = {}
+        for pi, policy in enumerate(policies):
+            name = policy_name(policy)
+            rules = []
+            for rule in policy.rules:
+                cond = None
+                if rule.condition is not None:
+                    c = compile_expr(rule.condition)
+                    cond = c.fn
+                    reads_now = reads_now or c.reads_now
+                cr = CompiledRule(
+                    key=f"{name}/{rule.id}",
+                    policy=pi,
+                    order=order,
+                    deny=rule.effect == "deny",
+                    actions=frozenset(rule.actions) if rule.actions else None,
+                    path=path_matcher(rule.path) if rule.path is not None else None,
+                    cond=cond,
+                    span=rule.span,
+                    ir=rule,
+                )
+                order += 1
+                rules.append(cr)
+                for pk in _entity_keys(rule.principal):
+                    by_resource = index.setdefault(pk, {})
+                    for rk in _entity_keys(rule.resource):
+                        by_action = by_resource.setdefault(rk, {})
+                        for action in cr.actions or (None,):
+                            by_action.setdefault(action, []).append(cr)
+            terms = []
+            for term in policy.risk:
+                c = compile_expr(term.condition)
+                reads_now = reads_now or c.reads_now
+                terms.append(CompiledTerm(term.weight, c.fn, term))
+            requires = []
+            for req in policy.requires:
+                fn = None
+                if req.condition is not None:
+                    c = compile_expr(req.condition)
+                    fn = c.fn
+                    reads_now = reads_now or c.reads_now
+                requires.append(CompiledRequirement(req.obligation, fn, req))
+            compiled.append(
+                CompiledPolicy(
+                    name=name,
+                    ir=policy,
+                    default_allow=policy.default == "allow",
+                    risk=tuple(terms),
+                    requires=tuple(requires),
+                    rules=tuple(rules),
+                )
+            )
+        self.policies = tuple(compiled)
+        self.reads_now = reads_now
+        self.rule_count = order
+        self._index = {
+            pk: {rk: {a: tuple(rs) for a, rs in by_a.items()} for rk, by_a in by_r.items()}
+            for pk, by_r in index.items()
+        }
+        self._memo: dict[tuple[Any, ...], tuple[CompiledRule, ...]] = {}
+
+    # ------------------------------------------------------------ candidates
+
+    def candidates(
+        self, ptype: Any, pid: Any, rtype: Any, rid: Any, action: Any
+    ) -> tuple[CompiledRule, ...]:
+        """Rules whose principal, resource and action patterns match (declaration order)."""
+        key = (ptype, pid, rtype, rid, action)
+        try:
+            found = self._memo.get(key)
+        except TypeError:  # an unhashable id (a list): only the typed wildcards apply
+            found = None
+            key = None  # type: ignore[assignment]
+        if found is not None:
+            return found
+        found = self._lookup(ptype, pid, rtype, rid, action)
+        if key is not None:
+            memo = self._memo
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            memo[key] = found
+        return found
+
+    def _lookup(
+        self, ptype: Any, pid: Any, rtype: Any, rid: Any, action: Any
+    ) -> tuple[CompiledRule, ...]:
+        pkeys = _request_keys(ptype, pid)
+        rkeys = _request_keys(rtype, rid)
+        actions: tuple[str | None, ...] = (None, action) if type(action) is str else (None,)
+        index = self._index
+        out: list[CompiledRule] = []
+        for pk in pkeys:
+            by_r = index.get(pk)
+            if by_r is None:
+                continue
+            for rk in rkeys:
+                by_a = by_r.get(rk)
+                if by_a is None:
+                    continue
+                for a in actions:
+                    rules = by_a.get(a)
+                    if rules:
+                        out.extend(rules)
+        if len(out) > 1:
+            out.sort(key=_order)
+            # a rule listed under several ids of one pattern appears once per match
+            dedup: list[CompiledRule] = []
+            last = -1
+            for r in out:
+                if r.order != last:
+                    dedup.append(r)
+                    last = r.order
+            out = dedup
+        return tuple(out)
+
+    # -------------------------------------------------------------- decide
+
+    def matched(self, request: dict[str, Any]) -> list[CompiledRule]:
+        """Rules whose principal, resource, action and path match (fired or not)."""
+        p, r = request.get("principal"), request.get("resource")
+        ptype, pid = (p.get("type"), p.get("id")) if type(p) is dict else (None, None)
+        rtype, rid = (r.get("type"), r.get("id")) if type(r) is dict else (None, None)
+        req = request.get("request")
+        path = req.get("path", MISSING) if type(req) is dict else MISSING
+        return [
+            rule
+            for rule in self.candidates(ptype, pid, rtype, rid, request.get("action"))
+            if rule.path is None or (type(path) is str and rule.path(path))
+        ]
+
+    def authorize(self, request: dict[str, Any], origin: bool = True) -> Decision:
+        """The decision for one request (see docs/semantics.md)."""
+        inp = request
+        if type(inp) is not dict:
+            raise TypeError("a request is a JSON object (dict)")
+        if self.reads_now and "now" not in inp:
+            inp = dict(inp)
+            inp["now"] = now_fields(datetime.now(UTC))
+        p = inp.get("principal")
+        r = inp.get("resource")
+        if type(p) is dict:
+            ptype, pid = p.get("type"), p.get("id")
+        else:
+            ptype = pid = None
+        if type(r) is dict:
+            rtype, rid = r.get("type"), r.get("id")
+        else:
+            rtype = rid = None
+        cands = self.candidates(ptype, pid, rtype, rid, inp.get("action"))
+        policies = self.policies
+        if not policies:
+            return Decision(
+                False, (), ZERO, (), True, False, (), (self, request) if origin else None
+            )
+
+        # risk of each policy (terms that fire or error count: fail closed)
+        risks = []
+        for pol in policies:
+            total = ZERO
+            for term in pol.risk:
+                v = term.cond(inp, ZERO)
+                if v is not False and v is not MISSING:
+                    total += term.weight
+            if total > ONE:
+                total = ONE
+            elif total < ZERO:
+                total = ZERO
+            risks.append(total)
+
+        path: Any = MISSING
+        req = inp.get("request")
+        if type(req) is dict:
+            path = req.get("path", MISSING)
+        n = len(policies)
+        denies: list[list[CompiledRule]] = [[] for _ in range(n)]
+        allows: list[list[CompiledRule]] = [[] for _ in range(n)]
+        for rule in cands:
+            matcher = rule.path
+            if matcher is not None and (type(path) is not str or not matcher(path)):
+                continue
+            cond = rule.cond
+            if rule.deny:
+                if cond is None:
+                    denies[rule.policy].append(rule)
+                else:
+                    v = cond(inp, risks[rule.policy])
+                    if v is not False and v is not MISSING:  # fires, or errors: fail closed
+                        denies[rule.policy].append(rule)
+            elif cond is None or cond(inp, risks[rule.policy]) is True:
+                allows[rule.policy].append(rule)
+
+        allowed_all = True
+        defaults_all = True
+        fired: list[CompiledRule] = []
+        obligations: set[str] = set()
+        for pi, pol in enumerate(policies):
+            if denies[pi]:
+                allowed_all = False
+                defaults_all = False
+                fired.extend(denies[pi])
+                continue
+            if allows[pi]:
+                defaults_all = False
+                fired.extend(allows[pi])
+            elif not pol.default_allow:
+                allowed_all = False
+                continue
+            for req_ in pol.requires:
+                if req_.cond is None:
+                    obligations.add(req_.obligation)
+                else:
+                    v = req_.cond(inp, risks[pi])
+                    if v is not False and v is not MISSING:
+                        obligations.add(req_.obligation)
+        risk = risks[0] if n == 1 else max(risks)
+        if len(fired) > 1:
+            fired.sort(key=_key)
+        keys = tuple(r.key for r in fired)
+        spans = tuple(r.span for r in fired)
+        if obligations:
+            obl = tuple(sorted(obligations))
+            enforced = allowed_all and _proven(inp, obl)
+        else:
+            obl = ()
+            enforced = allowed_all
+        return Decision(
+            allowed_all,
+            obl,
+            risk,
+            keys,
+            defaults_all,
+            enforced,
+            spans,
+            (self, request) if origin else None,
+        )
+
+
+def _proven(inp: dict[str, Any], obligations: tuple[str, ...]) -> bool:
+    req = inp.get("request")
+    auth = req.get("auth") if type(req) is dict else None
+    if type(auth) is not dict:
+        return False
+    return all(auth.get(o, MISSING) is True for o in obligations)
+
+
+def _request_keys(etype: Any, eid: Any) -> tuple[Any, ...]:
+    if type(etype) is not str:
+        return (_WILD,)
+    if type(eid) is not str:
+        return (_WILD, (etype, _WILD))
+    return (_WILD, (etype, _WILD), (etype, eid))
+
+
+def _order(rule: CompiledRule) -> int:
+    return rule.order
+
+
+def _key(rule: CompiledRule) -> str:
+    return rule.key
+
+
+__all__ = ["CompiledPolicies", "Decision"]

@@ -1,0 +1,96 @@
+"""`Engine.transform`: an integration's `map` block applied to an upstream payload.
+
+Each mapping is compiled once to a closure over `$` (the payload).  A mapping
+whose value is MISSING (and has no `??` default) or ERROR raises
+`TransformError` naming the field and the mapping's source span.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from mcpdsl.engine.compile_expr import Fn, compile_expr
+from mcpdsl.engine.values import ERROR, MISSING, to_json
+from mcpdsl.ir import model as m
+
+ZERO = Decimal(0)
+
+
+class TransformError(ValueError):
+    """A mapping could not produce its field (missing input or a run-time type error)."""
+
+    def __init__(self, message: str, field: str, span: object = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.span = span
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledMapping:
+    target: tuple[str, ...]
+    fn: Fn
+    ir: m.Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTransform:
+    ir: m.Integration
+    mappings: tuple[CompiledMapping, ...]
+
+    def apply(self, payload: Any) -> dict[str, Any]:
+        inp = {"$": payload}
+        out: dict[str, Any] = {}
+        for mp in self.mappings:
+            v = mp.fn(inp, ZERO)
+            if v is MISSING or v is ERROR:
+                raise _failure(self.ir, mp, inp, v)
+            t = type(v)
+            if t is Decimal or t is list or t is tuple or t is dict:
+                v = to_json(v)
+            target = mp.target
+            if len(target) == 1:
+                out[target[0]] = v
+                continue
+            cursor = out
+            for part in target[:-1]:
+                nxt = cursor.setdefault(part, {})
+                if type(nxt) is not dict:
+                    raise TransformError(
+                        f"field `{'.'.join(target)}` extends `{part}`, which is not an object"
+                        f" ({mp.ir.span})",
+                        ".".join(target),
+                        mp.ir.span,
+                    )
+                cursor = nxt
+            cursor[target[-1]] = v
+        return out
+
+
+def _failure(
+    integration: m.Integration, mp: CompiledMapping, inp: dict[str, Any], value: Any
+) -> TransformError:
+    from mcpdsl.engine.interp import why
+
+    name = ".".join(mp.target)
+    _, reasons = why(mp.ir.expr, inp, ZERO)
+    detail = "; ".join(reasons) or ("missing" if value is MISSING else "an evaluation error")
+    where = f" ({mp.ir.span})" if mp.ir.span is not None else ""
+    if value is MISSING:
+        message = (
+            f"field `{name}` of `{integration.name}` is missing: {detail}{where}; "
+            "give the missing attribute a default with `??`"
+        )
+    else:
+        message = f"field `{name}` of `{integration.name}` is an evaluation error: {detail}{where}"
+    return TransformError(message, name, mp.ir.span)
+
+
+def compile_transform(integration: m.Integration) -> CompiledTransform:
+    return CompiledTransform(
+        ir=integration,
+        mappings=tuple(
+            CompiledMapping(mp.target, compile_expr(mp.expr).fn, mp) for mp in integration.mappings
+        ),
+    )
