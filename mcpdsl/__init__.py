@@ -43,11 +43,15 @@ def __getattr__(name: str) -> object:
 
 
 def check(path: str | os.PathLike[str]) -> list[Diagnostic]:
-    """Every diagnostic for a policy tree (errors, warnings, infos), sorted by location."""
+    """Every diagnostic for a policy tree (errors, warnings, infos), sorted by location.
+
+    Like `mcpdsl check`, this includes the z3 analyses (run only when the tree
+    has no front-end error).
+    """
     from mcpdsl.pipeline import InputError, compile_tree
 
     try:
-        return compile_tree(path).diagnostics
+        return compile_tree(path, analyze=True).diagnostics
     except InputError as exc:
         return [exc.diagnostic]
 
@@ -68,8 +72,8 @@ def load(path: str | os.PathLike[str]) -> Project:
 def build(path: str | os.PathLike[str], out: str | os.PathLike[str] = "build"):  # type: ignore[no-untyped-def]
     """Compile a policy tree and write every target's artifacts atomically into `out`.
 
-    Returns a `mcpdsl.build.BuildResult`; raises `CompileError` when the tree has errors.
+    Returns a `mcpdsl.builder.BuildResult`; raises `CompileError` when the tree has errors.
     """
-    from mcpdsl.build import build as run_build
+    from mcpdsl.builder import build as run_build
 
     return run_build(path, out)

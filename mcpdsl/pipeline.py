@@ -1,11 +1,14 @@
 """The compiler as a tuple of named stages.
 
-    STAGES = (read, parse, lower, resolve, typecheck)
+    STAGES = (read, parse, lower, resolve, typecheck, analyze)
 
 Ordering: `parse` needs the decoded text of `read`; `lower` works per file and
 needs only its syntax tree; `resolve` needs every file's unit (names cross
-files); `typecheck` needs resolved names.  Stages accumulate diagnostics and
-never raise for user errors.  Per-stage timings are keyed by stage name.
+files); `typecheck` needs resolved names; `analyze` (z3, opt-in with
+`compile_tree(path, analyze=True)`, which `mcpdsl check` does) needs a
+typechecked project and runs only when the earlier stages found no error.
+Stages accumulate diagnostics and never raise for user errors.  Per-stage
+timings are keyed by stage name.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Compilation:
     timings: dict[str, float] = field(default_factory=dict)
     raw: dict[str, bytes] = field(default_factory=dict)
     parsed: list[object] = field(default_factory=list)
+    analyze: bool = False  # run the z3 analyses (`mcpdsl check`); build/watch/eval skip them
 
     @property
     def has_errors(self) -> bool:
@@ -128,18 +132,30 @@ def typecheck(c: Compilation) -> None:
         c.diagnostics.extend(typecheck_project(c.project))
 
 
+def analyze(c: Compilation) -> None:
+    if not c.analyze or c.project is None or c.has_errors:
+        return
+    from mcpdsl.analysis import analyze as analyze_project
+
+    c.diagnostics.extend(analyze_project(c.project, c.sources).diagnostics)
+
+
 STAGES: tuple[tuple[str, Callable[[Compilation], None]], ...] = (
     ("parse", parse),
     ("lower", lower),
     ("resolve", resolve),
     ("typecheck", typecheck),
+    ("analyze", analyze),  # last: needs a typechecked, error-free project
 )
 
 
-def compile_tree(path: str | os.PathLike[str]) -> Compilation:
-    """Run the front end on a tree (or one file); raises InputError for unusable paths."""
+def compile_tree(path: str | os.PathLike[str], *, analyze: bool = False) -> Compilation:
+    """Run the front end on a tree (or one file); raises InputError for unusable paths.
+
+    `analyze=True` adds the z3 analyses (what `mcpdsl check` reports).
+    """
     root, files = find_files(Path(path))
-    c = Compilation(root=root)
+    c = Compilation(root=root, analyze=analyze)
     with _no_gc():
         _run_stages(c, files)
     return c

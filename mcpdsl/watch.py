@@ -11,7 +11,7 @@ Two pieces:
 * `Watcher` debounces file events (watchfiles), re-runs check + build, prints
   the diagnostics and the time of each rebuild, and keeps the last good
   artifacts: output is written only when the tree has no errors, and then
-  atomically (`mcpdsl.build.write_atomically`), so a broken edit never replaces
+  atomically (`mcpdsl.builder.write_atomically`), so a broken edit never replaces
   a good build.
 """
 
@@ -55,10 +55,17 @@ class CacheStats:
 
 
 class FrontEndCache:
-    """The front end with parse/lower results cached per file content."""
+    """The front end with parse/lower results cached per file content.
 
-    def __init__(self) -> None:
+    `keep_parsed=False` drops each file's syntax tree once it is lowered (only
+    `lower` reads it): the cache then holds little more than the IR the project
+    shares anyway.  The embedded engine's reload uses that; `Compilation.parsed`
+    is then empty.
+    """
+
+    def __init__(self, *, keep_parsed: bool = True) -> None:
         self._files: dict[str, _Cached] = {}
+        self.keep_parsed = keep_parsed
         names = tuple(name for name, _ in STAGES)
         # If the pipeline is ever reordered so that a cross-file stage runs before a
         # per-file one, caching would be wrong: fall back to the uncached pipeline.
@@ -83,6 +90,8 @@ class FrontEndCache:
                 unit = Compilation(root=root, raw={display: data})
                 for name in PER_FILE_STAGES:
                     per_file[name](unit)
+                if not self.keep_parsed:
+                    unit.parsed.clear()
                 cached = self._files[display] = _Cached(digest, unit)
                 stats.compiled += 1
             else:
@@ -144,7 +153,7 @@ class Watcher:
         self.history: list[Rebuild] = []
 
     def rebuild(self, changed: Iterable[str] = ()) -> Rebuild:
-        from mcpdsl.build import compile_artifacts, write_atomically
+        from mcpdsl.builder import compile_artifacts, write_atomically
         from mcpdsl.diagnostics.render import render_human, summary_line
 
         when = datetime.now().astimezone()

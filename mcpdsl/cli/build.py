@@ -30,7 +30,7 @@ def _targets(value: str | None) -> tuple[str, ...]:
 @click.option("--quiet", "-q", is_flag=True, help="Print only diagnostics and the summary line.")
 def build_command(path: str, out: str, target: str | None, quiet: bool) -> None:
     """Compile a policy tree to Kubernetes, Envoy and OPA artifacts."""
-    from mcpdsl.build import compile_artifacts, write_atomically
+    from mcpdsl.builder import compile_artifacts, write_atomically
     from mcpdsl.cli.common import emit_diagnostics
     from mcpdsl.pipeline import InputError, compile_tree
     from mcpdsl.source import SourceMap

@@ -14,7 +14,7 @@ FORMATS = ("text", "json", "sarif")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--explain", metavar="CODE", help="Print the long explanation of a diagnostic code.")
 def check_command(path: str | None, fmt: str, explain: str | None) -> None:
-    """Parse, resolve and typecheck a policy tree; report every diagnostic.
+    """Parse, resolve, typecheck and analyse (z3) a policy tree; report every diagnostic.
 
     Exit 0 when there is no error (warnings allowed), 1 when there are errors,
     2 for usage errors or unreadable input.
@@ -34,7 +34,7 @@ def check_command(path: str | None, fmt: str, explain: str | None) -> None:
     if path is None:
         raise click.UsageError("missing argument PATH (a policy directory or file)")
     try:
-        compilation = compile_tree(path)
+        compilation = compile_tree(path, analyze=True)
     except InputError as exc:
         emit_diagnostics([exc.diagnostic], SourceMap(), fmt, summary=False)
         sys.exit(2)

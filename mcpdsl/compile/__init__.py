@@ -21,7 +21,7 @@ from typing import Protocol
 
 from mcpdsl.ir.model import Project
 
-TARGETS: tuple[str, ...] = ("kubernetes", "envoy", "opa")
+TARGETS: tuple[str, ...] = ("kubernetes", "envoy", "opa", "prometheus")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ line title and a long explanation printed by `mcpdsl check --explain CODE`.
 
 Ranges: E01xx syntax, E02xx declarations and clauses, E03xx units, values and
 expressions, E04xx names and imports, E05xx input files, E06xx tests,
-W01xx warnings.
+W01xx warnings, A01xx analysis findings (z3; docs/analysis.md).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Code:
 
 _E = Severity.ERROR
 _W = Severity.WARNING
+_I = Severity.INFO
 
 _TABLE: tuple[Code, ...] = (
     # ------------------------------------------------------------ syntax
@@ -322,6 +323,305 @@ _TABLE: tuple[Code, ...] = (
         "internet-facing service without `balance`",
         "A gateway routes to a service that has no `balance` block; it gets round-robin\n"
         "balancing, no health checks, no outlier ejection and no rate limit.\n",
+    ),
+    # ------------------------------------------------ carbon and the optimiser (E07xx)
+    Code(
+        "E0701",
+        _E,
+        "unusable intensity file",
+        'The file named by a carbon block\'s `intensity from "FILE"` cannot be used: it does\n'
+        "not exist, cannot be read, is not UTF-8, lies outside the policy tree (paths are\n"
+        "relative to the tree root and may not leave it), is not valid JSON, or is a CSV\n"
+        "without the header `region,timestamp,g_per_kwh`.\n\n"
+        "Two formats are read: CSV with one row per region and hour, and the Carbon Aware\n"
+        'SDK\'s emissions JSON, a list of `{"Location", "Time", "Rating", "Duration"}`\n'
+        '(or that list under `"Emissions"`).\n\n'
+        "    region,timestamp,g_per_kwh\n"
+        "    eu-north-1,2025-03-01T00:00:00Z,31\n",
+    ),
+    Code(
+        "E0702",
+        _E,
+        "unreadable intensity record",
+        "A record of an intensity forecast cannot be read: a timestamp that is not ISO 8601\n"
+        "or has no time zone (write `Z` for UTC), an intensity that is not a finite number,\n"
+        "a CSV row with fewer fields than the header, a JSON record without `Location`,\n"
+        "`Time` or `Rating`, or a `Duration` that is not a positive time span like `01:00`.\n",
+    ),
+    Code(
+        "E0703",
+        _E,
+        "unknown region in intensity data",
+        "An intensity forecast names a region its carbon block does not declare. Every\n"
+        'region of the forecast needs a `region "NAME" { intensity ... }` entry (its annual\n'
+        "average applies where the forecast has no data). A misspelling gets a did-you-mean.\n",
+    ),
+    Code(
+        "E0704",
+        _E,
+        "unsorted, duplicate or overlapping timestamps",
+        "The rows of one region must be in time order, each timestamp once, and (for the\n"
+        "Carbon Aware SDK format) no interval may start before the previous one ends. The\n"
+        "secondary label points at the earlier row. Sort the rows of each region by time.\n",
+    ),
+    Code(
+        "E0705",
+        _E,
+        "gap in an intensity series",
+        "A region's forecast has a hole: an interval ends and the next starts later. In CSV\n"
+        "each row lasts the region's step (the smallest spacing of its rows), so a missing\n"
+        "hour is a gap. Fill the missing hours; a scheduler that silently used the annual\n"
+        "average inside a forecast would plan on data nobody gave it.\n",
+    ),
+    Code(
+        "E0706",
+        _E,
+        "negative carbon intensity",
+        "Grid carbon intensity is a mass of CO2e per kWh and cannot be negative. Location-\n"
+        "based intensities are at least 0; a negative number usually is a unit or sign error.\n",
+    ),
+    Code(
+        "E0707",
+        _E,
+        "job region without an intensity",
+        "A job may run in a region that its carbon block does not list, so the scheduler\n"
+        "cannot price it. Add the region to the carbon block (with its intensity and a\n"
+        "source comment) or remove it from the job's `regions`.\n",
+    ),
+    Code(
+        "E0708",
+        _E,
+        "job cannot be placed",
+        "No (region, start) is possible for a job: none of its regions has its pool, it needs\n"
+        "more cpu, memory or GPUs than one node of its pool has, or its run does not fit\n"
+        "between its window's opening and its deadline (the run must start inside the window\n"
+        "and end by the deadline; without a deadline, by the window's end).\n",
+    ),
+    Code(
+        "E0709",
+        _E,
+        "no schedule meets the constraints",
+        "The green scheduler proved that no placement of the jobs meets every constraint.\n"
+        "The message names a minimal set of constraints that conflict: dropping any one of\n"
+        "them makes a schedule possible. Constraints are the capacity of a pool in a region\n"
+        "(node capacity at its maximum nodes, less the services' expected requests), the\n"
+        "renewable floor of a carbon block (`renewable at least P`) and the carbon budget.\n"
+        "When only budgets conflict, the plan keeps the lowest-carbon schedule and reports\n"
+        "the overrun as E0710 instead.\n",
+    ),
+    Code(
+        "E0710",
+        _E,
+        "carbon budget exceeded",
+        "The month's emissions of a carbon block, by the Cloud Carbon Footprint method, are\n"
+        "above its budget: services at their expected replicas around the clock plus jobs\n"
+        "once a day at their planned placement, at location-based average intensities.\n"
+        "`mcpdsl plan DIR` shows the split; raise the budget, move workloads to cleaner\n"
+        "regions or hours, or lower replicas and job energy. See docs/carbon.md.\n",
+    ),
+    Code(
+        "E0711",
+        _E,
+        "services do not fit their pools",
+        "The pool packer found no placement of the services' replicas at their minimum or\n"
+        "expected counts: a replica is bigger than a node, the requests exceed the pool at\n"
+        "its maximum `nodes`, or a service with two or more replicas (which must spread over\n"
+        "at least two nodes) is in a pool of one node. Add nodes, use bigger nodes, or lower\n"
+        "the replicas.\n",
+    ),
+    # ---------------------------------------------------- analysis (z3)
+    Code(
+        "A0101",
+        _W,
+        "rule never fires",
+        "No request can make this rule fire: its condition is never true together with\n"
+        "its principal, resource, action and path patterns (for a deny: never true and\n"
+        "never an evaluation error either). The rule is dead code; usually the condition\n"
+        "contradicts itself (`x > 5 and x < 3`), contradicts the patterns\n"
+        '(`principal.type == "user"` on a `service` rule) or reads `risk` beyond what the\n'
+        "risk terms can add up to. No witness exists; the message names the rule.\n\n"
+        "    allow service a -> service b when context.n > 5 and context.n < 3\n",
+    ),
+    Code(
+        "A0102",
+        _W,
+        "allow never takes effect",
+        "The allow rule can fire, but every request it fires on is denied anyway: a deny\n"
+        "rule of the same policy fires on all of them (deny overrides allow), or another\n"
+        "policy of the tree refuses them (a request needs every policy to allow it).\n"
+        "The secondary labels are the rules or policies that are enough to deny every\n"
+        "such request (an unsatisfiable core); the `witness:` note is one such request.\n"
+        "Narrow the deny, or remove the allow.\n",
+    ),
+    Code(
+        "A0103",
+        _W,
+        "redundant rule",
+        "Every request this rule fires on is also matched by another rule of the same\n"
+        "effect in the same policy (shown as a secondary label), so removing it changes\n"
+        "no decision. When two rules are equivalent the later one is reported. Remove it,\n"
+        "or make it more specific than the rule that covers it.\n",
+    ),
+    Code(
+        "A0104",
+        _I,
+        "allow and deny overlap",
+        "Some requests are matched by both this deny and an allow of the same policy; the\n"
+        "deny wins (LANGUAGE.md §5). Usually intended (a guard such as an embargo list),\n"
+        "so this is information: each overlapping allow is labelled, and `witness:` notes\n"
+        "give a request where both fire, confirmed by the engine.\n",
+    ),
+    Code(
+        "A0105",
+        _W,
+        "`require` never triggers",
+        "The obligation is never added to a decision: its condition never holds (nor\n"
+        "errors) on any request the policy allows. Obligations are reported only on an\n"
+        "allow, so a `require` whose condition only holds on denied requests is dead.\n",
+    ),
+    Code(
+        "A0106",
+        _W,
+        "risk term never counts",
+        "The condition of this risk term is never true and never an evaluation error, so\n"
+        "its weight is never added to `risk`.\n",
+    ),
+    Code(
+        "A0107",
+        _W,
+        "deny fires only on evaluation errors",
+        "The deny's condition is never true, yet the rule does fire: on requests where\n"
+        "the condition is an evaluation error (a wrong type at run time), because denies\n"
+        "fail closed (docs/semantics.md). The rule almost certainly does not say what was\n"
+        "meant; the `witness:` note shows a request it denies.\n",
+    ),
+    Code(
+        "A0110",
+        _W,
+        "route shadowed by earlier routes",
+        "Routes are tried in declaration order and the first match wins. Every request\n"
+        "this route matches (method and path) is taken by an earlier route (secondary\n"
+        "labels), so it never receives traffic. Move it before the route that takes its\n"
+        "requests; the `witness:` note is a request the engine routes elsewhere.\n\n"
+        '    route "/v1/**"        -> service api\n'
+        '    route "/v1/agents/**" -> service agents   # warning[A0110]\n',
+    ),
+    Code(
+        "A0120",
+        _W,
+        "overlapping `during` windows disagree",
+        "Two `during` windows of one `scale` block are active at the same moment and give\n"
+        "different replica ranges. While both are active the engine (and the Kubernetes\n"
+        "target) uses the larger minimum and the larger maximum, which is neither range\n"
+        "as written. The `witness:` note is a moment when both windows are active.\n",
+    ),
+    Code(
+        "A0121",
+        _W,
+        "conflicting scaling targets",
+        "The same metric has two targets in one `scale` block; only one can be held.\n"
+        "The HPA keeps one value per metric, so the other target is silently ignored.\n",
+    ),
+    Code(
+        "A0122",
+        _W,
+        "utilisation target without a resource request",
+        "`target cpu P` and `target memory P` are percentages of the pod's request, but\n"
+        "the service declares no `cpu` (or `memory`), so the HPA cannot compute the\n"
+        "utilisation and never scales on it. Declare the request, or scale on a metric.\n",
+    ),
+    Code(
+        "A0123",
+        _W,
+        "fixed replicas outside the scaling range",
+        "The service sets `replicas N`, and a `scale` block for it allows only `MIN..MAX`\n"
+        "with N outside. The autoscaler overrides N at once; one of the two is wrong.\n",
+    ),
+    Code(
+        "A0124",
+        _W,
+        "`predict` metric is not a target",
+        "`predict` forecasts a metric the block does not scale on, so the forecast can\n"
+        "never change the replica count. Add a `target metric` for it or fix the name.\n",
+    ),
+    Code(
+        "A0130",
+        _W,
+        "pool too small for its workloads at their maximum",
+        "The sum over the services placed in this pool of max replicas x requests\n"
+        "exceeds what the pool holds at its largest node count (max nodes x node size)\n"
+        "for cpu, memory or GPUs (jobs are not counted: they can run at other times). The labels are a minimal set of workloads that alone\n"
+        "exceed the capacity (an unsatisfiable core), with the numbers in a note. Raise\n"
+        "`nodes`, use larger nodes, or lower the maximums.\n",
+    ),
+    Code(
+        "A0131",
+        _E,
+        "replica larger than a node",
+        "One replica (or job) requests more cpu, memory or GPUs than a single node of its\n"
+        "pool has, so it can never be scheduled.\n",
+    ),
+    Code(
+        "A0132",
+        _W,
+        "quotas exceed the pool's capacity",
+        "The team quotas of the pool add up to more than the pool holds at its largest\n"
+        "node count: the quotas promise capacity that does not exist.\n",
+    ),
+    Code(
+        "A0133",
+        _E,
+        "reservations do not fit the pool at its minimum",
+        "Reservations hold capacity even when the pool runs its minimum number of nodes;\n"
+        "together they exceed min nodes x node size, so they cannot all be honoured.\n"
+        "The labels are a minimal set of reservations that alone do not fit.\n",
+    ),
+    Code(
+        "A0134",
+        _W,
+        "team needs more than its quota",
+        "The services of a team (label `team`) in this pool request more at their maximum\n"
+        "replicas than the team's quota allows, so they can never all reach it.\n",
+    ),
+    Code(
+        "A0135",
+        _W,
+        "reservation for a service in another pool",
+        "The pool reserves capacity for a service whose `pool` clause names a different\n"
+        "pool; the reservation holds capacity nothing here uses. (A service without a\n"
+        "`pool` clause may be scheduled in any pool and is not reported.)\n",
+    ),
+    Code(
+        "A0140",
+        _E,
+        "carbon budget cannot be met",
+        "Even the cleanest possible schedule (every job run in its cleanest allowed\n"
+        "region, as often as its window repeats; every service at its minimum replicas\n"
+        "at idle power in its regions) emits more CO2e per period than the budget. The\n"
+        "note shows the least possible emissions and their parts; the labels are the\n"
+        "jobs and services that alone exceed the budget.\n",
+    ),
+    Code(
+        "A0141",
+        _E,
+        "renewable share cannot be met",
+        "No placement of the jobs over their allowed regions reaches the carbon block's\n"
+        "`renewable at least P`: the best achievable energy-weighted share is lower.\n",
+    ),
+    Code(
+        "A0142",
+        _W,
+        "job has no priced region",
+        "None of the job's regions has an intensity in its carbon block, so its emissions\n"
+        "cannot be estimated or scheduled against the budget.\n",
+    ),
+    Code(
+        "A0199",
+        _I,
+        "analysis inconclusive",
+        "The solver did not answer within its per-query limit (default 2000 ms; set\n"
+        "`MCPDSL_ANALYSIS_TIMEOUT_MS`), so nothing is claimed about this subject. Usually\n"
+        "caused by non-linear arithmetic between attributes or very long conditions.\n",
     ),
 )
 

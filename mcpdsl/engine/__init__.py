@@ -16,6 +16,7 @@ One module per concern:
 | `decision_log` | JSON-lines decision logs with masking |
 | `testing` | running `test` blocks (`mcpdsl test`) with rule coverage |
 | `engine` | the `Engine` facade |
+| `reload` | sources (trees, signed builds), `reload()`, `Engine.watch` |
 
 See docs/engine.md.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 from mcpdsl.engine.engine import CompiledProject, Engine, compile_project
 from mcpdsl.engine.limits import TokenBucket
 from mcpdsl.engine.policy import Decision
+from mcpdsl.engine.reload import BundleError, EngineWatch, Reload
 from mcpdsl.engine.route import RouteDecision
 from mcpdsl.engine.scale import ScaleDecision, ScaleError
 from mcpdsl.engine.transform import TransformError
@@ -33,9 +35,12 @@ from mcpdsl.engine.values import ERROR, MISSING
 __all__ = [
     "ERROR",
     "MISSING",
+    "BundleError",
     "CompiledProject",
     "Decision",
     "Engine",
+    "EngineWatch",
+    "Reload",
     "RouteDecision",
     "ScaleDecision",
     "ScaleError",

@@ -2,19 +2,23 @@
 
 Everything compiled lives in ONE immutable `CompiledProject` held by
 `Engine._compiled`; a reload builds a new one and swaps that single
-attribute (an atomic reference assignment), so readers never see a mix.
+attribute (an atomic reference assignment), so readers never see a mix:
+every entry point reads `self._compiled` exactly once per call.
 Token buckets (`admit`) and the decision-log sink are the only mutable state
-and are safe to share between threads.
+and are safe to share between threads.  Reloads, sources and watching live
+in `mcpdsl.engine.reload`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcpdsl.engine.decision_log import DEFAULT_MASK, DecisionLog, Sink
 from mcpdsl.engine.limits import BucketSpec, Limiter, limit_specs
@@ -23,6 +27,11 @@ from mcpdsl.engine.route import CompiledGateway, RouteDecision, compile_gateway,
 from mcpdsl.engine.scale import ScaleDecision, decide, find_scale
 from mcpdsl.engine.transform import CompiledTransform, compile_transform
 from mcpdsl.ir import model as m
+
+_log = logging.getLogger("mcpdsl.engine")
+
+if TYPE_CHECKING:
+    from mcpdsl.engine.reload import EngineWatch, PolicySource, Reload, ReloadCallback, Trust
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +80,19 @@ class Engine:
         *,
         decision_log: Sink | None = None,
         mask: Iterable[str] = DEFAULT_MASK,
+        source: PolicySource | None = None,
+        on_reload: ReloadCallback | None = None,
+        on_error: ReloadCallback | None = None,
     ) -> None:
         self._compiled = compiled  # the ONE reference a reload swaps
         self._log = DecisionLog(decision_log, mask) if decision_log is not None else None
         self._limiter = Limiter()
+        self._source = source  # where reload() reads from; None for from_project
+        self._on_reload = on_reload
+        self._on_error = on_error
+        self._reload_lock = threading.Lock()  # one reload at a time; readers never lock
+        self._failing = False  # the last reload failed (the next good one is reported)
+        self._watches: list[EngineWatch] = []
 
     # ------------------------------------------------------------ loading
 
@@ -85,19 +103,152 @@ class Engine:
         *,
         decision_log: Sink | None = None,
         mask: Iterable[str] = DEFAULT_MASK,
+        trust: Trust | None = None,
+        allow_unsigned: bool = False,
+        on_reload: ReloadCallback | None = None,
+        on_error: ReloadCallback | None = None,
     ) -> Engine:
-        """Compile a policy tree (a directory or one file); raises `mcpdsl.CompileError`."""
-        from mcpdsl.diagnostics.model import CompileError
-        from mcpdsl.pipeline import InputError, compile_tree
+        """An engine for a policy tree or a signed build directory.
 
-        try:
-            compilation = compile_tree(path)
-        except InputError as exc:
-            raise CompileError([exc.diagnostic]) from exc
-        if compilation.project is None:
-            raise CompileError(compilation.diagnostics)
-        compiled = compile_project(compilation.project, str(compilation.root))
-        return cls(compiled, decision_log=decision_log, mask=mask)
+        A tree (a directory of `.mcp` files, or one file) is compiled; errors
+        raise `mcpdsl.CompileError`.  With `trust=` (a `Keyring` or a keyring
+        path) `path` must be a signed build (`mcpdsl build` + `mcpdsl sign`): it
+        is verified with `mcpdsl.trust.verify_build` and the policy is loaded
+        from the verified `ir/project.json` bytes; a refusal raises
+        `mcpdsl.trust.TrustError` (`reason`, `kind`).  A build directory without
+        `trust=` is refused (`BundleError`, kind `unsigned`) unless
+        `allow_unsigned=True`.  `on_reload` / `on_error` receive a `Reload` after
+        every later reload that installed a policy / kept the old one.
+        """
+        from mcpdsl.engine.reload import open_source
+
+        source = open_source(path, trust, allow_unsigned)
+        outcome = source.load(force=True)
+        outcome.raise_error()
+        assert outcome.compiled is not None
+        return cls(
+            outcome.compiled,
+            decision_log=decision_log,
+            mask=mask,
+            source=source,
+            on_reload=on_reload,
+            on_error=on_error,
+        )
+
+    @classmethod
+    def watch(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        debounce_ms: int = 50,
+        on_reload: ReloadCallback | None = None,
+        on_error: ReloadCallback | None = None,
+        trust: Trust | None = None,
+        allow_unsigned: bool = False,
+        decision_log: Sink | None = None,
+        mask: Iterable[str] = DEFAULT_MASK,
+        force_polling: bool | None = None,
+    ) -> EngineWatch:
+        """`Engine.load(path, ...)`, then reload in a daemon thread after every change.
+
+        Returns the running `EngineWatch`: `.engine`, `.stop()`, a context manager.
+        The initial load raises like `Engine.load`; later failures keep the
+        previous policy and go to `on_error`.
+        """
+        engine = cls.load(
+            path,
+            decision_log=decision_log,
+            mask=mask,
+            trust=trust,
+            allow_unsigned=allow_unsigned,
+            on_reload=on_reload,
+            on_error=on_error,
+        )
+        return engine.start_watching(debounce_ms=debounce_ms, force_polling=force_polling)
+
+    def start_watching(
+        self, *, debounce_ms: int = 50, force_polling: bool | None = None
+    ) -> EngineWatch:
+        """Watch this engine's source (tree or build directory) in a daemon thread."""
+        from mcpdsl.engine.reload import EngineWatch
+
+        handle = EngineWatch(self, debounce_ms=debounce_ms, force_polling=force_polling)
+        self._watches.append(handle)
+        return handle
+
+    # ------------------------------------------------------------ reloading
+
+    def reload(self) -> Reload:
+        """Rebuild the policy from the engine's source and swap it in atomically.
+
+        Never raises for a bad source: a tree with errors, a refused bundle or an
+        unexpected failure keeps the current policy, calls `on_error` (or logs a
+        warning on the `mcpdsl.engine` logger without one) and returns a `Reload`
+        with `ok=False`.  A source that did not change is not recompiled
+        (`swapped=False`).  A bundle is re-verified every time.
+        """
+        return self._reload(())
+
+    def _reload(self, changed: tuple[str, ...], *, background: bool = False) -> Reload:
+        from mcpdsl.engine.reload import Reload, describe, timed
+
+        source = self._source
+        if source is None:
+            raise RuntimeError("this engine was not loaded from a path; there is nothing to reload")
+        with self._reload_lock:
+            outcome, seconds = timed(source, force=False)
+            if outcome.compiled is not None:
+                self._install(outcome.compiled)
+            recovered = outcome.ok and self._failing
+            self._failing = not outcome.ok
+        result = Reload(
+            ok=outcome.ok,
+            swapped=outcome.compiled is not None,
+            source=str(source.path),
+            message=describe(source, outcome, seconds),
+            diagnostics=outcome.diagnostics,
+            error=outcome.error,
+            changed=changed,
+            seconds=seconds,
+            stats=outcome.stats,
+        )
+        callback = self._on_error if not result.ok else self._on_reload
+        if not result.ok and callback is None:
+            _log.warning("%s", result.message)
+        if callback is not None and (not result.ok or result.swapped or recovered):
+            if not background:
+                callback(result)
+            else:
+                try:
+                    callback(result)
+                except Exception:  # a callback bug must not end the watch
+                    _log.exception("mcpdsl engine reload callback failed")
+        return result
+
+    def _install(self, compiled: CompiledProject) -> None:
+        old = self._compiled
+        self._compiled = compiled  # the swap: one reference assignment
+        if compiled.limits != old.limits:
+            self._limiter.retune(compiled.limits)
+
+    def _report_watch_failure(self, error: BaseException) -> None:
+        from mcpdsl.engine.reload import Reload
+
+        source = self._source
+        where = str(source.path) if source is not None else "?"
+        result = Reload(
+            ok=False,
+            swapped=False,
+            source=where,
+            message=f"watching {where} stopped: {type(error).__name__}: {error}",
+            error=error,
+        )
+        _log.error("%s", result.message)
+        if self._on_error is not None:
+            try:
+                self._on_error(result)
+            except Exception:
+                _log.exception("mcpdsl engine reload callback failed")
 
     @classmethod
     def from_project(
@@ -187,5 +338,9 @@ class Engine:
         return self._limiter.admit(self._compiled.limits, key, now)
 
     def close(self) -> None:
+        """Stop this engine's watchers and close its decision log."""
+        for handle in self._watches:
+            handle.stop()
+        self._watches.clear()
         if self._log is not None:
             self._log.close()

@@ -109,5 +109,21 @@ class Limiter:
                 if bucket.full_at(now):
                     self._buckets.pop(key, None)
 
+    def retune(self, specs: Mapping[str, BucketSpec]) -> None:
+        """After a reload: drop the buckets whose `limit` changed or went away.
+
+        A dropped bucket restarts full under its new spec on its next `admit`;
+        buckets whose limit is unchanged keep their tokens.
+        """
+        for key, bucket in list(self._buckets.items()):
+            spec = specs.get(key)
+            if spec is None and key.startswith("service:"):
+                spec = specs.get(":".join(key.split(":", 2)[:2]))
+            if spec is None or (spec.capacity, spec.per_second) != (
+                bucket.capacity,
+                bucket.per_second,
+            ):
+                self._buckets.pop(key, None)
+
     def reset(self) -> None:
         self._buckets.clear()

@@ -264,7 +264,7 @@ def test_explain_is_case_insensitive() -> None:
 def test_every_code_has_an_explanation(code: str) -> None:
     entry = CODES[code]
     assert entry.code == code
-    assert re.fullmatch(r"[EWI]\d{4}", code)
+    assert re.fullmatch(r"[EWIA]\d{4}", code)  # A01xx: analysis findings (z3)
     assert entry.title and not entry.title.endswith(".")
     assert not entry.title[0].isupper(), f"{code}: title should be lowercase"
     assert len(entry.explanation.strip()) > 40
@@ -317,3 +317,11 @@ def test_subprocess_does_not_write_into_the_checkout(tmp_path: Path) -> None:
     run_module("check", str(tree), cwd=tmp_path)
     assert sorted(p.name for p in tree.iterdir()) == ["expected.txt", "main.mcp"]
     assert sorted(p.name for p in (REPO / "mcpdsl").iterdir()) == before
+
+
+def test_every_code_is_documented() -> None:
+    """docs/diagnostics.md lists every code of the table (regenerate it when adding one)."""
+    from mcpdsl.diagnostics.codes import CODES
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "diagnostics.md").read_text()
+    assert [c for c in CODES if f"`{c}`" not in text] == []

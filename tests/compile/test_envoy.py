@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from validators import validate_envoy_bootstrap
 
 from mcpdsl import __version__
-from mcpdsl.build import compile_artifacts
+from mcpdsl.builder import compile_artifacts
 from mcpdsl.compile import TargetContext, TargetOutput, envoy, load_target
 from mcpdsl.compile.envoy_paths import globs_overlap, path_match, rewrite_path
 from mcpdsl.ir import globs
@@ -178,7 +178,7 @@ def test_target_is_registered_and_builds_through_the_pipeline() -> None:
     assert load_target("envoy").NAME == "envoy"
     result = compile_artifacts(compile_tree(FIXTURES / "routing"), ("envoy",))
     paths = [a.path for a in result.artifacts]
-    assert paths == ["envoy/internal.json", "envoy/public.json", "manifest.json"]
+    assert paths == ["envoy/internal.json", "envoy/public.json", "ir/project.json", "manifest.json"]
 
 
 def test_bootstrap_shape() -> None:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from validators import promql_available, validate_kubernetes, validate_promql
 
 from mcpdsl import __version__
-from mcpdsl.build import compile_artifacts
+from mcpdsl.builder import compile_artifacts
 from mcpdsl.compile import TargetContext, TargetOutput, kubernetes
 from mcpdsl.compile.kubernetes_common import (
     assign_names,

@@ -977,7 +977,7 @@ def test_two_builds_are_byte_identical(tree: str) -> None:
 
 
 def test_build_registers_the_target(tmp_path: Path) -> None:
-    from mcpdsl.build import compile_artifacts
+    from mcpdsl.builder import compile_artifacts
     from mcpdsl.pipeline import compile_tree
 
     result = compile_artifacts(compile_tree(ACCESS), ("opa",))

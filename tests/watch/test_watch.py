@@ -11,13 +11,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-import mcpdsl.build
-from mcpdsl.compile import TARGETS, Artifact, TargetOutput, load_target
-from mcpdsl.compile.serialize import dump_json
+import mcpdsl.builder
+from mcpdsl.compile import TARGETS, load_target
 from mcpdsl.pipeline import compile_tree
 from mcpdsl.watch import FrontEndCache, Rebuild, Watcher
 
@@ -25,13 +23,10 @@ FIXTURE = Path(__file__).parent.parent / "trust" / "fixtures" / "shop"
 BROKEN = 'service api {\n  image "x"\n  port 8080\n'  # unclosed block: a syntax error
 
 
-def _ir_target(project, ctx):  # type: ignore[no-untyped-def]
-    return TargetOutput([Artifact("ir/project.json", dump_json(project.model_dump(mode="json")))])
-
-
 @pytest.fixture
-def targets(monkeypatch: pytest.MonkeyPatch) -> tuple[str, ...]:
-    """Every importable real target, plus an IR dump that changes with every semantic edit."""
+def targets() -> tuple[str, ...]:
+    """Every importable real target; every build also holds `ir/project.json`, the IR
+    (mcpdsl.builder.ir_artifact), which changes with every semantic edit."""
     real = []
     for name in TARGETS:
         try:
@@ -39,10 +34,7 @@ def targets(monkeypatch: pytest.MonkeyPatch) -> tuple[str, ...]:
             real.append(name)
         except ImportError:
             pass
-    original = mcpdsl.build.load_target
-    fake = SimpleNamespace(NAME="ir", compile=_ir_target)
-    monkeypatch.setattr(mcpdsl.build, "load_target", lambda n: fake if n == "ir" else original(n))
-    return (*real, "ir")
+    return tuple(real)
 
 
 @pytest.fixture
@@ -128,7 +120,7 @@ def test_internal_error_keeps_watching(
     def boom(name: str):  # type: ignore[no-untyped-def]
         raise RuntimeError("target bug")
 
-    monkeypatch.setattr(mcpdsl.build, "load_target", boom)
+    monkeypatch.setattr(mcpdsl.builder, "load_target", boom)
     lines: list[str] = []
     result = Watcher(tree, tmp_path / "build", targets=("x",), echo=lines.append).rebuild()
     assert not result.wrote and "internal error: RuntimeError: target bug" in result.message

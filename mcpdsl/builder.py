@@ -4,7 +4,8 @@ The output directory is replaced as a whole: artifacts are written into a
 temporary sibling directory, then swapped in with renames.  On any error the
 previous output stays untouched.  `manifest.json` lists every artifact with its
 sha256, sorted by path, and no timestamps, so two builds of the same input are
-byte-identical.
+byte-identical.  Besides the targets' files every build holds `ir/project.json`,
+the IR the embedded engine loads from a signed build (docs/engine.md).
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from mcpdsl import __version__
 from mcpdsl.compile import TARGETS, Artifact, Enforcement, TargetContext, load_target
 from mcpdsl.compile.serialize import dump_json
 from mcpdsl.diagnostics import CompileError, Diagnostic
-from mcpdsl.pipeline import Compilation, InputError, compile_tree
+from mcpdsl.ir.model import Project
+from mcpdsl.pipeline import Compilation, InputError, _no_gc, compile_tree
+
+#: The IR of the build (see `ir_artifact`), covered by manifest.json like every artifact.
+IR_ARTIFACT = "ir/project.json"
 
 
 @dataclass
@@ -44,16 +49,34 @@ def manifest(artifacts: list[Artifact]) -> Artifact:
     return Artifact("manifest.json", dump_json({"artifacts": entries, "generator": "mcpdsl"}))
 
 
+def ir_artifact(project: Project) -> Artifact:
+    """`ir/project.json`: the IR itself, what `Engine.load(build, trust=...)` runs.
+
+    `Project.canonical_json()` (sorted keys, no whitespace); spans are not IR and
+    are not written.  Every build has it, so a signed build is loadable by the engine.
+    """
+    with _no_gc():  # large trees: the dump allocates millions of small objects
+        return Artifact(IR_ARTIFACT, (project.canonical_json() + "\n").encode())
+
+
 def compile_artifacts(compilation: Compilation, targets: tuple[str, ...] = TARGETS) -> BuildResult:
     """Run the targets on a compiled project (no I/O)."""
     if compilation.project is None:
         raise CompileError(compilation.diagnostics)
-    ctx = TargetContext(version=__version__)
     artifacts: list[Artifact] = []
     enforcement: list[Enforcement] = []
     timings = dict(compilation.timings)
     per_target: dict[str, int] = {}
     notes: list[str] = []
+    plan = None
+    if compilation.project.jobs and "kubernetes" in targets:  # CronJobs run where the plan says
+        from mcpdsl.optimize import plan_for_build
+
+        start = time.perf_counter()
+        plan = plan_for_build(compilation.project)
+        timings["optimize"] = time.perf_counter() - start
+        notes.extend(plan.notes if plan is not None else ())
+    ctx = TargetContext(version=__version__, plan=plan)
     for name in targets:
         start = time.perf_counter()
         output = load_target(name).compile(compilation.project, ctx)
@@ -62,6 +85,9 @@ def compile_artifacts(compilation: Compilation, targets: tuple[str, ...] = TARGE
         enforcement.extend(output.enforcement)
         notes.extend(output.notes)
         per_target[name] = len(output.artifacts)
+    start = time.perf_counter()
+    artifacts.append(ir_artifact(compilation.project))
+    timings["ir"] = time.perf_counter() - start
     paths = [a.path for a in artifacts]
     duplicates = {p for p in paths if paths.count(p) > 1}
     if duplicates:  # a target bug, not a user error

@@ -1,0 +1,135 @@
+"""`mcpdsl diff OLD NEW [--format text|json|sarif|markdown] [--fail-on widen|narrow|any]`.
+
+Each side is a directory (or file) or `git:REV[:DIR]`: DIR (default: the
+repository root) as of revision REV of the repository around the current
+directory, exported with `git archive` into a temporary directory — the work
+tree and the index are never touched.
+
+Exit codes: 0 no failing change; 1 `--fail-on` matched (e.g. a request
+gains access under `--fail-on widen`); 2 usage error, an unusable side or a
+side with compile errors.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import tarfile
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+
+FAIL_ON = ("widen", "narrow", "any", "never")
+GIT_TIMEOUT = 60
+
+
+class SideError(Exception):
+    """A side of the diff cannot be read (exit code 2)."""
+
+
+def _git(args: list[str], cwd: Path) -> bytes:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, timeout=GIT_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SideError(f"cannot run git: {exc}") from exc
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise SideError(message[-1] if message else f"git {args[0]} failed")
+    return done.stdout
+
+
+def checkout(spec: str, stack: ExitStack) -> Path:
+    """A directory holding the side `spec` (exported into a temporary directory for git)."""
+    if not spec.startswith("git:"):
+        path = Path(spec)
+        if not path.exists():
+            raise SideError(f"`{spec}` does not exist")
+        return path
+    rest = spec[4:]
+    rev, _, sub = rest.partition(":")
+    if not rev:
+        raise SideError(f"`{spec}`: expected `git:REV` or `git:REV:DIR`")
+    top = Path(_git(["rev-parse", "--show-toplevel"], Path.cwd()).decode().strip())
+    try:
+        commit = _git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], top).decode()
+    except SideError:
+        raise SideError(f"`{rev}` is not a revision of the repository at `{top}`") from None
+    commit = commit.strip()
+    sub = sub.strip("/")
+    args = ["archive", "--format=tar", commit]
+    if sub:
+        args += ["--", sub]
+    data = _git(args, top)
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mcpdsl-diff-")))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(tmp, filter="data")
+        else:  # Python < 3.11.4: git archive output is trusted, members stay below `tmp`
+            tar.extractall(tmp)
+    target = tmp / sub if sub else tmp
+    if not target.exists():
+        raise SideError(f"`{sub}` does not exist at `{rev}`")
+    return target
+
+
+@click.command("diff")
+@click.argument("old")
+@click.argument("new")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("text", "json", "sarif", "markdown")),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(FAIL_ON),
+    default="never",
+    show_default=True,
+    help="Exit 1 when a request gains (widen) or loses (narrow) access or a route; `any`: "
+    "any access, obligation or routing change.",
+)
+def diff_command(old: str, new: str, fmt: str, fail_on: str) -> None:
+    """Semantic difference of two policy trees: access (with witnesses) and parameters.
+
+    OLD and NEW are directories or `git:REV[:DIR]` of the current repository.
+    """
+    from mcpdsl import __version__
+    from mcpdsl.analysis.diff import diff
+    from mcpdsl.analysis.report import render
+    from mcpdsl.pipeline import InputError, compile_tree
+
+    projects = []
+    with ExitStack() as stack:
+        for spec in (old, new):
+            try:
+                root = checkout(spec, stack)
+                compilation = compile_tree(root)
+            except SideError as exc:
+                click.echo(f"error: {exc}", err=True)
+                sys.exit(2)
+            except InputError as exc:
+                click.echo(f"error: {spec}: {exc.diagnostic.message}", err=True)
+                sys.exit(2)
+            if compilation.project is None:
+                from mcpdsl.diagnostics.render import render_human
+
+                click.echo(render_human(compilation.diagnostics, compilation.sources), err=True)
+                click.echo(f"error: `{spec}` has errors; fix them before diffing", err=True)
+                sys.exit(2)
+            projects.append(compilation.project)
+    result = diff(projects[0], projects[1])
+    click.echo(render(result, fmt, (old, new), __version__), nl=False)
+    failing = {
+        "widen": result.gains,
+        "narrow": bool(result.narrowed) or any(r.direction == "narrowed" for r in result.routes),
+        "any": bool(result.access or result.routes or result.obligations),
+        "never": False,
+    }[fail_on]
+    sys.exit(1 if failing else 0)

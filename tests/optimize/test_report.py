@@ -1,0 +1,157 @@
+"""`mcpdsl report`: a self-contained HTML report with SVG charts, its Markdown twin, a screenshot."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import xml.etree.ElementTree as ET
+import zlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mcpdsl.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+FORECAST = Path(__file__).parent / "fixtures" / "forecast"
+
+
+def report(tree: Path, out: Path) -> tuple[str, str]:
+    result = CliRunner().invoke(main, ["report", str(tree), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    folder = out / "report"
+    return (
+        (folder / "sustainability.html").read_text(encoding="utf-8"),
+        (folder / "sustainability.md").read_text(encoding="utf-8"),
+    )
+
+
+@pytest.mark.parametrize("tree", [FORECAST, REPO / "policies"], ids=["forecast", "policies"])
+def test_report_is_self_contained_with_four_charts(tree: Path, tmp_path: Path) -> None:
+    html, markdown = report(tree, tmp_path)
+    assert html.startswith("<!DOCTYPE html>")
+    outside = html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    for forbidden in ("<script", "src=", "href=", "@import", "url(", "http://", "https://"):
+        assert forbidden not in outside, forbidden
+    svgs = re.findall(r"<svg .*?</svg>", html, re.DOTALL)
+    assert len(svgs) >= 4
+    for svg in svgs:
+        ET.fromstring(svg)  # well-formed
+    titles = " ".join(re.findall(r'aria-label="([^"]+)"', html))
+    for chart in ("Emissions by region", "hour", "burn-down", "both baselines"):
+        assert chart in titles
+    assert "location-based" in html.lower() and "not marginal" in html
+    assert markdown.startswith("# Sustainability report")
+    for section in ("## Emissions by region", "## Emissions by hour", "## Budget burn-down"):
+        assert section in markdown
+
+
+def test_report_numbers_match_the_plan(tmp_path: Path) -> None:
+    html, markdown = report(FORECAST, tmp_path)
+    plan = CliRunner().invoke(main, ["plan", str(FORECAST), "--format", "json"])
+    import json
+
+    data = json.loads(plan.output)
+    total = sum(line["kg_per_month"] for line in data["accounting"]["lines"])
+    assert f"**Total: {total:.2f} kg CO2e a month.**" in markdown
+    for name, job in data["jobs"].items():
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| {name} |"))
+        assert job["region"] in row and job["start"] in row
+        assert f"{job['kg_per_month']:.2f}" in row
+    assert f"{total:.2f} kg" in html
+
+
+def test_report_is_deterministic(tmp_path: Path) -> None:
+    first = report(FORECAST, tmp_path / "a")
+    second = report(FORECAST, tmp_path / "b")
+    assert first == second
+
+
+def test_report_leaves_the_rest_of_the_build_alone(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text("{}", encoding="utf-8")
+    report(FORECAST, tmp_path)
+    assert (tmp_path / "manifest.json").read_text(encoding="utf-8") == "{}"
+
+
+def _png_pixels(data: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """Decode an 8-bit RGB or RGBA PNG (what Chromium writes) into RGB pixels."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height, kind_of_colour = 8, b"", 0, 0, 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, kind_of_colour = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and kind_of_colour in (2, 6)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    step = 3 if kind_of_colour == 2 else 4
+    stride = width * step
+    previous = bytearray(stride)
+    pixels = []
+    for row in range(height):
+        start = row * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        for i in range(stride):
+            left = line[i - step] if i >= step else 0
+            up = previous[i]
+            corner = previous[i - step] if i >= step else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                guess = left + up - corner
+                a, b, c = abs(guess - left), abs(guess - up), abs(guess - corner)
+                pred = left if a <= b and a <= c else (up if b <= c else corner)
+                line[i] = (line[i] + pred) & 0xFF
+        pixels.extend(
+            (line[i], line[i + 1], line[i + 2]) for i in range(0, stride, step * 4)
+        )  # every 4th pixel is plenty
+        previous = line
+    return width, height, pixels
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium (Debian `chromium`) is not installed"
+)
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    report(FORECAST, tmp_path)
+    page = (tmp_path / "report" / "sustainability.html").resolve()
+    shot = tmp_path / "shot.png"
+    done = subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1100,2600",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.exists(), done.stderr[-2000:]
+    width, height, pixels = _png_pixels(shot.read_bytes())
+    assert (width, height) == (1100, 2600)
+    colours = set(pixels)
+    assert len(colours) > 50  # text and charts, not a blank page
+    green = sum(1 for p in pixels if p == (0x2E, 0x7D, 0x32))  # the plan's bars and lines
+    blue = sum(1 for p in pixels if p == (0x15, 0x65, 0xC0))  # services
+    red = sum(1 for p in pixels if p == (0xC6, 0x28, 0x28))  # the window-start baseline
+    assert green > 200 and red > 200, (green, blue, red)
