@@ -55,6 +55,13 @@ class Index:
     quota_names: dict[Hashable, str] = field(default_factory=dict)
     balloon_names: dict[Hashable, str] = field(default_factory=dict)
     tier_classes: dict[Hashable, str] = field(default_factory=dict)
+    # Rules of each policy (by position in project.policies) that can reach a
+    # service, keyed by service name; "" holds the rules that reach any service.
+    # Filled on first use so that NetworkPolicies cost O(rules), not
+    # O(services x rules).
+    rules_reaching: dict[int, dict[str, list[m.Rule]]] = field(default_factory=dict)
+    # Services by their tree-unique name (policies name services without package).
+    by_name: dict[str, list[m.Service]] = field(default_factory=dict)
 
     def service_name(self, service: m.Service) -> str:
         return self.service_names[service.qualified]

@@ -97,7 +97,10 @@ def rule_sources(rule: m.Rule, index: Index) -> Sources:
 
 def _services_named(index: Index, names: tuple[str, ...]) -> list[m.Service]:
     """Services by their tree-unique name (policies name services without package)."""
-    return [s for s in index.project.services if s.name in names]
+    if not index.by_name:
+        for service in index.project.services:
+            index.by_name.setdefault(service.name, []).append(service)
+    return [s for name in dict.fromkeys(names) for s in index.by_name.get(name, [])]
 
 
 def _total_deny(rule: m.Rule, service: m.Service) -> bool:
@@ -111,13 +114,36 @@ def _total_deny(rule: m.Rule, service: m.Service) -> bool:
     )
 
 
+def _candidates(index: Index, position: int, policy: m.Policy, service: m.Service) -> list[m.Rule]:
+    """The rules of `policy` whose resource pattern can match `service`, in source order."""
+    table = index.rules_reaching.get(position)
+    if table is None:
+        table = {}
+        for rule in policy.rules:
+            resource = rule.resource
+            if resource.type is None or (resource.type == "service" and resource.ids is None):
+                table.setdefault("", []).append(rule)
+            elif resource.type == "service" and resource.ids is not None:
+                for name in dict.fromkeys(resource.ids):
+                    table.setdefault(name, []).append(rule)
+        index.rules_reaching[position] = table
+    found = table.get("", []) + table.get(service.name, [])
+    if table.get("") and table.get(service.name):
+        order = {id(rule): i for i, rule in enumerate(policy.rules)}
+        found.sort(key=lambda rule: order[id(rule)])
+    return found
+
+
 def policy_sources(
-    policy: m.Policy, service: m.Service, index: Index
+    policy: m.Policy, service: m.Service, index: Index, position: int = -1
 ) -> tuple[Sources, list[tuple[m.Rule, Sources]]]:
     """One policy's superset of sources for `service`, and its reaching allow rules."""
+    rules = (
+        _candidates(index, position, policy, service) if position >= 0 else list(policy.rules)
+    )
     reaching = [
         (rule, rule_sources(rule, index))
-        for rule in policy.rules
+        for rule in rules
         if rule.effect == "allow" and matches_service(rule.resource, service)
     ]
     sources = OPEN if policy.default == "allow" else NOBODY
@@ -128,7 +154,7 @@ def policy_sources(
         sources = sources.union(
             Sources(False, frozenset(("gateway", g.qualified) for g in gateways))
         )
-    for rule in policy.rules:
+    for rule in rules:
         if not _total_deny(rule, service):
             continue
         if rule.principal.type is None:
@@ -174,8 +200,8 @@ def final_sources(index: Index, service: m.Service) -> tuple[Sources, list[str]]
     """
     final = OPEN
     reaching: list[tuple[str, Sources]] = []
-    for policy in index.project.policies:
-        sources, rules = policy_sources(policy, service, index)
+    for position, policy in enumerate(index.project.policies):
+        sources, rules = policy_sources(policy, service, index, position)
         final = final.intersect(sources)
         reaching.extend((f"{policy.name}/{rule.id}", found) for rule, found in rules)
     if final.empty:

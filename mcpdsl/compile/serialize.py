@@ -25,7 +25,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _Dumper(yaml.SafeDumper):
+# LibYAML's emitter when PyYAML was built with it (the wheels are): the pure
+# Python emitter is most of the cost of a large Kubernetes build.
+_BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
     """Safe YAML with block style and multi-line strings kept readable."""
 
 
