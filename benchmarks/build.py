@@ -75,9 +75,7 @@ def main() -> None:
         tree.mkdir()
         generate(tree)
         big = min((timed_build(tree, base / f"b{i}") for i in range(2)), key=lambda r: r[0])
-        rows.append(
-            (f"build 1,000 services + 10,000 rules ({big[2]} artifacts)", big[0], "< 10 s")
-        )
+        rows.append((f"build 1,000 services + 10,000 rules ({big[2]} artifacts)", big[0], "< 10 s"))
         for stage, seconds in big[1].items():
             rows.append((f"  stage `{stage}`", seconds, ""))
     print("| measurement | seconds | target |")

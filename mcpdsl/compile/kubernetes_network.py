@@ -138,9 +138,7 @@ def policy_sources(
     policy: m.Policy, service: m.Service, index: Index, position: int = -1
 ) -> tuple[Sources, list[tuple[m.Rule, Sources]]]:
     """One policy's superset of sources for `service`, and its reaching allow rules."""
-    rules = (
-        _candidates(index, position, policy, service) if position >= 0 else list(policy.rules)
-    )
+    rules = _candidates(index, position, policy, service) if position >= 0 else list(policy.rules)
     reaching = [
         (rule, rule_sources(rule, index))
         for rule in rules
