@@ -1,4 +1,4 @@
-"""`mcpdsl check DIR [--format text|json|sarif] [--explain CODE]`."""
+"""`mcpdsl check DIR [--format text|json|sarif] [--explain CODE] [--no-analyze]`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ FORMATS = ("text", "json", "sarif")
 @click.argument("path", required=False, type=click.Path(path_type=str))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--explain", metavar="CODE", help="Print the long explanation of a diagnostic code.")
-def check_command(path: str | None, fmt: str, explain: str | None) -> None:
+@click.option(
+    "--analyze/--no-analyze",
+    default=True,
+    show_default=True,
+    help="Run the z3 proofs (dead rules, shadowing, capacity, carbon). "
+    "--no-analyze checks syntax, names and types only, for editor-speed feedback.",
+)
+def check_command(path: str | None, fmt: str, explain: str | None, analyze: bool) -> None:
     """Parse, resolve, typecheck and analyse (z3) a policy tree; report every diagnostic.
 
     Exit 0 when there is no error (warnings allowed), 1 when there are errors,
@@ -34,7 +41,7 @@ def check_command(path: str | None, fmt: str, explain: str | None) -> None:
     if path is None:
         raise click.UsageError("missing argument PATH (a policy directory or file)")
     try:
-        compilation = compile_tree(path, analyze=True)
+        compilation = compile_tree(path, analyze=analyze)
     except InputError as exc:
         emit_diagnostics([exc.diagnostic], SourceMap(), fmt, summary=False)
         sys.exit(2)

@@ -325,3 +325,19 @@ def test_every_code_is_documented() -> None:
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "diagnostics.md").read_text()
     assert [c for c in CODES if f"`{c}`" not in text] == []
+
+
+def test_no_analyze_skips_the_proofs() -> None:
+    """`--no-analyze` is the editor-speed check: same front end, no z3 findings."""
+    from click.testing import CliRunner
+
+    from mcpdsl.cli import main
+
+    policies = str(Path(__file__).resolve().parents[2] / "policies")
+    full = CliRunner().invoke(main, ["check", policies, "--format", "json"])
+    fast = CliRunner().invoke(main, ["check", policies, "--no-analyze", "--format", "json"])
+    assert full.exit_code == fast.exit_code == 0
+    full_codes = {d["code"] for d in json.loads(full.output)["diagnostics"]}
+    fast_codes = {d["code"] for d in json.loads(fast.output)["diagnostics"]}
+    assert any(code.startswith("A") for code in full_codes)
+    assert not any(code.startswith("A") for code in fast_codes)
