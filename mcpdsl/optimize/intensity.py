@@ -25,6 +25,7 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -627,6 +628,9 @@ class _JsonError(Exception):
 
 
 _DECODER = json.JSONDecoder()
+# `json.decoder.scanstring` (C, with a pure-Python fallback) exists at runtime, but
+# typeshed's `json/decoder.pyi` does not declare it
+_scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 _WS = re.compile(r"[ \t\n\r]*")
 
 
@@ -654,7 +658,7 @@ def _parse_json(text: str, i: int, depth: int = 0) -> tuple[_Node, int]:
                 raise _JsonError(i, "expected a string key")
             key_start = i
             try:
-                key, i = json.decoder.scanstring(text, i + 1)
+                key, i = _scanstring(text, i + 1)
             except json.JSONDecodeError as exc:
                 raise _JsonError(exc.pos, exc.msg) from exc
             i = _skip_ws(text, i)

@@ -121,7 +121,7 @@ def rules(project: m.Project) -> dict[str, Any] | None:
             ),
         },
     ]
-    budget = [
+    budget: list[dict[str, Any]] = [
         {"record": "mcpdsl:month_start_seconds", "expr": MONTH_START},
         {"record": "mcpdsl:month_elapsed_ratio", "expr": MONTH_ELAPSED},
         {"record": "mcpdsl:carbon_emissions_g:month_to_date", "expr": MONTH_TO_DATE},

@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mcpdsl.diagnostics import Diagnostic, make
 from mcpdsl.ir import model as m
 from mcpdsl.optimize.coefficients import DEFAULT_UTILISATION
 from mcpdsl.optimize.schedule import SolverSettings
 from mcpdsl.optimize.workloads import cpu_utilisation, footprint, pool_of, replicas
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
 
 LOADS = ("min", "expected", "max")
 
@@ -162,7 +166,7 @@ def _candidates(project: m.Project, service: m.Service, region: str) -> list[str
 
 
 def regions(project: m.Project) -> list[str]:
-    found = set()
+    found: set[str] = set()
     for service in project.services:
         found.update(service.regions)
     for pool in project.pools:
@@ -244,10 +248,10 @@ def pack(
         )
     model = cp_model.CpModel()
     pools = sorted({p for item in entries for p in item.pools})
-    x: dict[tuple[int, str, int], object] = {}
-    active: dict[tuple[str, int], object] = {}
-    util: dict[tuple[str, int], object] = {}
-    objective = []
+    x: dict[tuple[int, str, int], cp_model.IntVar] = {}
+    active: dict[tuple[str, int], cp_model.IntVar] = {}
+    util: dict[tuple[str, int], cp_model.IntVar] = {}
+    objective: list[cp_model.LinearExpr] = []
     for name in pools:
         pool = shapes_[name]
         users = [i for i, item in enumerate(entries) if name in item.pools]

@@ -130,7 +130,7 @@ def compute_plan(
                 embodied,
             )
         )
-    extra = ()
+    extra: tuple[str, ...] = ()
     if plan.relaxed:
         extra = ("no schedule meets this budget; the plan is the lowest-carbon schedule",)
     plan.diagnostics.extend(acc_mod.check_budgets(project, accounting, extra))

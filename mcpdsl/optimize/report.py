@@ -60,8 +60,8 @@ class _Data:
         if acc:
             for line in acc.lines:
                 if line.kind == "service":
-                    for hour in by_hour:
-                        hour["service"] += line.total_kg / 24
+                    for row in by_hour:
+                        row["service"] += line.total_kg / 24
         jobs: list[tuple[str, dict[str, float]]] = []
         infos = plan.infos()
         for name, a in sorted(plan.assignments.items()):
@@ -394,7 +394,7 @@ _ACCOUNTING_HEAD = ["workload", "kind", "region", "kWh/month", "gCO2e/kWh", "kgC
 
 
 def _packing_rows(plan: Plan) -> list[list[str]]:
-    rows = []
+    rows: list[list[str]] = []
     if plan.packing is None:
         return rows
     for p in plan.packing.packings:

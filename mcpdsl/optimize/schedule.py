@@ -34,6 +34,7 @@ OR-Tools is imported only inside the functions that solve.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from mcpdsl.optimize.relax import Relaxation, improve, prune, relax, round_lp
 from mcpdsl.optimize.schedule_model import (
@@ -57,6 +58,9 @@ from mcpdsl.optimize.schedule_model import (
     total_grams,
     window_start,
 )
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
 
 __all__ = [
     "RESOURCES",
@@ -82,7 +86,7 @@ __all__ = [
 ]
 
 
-def _build(  # type: ignore[no-untyped-def]
+def _build(
     problem: Problem,
     enabled: set[tuple[str, str]],
     settings: SolverSettings,
@@ -90,7 +94,7 @@ def _build(  # type: ignore[no-untyped-def]
     objective: bool,
     keep: list[list[int]] | None = None,
     hint: tuple[int, ...] | None = None,
-):
+) -> tuple[cp_model.CpModel, list[list[tuple[int, cp_model.IntVar]]], float]:
     """The CP-SAT model over the options in `keep` (all when None).
 
     Returns the model, per job a list of (option index, literal), and the
@@ -100,21 +104,21 @@ def _build(  # type: ignore[no-untyped-def]
 
     model = cp_model.CpModel()
     scale = grams_scale(problem)
-    literals: list[list[tuple[int, object]]] = []
+    literals: list[list[tuple[int, cp_model.IntVar]]] = []
     for j, job in enumerate(problem.jobs):
         indexes = keep[j] if keep is not None else range(len(job.options))
-        lits = [(i, model.new_bool_var(f"x{j}_{i}")) for i in indexes]
-        model.add_exactly_one([lit for _, lit in lits])
-        literals.append(lits)
+        pairs = [(i, model.new_bool_var(f"x{j}_{i}")) for i in indexes]
+        model.add_exactly_one([lit for _, lit in pairs])
+        literals.append(pairs)
         if hint is not None:
-            for i, lit in lits:
+            for i, lit in pairs:
                 model.add_hint(lit, i == hint[j])
 
-    terms: dict[tuple[str, int], list[tuple[object, int]]] = {}
-    for j, (job, lits) in enumerate(zip(problem.jobs, literals, strict=True)):
+    terms: dict[tuple[str, int], list[tuple[cp_model.IntVar, int]]] = {}
+    for j, (job, pairs) in enumerate(zip(problem.jobs, literals, strict=True)):
         if job.pool is None:
             continue
-        for i, lit in lits:
+        for i, lit in pairs:
             option = job.options[i]
             key = f"{job.pool}@{option.region}"
             if ("capacity", key) not in enabled or key not in problem.capacities:
@@ -167,7 +171,7 @@ def _build(  # type: ignore[no-untyped-def]
     lits, coeffs = [], []
     spread = 1
     if settings.tie_break:
-        spread = sum(len(lits) - 1 for lits in literals) + 1
+        spread = sum(len(pairs) - 1 for pairs in literals) + 1
     for job, job_lits in zip(problem.jobs, literals, strict=True):
         kept_rank: dict[int, int] = {}
         if settings.tie_break:
@@ -183,7 +187,7 @@ def _build(  # type: ignore[no-untyped-def]
     return model, literals, scale * spread
 
 
-def _solver(settings: SolverSettings, time_limit: float | None = None):  # type: ignore[no-untyped-def]
+def _solver(settings: SolverSettings, time_limit: float | None = None) -> cp_model.CpSolver:
     from ortools.sat.python import cp_model
 
     solver = cp_model.CpSolver()
@@ -209,14 +213,14 @@ def _incumbent(problem: Problem, relaxation: Relaxation) -> tuple[int, ...] | No
     return min(feasible_, key=lambda c: (total_grams(problem, c), c))
 
 
-def _run(  # type: ignore[no-untyped-def]
+def _run(
     problem: Problem,
     groups: set[tuple[str, str]],
     settings: SolverSettings,
     keep: list[list[int]] | None,
     hint: tuple[int, ...] | None,
     deadline: float,
-):
+) -> tuple[cp_model.CpSolverStatus, tuple[int, ...] | None, float | None]:
     """One CP-SAT solve over the kept options: (status, choice or None, lower bound in grams).
 
     `deadline` is a `time.perf_counter()` value; building the model counts against it.
@@ -264,17 +268,17 @@ def solve(problem: Problem, settings: SolverSettings | None = None) -> Solution:
     if incumbent is not None and values is not None and gap(incumbent) > settings.gap:
         # fix-and-complete: jobs the LP decided keep its option, the others are searched
         room = prune(relaxation, incumbent, total_grams(problem, incumbent)) or []
-        keep = [
+        narrowed = [
             sorted({incumbent[j], max(range(len(row)), key=row.__getitem__)})
             if max(row) > 1 - 1e-6
             else room[j]
             for j, row in enumerate(values)
         ]
         stage = time.perf_counter() + min(left() / 4, 5.0)
-        _, found, _ = _run(problem, groups, settings, keep, incumbent, stage)
+        _, found, _ = _run(problem, groups, settings, narrowed, incumbent, stage)
         if found is not None and total_grams(problem, found) < total_grams(problem, incumbent):
             incumbent = found
-    keep = None
+    keep: list[list[int]] | None = None
     if incumbent is not None and lp is not None:
         keep = prune(relaxation, incumbent, total_grams(problem, incumbent))
     status, choice, bound = _run(problem, groups, settings, keep, incumbent, start + limit)
