@@ -148,7 +148,7 @@ class Watcher:
         self.targets = targets
         self.echo = echo
         self.colour = colour
-        self.cache = FrontEndCache()
+        self.cache = FrontEndCache(keep_parsed=False)
         self.good = False  # whether `out` holds artifacts written by this watcher
         self.history: list[Rebuild] = []
 
