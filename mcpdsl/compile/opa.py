@@ -8,6 +8,7 @@ Output (paths relative to the build root):
     opa/mcp/envoy.rego            package mcp.envoy: allow for an Envoy ext_authz CheckRequest
     opa/data.json                 {"mcp": {"meta": ...}}: policy metadata, service identities
     opa/bundle.tar.gz             an OPA bundle of the above with a `.manifest`
+    opa/config.yaml               OPA configuration: the OPA-Envoy plugin and the bundle source
 
 Names are sanitised into Rego identifiers by `rego_names` (documented in
 targets/opa/README.md).  The semantics (deny overrides, default, fail closed,
@@ -28,6 +29,7 @@ from typing import Any
 import jinja2
 
 from mcpdsl.compile import Artifact, Enforcement, TargetContext, TargetOutput
+from mcpdsl.compile.envoy_clusters import OPA_PORT
 from mcpdsl.compile.opa_bundle import bundle_tarball
 from mcpdsl.compile.opa_expr import (
     Call,
@@ -38,7 +40,7 @@ from mcpdsl.compile.opa_expr import (
     render,
     uses_cidr,
 )
-from mcpdsl.compile.serialize import dump_json
+from mcpdsl.compile.serialize import dump_json, dump_yaml
 from mcpdsl.ir import model as m
 from mcpdsl.ir.globs import glob_regex
 from mcpdsl.resources import read_text
@@ -55,6 +57,14 @@ KEYWORDS = frozenset(
 )  # fmt: skip
 #: Segments under `mcp` the target uses itself (`mcp` would put a policy file beside lib.rego).
 RESERVED_PACKAGES = frozenset({"lib", "main", "meta", "envoy", ROOT})
+#: The OPA-Envoy plugin (`openpolicyagent/opa:*-envoy`): its gRPC port is the Envoy target's
+#: `opa` cluster port, and it asks `data.mcp.envoy.allow` (a boolean) for every CheckRequest.
+ENVOY_PLUGIN = "envoy_ext_authz_grpc"
+ENVOY_DECISION_PATH = f"{ROOT}/envoy/allow"
+#: Where OPA downloads the bundle from: GET `<url>/<resource>`.
+BUNDLE_SERVICE = "mcpdsl"
+BUNDLE_SERVICE_URL = "http://mcpdsl-bundles.mcpdsl-system.svc"
+BUNDLE_RESOURCE = "bundle.tar.gz"
 #: The smallest risk scale: weights are summed in integer millionths (or finer, if needed).
 RISK_DIGITS = 6
 
@@ -303,11 +313,40 @@ def data_document(
     return {ROOT: {"meta": meta}}
 
 
+# ------------------------------------------------------------------ config.yaml
+
+
+def config_document() -> dict[str, Any]:
+    """OPA's configuration file for the OPA-Envoy plugin serving `mcp.envoy.allow`.
+
+    The plugin's `path` is the decision's document path without `data.` (in
+    `/` form); the rule is boolean, which the plugin accepts (true = OK,
+    false = 403).  No `decision_logs` section: with one that is not `console:
+    true`, OPA ships decision logs to the first service, i.e. the bundle
+    server.  Bundle signing needs a `keys` section (targets/opa/README.md).
+
+    >>> config_document()["plugins"]["envoy_ext_authz_grpc"]["path"]
+    'mcp/envoy/allow'
+    """
+    return {
+        "services": {BUNDLE_SERVICE: {"url": BUNDLE_SERVICE_URL}},
+        "bundles": {ROOT: {"service": BUNDLE_SERVICE, "resource": BUNDLE_RESOURCE}},
+        "plugins": {
+            ENVOY_PLUGIN: {
+                "addr": f":{OPA_PORT}",
+                "path": ENVOY_DECISION_PATH,
+                "dry-run": False,
+                "enable-reflection": False,
+            }
+        },
+    }
+
+
 # ------------------------------------------------------------------ target
 
 
 def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
-    """Every Rego module, data.json and the bundle for a project."""
+    """Every Rego module, data.json, the bundle and OPA's configuration for a project."""
     names = rego_names(project)
     output = TargetOutput()
     files: dict[str, bytes] = {}
@@ -336,4 +375,5 @@ def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
     for path in sorted(files):
         output.artifacts.append(Artifact(f"opa/{path}", files[path]))
     output.artifacts.append(Artifact("opa/bundle.tar.gz", bundle_tarball(files, roots=[ROOT])))
+    output.artifacts.append(Artifact("opa/config.yaml", dump_yaml(config_document())))
     return output

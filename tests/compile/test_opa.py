@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from validators import RegoEvaluator, opa_available, run_opa, run_rego
 
 import mcpdsl
 from mcpdsl.compile import TargetContext, TargetOutput, opa_bundle, opa_expr
 from mcpdsl.compile import opa as target
+from mcpdsl.compile.serialize import dump_yaml
 from mcpdsl.ir import model as m
 
 pytestmark = pytest.mark.skipif(not opa_available(), reason="the OPA engine is not installed")
@@ -873,6 +875,7 @@ def test_artifact_layout_and_enforcement() -> None:
     project, output = compiled(ACCESS)
     assert sorted(files(output)) == [
         "opa/bundle.tar.gz",
+        "opa/config.yaml",
         "opa/data.json",
         "opa/mcp/envoy.rego",
         "opa/mcp/lib.rego",
@@ -930,9 +933,11 @@ def test_bundle(tree: str) -> None:
         ).encode()
     ).hexdigest()
     assert manifest["revision"] == recomputed
-    # the bundle holds exactly the loose artifacts
+    # the bundle holds exactly the loose artifacts (OPA's own configuration is not one)
     loose = {
-        p.removeprefix("opa/"): c for p, c in files(output).items() if p != "opa/bundle.tar.gz"
+        p.removeprefix("opa/"): c
+        for p, c in files(output).items()
+        if p not in ("opa/bundle.tar.gz", "opa/config.yaml")
     }
     assert {n: c for n, (_, c) in entries.items() if n != ".manifest"} == loose
     # every package and every data path lies under the roots
@@ -983,7 +988,7 @@ def test_build_registers_the_target(tmp_path: Path) -> None:
     result = compile_artifacts(compile_tree(ACCESS), ("opa",))
     paths = [a.path for a in result.artifacts]
     assert "opa/bundle.tar.gz" in paths and paths[-1] == "manifest.json"
-    assert result.per_target == {"opa": 7}
+    assert result.per_target == {"opa": 8}
 
 
 def test_generated_rego_snapshot(snapshot: Any) -> None:
@@ -1056,3 +1061,104 @@ def test_engine_agrees_on_every_decision() -> None:
         got = opa_eval(tree, req, "x := [data.mcp.main.decision, data.mcp.main.allow]")["x"]
         assert same(got[0], want), (tree, req, got[0], want)
         assert got[1] is enforced, (tree, req)
+
+
+# ------------------------------------------------------------------ OPA configuration (config.yaml)
+
+POLICIES = str(REPO / "policies")
+
+
+def opa_config(output: TargetOutput) -> dict[str, Any]:
+    doc = yaml.safe_load(files(output)["opa/config.yaml"])
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_config_serves_mcp_envoy_allow_with_the_envoy_plugin() -> None:
+    from mcpdsl.compile.envoy_clusters import OPA_PORT
+
+    doc = opa_config(compiled(ACCESS)[1])
+    plugin = doc["plugins"]["envoy_ext_authz_grpc"]
+    # the plugin's `path` is the decision's document path without `data.`, in `/` form
+    assert plugin == {
+        "addr": f":{OPA_PORT}",
+        "path": "mcp/envoy/allow",
+        "dry-run": False,
+        "enable-reflection": False,
+    }
+    # the bundle comes from a declared service; no decision_logs section, since one
+    # without `console: true` would upload decision logs to that (first) service
+    assert doc["services"] == {"mcpdsl": {"url": "http://mcpdsl-bundles.mcpdsl-system.svc"}}
+    assert doc["bundles"] == {"mcp": {"service": "mcpdsl", "resource": "bundle.tar.gz"}}
+    assert set(doc) == {"services", "bundles", "plugins"}
+
+
+def _delegated_route(project: m.Project, path: str) -> dict[str, str]:
+    """The context extensions the Envoy target sends for the delegated route `path`."""
+    from mcpdsl.compile import envoy
+
+    output = envoy.compile(project, CTX)
+    (bootstrap,) = [json.loads(a.content) for a in output.artifacts if a.path.endswith(".json")]
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    for route in hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]:
+        if route["match"].get("path_separated_prefix") == path:
+            per_route = route["typed_per_filter_config"]["envoy.filters.http.ext_authz"]
+            extensions: dict[str, str] = per_route["check_settings"]["context_extensions"]
+            return extensions
+    raise KeyError(path)
+
+
+def test_config_decision_path_agrees_with_the_engine_on_a_delegated_route() -> None:
+    """Ask OPA what the plugin asks (`data.` + path) for CheckRequests on a delegated
+    route of policies/, and the engine for the equivalent mcpdsl requests."""
+    engine_module = pytest.importorskip("mcpdsl.engine")
+    project, output = compiled(POLICIES)
+    query = "data." + opa_config(output)["plugins"]["envoy_ext_authz_grpc"]["path"].replace(
+        "/", "."
+    )
+    assert query == "data.mcp.envoy.allow"
+    extensions = _delegated_route(project, "/v1")  # route "/v1/**" -> service mcp-api
+    assert extensions["mcpdsl.resource.type"] == "service"
+    assert extensions["mcpdsl.resource.id"] == "mcp-api"
+    engine = engine_module.Engine.from_project(project)
+    edge = ("api-gateway", "spiffe://mcp.local/ns/edge/sa/api-gateway", "edge")
+    core = ("mcp-api", "spiffe://mcp.local/ns/core/sa/mcp-api", "core")
+    cases = [
+        (edge, "GET", "/v1/items", True),
+        (edge, "DELETE", "/v1/items/7", True),
+        (edge, "PATCH", "/v1/items/7", False),
+        (core, "GET", "/v1/items", False),
+    ]
+    for (name, identity, namespace), method, path, expected in cases:
+        check = {
+            "attributes": {
+                "source": {
+                    "principal": identity,
+                    "address": {"socketAddress": {"address": "10.0.0.5", "portValue": 40000}},
+                },
+                "request": {"http": {"method": method, "path": path, "headers": {"x-a": "1"}}},
+                "contextExtensions": extensions,
+            },
+            "parsed_path": [],
+            "parsed_query": {},
+        }
+        equivalent = {
+            "principal": {"type": "service", "id": name, "identity": identity},
+            "action": method,
+            "resource": {"type": "service", "id": "mcp-api"},
+            "request": {"path": path, "headers": {"x-a": "1"}, "auth": {}},
+            "source": {"ip": "10.0.0.5", "namespace": namespace},
+            "context": {},
+        }
+        want = engine.authorize(equivalent).as_dict()["enforced"]
+        got = run_opa(modules(output), data(output), check, query)
+        assert got is want is expected, (name, method, path, got, want)
+
+
+@pytest.mark.parametrize("tree", ["access", "network", "injection"])
+def test_config_is_deterministic_and_the_same_for_every_tree(tree: str) -> None:
+    first = files(target.compile(mcpdsl.load(fixture(tree)), CTX))["opa/config.yaml"]
+    second = files(target.compile(mcpdsl.load(fixture(tree)), CTX))["opa/config.yaml"]
+    assert first == second == files(compiled(POLICIES)[1])["opa/config.yaml"]
+    assert first == dump_yaml(target.config_document())
+    assert first.endswith(b"\n") and b"\r" not in first
