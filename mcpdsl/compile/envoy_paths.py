@@ -90,6 +90,107 @@ def method_matcher(methods: tuple[str, ...]) -> dict[str, object]:
     return {"name": ":method", "string_match": {"safe_regex": {"regex": f"^(?:{alternatives})$"}}}
 
 
+# ---------------------------------------------------------- normalisation
+
+#: The path settings of every generated `http_connection_manager` (envoy.py emits
+#: exactly these; tests/compile checks it).  `normalize_request_path` implements them.
+HCM_PATH_SETTINGS: dict[str, object] = {
+    "normalize_path": True,
+    "merge_slashes": True,
+    "path_with_escaped_slashes_action": "REJECT_REQUEST",
+}
+
+_ESCAPED_SLASH = re.compile(r"%(?:2f|5c)", re.IGNORECASE)
+_ENCODED_DOT = re.compile(r"%2e", re.IGNORECASE)
+_SLASH_RUN = re.compile(r"/{2,}")
+
+
+class PathRejected(ValueError):
+    """Envoy answers the request itself (400) before routing: the path is refused.
+
+    Same meaning as tests/compile/envoy_matcher.py's `RequestRejected`.
+    """
+
+    def __init__(self, path: str, reason: str, status: int = 400) -> None:
+        super().__init__(f"{status}: {reason}: {path!r}")
+        self.path = path
+        self.reason = reason
+        self.status = status
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """(the path proper, the rest from the first `?` or `#`), as `globs.strip_query` cuts."""
+    bare = strip_query(path)
+    return bare, path[len(bare) :]
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4 on an absolute path (`.` and `..` segments; `..` stops at `/`)."""
+    segs = path.split("/")[1:]
+    out: list[str] = []
+    last = len(segs) - 1
+    for i, seg in enumerate(segs):
+        if seg == ".":
+            if i == last:
+                out.append("")
+        elif seg == "..":
+            if out:
+                out.pop()
+            if i == last:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/" + "/".join(out)
+
+
+def normalize_request_path(path: str) -> str:
+    """The `:path` Envoy routes on and forwards, for the generated HCM (`HCM_PATH_SETTINGS`).
+
+    Envoy (`ConnectionManagerUtility::maybeNormalizePath`) works on the part
+    before the query, in this order, and this function does the same:
+
+    1. `path_with_escaped_slashes_action: REJECT_REQUEST` -- a `%2F` or `%5C`
+       (any case) in the path is answered with 400: raises `PathRejected`;
+    2. `normalize_path: true` -- "Should paths be normalized according to RFC
+       3986 before any processing of requests by HTTP filters or routing?
+       This affects the upstream :path header as well ... Envoy will respond
+       with 400 to paths that are malformed" (HCM proto doc).  Envoy runs
+       Chromium's URL path canonicaliser (`PathUtil::canonicalPath`); what is
+       modelled here, each case from Envoy's path_utility tests:
+       `%2e`/`%2E` is a `.` wherever it occurs (`/a/b/%2E%2E/c` -> `/a/c`), a
+       raw `\\` is a `/` (`/a/..\\c` -> `/c`), then RFC 3986 dot-segment
+       removal (`/a/b/../../../../c` -> `/c`, `a/b/../c` -> `/a/c`); other
+       escapes are kept as written, hex case included (`/%5c%25`,
+       `/a/%2F%2f/c`); an escaped NUL (`%00`) is malformed: `PathRejected`;
+    3. `merge_slashes: true` -- runs after 2: `//` -> `/`.
+
+    Not modelled (documented, not needed by paths made of RFC 3986 path
+    characters without percent-encoded unreserved characters): the
+    canonicaliser percent-encodes raw characters a path must not carry
+    (space, `"`, `<`, non-ASCII, ...) and, depending on the Chromium URL
+    library version Envoy links, may decode percent-encoded unreserved
+    characters other than `.` (`%41` -> `A`; not verified, so not done);
+    recent Envoy versions strip `;params` from dot segments (`/x/..;p/y` ->
+    `/y`, runtime guard `strip_dotdot_segments_with_parameters`); and Envoy
+    rejects a path with a fragment (`#`) by default, where mcpdsl treats `#`
+    like `?` (the rest is kept unchanged).
+    """
+    if "." not in path and "%" not in path and "\\" not in path and "//" not in path:
+        return path  # nothing to normalise (the common case)
+    bare, rest = split_path(path)
+    if "%" in bare:
+        if _ESCAPED_SLASH.search(bare):
+            raise PathRejected(path, "escaped slash (%2F or %5C) in the path")
+        if "%00" in bare:
+            raise PathRejected(path, "escaped NUL (%00) in the path")
+        bare = _ENCODED_DOT.sub(".", bare)
+    bare = bare.replace("\\", "/")
+    if not bare.startswith("/"):
+        bare = "/" + bare
+    bare = _SLASH_RUN.sub("/", remove_dot_segments(bare))
+    return bare + rest
+
+
 # ---------------------------------------------------------------- rewrite
 
 

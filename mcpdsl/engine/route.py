@@ -11,7 +11,17 @@ the integration's call URL, and the query string is kept.  Timeouts and
 retries fall back to the integration's `timeout` and `retry` as in Envoy.
 When the gateway lists `hosts` and a `host` (or `:authority`) header is given,
 it must match one of them (Envoy virtual-host domain rules) or nothing routes.
-Paths are taken as given: Envoy normalises `.`/`..` segments and `//` first.
+
+Before anything else the path is normalised as the generated Envoy
+connection manager does (`mcpdsl.compile.envoy_paths.normalize_request_path`:
+`%2e` is `.`, a backslash is `/`, RFC 3986 dot segments removed, `//` merged; the
+query is untouched); the route is matched on, and `RouteDecision.path`
+rewritten from, the normalised path.  Contract of `route()`: a
+`RouteDecision` when a route takes the request, None when none does (Envoy:
+404), and `PathRejected` (a ValueError, `.status` 400, `.reason`) is raised
+when Envoy answers the request itself before routing (an escaped slash
+`%2F`/`%5C`, or `%00`) -- the same cases tests/compile/envoy_matcher.py
+raises `RequestRejected` for.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from mcpdsl.compile.envoy_paths import PathRejected as PathRejected  # re-exported
+from mcpdsl.compile.envoy_paths import normalize_request_path
 from mcpdsl.engine.compile_expr import path_matcher
 from mcpdsl.ir import globs
 from mcpdsl.ir import model as m
@@ -118,7 +130,9 @@ class CompiledGateway:
     def route(
         self, method: str, path: str, headers: Mapping[str, str] | None = None
     ) -> RouteDecision | None:
+        """The route taking the request, None (404); raises PathRejected (Envoy's 400)."""
         gw = self.ir
+        path = normalize_request_path(path)
         if gw.hosts and headers:
             host = _header(headers, ":authority") or _header(headers, "host")
             if host is not None:

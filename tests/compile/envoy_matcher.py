@@ -12,12 +12,18 @@ Python's `re`: the generated regexes use only syntax RE2 and `re` read the
 same way (test_envoy.py compiles each one with real RE2, in a subprocess,
 because `google-re2` and `regopy` abort when loaded into one process).
 
-Normalisation covers what RFC 3986 dot-segment removal and slash merging do;
-Envoy's canonicaliser also percent-encodes characters a path must not carry
-raw (space, `"`, non-ASCII, ...), which this helper does not model: feed it
-paths made of RFC 3986 path characters.  A differential test against the
-engine should also use normalised paths (no `.`/`..` segments, no `//`),
-because Envoy decides on, and forwards, the normalised path.
+Normalisation follows Envoy's order (escaped-slash check, then Chromium's
+path canonicaliser, then slash merging) and is written here on purpose as
+its own character scanner after Chromium's `DoPartialPath` (`IsDot`,
+`ClassifyAfterDot`, `BackUpToPreviousSlash`): this module is the oracle the
+engine is tested against, so it does not reuse the engine's
+`mcpdsl.compile.envoy_paths.normalize_request_path` (a segment-wise RFC 3986
+implementation); tests/engine/test_engine_route.py compares the two.
+Modelled: `%2e` as `.`, a backslash as `/`, dot segments, an escaped NUL being
+malformed (400).  Envoy's canonicaliser also percent-encodes characters a
+path must not carry raw (space, `"`, non-ASCII, ...) and may decode other
+percent-encoded unreserved characters, which this helper does not model:
+feed it paths made of RFC 3986 path characters.
 """
 
 from __future__ import annotations
@@ -55,26 +61,71 @@ def _split(path: str) -> tuple[str, str]:
     return path[:cut], path[cut:]
 
 
+def _is_dot(s: str, i: int) -> int:
+    """Chromium `IsDot`: the length of a `.` or `%2e` (any case) at `i`, else 0."""
+    if s.startswith(".", i):
+        return 1
+    return 3 if s[i : i + 3].lower() == "%2e" else 0
+
+
+def _after_dot(s: str, j: int) -> tuple[str, int]:
+    """Chromium `ClassifyAfterDot`: (`cur`/`up`/`name`, input consumed after the first dot)."""
+    if j == len(s):
+        return "cur", 0
+    if s[j] in "/\\":
+        return "cur", 1
+    second = _is_dot(s, j)
+    if second:
+        k = j + second
+        if k == len(s):
+            return "up", second
+        if s[k] in "/\\":
+            return "up", second + 1
+    return "name", 0
+
+
+def _canonical(bare: str) -> str | None:
+    """Chromium's path canonicaliser on the modelled characters; None when malformed."""
+    out = [] if bare[:1] in ("/", "\\") else ["/"]
+    i = 0
+    while i < len(bare):
+        ch = bare[i]
+        dot = _is_dot(bare, i)
+        if dot:
+            kind, extra = _after_dot(bare, i + dot) if out and out[-1] == "/" else ("name", 0)
+            if kind == "name":
+                out.append(".")
+            elif kind == "up" and len(out) > 1:  # back up to the previous slash, keeping it
+                del out[-1]
+                while len(out) > 1 and out[-1] != "/":
+                    del out[-1]
+            i += dot + extra
+            continue
+        if ch == "\\":
+            out.append("/")
+        elif ch == "%" and re.fullmatch(r"[0-9a-fA-F]{2}", bare[i + 1 : i + 3]):
+            if bare[i + 1 : i + 3] == "00":
+                return None  # an escaped NUL is invalid
+            out.append(bare[i : i + 3])  # kept as written, hex case included
+            i += 3
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def normalize_path(path: str, *, dots: bool = True, merge_slashes: bool = True) -> str:
-    """RFC 3986 section 5.2.4 dot-segment removal (`%2e` counts as `.`), then `//` -> `/`."""
+    """Envoy's `normalize_path` (Chromium canonicaliser) then `merge_slashes`, query untouched.
+
+    Raises RequestRejected when the canonicaliser refuses the path (`%00`).
+    """
     bare, rest = _split(path)
     if dots:
-        out: list[str] = []
-        segs = bare.split("/")[1:] if bare.startswith("/") else bare.split("/")
-        for i, seg in enumerate(segs):
-            low = seg.lower().replace("%2e", ".")
-            last = i == len(segs) - 1
-            if low == ".":
-                if last:
-                    out.append("")
-            elif low == "..":
-                if out:
-                    out.pop()
-                if last:
-                    out.append("")
-            else:
-                out.append(seg)
-        bare = "/" + "/".join(out)
+        canonical = _canonical(bare)
+        if canonical is None:
+            raise RequestRejected(400, "malformed path")
+        bare = canonical
     if merge_slashes:
         bare = re.sub(r"/{2,}", "/", bare)
     return bare + rest

@@ -15,12 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcpdsl.compile import TargetContext, load_target
+from mcpdsl.compile.envoy_paths import HCM_PATH_SETTINGS, normalize_request_path
 from mcpdsl.engine import Engine
-from mcpdsl.engine.route import default_rewrite_path
+from mcpdsl.engine.route import PathRejected, default_rewrite_path
 from mcpdsl.ir import model as m
 
 sys.path.insert(0, str(REPO / "tests" / "compile"))
-from envoy_matcher import match_route
+from envoy_matcher import RequestRejected, match_route, normalize_path
 
 SOURCE = """
 integration crm {
@@ -153,9 +154,15 @@ def _agree(
     path: str,
     headers: dict[str, str],
 ) -> None:
-    mine = engine.route(gw.qualified, method, path, headers)
     boot = bootstraps.get(gw.name) or bootstraps[next(k for k in bootstraps if k.endswith(gw.name))]
-    theirs = match_route(boot, method, path, headers)
+    try:
+        theirs = match_route(boot, method, path, headers)
+    except RequestRejected as rejected:
+        with pytest.raises(PathRejected) as refused:
+            engine.route(gw.qualified, method, path, headers)
+        assert refused.value.status == rejected.status, path
+        return
+    mine = engine.route(gw.qualified, method, path, headers)
     if mine is None or theirs is None:
         assert mine is None and theirs is None, (gw.name, method, path, mine, theirs)
         return
@@ -235,3 +242,112 @@ def test_route_differential_on_the_fixture(engine: Engine) -> None:
             ):
                 for headers in ({}, {"host": "api.example.com"}, {"host": "nope.example"}):
                     _agree(engine, bootstraps, gw, method, path, headers)
+
+
+# ------------------------------------------------------- path normalisation (Envoy's HCM)
+
+
+@pytest.mark.parametrize(
+    ("path", "upstream"),
+    [
+        ("/v1/./items", "/items"),
+        ("/v1/a/../items", "/items"),
+        ("//v1//items", "/items"),
+        ("/v1/%2e/items", "/items"),
+        ("/v1/%2E%2e/v1/items", "/items"),
+        ("/x/../v1/items", "/items"),
+        ("/v1/items/..", "/"),
+        ("/v1/a\\..\\items", "/items"),  # a raw backslash is a slash
+        ("/v1/./items?next=/../x//y", "/items?next=/../x//y"),  # the query is untouched
+        ("/v1//items?a=%2F", "/items?a=%2F"),
+    ],
+)
+def test_route_normalises_the_path_as_envoy(engine: Engine, path: str, upstream: str) -> None:
+    d = engine.route("edge", "GET", path)
+    assert d is not None and (d.index, d.path) == (2, upstream)
+    boot = _bootstraps(engine.project)["edge"]
+    assert match_route(boot, "GET", path)["path"] == upstream  # type: ignore[index]
+
+
+@pytest.mark.parametrize("path", ["/v1/%2e%2e/x", "/v1/..", "/v1/../../x?q=/v1/y"])
+def test_dot_segments_can_leave_a_route(engine: Engine, path: str) -> None:
+    assert engine.route("edge", "GET", path) is None
+    assert match_route(_bootstraps(engine.project)["edge"], "GET", path) is None
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/a%2Fb", "/v1/a%2fb", "/v1%5C..%5Cadmin", "/v1/a%5cb?x", "/v1/%00"]
+)
+def test_escaped_slashes_and_nul_are_rejected(engine: Engine, path: str) -> None:
+    with pytest.raises(PathRejected) as refused:
+        engine.route("edge", "GET", path)
+    assert refused.value.status == 400 and refused.value.path == path
+    with pytest.raises(RequestRejected):
+        match_route(_bootstraps(engine.project)["edge"], "GET", path)
+
+
+def test_escapes_in_the_query_are_not_rejected(engine: Engine) -> None:
+    d = engine.route("edge", "GET", "/v1/items?next=%2F..%2F&x=%00")
+    assert d is not None and d.path == "/items?next=%2F..%2F&x=%00"
+
+
+def test_the_generated_hcm_uses_the_modelled_settings(engine: Engine) -> None:
+    for boot in _bootstraps(engine.project).values():
+        chain = boot["static_resources"]["listeners"][0]["filter_chains"][0]
+        hcm = chain["filters"][0]["typed_config"]
+        assert {k: hcm.get(k) for k in HCM_PATH_SETTINGS} == HCM_PATH_SETTINGS
+
+
+_PATH_CHARS = st.sampled_from(["/", "/", ".", ".", "%2e", "%2E", "%", "2", "e", "a", "\\", "%00"])
+
+
+@settings(max_examples=2000)
+@given(
+    bare=st.lists(_PATH_CHARS, max_size=12).map("".join),
+    query=st.sampled_from(["", "?a=/../b", "?x=%2F//"]),
+)
+def test_normalisation_equals_the_matcher_scanner(bare: str, query: str) -> None:
+    """The engine's segment-wise normaliser against the matcher's Chromium-style scanner."""
+    path = "/" + bare + query
+    try:
+        theirs = normalize_path(path)
+    except RequestRejected:
+        with pytest.raises(PathRejected):
+            normalize_request_path(path)
+        return
+    assert normalize_request_path(path) == theirs, path
+
+
+_DOT_SEGMENTS = [".", "..", "", "a", "%2e", "%2E%2e", ".%2e", "%2F", "%5c", "a%2Fb", "x\\.."]
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_route_with_dot_segments_agrees_with_the_envoy_bootstrap(data: st.DataObject) -> None:
+    """policies/: random paths mixing dot, empty and escaped segments with route words."""
+    engine = _policies_engine()
+    gateways = list(engine.project.gateways)
+    bootstraps = _policies_bootstraps()
+    gw = data.draw(st.sampled_from(gateways))
+    words = st.sampled_from(_DOT_SEGMENTS + _segments(gateways))
+    segs = data.draw(st.lists(words, max_size=6))
+    query = data.draw(st.sampled_from(["", "?q=1", "?a=/../b%2F", "#frag"]))
+    method = data.draw(
+        st.sampled_from(sorted({mt for r in gw.routes for mt in r.methods} | {"GET"}))
+    )
+    _agree(engine, bootstraps, gw, method, "/" + "/".join(segs) + query, {})
+
+
+_POLICIES: dict[str, Any] = {}
+
+
+def _policies_engine() -> Engine:
+    if "engine" not in _POLICIES:
+        _POLICIES["engine"] = Engine.load(REPO / "policies")
+    return _POLICIES["engine"]  # type: ignore[no-any-return]
+
+
+def _policies_bootstraps() -> dict[str, dict[str, Any]]:
+    if "boot" not in _POLICIES:
+        _POLICIES["boot"] = _bootstraps(_policies_engine().project)
+    return _POLICIES["boot"]  # type: ignore[no-any-return]
