@@ -303,10 +303,8 @@ def test_watch_follows_edits_and_ignores_a_broken_one(tmp_path: Path) -> None:
         engine = live.engine
         expected_a = [engine.authorize(r) for r in reqs]
 
-        start = time.monotonic()
         replace(tree / "access.mcp", ACCESS_B)
         wait_until(lambda: [engine.authorize(r) for r in reqs] == expected_b)
-        picked_up = time.monotonic() - start
         result = events.reloads.get(timeout=5)
         assert result.swapped and result.changed == ("access.mcp",)
 
@@ -320,7 +318,6 @@ def test_watch_follows_edits_and_ignores_a_broken_one(tmp_path: Path) -> None:
         wait_until(lambda: [engine.authorize(r) for r in reqs] == expected_a)
         (tree / "notes.txt").write_text("not a policy file")  # ignored by the filter
     assert not live.running
-    assert picked_up < 10
 
 
 def test_watch_catches_up_with_an_edit_made_before_it_started(tmp_path: Path) -> None:
