@@ -62,6 +62,7 @@ def lower(parsed: ParsedFile) -> tuple[m.FileUnit | None, list[Any]]:
     ctx = Context(parsed.source.path, package)
     imports: list[m.Import] = []
     decls: list[m.Decl] = []
+    failed: list[tuple[str, str]] = []
     for item in parsed.items:
         kind = str(item.data)
         if kind == "import_decl":
@@ -75,11 +76,14 @@ def lower(parsed: ParsedFile) -> tuple[m.FileUnit | None, list[Any]]:
         decl = lowerer(ctx, item)
         if decl is not None:
             decls.append(decl)
+        else:
+            failed.append((kind.removesuffix("_decl"), _name(item)))
     unit = m.FileUnit(
         path=parsed.source.path,
         package=package,
         imports=tuple(imports),
         decls=tuple(decls),
+        failed=tuple(failed),
         span=ctx.span(parsed.package),
     )
     return unit, ctx.diagnostics

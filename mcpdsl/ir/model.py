@@ -585,6 +585,10 @@ class FileUnit(Node):
     package: str
     imports: tuple[Import, ...] = ()
     decls: tuple[Decl, ...] = ()
+    # (kind, name) of declarations that had errors and were dropped: later
+    # stages use it to avoid follow-on findings (a service whose broken
+    # `scale` block is missing is not "a service without scale").
+    failed: tuple[tuple[str, str], ...] = ()
 
 
 class Project(Node):

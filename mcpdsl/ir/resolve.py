@@ -35,6 +35,9 @@ class _Scope:
         self.diags = diags
         self.table: dict[tuple[str, str, str], m.Decl] = {}
         self.packages = {u.package for u in units}
+        # Declarations that had errors in lowering: references to them are not
+        # reported again as unknown.
+        self.failed = {(kind, u.package, name) for u in units for kind, name in u.failed}
         for unit in units:
             for decl in unit.decls:
                 key = (decl.kind, decl.package, decl.name)  # type: ignore[attr-defined]
@@ -86,6 +89,8 @@ class _FileResolver:
             self.used.add(ref.package)
         if (kind, package, ref.name) in self.scope.table:
             return ref.model_copy(update={"package": package})
+        if (kind, package, ref.name) in self.scope.failed:
+            return None  # already reported where it is declared
         if ref.package is None:
             # An unqualified name may live in an imported package when unambiguous.
             hits = [p for p in sorted(self.imported) if (kind, p, ref.name) in self.scope.table]
@@ -196,7 +201,10 @@ def resolve(units: list[m.FileUnit], root: str = "") -> tuple[m.Project, list[Di
             for kind, field in m.DECL_KINDS.items()
         },
     )
-    _check_conflicts(project, diags)
+    broken_scales = {
+        (unit.package, name) for unit in units for kind, name in unit.failed if kind == "scale"
+    }
+    _check_conflicts(project, diags, broken_scales)
     return project, diags
 
 
@@ -405,7 +413,9 @@ def _in_source_order(decls: tuple[D, ...]) -> list[D]:
     return sorted(decls, key=key)
 
 
-def _check_conflicts(project: m.Project, diags: list[Diagnostic]) -> None:
+def _check_conflicts(
+    project: m.Project, diags: list[Diagnostic], broken_scales: set[tuple[str, str]]
+) -> None:
     services = {(s.package, s.name): s for s in project.services}
     for kind, decls in (("scale", project.scales), ("balance", project.balances)):
         seen: dict[tuple[str | None, str], m.Decl] = {}
@@ -438,7 +448,9 @@ def _check_conflicts(project: m.Project, diags: list[Diagnostic]) -> None:
             )
         else:
             ports[gw.port] = gw
-    scaled = {(s.service.package, s.service.name) for s in project.scales}
+    # A `scale` block that failed to lower was reported already; its service
+    # is not "without scale".
+    scaled = {(s.service.package, s.service.name) for s in project.scales} | broken_scales
     balanced = {(b.service.package, b.service.name) for b in project.balances}
     for key, svc in sorted(services.items()):
         if not svc.stateful and key not in scaled:
