@@ -103,7 +103,14 @@ class Context:
             return None
         if value < low or (high is not None and value > high):
             bounds = f"{low}..{high}" if high is not None else f"at least {low}"
-            self.error("E0303", f"`{value}` is out of bounds ({bounds})", token)
+            nearest = low if value < low else high
+            self.error(
+                "E0303",
+                f"`{value}` is out of bounds ({bounds})",
+                token,
+                label=f"must be {bounds}",
+                help=f"the nearest allowed value is `{nearest}`",
+            )
             return None
         return value
 
