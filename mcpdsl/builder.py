@@ -146,8 +146,13 @@ def build(
     except InputError as exc:
         raise CompileError([exc.diagnostic]) from exc
     result = compile_artifacts(compilation, targets)
+    write_result(result, out)
+    return result
+
+
+def write_result(result: BuildResult, out: str | os.PathLike[str]) -> None:
+    """Write a build's artifacts atomically into `out`, timing the write as a stage."""
     start = time.perf_counter()
     write_atomically(Path(out), result.artifacts)
     result.timings["write"] = time.perf_counter() - start
     result.out = Path(out)
-    return result

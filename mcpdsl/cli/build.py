@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from mcpdsl.compile import TARGETS
+
+if TYPE_CHECKING:
+    from mcpdsl.builder import BuildResult
 
 
 def _targets(value: str | None) -> tuple[str, ...]:
@@ -30,17 +34,11 @@ def _targets(value: str | None) -> tuple[str, ...]:
 @click.option("--quiet", "-q", is_flag=True, help="Print only diagnostics and the summary line.")
 def build_command(path: str, out: str, target: str | None, quiet: bool) -> None:
     """Compile a policy tree to Kubernetes, Envoy and OPA artifacts."""
-    from mcpdsl.builder import compile_artifacts, write_atomically
-    from mcpdsl.cli.common import emit_diagnostics
-    from mcpdsl.pipeline import InputError, compile_tree
-    from mcpdsl.source import SourceMap
+    from mcpdsl.builder import compile_artifacts, write_result
+    from mcpdsl.cli.common import compile_or_exit, emit_diagnostics
 
     targets = _targets(target)
-    try:
-        compilation = compile_tree(path)
-    except InputError as exc:
-        emit_diagnostics([exc.diagnostic], SourceMap(), summary=False)
-        sys.exit(2)
+    compilation = compile_or_exit(path)
     if compilation.has_errors:
         emit_diagnostics(compilation.diagnostics, compilation.sources)
         click.echo(f"build failed; `{out}` left untouched")
@@ -49,12 +47,7 @@ def build_command(path: str, out: str, target: str | None, quiet: bool) -> None:
         emit_diagnostics(compilation.diagnostics, compilation.sources)
     result = compile_artifacts(compilation, targets)
     try:
-        import time
-        from pathlib import Path
-
-        start = time.perf_counter()
-        write_atomically(Path(out), result.artifacts)
-        result.timings["write"] = time.perf_counter() - start
+        write_result(result, out)
     except OSError as exc:
         click.echo(f"error: cannot write `{out}`: {exc}", err=True)
         sys.exit(2)
@@ -64,7 +57,7 @@ def build_command(path: str, out: str, target: str | None, quiet: bool) -> None:
     click.echo(f"built {len(result.artifacts)} artifacts into {out}/ in {total * 1000:.0f} ms")
 
 
-def _print_summary(result, out: str) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(result: BuildResult, out: str) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table

@@ -26,10 +26,8 @@ def check_command(path: str | None, fmt: str, explain: str | None, analyze: bool
     Exit 0 when there is no error (warnings allowed), 1 when there are errors,
     2 for usage errors or unreadable input.
     """
-    from mcpdsl.cli.common import emit_diagnostics
+    from mcpdsl.cli.common import compile_or_exit, emit_diagnostics
     from mcpdsl.diagnostics import explain as explain_code
-    from mcpdsl.pipeline import InputError, compile_tree
-    from mcpdsl.source import SourceMap
 
     if explain:
         text = explain_code(explain)
@@ -40,10 +38,6 @@ def check_command(path: str | None, fmt: str, explain: str | None, analyze: bool
         return
     if path is None:
         raise click.UsageError("missing argument PATH (a policy directory or file)")
-    try:
-        compilation = compile_tree(path, analyze=analyze)
-    except InputError as exc:
-        emit_diagnostics([exc.diagnostic], SourceMap(), fmt, summary=False)
-        sys.exit(2)
+    compilation = compile_or_exit(path, fmt, analyze=analyze)
     emit_diagnostics(compilation.diagnostics, compilation.sources, fmt)
     sys.exit(1 if compilation.has_errors else 0)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from mcpdsl.diagnostics import Diagnostic
 from mcpdsl.source import SourceMap
+
+if TYPE_CHECKING:
+    from mcpdsl.ir.model import Project
+    from mcpdsl.pipeline import Compilation
 
 
 def use_colour(stream: object = None) -> bool:
@@ -46,3 +51,28 @@ def emit_diagnostics(
             click.echo(text, color=colour)
         if summary:
             click.echo(summary_line(diagnostics))
+
+
+def compile_or_exit(path: str, fmt: str = "text", *, analyze: bool = False) -> Compilation:
+    """Run the front end; an unusable path is reported and ends the command with exit 2.
+
+    What a command does with a tree that has errors differs (check reports
+    them, build refuses, test treats them as input errors), so that stays with
+    the command.
+    """
+    from mcpdsl.pipeline import InputError, compile_tree
+
+    try:
+        return compile_tree(path, analyze=analyze)
+    except InputError as exc:
+        emit_diagnostics([exc.diagnostic], SourceMap(), fmt, summary=False)
+        sys.exit(2)
+
+
+def project_or_exit(path: str) -> Project:
+    """For commands that evaluate a tree (test, eval): its errors are input errors, exit 2."""
+    compilation = compile_or_exit(path)
+    if compilation.project is None:
+        emit_diagnostics([d for d in compilation.diagnostics if d.is_error], compilation.sources)
+        sys.exit(2)
+    return compilation.project

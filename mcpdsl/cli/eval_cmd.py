@@ -26,19 +26,10 @@ import click
 )
 def eval_command(path: str, input_file: str, explain: bool) -> None:
     """Evaluate one request against a policy tree and print the decision."""
-    from mcpdsl.cli.common import emit_diagnostics
+    from mcpdsl.cli.common import project_or_exit
     from mcpdsl.engine.engine import Engine, compile_project
-    from mcpdsl.pipeline import InputError, compile_tree
-    from mcpdsl.source import SourceMap
 
-    try:
-        compilation = compile_tree(path)
-    except InputError as exc:
-        emit_diagnostics([exc.diagnostic], SourceMap(), summary=False)
-        sys.exit(2)
-    if compilation.project is None:
-        emit_diagnostics([d for d in compilation.diagnostics if d.is_error], compilation.sources)
-        sys.exit(2)
+    project = project_or_exit(path)
     try:
         if input_file == "-":
             text = sys.stdin.read()
@@ -55,7 +46,7 @@ def eval_command(path: str, input_file: str, explain: bool) -> None:
     if not isinstance(request, dict):
         click.echo("error: the request must be a JSON object", err=True)
         sys.exit(2)
-    engine = Engine(compile_project(compilation.project, str(compilation.root)))
+    engine = Engine(compile_project(project, project.root))
     decision = engine.authorize(request)
     out = decision.as_dict()
     if explain:

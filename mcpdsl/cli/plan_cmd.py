@@ -23,23 +23,13 @@ if TYPE_CHECKING:
 
 def compile_and_plan(path: str, *, embodied: bool, fmt: str = "text") -> tuple[Compilation, Plan]:
     """Front end, then every optimiser; exits 1 or 2 like `mcpdsl check` on input errors."""
-    from mcpdsl.cli.common import emit_diagnostics
+    from mcpdsl.cli.common import compile_or_exit, emit_diagnostics
     from mcpdsl.optimize.coefficients import Embodied
     from mcpdsl.optimize.plan import compute_plan
-    from mcpdsl.pipeline import InputError, compile_tree
-    from mcpdsl.source import SourceMap
 
-    try:
-        compilation = compile_tree(path)
-    except InputError as exc:
-        emit_diagnostics(
-            [exc.diagnostic], SourceMap(), fmt if fmt != "text" else "text", summary=False
-        )
-        sys.exit(2)
+    compilation = compile_or_exit(path, fmt)
     if compilation.project is None:
-        emit_diagnostics(
-            compilation.diagnostics, compilation.sources, "json" if fmt == "json" else "text"
-        )
+        emit_diagnostics(compilation.diagnostics, compilation.sources, fmt)
         sys.exit(1)
     plan = compute_plan(compilation.project, embodied=Embodied() if embodied else None)
     for source in plan.sources:

@@ -34,22 +34,13 @@ def _location(root: Path, span: object) -> str:
 )
 def test_command(path: str, show_coverage: bool, threshold: float | None) -> None:
     """Run the `test` blocks of a policy tree against the in-process engine."""
-    from mcpdsl.cli.common import emit_diagnostics
+    from mcpdsl.cli.common import project_or_exit
     from mcpdsl.engine.engine import compile_project
     from mcpdsl.engine.testing import coverage, run_tests
-    from mcpdsl.pipeline import InputError, compile_tree
-    from mcpdsl.source import SourceMap
 
-    try:
-        compilation = compile_tree(path)
-    except InputError as exc:
-        emit_diagnostics([exc.diagnostic], SourceMap(), summary=False)
-        sys.exit(2)
-    if compilation.project is None:
-        emit_diagnostics([d for d in compilation.diagnostics if d.is_error], compilation.sources)
-        sys.exit(2)
+    project = project_or_exit(path)
     root = Path(path) if Path(path).is_dir() else Path(path).parent
-    compiled = compile_project(compilation.project, str(compilation.root))
+    compiled = compile_project(project, project.root)
     outcomes = run_tests(compiled)
     failed = 0
     for outcome in outcomes:
