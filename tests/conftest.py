@@ -1,15 +1,11 @@
-"""Shared test configuration: hypothesis profiles, golden updates, fixture paths."""
+"""Shared test configuration: hypothesis profiles and golden updates (paths: repo_paths.py)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
-
-FIXTURES = Path(__file__).parent / "fixtures"
-REPO = Path(__file__).parent.parent
 
 # `ci` (the default) is reproducible: derandomized, no deadline (CI machines are
 # slow and noisy), no example database written into the checkout.  `dev` explores

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from repo_paths import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import FIXTURES, REPO
+from repo_paths import FIXTURES, REPO
 
 import mcpdsl
 from mcpdsl.cli import main

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import FIXTURES
+from repo_paths import FIXTURES
 
 from mcpdsl.cli import main
 from mcpdsl.diagnostics import CODES, Diagnostic

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pydantic
 import pytest
-from conftest import FIXTURES
+from repo_paths import FIXTURES
 
 import mcpdsl
 from mcpdsl.ir import model as m

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from repo_paths import FIXTURES
 
 import mcpdsl
 from mcpdsl.diagnostics import CODES, Diagnostic

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from conftest import FIXTURES
 from lark import Lark
+from repo_paths import FIXTURES
 
 from mcpdsl.source import SourceFile
 from mcpdsl.syntax.parser import (
