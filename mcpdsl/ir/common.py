@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from lark import Token, Tree
 
 from mcpdsl.diagnostics import Diagnostic, Label, make
+from mcpdsl.ir import model as m
 from mcpdsl.ir import units
 from mcpdsl.source import Span
 from mcpdsl.syntax.parser import tree_bounds
@@ -219,3 +220,62 @@ def key_text(node: Node) -> str:
     if node.data == "key_path":
         return ".".join(key_text(c) for c in node.children if isinstance(c, Tree))
     return str(node.children[0])
+
+
+def lower_ref(ctx: Context, node: Tree[Token] | None) -> m.Ref | None:
+    """`name` or `package.name` as a reference (the package is bound by resolve)."""
+    if node is None:
+        return None
+    if isinstance(node, Token):
+        return m.Ref(name=str(node), span=ctx.span(node))
+    names = [str(t) for t in tokens(node, "NAME")]
+    if len(names) == 2:
+        return m.Ref(package=names[0], name=names[1], span=ctx.span(node))
+    return m.Ref(name=names[0], span=ctx.span(node))
+
+
+def lower_range(
+    ctx: Context,
+    node: Tree[Token] | Token | None,
+    reader: Callable[[str], Any],
+) -> tuple[Any, Any] | None:
+    """`low..high` (or a single value meaning low == high), checked for inversion."""
+    if node is None:
+        return None
+    if isinstance(node, Tree) and node.data == "range":
+        low_t, high_t = node.children[0], node.children[2]
+        low, high = ctx.read(low_t, reader), ctx.read(high_t, reader)
+        if low is None or high is None:
+            return None
+        if low > high:
+            ctx.error(
+                "E0302",
+                f"range `{low_t}..{high_t}` is inverted",
+                node,
+                label="low end above high end",
+                help=f"write `{high_t}..{low_t}`",
+            )
+            return None
+        return low, high
+    value = ctx.read(node, reader)
+    return None if value is None else (value, value)
+
+
+def lower_entity(ctx: Context, node: Tree[Token]) -> m.EntityPattern:
+    """`any`, `TYPE any`, `TYPE id` or `TYPE [id, ...]` of a rule or a test request."""
+    if node.data == "principal_pattern":
+        node = cast(Tree[Token], node.children[0])
+    span = ctx.span(node)
+    if node.data == "any_entity":
+        return m.EntityPattern.fast(type=None, ids=None, span=span)
+    type_tree = cast(Tree[Token], node.children[0])
+    etype = cast(Any, str(type_tree.children[0]))
+    if node.data == "any_of_type":
+        return m.EntityPattern.fast(type=etype, ids=None, span=span)
+    ids: list[str] = []
+    for child in node.children[1:]:
+        if isinstance(child, Tree) and child.data == "ref":
+            ids.append(".".join(str(t) for t in tokens(child, "NAME")))
+        elif isinstance(child, Token) and child.type == "STRING":
+            ids.append(ctx.string(child) or "")
+    return m.EntityPattern.fast(type=etype, ids=tuple(ids), span=span)

@@ -10,6 +10,7 @@ from lark import Token, Tree
 from mcpdsl.ir import model as m
 from mcpdsl.ir import units
 from mcpdsl.ir.common import Context, decode_string, key_text, label_for
+from mcpdsl.syntax.parser import closest
 
 MAX_DEPTH = 100
 
@@ -116,8 +117,6 @@ def _lower(ctx: Context, node: Tree[Token] | Token, depth: int) -> m.Expr:
         args = tuple(_lower(ctx, c, d) for c in kids[2:-1] if c is not None and _is_arg(c))
         name = str(name_tok)
         if name not in _FUNCTIONS:
-            from mcpdsl.syntax.parser import closest
-
             guess = closest(name, _FUNCTIONS)
             ctx.error(
                 "E0307",

@@ -17,8 +17,19 @@ from lark import Token, Tree
 
 from mcpdsl.ir import model as m
 from mcpdsl.ir import units
-from mcpdsl.ir.common import Context, child_tree, first_token, key_text, tokens, trees
+from mcpdsl.ir.common import (
+    Context,
+    child_tree,
+    first_token,
+    key_text,
+    lower_entity,
+    lower_range,
+    lower_ref,
+    tokens,
+    trees,
+)
 from mcpdsl.ir.expr import lower_expr
+from mcpdsl.ir.globs import glob_error
 from mcpdsl.ir.settings import SettingsReader
 from mcpdsl.ir.tests_lower import lower_test
 from mcpdsl.syntax.parser import ParsedFile, closest
@@ -172,17 +183,6 @@ def _value(clause: Tree[Token] | None, index: int = 0) -> Any:
 _VALUE_TOKENS = {"NUMBER", "QUANTITY", "STRING", "TIME", "NAME"}
 
 
-def _ref(ctx: Context, node: Tree[Token] | None) -> m.Ref | None:
-    if node is None:
-        return None
-    if isinstance(node, Token):
-        return m.Ref(name=str(node), span=ctx.span(node))
-    names = [str(t) for t in tokens(node, "NAME")]
-    if len(names) == 2:
-        return m.Ref(package=names[0], name=names[1], span=ctx.span(node))
-    return m.Ref(name=names[0], span=ctx.span(node))
-
-
 def _strings(ctx: Context, node: Tree[Token] | None) -> tuple[str, ...]:
     """A list literal of strings (`regions`, `failover`, `hosts`)."""
     if node is None:
@@ -241,33 +241,6 @@ def _object(ctx: Context, node: Tree[Token] | None) -> dict[str, str]:
             ctx.error("E0201", f"duplicate key `{key}`", pair, label="second occurrence")
         out[key] = value
     return out
-
-
-def _range(
-    ctx: Context,
-    node: Tree[Token] | Token | None,
-    reader: Callable[[str], Any],
-) -> tuple[Any, Any] | None:
-    """`low..high` (or a single value meaning low == high), checked for inversion."""
-    if node is None:
-        return None
-    if isinstance(node, Tree) and node.data == "range":
-        low_t, high_t = node.children[0], node.children[2]
-        low, high = ctx.read(low_t, reader), ctx.read(high_t, reader)
-        if low is None or high is None:
-            return None
-        if low > high:
-            ctx.error(
-                "E0302",
-                f"range `{low_t}..{high_t}` is inverted",
-                node,
-                label="low end above high end",
-                help=f"write `{high_t}..{low_t}`",
-            )
-            return None
-        return low, high
-    value = ctx.read(node, reader)
-    return None if value is None else (value, value)
 
 
 def _zone(ctx: Context, node: Token | None) -> str:
@@ -382,7 +355,7 @@ def _service(ctx: Context, decl: Tree[Token]) -> m.Service | None:
         identity=identity,
         labels=_object(ctx, _value(c.one("labels_clause"))),
         env=_object(ctx, _value(c.one("env_clause"))),
-        pool=_ref(ctx, _value(c.one("pool_ref_clause"))),
+        pool=lower_ref(ctx, _value(c.one("pool_ref_clause"))),
         namespace=namespace,
         replicas=replicas,
         stateful=c.one("stateful_clause") is not None,
@@ -394,7 +367,7 @@ def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
     name = _name(decl)
     c = Clauses(ctx, decl)
     replicas_clause = c.require("replicas_clause", "replicas", name)
-    bounds = _range(ctx, _value(replicas_clause), units.read_count)
+    bounds = lower_range(ctx, _value(replicas_clause), units.read_count)
     if bounds is not None and bounds[1] < 1:
         ctx.error("E0303", "maximum replicas must be at least 1", _value(replicas_clause))
         bounds = None
@@ -456,7 +429,7 @@ def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
             label="outside the scaling range",
         )
         expected = None
-    target_ref = _ref(ctx, child_tree(decl, "ref"))
+    target_ref = lower_ref(ctx, child_tree(decl, "ref"))
     assert target_ref is not None
     return m.Scale(
         package=ctx.package,
@@ -579,7 +552,7 @@ def _pool(ctx: Context, decl: Tree[Token]) -> m.Pool | None:
                 span=ctx.span(node_clause),
             )
     nodes_clause = c.require("nodes_clause", "nodes", name)
-    bounds = _range(ctx, _value(nodes_clause), units.read_count)
+    bounds = lower_range(ctx, _value(nodes_clause), units.read_count)
     quotas = []
     for clause in c.all("quota_clause"):
         team = ctx.string(_value(clause, 0))
@@ -590,7 +563,7 @@ def _pool(ctx: Context, decl: Tree[Token]) -> m.Pool | None:
             quotas.append(m.Quota(team=team, resources=res, span=ctx.span(clause)))
     reservations = []
     for clause in c.all("reserve_clause"):
-        ref = _ref(ctx, child_tree(clause, "ref"))
+        ref = lower_ref(ctx, child_tree(clause, "ref"))
         r = SettingsReader(ctx, child_tree(clause, "settings"), "reserve")
         res = _resources(r)
         r.finish()
@@ -692,7 +665,7 @@ def _balance(ctx: Context, decl: Tree[Token]) -> m.Balance | None:
             eject = m.Ejection(
                 errors=errors, duration=duration, max_percent=max_percent, span=ctx.span(ec)
             )
-    ref = _ref(ctx, child_tree(decl, "ref"))
+    ref = lower_ref(ctx, child_tree(decl, "ref"))
     assert ref is not None
     return m.Balance(
         package=ctx.package,
@@ -852,11 +825,11 @@ def _job(ctx: Context, decl: Tree[Token]) -> m.Job | None:
         window=window,
         deadline=deadline,
         regions=_strings(ctx, _value(c.one("regions_clause"))),
-        carbon=_ref(
+        carbon=lower_ref(
             ctx,
             _carbon_ref_tree(c.one("carbon_ref_clause")),
         ),
-        pool=_ref(ctx, _value(c.one("pool_ref_clause"))),
+        pool=lower_ref(ctx, _value(c.one("pool_ref_clause"))),
         namespace=ctx.string(_value(c.one("namespace_clause"))) or ctx.package,
         span=ctx.span(decl),
     )
@@ -864,25 +837,6 @@ def _job(ctx: Context, decl: Tree[Token]) -> m.Job | None:
 
 def _carbon_ref_tree(clause: Tree[Token] | None) -> Tree[Token] | None:
     return None if clause is None else child_tree(clause, "ref")
-
-
-def _entity(ctx: Context, node: Tree[Token]) -> m.EntityPattern:
-    if node.data == "principal_pattern":
-        node = cast(Tree[Token], node.children[0])
-    span = ctx.span(node)
-    if node.data == "any_entity":
-        return m.EntityPattern.fast(type=None, ids=None, span=span)
-    type_tree = cast(Tree[Token], node.children[0])
-    etype = cast(Any, str(type_tree.children[0]))
-    if node.data == "any_of_type":
-        return m.EntityPattern.fast(type=etype, ids=None, span=span)
-    ids: list[str] = []
-    for child in node.children[1:]:
-        if isinstance(child, Tree) and child.data == "ref":
-            ids.append(".".join(str(t) for t in tokens(child, "NAME")))
-        elif isinstance(child, Token) and child.type == "STRING":
-            ids.append(ctx.string(child) or "")
-    return m.EntityPattern.fast(type=etype, ids=tuple(ids), span=span)
 
 
 def _policy(ctx: Context, decl: Tree[Token]) -> m.Policy | None:
@@ -947,8 +901,8 @@ def _rule(ctx: Context, rule: Tree[Token], index: int) -> m.Rule | None:
         and k.data
         in ("principal_pattern", "any_entity", "any_of_type", "one_entity", "entity_list")
     ]
-    principal = _entity(ctx, patterns[0])
-    resource = _entity(ctx, patterns[1])
+    principal = lower_entity(ctx, patterns[0])
+    resource = lower_entity(ctx, patterns[1])
     actions: tuple[str, ...] = ()
     path = None
     on = child_tree(rule, "on_clause")
@@ -960,8 +914,6 @@ def _rule(ctx: Context, rule: Tree[Token], index: int) -> m.Rule | None:
         if isinstance(path_tok, Token) and path_tok.type == "STRING":
             path = ctx.string(path_tok)
             if path is not None:
-                from mcpdsl.ir.globs import glob_error
-
                 problem = glob_error(path)
                 if problem:
                     ctx.error("E0309", problem, path_tok)
@@ -1034,7 +986,7 @@ def _integration(ctx: Context, decl: Tree[Token]) -> m.Integration | None:
         vals = [ch for ch in rc.children if ch is not None]
         for i, ch in enumerate(vals):
             if isinstance(ch, Token) and ch.type == "BACKOFF":
-                backoff = _range(ctx, vals[i + 1], units.read_duration)
+                backoff = lower_range(ctx, vals[i + 1], units.read_duration)
         on = _words(ctx, child_tree(rc, "list"))
         for word in on:
             if word not in _RETRY_ON:
@@ -1086,8 +1038,6 @@ _RETRY_ON = ("5xx", "reset", "connect-failure", "retriable-4xx", "refused-stream
 
 
 def _gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
-    from mcpdsl.ir.globs import glob_error
-
     name = _name(decl)
     c = Clauses(ctx, decl)
     listen = c.require("listen_clause", "listen", name)
@@ -1109,7 +1059,7 @@ def _gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
         )
         target = m.RouteTarget(
             kind="service" if target_tree.data == "route_to_service" else "integration",
-            ref=cast(m.Ref, _ref(ctx, child_tree(target_tree, "ref"))),
+            ref=cast(m.Ref, lower_ref(ctx, child_tree(target_tree, "ref"))),
             span=ctx.span(target_tree),
         )
         rewrite = timeout = retries = None

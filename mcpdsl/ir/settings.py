@@ -7,7 +7,7 @@ from typing import Any
 
 from lark import Token, Tree
 
-from mcpdsl.ir.common import Context, key_text, trees
+from mcpdsl.ir.common import Context, key_text, lower_range, trees
 from mcpdsl.syntax.parser import closest
 
 
@@ -51,13 +51,11 @@ class SettingsReader:
         return self.ctx.read(entry[1], reader)
 
     def range(self, key: str, reader: Callable[[str], Any]) -> tuple[Any, Any] | None:
-        from mcpdsl.ir.lower import _range
-
         self.asked.append(key)
         entry = self.entries.get(key)
         if entry is None:
             return None
-        return _range(self.ctx, entry[1], reader)
+        return lower_range(self.ctx, entry[1], reader)
 
     def raw(self, key: str) -> Any:
         self.asked.append(key)

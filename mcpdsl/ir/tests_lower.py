@@ -9,7 +9,16 @@ from lark import Token, Tree
 
 from mcpdsl.ir import model as m
 from mcpdsl.ir import units
-from mcpdsl.ir.common import Context, child_tree, first_token, key_text, tokens, trees
+from mcpdsl.ir.common import (
+    Context,
+    child_tree,
+    first_token,
+    key_text,
+    lower_entity,
+    lower_ref,
+    tokens,
+    trees,
+)
 from mcpdsl.ir.settings import SettingsReader
 
 REQUEST_ROOTS = ("principal", "resource", "request", "source", "context", "now")
@@ -97,11 +106,9 @@ def _attributes(
 
 
 def _request(ctx: Context, clause: Tree[Token]) -> dict[str, Any] | None:
-    from mcpdsl.ir.lower import _entity
-
     patterns = [c for c in trees(clause) if c.data != "attributes" and c.data != "action"]
-    principal = _entity(ctx, patterns[0])
-    resource = _entity(ctx, patterns[1])
+    principal = lower_entity(ctx, patterns[0])
+    resource = lower_entity(ctx, patterns[1])
     for pattern, node in ((principal, patterns[0]), (resource, patterns[1])):
         if pattern.type is None or pattern.ids is None or len(pattern.ids) != 1:
             ctx.error(
@@ -244,8 +251,6 @@ def ctx_span_line(clause: Tree[Token]) -> int | None:
 
 
 def _ref(ctx: Context, clause: Tree[Token]) -> m.Ref:
-    from mcpdsl.ir.lower import _ref as lower_ref
-
     ref = lower_ref(ctx, child_tree(clause, "ref"))
     assert ref is not None
     return ref
@@ -269,8 +274,6 @@ def _expect(ctx: Context, clause: Tree[Token]) -> m.Expectation | None:
             return None
         return m.Expectation(kind="replicas", replicas=replicas, span=span)
     if data == "expect_route":
-        from mcpdsl.ir.lower import _ref as lower_ref
-
         target_tree = next(t for t in trees(clause))
         ref = lower_ref(ctx, child_tree(target_tree, "ref"))
         rewrite = (
