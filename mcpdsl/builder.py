@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def compile_artifacts(compilation: Compilation, targets: tuple[str, ...] = TARGE
     artifacts.append(ir_artifact(compilation.project))
     timings["ir"] = time.perf_counter() - start
     paths = [a.path for a in artifacts]
-    duplicates = {p for p in paths if paths.count(p) > 1}
+    duplicates = {p for p, n in Counter(paths).items() if n > 1}
     if duplicates:  # a target bug, not a user error
         raise AssertionError(f"targets produced the same path twice: {sorted(duplicates)}")
     artifacts.sort(key=lambda a: a.path)
