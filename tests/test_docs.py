@@ -20,7 +20,7 @@ from repo_paths import FIXTURES, REPO
 
 from mcpdsl.pipeline import compile_tree
 
-DOCS = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
+DOCS = [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
 FENCE = re.compile(r"^```mcp\n(.*?)^```", re.S | re.M)
 
 
@@ -47,14 +47,31 @@ def _place(block: str) -> tuple[str, str]:
     return "", f"package docs\n{imports}{block}"
 
 
-@pytest.fixture(scope="module")
-def docs_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("docs") / "tree"
+# Policies shown only to illustrate syntax (§5's expression example).  They are
+# compiled with the rest but left out of the tree the tests run against: a
+# request is allowed only if every policy allows it, and the reference's tests
+# are written against its zero-trust policy alone.
+ILLUSTRATIONS = re.compile(r"^policy examples \{", re.M)
+
+
+def _assemble(root: Path, *, with_illustrations: bool) -> Path:
     shutil.copytree(FIXTURES / "docs_peers", root)
     for index, (_, block) in enumerate(BLOCKS):
+        if not with_illustrations and ILLUSTRATIONS.search(block):
+            continue
         directory, source = _place(block)
         (root / directory / f"example{index:03}.mcp").write_text(source, encoding="utf-8")
     return root
+
+
+@pytest.fixture(scope="module")
+def docs_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _assemble(tmp_path_factory.mktemp("docs") / "tree", with_illustrations=True)
+
+
+@pytest.fixture(scope="module")
+def scenario_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _assemble(tmp_path_factory.mktemp("docs") / "tree", with_illustrations=False)
 
 
 def test_the_docs_have_examples() -> None:
@@ -66,17 +83,16 @@ def test_every_example_compiles_together(docs_tree: Path) -> None:
     errors = [d for d in compilation.diagnostics if d.is_error]
     where = {f"example{i:03}.mcp": origin for i, (origin, _) in enumerate(BLOCKS)}
     assert not errors, "\n".join(
-        f"{where.get(Path(d.span.file).name, d.span.file) if d.span else '?'}: "
-        f"{d.code} {d.message}"
+        f"{where.get(Path(d.span.file).name, d.span.file) if d.span else '?'}: {d.code} {d.message}"
         for d in errors
     )
 
 
-def test_every_example_test_passes(docs_tree: Path) -> None:
+def test_every_example_test_passes(scenario_tree: Path) -> None:
     from mcpdsl.engine.engine import compile_project
     from mcpdsl.engine.testing import run_tests
 
-    compilation = compile_tree(docs_tree)
+    compilation = compile_tree(scenario_tree)
     assert compilation.project is not None
     outcomes = run_tests(compile_project(compilation.project, compilation.project.root))
     assert outcomes, "the language reference shows test blocks"

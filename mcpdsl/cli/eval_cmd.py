@@ -32,7 +32,7 @@ def _fail_input(message: str) -> None:
 
 def _field(data: dict[str, Any], name: str, kind: type, what: str) -> Any:
     value = data.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         _fail_input(f"the `{what}` input needs `{name}` ({kind.__name__})")
     return value
 

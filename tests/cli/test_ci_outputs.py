@@ -175,7 +175,12 @@ def test_severity_filters_what_is_reported_not_the_exit_code() -> None:
         ("transform", {"integration": "tools.crm-lookup", "payload": {}}, False),
         (
             "scale",
-            {"service": "mcp-api", "replicas": 5, "metrics": {"cpu": 0.95}, "at": "2026-12-09T10:00Z"},
+            {
+                "service": "mcp-api",
+                "replicas": 5,
+                "metrics": {"cpu": 0.95},
+                "at": "2026-12-09T10:00Z",
+            },
             True,
         ),
     ],
@@ -188,7 +193,9 @@ def test_eval_every_kind_with_opa_like_exit_codes(
     assert plain.exit_code == 0, plain.output
     json.loads(plain.stdout)
     fail = cli("eval", str(POLICIES), "--kind", kind, "--input", "-", "--fail", stdin=text)
-    defined = cli("eval", str(POLICIES), "--kind", kind, "--input", "-", "--fail-defined", stdin=text)
+    defined = cli(
+        "eval", str(POLICIES), "--kind", kind, "--input", "-", "--fail-defined", stdin=text
+    )
     if positive is None:  # whatever the policy says; the two flags must disagree
         positive = fail.exit_code == 0
     assert fail.exit_code == (0 if positive else 1)
@@ -206,7 +213,7 @@ def test_eval_every_kind_with_opa_like_exit_codes(
         ("transform", '{"integration": "tools.crm-lookup", "payload": []}'),
         ("authorize", "[1, 2]"),
         ("authorize", '{"a": ' * 5000),
-        ("authorize", b"{\"a\": \"\xff\xfe\"}"),
+        ("authorize", b'{"a": "\xff\xfe"}'),
     ],
 )
 def test_eval_hostile_inputs_are_input_errors(kind: str, text: str | bytes) -> None:
@@ -271,6 +278,10 @@ def test_check_does_not_import_the_solver_stack() -> None:
     )
     env = {**os.environ, **PLAIN}
     out = subprocess.run(
-        [sys.executable, "-c", code, str(POLICIES)], capture_output=True, text=True, env=env, check=False
+        [sys.executable, "-c", code, str(POLICIES)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert out.stderr.strip().splitlines()[-1:] in ([], [""]), out.stderr

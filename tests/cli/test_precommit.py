@@ -52,7 +52,9 @@ def policy_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     tmp = tmp_path_factory.mktemp("precommit")
     repo = tmp / "policy-repo"
     subprocess.run(
-        [sys.executable, "-m", "mcpdsl", "init", str(repo / "policies")], check=True, capture_output=True
+        [sys.executable, "-m", "mcpdsl", "init", str(repo / "policies")],
+        check=True,
+        capture_output=True,
     )
     _git(repo, "init", "-q")
     _git(repo, "config", "user.email", "t@example.invalid")
@@ -112,8 +114,9 @@ def test_hooks_fail_on_a_broken_tree(policy_repo: tuple[Path, dict[str, str]]) -
     try:
         # unformatted, a rule gone (a test fails), and a file that does not parse
         access.write_text(
-            original.replace('web-api: allow service web -> service api on GET "/v1/**"', "")
-            .replace("  default deny", "default    deny"),
+            original.replace(
+                'web-api: allow service web -> service api on GET "/v1/**"', ""
+            ).replace("  default deny", "default    deny"),
             encoding="utf-8",
         )
         broken.write_text("package starter\nservice broken {\n", encoding="utf-8")
