@@ -241,10 +241,11 @@ def read_bounded(path: Path, limit: int) -> bytes:
         if isinstance(exc, FileNotFoundError):
             raise
         raise ValueError(f"cannot be read ({exc.strerror})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ValueError("is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError("is not a regular file")
         if info.st_size > limit:
             raise ValueError(f"is larger than {limit} bytes")
         data = handle.read(limit + 1)
