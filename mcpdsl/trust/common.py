@@ -30,7 +30,7 @@ class TrustError(Exception):
 
     `kind` is a stable machine-readable category: missing, malformed, unknown-key,
     revoked, expired, not-yet-valid, future, signature-missing, signature-invalid,
-    manifest-mismatch, hash-mismatch, extra-file, unsafe-path, opa-bundle.
+    manifest-mismatch, hash-mismatch, extra-file, unsafe-path, opa-bundle, rollback.
     """
 
     def __init__(self, reason: str, kind: str = "refused") -> None:
