@@ -211,3 +211,24 @@ def _rate(rate: Rate) -> str | None:
 
 #: A rate limit, emitted as an Envoy token bucket (uint32 tokens, Duration interval).
 read_rate = _bounded(units.read_rate, _rate)
+
+
+def _probe(seconds: Decimal) -> str | None:
+    if math.ceil(seconds) > INT32_MAX:
+        return (
+            f"duration of {seconds} s does not fit a Kubernetes probe's int32 seconds"
+            f" (at most {INT32_MAX} s)"
+        )
+    return _duration(seconds)
+
+
+def _job_seconds(seconds: Decimal) -> str | None:
+    if math.ceil(seconds) > QUANTITY_MAX:
+        return f"duration of {seconds} s does not fit a Kubernetes int64 seconds field"
+    return None
+
+
+#: A health check interval or timeout: an Envoy Duration and a probe's int32 seconds.
+read_probe_duration = _bounded(units.read_duration, _probe)
+#: A job's run time or deadline: the Job's int64 `activeDeadlineSeconds`.
+read_job_duration = _bounded(units.read_duration, _job_seconds)

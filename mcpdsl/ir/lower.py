@@ -546,10 +546,10 @@ def _health(ctx: Context, clause: Tree[Token]) -> m.HealthCheck | None:
     if protocol == "http" and path is None:
         path = "/"
     interval = positive(
-        ctx, rest[0], ctx.read(rest[0], limits.read_duration), "a health check interval"
+        ctx, rest[0], ctx.read(rest[0], limits.read_probe_duration), "a health check interval"
     )
     timeout = positive(
-        ctx, rest[1], ctx.read(rest[1], limits.read_duration), "a health check timeout"
+        ctx, rest[1], ctx.read(rest[1], limits.read_probe_duration), "a health check timeout"
     )
     healthy = ctx.count(rest[2], 1, 100)
     unhealthy = ctx.count(rest[3], 1, 100)
@@ -644,7 +644,7 @@ def _job(ctx: Context, decl: Tree[Token]) -> m.Job | None:
     runs = positive(
         ctx,
         clause_value(runs_clause),
-        ctx.read(clause_value(runs_clause), units.read_duration),
+        ctx.read(clause_value(runs_clause), limits.read_job_duration),
         "a run time",
     )
     window_clause = c.require("window_clause", "window", name)
@@ -654,7 +654,7 @@ def _job(ctx: Context, decl: Tree[Token]) -> m.Job | None:
         node = [
             ch for ch in window_clause.children if isinstance(ch, Token) and ch.type in VALUE_TOKENS
         ][-1]
-        deadline = positive(ctx, node, ctx.read(node, units.read_duration), "a deadline")
+        deadline = positive(ctx, node, ctx.read(node, limits.read_job_duration), "a deadline")
         if deadline is not None and runs is not None and deadline < runs:
             ctx.error(
                 "E0302", "the deadline is shorter than the run time", node, label="no run fits"
