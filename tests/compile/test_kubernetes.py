@@ -890,10 +890,7 @@ def test_user_strings_round_trip_exactly(tmp_path: Path) -> None:
     )
     so = find(out, "ScaledObject", "api")
     query = so["spec"]["triggers"][0]["metadata"]["query"]
-    assert (
-        query
-        == f'sum({{__name__="offset", namespace="{namespace}"}})'
-    )
+    assert query == f'sum({{__name__="offset", namespace="{namespace}"}})'
     if promql_available():
         assert validate_promql(query) == []
     quota = kinds(out, "ResourceQuota")[0]
