@@ -238,8 +238,8 @@ def read_bounded(path: Path, limit: int) -> bytes:
     except OSError as exc:
         if path.is_symlink():
             raise ValueError("is a symlink") from None
-        if isinstance(exc, FileNotFoundError):
-            raise
+        if isinstance(exc, FileNotFoundError | NotADirectoryError):
+            raise FileNotFoundError(str(path)) from None  # a parent that is a file: absent
         raise ValueError(f"cannot be read ({exc.strerror})") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):

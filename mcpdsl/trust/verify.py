@@ -199,8 +199,6 @@ def read_artifacts(root: Path) -> tuple[bytes, dict[str, bytes]]:
             data = read_bounded(path, entry["size"] + 1)
         except FileNotFoundError:
             raise TrustError(f"artifact {rel} missing", "missing") from None
-        except NotADirectoryError:
-            raise TrustError(f"artifact {rel} missing", "missing") from None
         except ValueError as exc:
             if "larger" in str(exc):
                 raise TrustError(f"artifact {rel} hash mismatch", "hash-mismatch") from None

@@ -296,3 +296,13 @@ def test_validators_catch_out_of_range_and_invalid_values(doc: dict[str, Any], n
 def test_validators_accept_values_at_the_limits() -> None:
     assert validate_kubernetes(hpa(maxReplicas=2**31 - 1)) == []
     assert validate_kubernetes(deployment("localhost:5000/a/b__c:v1", "9223372036854775")) == []
+
+
+def test_job_run_time_beyond_int64_seconds_is_refused(tmp_path: Path) -> None:
+    text = (
+        'package shop\n\njob etl {\n  image "etl:2.1"\n'
+        "  runs 9223372036854775808s\n  window 01:00-05:00 UTC\n}\n"
+    )
+    compilation = compile_source(tmp_path, text)
+    ours = [d for d in compilation.diagnostics if d.code == "E0312"]
+    assert ours and spanned(text, ours[0]) == "9223372036854775808s"
