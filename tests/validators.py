@@ -262,7 +262,36 @@ def _k8s_validator(schema_dir: str, api_version: str, kind: str) -> Validator | 
     schema = json.loads(path.read_text())
     if schema.get("additionalProperties") is not False:  # pragma: no cover - packaging guard
         raise RuntimeError(f"{path} is not a strict schema")
-    return Draft202012Validator(schema, registry=_k8s_registry(schema_dir))
+    return Draft202012Validator(
+        schema, registry=_k8s_registry(schema_dir), format_checker=_K8S_FORMATS
+    )
+
+
+def _integer_format(bits: int) -> Callable[[object], bool]:
+    """A jsonschema format check for Kubernetes `int32`/`int64` fields.
+
+    jsonschema ignores unknown formats, and kubernetes-validate's schemas only say
+    `"type": "integer"`: without this, `maxReplicas: 99999999999999999999999`
+    passes although the API server's decoder refuses it.
+    """
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def check(value: object) -> bool:
+        return not isinstance(value, int) or isinstance(value, bool) or low <= value <= high
+
+    return check
+
+
+def _k8s_formats() -> Any:
+    from jsonschema import FormatChecker
+
+    checker = FormatChecker(formats=())
+    checker.checks("int32")(_integer_format(32))
+    checker.checks("int64")(_integer_format(64))
+    return checker
+
+
+_K8S_FORMATS = _k8s_formats()
 
 
 def _dotted(path: Sequence[Any] | Any) -> str:
@@ -328,6 +357,8 @@ def _k8s_semantic_errors(doc: dict[str, Any], kind: str) -> list[str]:
             errors.extend(f"spec.schedule: {e}" for e in _cron_errors(schedule))
     if kind == "Service":
         errors.extend(_service_errors(doc))
+    if kind == "HorizontalPodAutoscaler":
+        errors.extend(_hpa_errors(doc))
     if kind == "ResourceQuota":
         errors.extend(_quantity_map_errors(_get(doc, "spec", "hard"), "spec.hard"))
     if kind == "PersistentVolumeClaim":
@@ -444,6 +475,15 @@ def _parse_quantity(value: Any) -> Decimal | None:
         return None
 
 
+_QUANTITY_MAX = Decimal(2**63 - 1)
+
+
+def _quantity_too_large(resource: str, value: Decimal) -> bool:
+    """A quantity must be at most 2^63-1; cpu is used in millicores, so cores * 1000."""
+    scale = 1000 if resource.endswith("cpu") else 1
+    return value * scale > _QUANTITY_MAX
+
+
 def _quantity_map_errors(quantities: Any, where: str) -> list[str]:
     """Validate a ``{resource: quantity}`` map; see :func:`_parse_quantities`."""
     return _parse_quantities(quantities, where)[1]
@@ -464,6 +504,11 @@ def _parse_quantities(quantities: Any, where: str) -> tuple[dict[str, Decimal], 
             )
         elif value < 0:
             errors.append(f"{where}.{resource}: {raw!r} must not be negative")
+        elif _quantity_too_large(str(resource), value):
+            errors.append(
+                f"{where}.{resource}: {raw!r} is above the Kubernetes quantity limit (2^63-1"
+                + (" millicores)" if str(resource).endswith("cpu") else ")")
+            )
         else:
             parsed[str(resource)] = value
     return parsed, errors
@@ -491,6 +536,9 @@ def _pod_spec_errors(pod_spec: dict[str, Any], where: str) -> list[str]:
         for i, container in enumerate(_as_list(pod_spec.get(field))):
             cwhere = f"{where}.{field}[{i}]"
             errors.extend(_resources_errors(_get(container, "resources"), f"{cwhere}.resources"))
+            image = _get(container, "image")
+            if isinstance(image, str) and not _is_image_reference(image):
+                errors.append(f"{cwhere}.image: {image!r} is not a valid image reference")
             for j, port in enumerate(_as_list(_get(container, "ports"))):
                 number = _get(port, "containerPort")
                 if isinstance(number, int) and not 1 <= number <= 65535:
@@ -501,6 +549,89 @@ def _pod_spec_errors(pod_spec: dict[str, Any], where: str) -> list[str]:
         size = _get(volume, "emptyDir", "sizeLimit")
         if size is not None and _parse_quantity(size) is None:
             errors.append(f"{where}.volumes[{i}].emptyDir.sizeLimit: {size!r} is not a quantity")
+    return errors
+
+
+# The container image reference grammar: [host[:port]/]path[:tag][@algo:hex].
+_IMAGE_HOST = r"(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*)(?::[0-9]+)?"
+_IMAGE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+_IMAGE = re.compile(
+    rf"(?P<name>(?:{_IMAGE_HOST}/)?{_IMAGE_PATH})(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
+    re.ASCII,
+)
+
+
+def _is_image_reference(image: str) -> bool:
+    """What a container runtime can pull; the name part is at most 255 characters.
+
+    A first component without `.`/`:` that is not `localhost` is a path component
+    (lowercase), never a host, so `Shop/api` is refused.
+    """
+    match = _IMAGE.fullmatch(image)
+    if match is None or len(match.group("name")) > 255:
+        return False
+    first, slash, _ = match.group("name").partition("/")
+    is_host = slash and ("." in first or ":" in first or first == "localhost" or first[:1] == "[")
+    return bool(is_host) or re.fullmatch(_IMAGE_PATH, match.group("name")) is not None
+
+
+def _behavior_errors(behavior: Any, at: str) -> list[str]:
+    """HPA `behavior` bounds (also inside a KEDA ScaledObject's `advanced` block)."""
+    errors: list[str] = []
+    for direction in ("scaleUp", "scaleDown"):
+        rules = _get(behavior, direction)
+        if not isinstance(rules, dict):
+            continue
+        where = f"{at}.{direction}"
+        window = rules.get("stabilizationWindowSeconds")
+        if isinstance(window, int) and not 0 <= window <= 3600:
+            errors.append(f"{where}.stabilizationWindowSeconds: {window} not in 0..3600")
+        for i, policy in enumerate(_as_list(rules.get("policies"))):
+            period, value = _get(policy, "periodSeconds"), _get(policy, "value")
+            if isinstance(period, int) and not 1 <= period <= 1800:
+                errors.append(f"{where}.policies[{i}].periodSeconds: {period} not in 1..1800")
+            if isinstance(value, int) and value <= 0:
+                errors.append(f"{where}.policies[{i}].value: {value} must be positive")
+    return errors
+
+
+def _hpa_errors(doc: dict[str, Any]) -> list[str]:
+    """HPA bounds the API server enforces beyond the schema (autoscaling/v2 validation).
+
+    minReplicas >= 1 (without the alpha HPAScaleToZero gate), maxReplicas >= minReplicas,
+    behavior policies: periodSeconds 1..1800, value > 0, stabilizationWindowSeconds
+    0..3600; Utilization targets > 0.
+    """
+    errors: list[str] = []
+    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+    low, high = spec.get("minReplicas", 1), spec.get("maxReplicas")
+    if isinstance(low, int) and low < 1:
+        errors.append(f"spec.minReplicas: {low} must be at least 1")
+    if isinstance(low, int) and isinstance(high, int) and high < low:
+        errors.append(f"spec.maxReplicas: {high} must be at least minReplicas ({low})")
+    errors.extend(_behavior_errors(spec.get("behavior"), "spec.behavior"))
+    for i, metric in enumerate(_as_list(spec.get("metrics"))):
+        for source in ("resource", "pods", "object", "external", "containerResource"):
+            target = _get(metric, source, "target")
+            if not isinstance(target, dict):
+                continue
+            utilization = target.get("averageUtilization")
+            if isinstance(utilization, int) and utilization <= 0:
+                errors.append(f"spec.metrics[{i}].{source}.target.averageUtilization: must be > 0")
+            for key in ("averageValue", "value"):
+                if key in target:
+                    quantity = _parse_quantity(target[key])
+                    if quantity is None or quantity > _QUANTITY_MAX:
+                        errors.append(
+                            f"spec.metrics[{i}].{source}.target.{key}: {target[key]!r} is not"
+                            " a Kubernetes quantity within 2^63-1"
+                        )
+            name = _get(metric, source, "metric", "name")
+            if isinstance(name, str) and not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name):
+                errors.append(
+                    f"spec.metrics[{i}].{source}.metric.name: {name!r} is not a metric name"
+                )
     return errors
 
 
@@ -684,8 +815,16 @@ def _keda_scaledobject_errors(doc: dict[str, Any]) -> list[str]:
                 errors.append(f"spec.{key}: must be an integer, got {val!r}")
             elif val < 0:
                 errors.append(f"spec.{key}: must be >= 0")
+            elif val > 2**31 - 1:
+                errors.append(f"spec.{key}: {val} does not fit int32")
             else:
                 ints[key] = val
+    errors.extend(
+        _behavior_errors(
+            _get(spec, "advanced", "horizontalPodAutoscalerConfig", "behavior"),
+            "spec.advanced.horizontalPodAutoscalerConfig.behavior",
+        )
+    )
     low, high = ints.get("minReplicaCount", 0), ints.get("maxReplicaCount", 100)
     if low > high:
         errors.append(f"spec.minReplicaCount ({low}) must be <= spec.maxReplicaCount ({high})")

@@ -161,3 +161,40 @@ def keys_list(keyring: Path) -> None:
         click.echo(
             f"{key_id}  {format_time(entry.not_before)} .. {format_time(entry.not_after)}  {state}"
         )
+    if ring.min_signed_at is not None or ring.min_revision is not None:
+        click.echo(_pins(ring))
+
+
+def _pins(ring) -> str:  # type: ignore[no-untyped-def]
+    from mcpdsl.trust.common import format_time
+
+    parts = []
+    if ring.min_signed_at is not None:
+        parts.append(f"signed at or after {format_time(ring.min_signed_at)}")
+    if ring.min_revision is not None:
+        parts.append(f"revision {ring.min_revision} or later")
+    return "builds must be " + " and ".join(parts) if parts else "no rollback minimum"
+
+
+@keys_command.command("pin")
+@click.option("--keyring", required=True, type=click.Path(path_type=Path))
+@click.option("--not-before", metavar="ISO", help="Refuse builds signed before this time.")
+@click.option(
+    "--min-revision",
+    type=click.IntRange(0, 2**63 - 1),
+    help="Refuse builds whose signed revision is lower.",
+)
+@click.option("--lower", is_flag=True, help="Allow lowering a minimum (re-admits older builds).")
+def keys_pin(keyring: Path, not_before: str | None, min_revision: int | None, lower: bool) -> None:
+    """Set the keyring's rollback minimums: every verifier using it refuses older builds."""
+    from mcpdsl.trust import Keyring, TrustInputError
+
+    if not_before is None and min_revision is None:
+        fail("give --not-before and/or --min-revision")
+    try:
+        ring = Keyring.load(keyring)
+        ring.pin(_time(not_before, "--not-before"), min_revision, lower=lower)
+        ring.save(keyring)
+    except TrustInputError as exc:
+        fail(str(exc))
+    click.echo(f"pinned: {_pins(ring)}")

@@ -26,7 +26,14 @@ from mcpdsl.cli.keys_cmd import fail, passphrase_from_env
 @click.option(
     "--passphrase-env", metavar="VAR", help="Environment variable holding the key's passphrase."
 )
-def sign_command(build: Path, key_path: Path, passphrase_env: str | None) -> None:
+@click.option(
+    "--revision",
+    type=click.IntRange(0, 2**63 - 1),
+    help="Signed build revision for rollback protection (default: signing time, Unix seconds).",
+)
+def sign_command(
+    build: Path, key_path: Path, passphrase_env: str | None, revision: int | None
+) -> None:
     """Sign a build: the OPA bundle (ES256 JWT), then manifest.json (Ed25519 + ML-DSA-65)."""
     from mcpdsl.trust import TrustError, TrustInputError, load_signing_key, sign_build
     from mcpdsl.trust.common import format_time
@@ -36,7 +43,7 @@ def sign_command(build: Path, key_path: Path, passphrase_env: str | None) -> Non
     passphrase = passphrase_from_env(passphrase_env)
     try:
         key = load_signing_key(key_path, passphrase)
-        result = sign_build(build, key)
+        result = sign_build(build, key, revision=revision)
     except TrustInputError as exc:
         fail(str(exc))
     except TrustError as exc:
@@ -46,7 +53,7 @@ def sign_command(build: Path, key_path: Path, passphrase_env: str | None) -> Non
     opa = "; opa/bundle.tar.gz signed (ES256)" if result.opa_bundle_signed else ""
     click.echo(
         f"signed {build}/ with key {result.key_id} at {format_time(result.signed_at)}"
-        f" ({result.artifacts} artifacts{opa})"
+        f" ({result.artifacts} artifacts{opa}; revision {result.revision})"
     )
 
 
@@ -59,16 +66,29 @@ def sign_command(build: Path, key_path: Path, passphrase_env: str | None) -> Non
     type=click.Path(path_type=Path),
     help="Keyring (or one public.json).",
 )
-def verify_command(build: Path, trust: Path) -> None:
+@click.option(
+    "--not-before",
+    metavar="ISO",
+    help="Refuse builds signed before this time (rollback protection).",
+)
+@click.option(
+    "--min-revision",
+    type=click.IntRange(0, 2**63 - 1),
+    help="Refuse builds whose signed revision is lower (rollback protection).",
+)
+def verify_command(
+    build: Path, trust: Path, not_before: str | None, min_revision: int | None
+) -> None:
     """Verify a signed build: every artifact hash, both signatures, key validity, revocation."""
     from mcpdsl.trust import Keyring, TrustError, TrustInputError, verify_build
-    from mcpdsl.trust.common import format_time
+    from mcpdsl.trust.common import format_time, parse_time
 
     if not build.is_dir():
         fail(f"build `{build}` is not a directory")
     try:
+        minimum = None if not_before is None else parse_time(not_before, "--not-before")
         keyring = Keyring.load(trust)
-        verified = verify_build(build, keyring)
+        verified = verify_build(build, keyring, not_before=minimum, min_revision=min_revision)
     except TrustInputError as exc:
         fail(str(exc))
     except TrustError as exc:
@@ -79,7 +99,8 @@ def verify_command(build: Path, trust: Path) -> None:
         if verified.opa_bundle_files
         else ""
     )
+    revision = "" if verified.revision is None else f", revision {verified.revision}"
     click.echo(
         f"verified {build}/: {len(verified.files)} artifacts, signed by {verified.key_id}"
-        f" at {format_time(verified.signed_at)} (ed25519 + ml-dsa-65{opa})"
+        f" at {format_time(verified.signed_at)}{revision} (ed25519 + ml-dsa-65{opa})"
     )

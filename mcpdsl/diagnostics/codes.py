@@ -233,6 +233,44 @@ _TABLE: tuple[Code, ...] = (
         "A literal cannot be read as the value it should be: a time of day such as\n"
         "`25:00`, a non-integer where a count is expected, an invalid string escape.\n",
     ),
+    Code(
+        "E0312",
+        _E,
+        "value outside the target platform's range",
+        "The value is valid mcpdsl, but a field it is compiled into has a narrower\n"
+        "range on the target platform, which would refuse the artifact at apply or\n"
+        "load time.  The limits checked:\n"
+        "\n"
+        "  replicas, nodes, pods per step      Kubernetes int32: at most 2147483647\n"
+        "  utilisation and step percentages   whole int32 percent: at most 2147483647%\n"
+        "  cpu                                Kubernetes quantity in millicores (int64):\n"
+        "                                     at most 9223372036854775.807 cores\n"
+        "  memory, metric targets             Kubernetes quantity: at most 2^63-1\n"
+        "  timeouts, intervals, TTLs,         protobuf Duration: 1ns .. 315576000000s\n"
+        "  ejection times, backoffs, horizons (10,000 years)\n"
+        "  rate limits                        Envoy token bucket: at most 2^32-1 tokens\n"
+        "                                     per refill\n"
+        "\n"
+        "Policy periods (at most 30m) and stabilisation windows (at most 1h), ports\n"
+        "(1..65535) and percentages of 0..100% are language bounds, reported as E0303.\n",
+    ),
+    Code(
+        "E0313",
+        _E,
+        "name or reference the target platform cannot parse",
+        "A string that is compiled into a field with a fixed grammar does not match it:\n"
+        "\n"
+        "  image     the container image reference grammar:\n"
+        "            [REGISTRY[:PORT]/]PATH[:TAG][@ALGORITHM:HEX]; path components are\n"
+        "            lowercase letters and digits joined by `.`, `_`, `__` or dashes,\n"
+        "            a tag is at most 128 letters, digits, `_`, `.` and `-`, and the\n"
+        "            name is at most 255 characters\n"
+        "  metric    a Prometheus metric name: [a-zA-Z_:][a-zA-Z0-9_:]* (scale\n"
+        "            targets and `predict`)\n"
+        "\n"
+        "Names of services, namespaces and labels are not errors: the Kubernetes target\n"
+        "turns them into DNS-1123 names and keeps the original in an annotation.\n",
+    ),
     # ------------------------------------------------------ names, imports
     Code(
         "E0401",

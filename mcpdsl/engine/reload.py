@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
@@ -209,14 +210,19 @@ class BundleSource:
         self.path = Path(path)
         self.trust = trust  # None: allow_unsigned was given explicitly
         self._manifest: str | None = None  # sha256 of the loaded manifest
+        # The newest build accepted so far (signed revision, signing time): a reload never
+        # goes back to an older, validly signed build (rollback).
+        self._revision: int | None = None
+        self._signed_at: datetime | None = None
 
     def load(self, *, force: bool = False) -> Outcome:
         from mcpdsl.engine.engine import compile_project
 
         try:
-            digest, files, detail = self._verified()
+            digest, files, detail, newest = self._verified()
             if not force and digest == self._manifest:
                 return Outcome(unchanged=True, detail=detail)
+            self._refuse_rollback(*newest)
             data = files.get(IR_ARTIFACT)
             if data is None:
                 raise BundleError(
@@ -227,9 +233,24 @@ class BundleSource:
         except TrustError as exc:
             return Outcome(error=exc)
         self._manifest = digest
+        self._revision, self._signed_at = newest
         return Outcome(compiled=compiled, detail=detail)
 
-    def _verified(self) -> tuple[str, Mapping[str, bytes], str]:
+    def _refuse_rollback(self, revision: int | None, signed_at: datetime | None) -> None:
+        """A verified build older than the one in force is refused (kind `rollback`).
+
+        Equal is accepted: two builds signed in the same second get the same default
+        revision, and both came from the signer; only going back is an attack.
+        """
+        from mcpdsl.trust.verify import check_freshness
+
+        if signed_at is None:  # allow_unsigned: nothing signed to compare
+            return
+        check_freshness(
+            signed_at, revision, not_before=self._signed_at, min_revision=self._revision
+        )
+
+    def _verified(self) -> tuple[str, Mapping[str, bytes], str, tuple[int | None, datetime | None]]:
         from mcpdsl.trust.verify import verify_build
 
         if self.trust is None:
@@ -238,10 +259,14 @@ class BundleSource:
             if not self.path.is_dir():
                 raise TrustError(f"build `{self.path}` is not a directory", "missing")
             manifest, files = read_artifacts(self.path)  # integrity only: no signature check
-            return hashlib.sha256(manifest).hexdigest(), files, "unsigned (allow_unsigned=True)"
+            unsigned = "unsigned (allow_unsigned=True)"
+            return hashlib.sha256(manifest).hexdigest(), files, unsigned, (None, None)
         verified = verify_build(self.path, self.trust)
         detail = f"verified, signed by {verified.key_id} at {format_time(verified.signed_at)}"
-        return verified.manifest_sha256, verified.files, detail
+        if verified.revision is not None:
+            detail += f", revision {verified.revision}"
+        newest = (verified.revision, verified.signed_at)
+        return verified.manifest_sha256, verified.files, detail, newest
 
     def watch_spec(self) -> tuple[Path, Callable[[watchfiles.Change, str], bool]]:
         # `mcpdsl build` and `mcpdsl sign` replace the directory as a whole (renames):

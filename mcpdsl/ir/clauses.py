@@ -11,8 +11,8 @@ from typing import Any
 
 from lark import Token, Tree
 
+from mcpdsl.ir import limits
 from mcpdsl.ir import model as m
-from mcpdsl.ir import units
 from mcpdsl.ir.common import Context, first_token, key_text, tokens, trees
 
 REPEATABLE = {
@@ -195,7 +195,7 @@ def lower_limit(ctx: Context, clause: Tree[Token] | None) -> m.Limit | None:
     if clause is None:
         return None
     values = [ch for ch in clause.children if isinstance(ch, Token) and ch.type in VALUE_TOKENS]
-    rate = ctx.read(values[0], units.read_rate)
+    rate = ctx.read(values[0], limits.read_rate)
     if rate is not None and rate.amount <= 0:
         ctx.error("E0303", "a rate limit must be positive", values[0])
         rate = None

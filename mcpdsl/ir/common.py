@@ -163,16 +163,19 @@ def _reader_kind(reader: Callable[[str], Any]) -> str:
         units.read_ratio: units.NUMBER,
         units.read_percent_or_count: units.PERCENT,
     }
-    probe = kinds.get(reader)
+    probe = kinds.get(getattr(reader, "__wrapped__", reader))  # limits' bounded readers
     if probe is None:
         return "a value"
     return f"{probe.name} like `{probe.example}`"
 
 
 def label_for(code: str) -> str:
-    return {"E0301": "wrong unit", "E0304": "ambiguous unit", "E0109": "too large"}.get(
-        code, "invalid value"
-    )
+    return {
+        "E0301": "wrong unit",
+        "E0304": "ambiguous unit",
+        "E0109": "too large",
+        "E0312": "out of the target's range",
+    }.get(code, "invalid value")
 
 
 def describe(node: Node) -> str:

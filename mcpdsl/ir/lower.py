@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from lark import Token, Tree
 
+from mcpdsl.ir import limits, units
 from mcpdsl.ir import model as m
-from mcpdsl.ir import units
 from mcpdsl.ir.clauses import (
     VALUE_TOKENS,
     Clauses,
@@ -145,7 +145,33 @@ def _image(ctx: Context, clause: Tree[Token] | None) -> str | None:
     if text is not None and (not text or any(ch.isspace() for ch in text)):
         ctx.error("E0206", "image reference must be non-empty and contain no spaces", tok)
         return None
+    problem = None if text is None else limits.image_problem(text)
+    if problem is not None:
+        ctx.error(
+            limits.NOT_ACCEPTED,
+            f"`{text}` is not a valid image reference: {problem}",
+            tok,
+            label="not an image reference",
+            help='write it as "REGISTRY/PATH:TAG", e.g. "ghcr.io/acme/api:1.4"',
+        )
+        return None
     return text
+
+
+def _metric_name(ctx: Context, tok: Any) -> str | None:
+    """A metric name Prometheus (and the HPA metrics API) accepts; else E0313."""
+    name = ctx.string(tok)
+    problem = None if name is None else limits.metric_name_problem(name)
+    if problem is not None:
+        ctx.error(
+            limits.NOT_ACCEPTED,
+            problem,
+            tok,
+            label="not a metric name",
+            help="use letters, digits, `_` and `:`, not starting with a digit",
+        )
+        return None
+    return name
 
 
 # ------------------------------------------------------------ declarations
@@ -157,8 +183,8 @@ def _service(ctx: Context, decl: Tree[Token]) -> m.Service | None:
     image = _image(ctx, c.require("image_clause", "image", name))
     port_clause = c.require("port_clause", "port", name)
     port = ctx.count(clause_value(port_clause), 1, 65535) if port_clause is not None else None
-    cpu = ctx.read(clause_value(c.one("cpu_clause")), units.read_cpu)
-    memory = ctx.read(clause_value(c.one("memory_clause")), units.read_bytes)
+    cpu = ctx.read(clause_value(c.one("cpu_clause")), limits.read_cpu)
+    memory = ctx.read(clause_value(c.one("memory_clause")), limits.read_memory)
     gpu = ctx.count(clause_value(c.one("gpu_clause")), 0, 64) or 0
     identity = ctx.string(clause_value(c.one("identity_clause")))
     if identity is not None and not identity.startswith("spiffe://"):
@@ -198,7 +224,7 @@ def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
     name = decl_name(decl)
     c = Clauses(ctx, decl)
     replicas_clause = c.require("replicas_clause", "replicas", name)
-    bounds = lower_range(ctx, clause_value(replicas_clause), units.read_count)
+    bounds = lower_range(ctx, clause_value(replicas_clause), limits.read_int32)
     if bounds is not None and bounds[1] < 1:
         ctx.error("E0303", "maximum replicas must be at least 1", clause_value(replicas_clause))
         bounds = None
@@ -206,17 +232,17 @@ def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
     for clause in c.all("target_cpu") + c.all("target_memory"):
         metric = "cpu" if clause.data == "target_cpu" else "memory"
         node = clause_value(clause)
-        value = ctx.read(node, units.read_percent)
+        value = ctx.read(node, limits.read_percent)
         if value is not None and value > 0:
             targets.append(m.Target(metric=metric, value=value, span=ctx.span(clause)))
         elif value is not None:
             ctx.error("E0303", "a utilisation target must be above 0%", node)
     for clause in c.all("target_metric"):
-        metric_name = ctx.string(clause_value(clause, 0))
+        metric_name = _metric_name(ctx, clause_value(clause, 0))
         value = positive(
             ctx,
             clause_value(clause, 1),
-            ctx.read(clause_value(clause, 1), units.read_number),
+            ctx.read(clause_value(clause, 1), limits.read_metric_target),
             "a metric target",
         )
         if metric_name and value is not None:
@@ -238,12 +264,15 @@ def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
     during = [d for d in (_during(ctx, clause) for clause in c.all("during_clause")) if d]
     predict = None
     if (pc := c.one("predict_clause")) is not None:
-        metric_name = ctx.string(clause_value(pc, 0))
+        metric_name = _metric_name(ctx, clause_value(pc, 0))
         horizon = positive(
-            ctx, clause_value(pc, 1), ctx.read(clause_value(pc, 1), units.read_duration), "horizon"
+            ctx, clause_value(pc, 1), ctx.read(clause_value(pc, 1), limits.read_duration), "horizon"
         )
         lookback = positive(
-            ctx, clause_value(pc, 2), ctx.read(clause_value(pc, 2), units.read_duration), "lookback"
+            ctx,
+            clause_value(pc, 2),
+            ctx.read(clause_value(pc, 2), limits.read_duration),
+            "lookback",
         )
         if metric_name and horizon is not None and lookback is not None:
             predict = m.Predict(
@@ -283,10 +312,10 @@ def _step(ctx: Context, clause: Tree[Token]) -> m.StepPolicy | None:
     has_pods = first_token(clause, "PODS") is not None
     amount: Decimal | int | None
     if has_pods:
-        amount = ctx.read(amount_node, units.read_count)
+        amount = ctx.read(amount_node, limits.read_int32)
         unit = "pods"
     else:
-        amount = ctx.read(amount_node, units.read_percent)
+        amount = ctx.read(amount_node, limits.read_percent)
         unit = "percent"
     amount = positive(ctx, amount_node, amount, "a scaling step")
     period = positive(
@@ -337,7 +366,7 @@ def _during(ctx: Context, clause: Tree[Token]) -> m.During | None:
         )
     window = _window(ctx, child_tree(clause, "time_window"))
     reader = SettingsReader(ctx, child_tree(clause, "settings"), "during")
-    bounds = reader.range("replicas", units.read_count)
+    bounds = reader.range("replicas", limits.read_int32)
     reader.finish()
     if days is None or window is None:
         return None
@@ -355,8 +384,8 @@ def _during(ctx: Context, clause: Tree[Token]) -> m.During | None:
 
 def _resources(reader: SettingsReader) -> m.Resources:
     return m.Resources(
-        cpu=reader.value("cpu", units.read_cpu) or Decimal(0),
-        memory=reader.value("memory", units.read_bytes) or 0,
+        cpu=reader.value("cpu", limits.read_cpu) or Decimal(0),
+        memory=reader.value("memory", limits.read_memory) or 0,
         gpu=reader.value("gpu", units.read_count) or 0,
     )
 
@@ -368,8 +397,8 @@ def _pool(ctx: Context, decl: Tree[Token]) -> m.Pool | None:
     shape = None
     if node_clause is not None:
         r = SettingsReader(ctx, child_tree(node_clause, "settings"), "node")
-        cpu = r.value("cpu", units.read_cpu, required=True)
-        memory = r.value("memory", units.read_bytes, required=True)
+        cpu = r.value("cpu", limits.read_cpu, required=True)
+        memory = r.value("memory", limits.read_memory, required=True)
         gpu = r.value("gpu", units.read_count) or 0
         idle = r.value("idle", units.read_power)
         peak = r.value("peak", units.read_power)
@@ -388,7 +417,7 @@ def _pool(ctx: Context, decl: Tree[Token]) -> m.Pool | None:
                 span=ctx.span(node_clause),
             )
     nodes_clause = c.require("nodes_clause", "nodes", name)
-    bounds = lower_range(ctx, clause_value(nodes_clause), units.read_count)
+    bounds = lower_range(ctx, clause_value(nodes_clause), limits.read_int32)
     quotas = []
     for clause in c.all("quota_clause"):
         team = ctx.string(clause_value(clause, 0))
@@ -446,7 +475,7 @@ def _balance(ctx: Context, decl: Tree[Token]) -> m.Balance | None:
         source = str(clause_value(ac, 0))
         key = ctx.string(clause_value(ac, 1))
         ttl = (
-            ctx.read(clause_value(ac, 2), units.read_duration)
+            ctx.read(clause_value(ac, 2), limits.read_duration)
             if clause_value(ac, 2) is not None
             else None
         )
@@ -468,7 +497,7 @@ def _balance(ctx: Context, decl: Tree[Token]) -> m.Balance | None:
         duration = positive(
             ctx,
             clause_value(ec, 1),
-            ctx.read(clause_value(ec, 1), units.read_duration),
+            ctx.read(clause_value(ec, 1), limits.read_duration),
             "an ejection time",
         )
         max_percent = None
@@ -517,10 +546,10 @@ def _health(ctx: Context, clause: Tree[Token]) -> m.HealthCheck | None:
     if protocol == "http" and path is None:
         path = "/"
     interval = positive(
-        ctx, rest[0], ctx.read(rest[0], units.read_duration), "a health check interval"
+        ctx, rest[0], ctx.read(rest[0], limits.read_probe_duration), "a health check interval"
     )
     timeout = positive(
-        ctx, rest[1], ctx.read(rest[1], units.read_duration), "a health check timeout"
+        ctx, rest[1], ctx.read(rest[1], limits.read_probe_duration), "a health check timeout"
     )
     healthy = ctx.count(rest[2], 1, 100)
     unhealthy = ctx.count(rest[3], 1, 100)
@@ -615,7 +644,7 @@ def _job(ctx: Context, decl: Tree[Token]) -> m.Job | None:
     runs = positive(
         ctx,
         clause_value(runs_clause),
-        ctx.read(clause_value(runs_clause), units.read_duration),
+        ctx.read(clause_value(runs_clause), limits.read_job_duration),
         "a run time",
     )
     window_clause = c.require("window_clause", "window", name)
@@ -625,7 +654,7 @@ def _job(ctx: Context, decl: Tree[Token]) -> m.Job | None:
         node = [
             ch for ch in window_clause.children if isinstance(ch, Token) and ch.type in VALUE_TOKENS
         ][-1]
-        deadline = positive(ctx, node, ctx.read(node, units.read_duration), "a deadline")
+        deadline = positive(ctx, node, ctx.read(node, limits.read_job_duration), "a deadline")
         if deadline is not None and runs is not None and deadline < runs:
             ctx.error(
                 "E0302", "the deadline is shorter than the run time", node, label="no run fits"
@@ -637,8 +666,8 @@ def _job(ctx: Context, decl: Tree[Token]) -> m.Job | None:
         package=ctx.package,
         name=name,
         image=image,
-        cpu=ctx.read(clause_value(c.one("cpu_clause")), units.read_cpu),
-        memory=ctx.read(clause_value(c.one("memory_clause")), units.read_bytes),
+        cpu=ctx.read(clause_value(c.one("cpu_clause")), limits.read_cpu),
+        memory=ctx.read(clause_value(c.one("memory_clause")), limits.read_memory),
         gpu=ctx.count(clause_value(c.one("gpu_clause")), 0, 64) or 0,
         energy_kwh=energy,
         runs=runs,

@@ -6,8 +6,8 @@ from typing import Any, cast
 
 from lark import Token, Tree
 
+from mcpdsl.ir import limits, units
 from mcpdsl.ir import model as m
-from mcpdsl.ir import units
 from mcpdsl.ir.clauses import (
     Clauses,
     clause_value,
@@ -171,7 +171,7 @@ def lower_integration(ctx: Context, decl: Tree[Token]) -> m.Integration | None:
     timeout = positive(
         ctx,
         clause_value(c.one("timeout_clause")),
-        ctx.read(clause_value(c.one("timeout_clause")), units.read_duration),
+        ctx.read(clause_value(c.one("timeout_clause")), limits.read_duration),
         "a timeout",
     )
     retry = None
@@ -181,7 +181,7 @@ def lower_integration(ctx: Context, decl: Tree[Token]) -> m.Integration | None:
         vals = [ch for ch in rc.children if ch is not None]
         for i, ch in enumerate(vals):
             if isinstance(ch, Token) and ch.type == "BACKOFF":
-                backoff = lower_range(ctx, vals[i + 1], units.read_duration)
+                backoff = lower_range(ctx, vals[i + 1], limits.read_duration)
         on = word_list(ctx, child_tree(rc, "list"))
         for word in on:
             if word not in _RETRY_ON:
@@ -267,7 +267,7 @@ def lower_gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
                 timeout = positive(
                     ctx,
                     option.children[1],
-                    ctx.read(option.children[1], units.read_duration),
+                    ctx.read(option.children[1], limits.read_duration),
                     "a timeout",
                 )
             elif option.data == "retry_option":

@@ -37,6 +37,7 @@ from mcpdsl.trust.common import (
     ENTRY_FORMAT,
     KEY_FORMAT,
     KEYRING_FORMAT,
+    MAX_REVISION,
     TrustInputError,
     format_time,
     parse_time,
@@ -300,13 +301,48 @@ class Keyring:
 
     keys: dict[str, KeyEntry] = field(default_factory=dict)
     revoked: dict[str, Revocation] = field(default_factory=dict)
+    #: Rollback protection: builds signed earlier, or with a lower signed revision, are
+    #: refused by every verifier that uses this keyring (`mcpdsl keys pin`).
+    min_signed_at: datetime | None = None
+    min_revision: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "format": KEYRING_FORMAT,
             "keys": [self.keys[k].to_json() for k in sorted(self.keys)],
             "revoked": [self.revoked[k].to_json() for k in sorted(self.revoked)],
         }
+        if self.min_signed_at is not None:
+            doc["not_before"] = format_time(self.min_signed_at)
+        if self.min_revision is not None:
+            doc["min_revision"] = self.min_revision
+        return doc
+
+    def pin(
+        self,
+        not_before: datetime | None = None,
+        min_revision: int | None = None,
+        *,
+        lower: bool = False,
+    ) -> None:
+        """Raise the rollback minimums; lowering one needs `lower=True` (it re-opens old builds)."""
+        if min_revision is not None and not 0 <= min_revision <= MAX_REVISION:
+            raise TrustInputError(f"min_revision must be 0..{MAX_REVISION}")
+        if not lower:
+            if not_before is not None and self.min_signed_at and not_before < self.min_signed_at:
+                raise TrustInputError(
+                    f"keyring already requires builds signed at or after"
+                    f" {format_time(self.min_signed_at)}; lowering it needs --lower"
+                )
+            if min_revision is not None and (self.min_revision or 0) > min_revision:
+                raise TrustInputError(
+                    f"keyring already requires revision {self.min_revision} or later;"
+                    " lowering it needs --lower"
+                )
+        if not_before is not None:
+            self.min_signed_at = not_before
+        if min_revision is not None:
+            self.min_revision = min_revision
 
     @classmethod
     def from_json(cls, obj: Any, where: str) -> Keyring:
@@ -343,6 +379,15 @@ class Keyring:
                     f" (known: {', '.join(REVOCATION_REASONS)})"
                 )
             ring.revoked[rev.key_id] = rev
+        if obj.get("not_before") is not None:
+            ring.min_signed_at = parse_time(str(obj["not_before"]), f"`{where}`: not_before")
+        minimum = obj.get("min_revision")
+        if minimum is not None:
+            if type(minimum) is not int or not 0 <= minimum <= MAX_REVISION:
+                raise TrustInputError(
+                    f"`{where}`: min_revision must be an integer 0..{MAX_REVISION}"
+                )
+            ring.min_revision = minimum
         return ring
 
     @classmethod

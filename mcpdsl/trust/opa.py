@@ -34,6 +34,7 @@ import io
 import json
 import posixpath
 import tarfile
+import zlib
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -44,7 +45,19 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from mcpdsl.trust.common import OPA_ALGORITHM, TrustError, b64url, b64url_decode, canonical_json
+from mcpdsl.trust.common import (
+    MAX_BUNDLE_MEMBERS,
+    MAX_BUNDLE_UNPACKED,
+    OPA_ALGORITHM,
+    TrustError,
+    b64url,
+    b64url_decode,
+    canonical_json,
+    colliding_names,
+    shown,
+    strict_json,
+    unsafe_name_reason,
+)
 
 SIGNATURES_FILE = ".signatures.json"
 STRUCTURED = frozenset({"data.json", "data.yaml", ".manifest", SIGNATURES_FILE})
@@ -136,6 +149,8 @@ def file_hash(name: str, data: bytes) -> str:
     if posixpath.basename(name) in STRUCTURED:
         try:
             data = canonical_structured(data)
+        except RecursionError:
+            raise TrustError(f"opa bundle: `{name}` is nested too deeply", "opa-bundle") from None
         except (UnicodeDecodeError, ValueError) as exc:
             raise TrustError(
                 f"opa bundle: `{name}` is not valid JSON: {exc}", "opa-bundle"
@@ -143,28 +158,69 @@ def file_hash(name: str, data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _member_name(info: tarfile.TarInfo) -> str:
+    """The checked name of a tar member (a directory's trailing `/` dropped).
+
+    OPA and any tool that unpacks the bundle join member names to a directory,
+    so a name that could leave it, or mean another file elsewhere, is refused.
+    """
+    name = info.name[:-1] if info.isdir() and info.name.endswith("/") else info.name
+    reason = unsafe_name_reason(name)
+    if reason is not None:
+        raise TrustError(f"opa bundle: member `{shown(name)}` {reason}", "opa-bundle")
+    return name
+
+
 def _members(bundle: bytes) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    """The bundle's members, every name and type checked, reads bounded.
+
+    Only regular files and directories are accepted: symlinks, hard links,
+    devices and FIFOs are refused whatever they point at.  Names must be safe
+    and distinct even ignoring case (one file on macOS/Windows).
+    """
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    unpacked = 0
     try:
         with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
-            members: list[tuple[tarfile.TarInfo, bytes | None]] = []
-            for info in tar.getmembers():
+            while (info := tar.next()) is not None:
+                if len(members) >= MAX_BUNDLE_MEMBERS:
+                    raise TrustError(
+                        f"opa bundle: more than {MAX_BUNDLE_MEMBERS} members", "opa-bundle"
+                    )
+                name = _member_name(info)
                 if info.isdir():
                     members.append((info, None))
-                elif info.isreg():
-                    handle = tar.extractfile(info)
-                    assert handle is not None
-                    members.append((info, handle.read()))
-                else:
+                    continue
+                if not info.isreg():
                     raise TrustError(
-                        f"opa bundle: member `{info.name}` is not a regular file", "opa-bundle"
+                        f"opa bundle: member `{shown(name)}` is not a regular file", "opa-bundle"
                     )
-    except (tarfile.TarError, OSError, EOFError) as exc:
+                unpacked += info.size
+                if unpacked > MAX_BUNDLE_UNPACKED:
+                    raise TrustError(
+                        f"opa bundle: more than {MAX_BUNDLE_UNPACKED} bytes unpacked", "opa-bundle"
+                    )
+                handle = tar.extractfile(info)
+                assert handle is not None
+                members.append((info, handle.read(info.size)))
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise TrustError(f"opa bundle: not a gzipped tar file ({exc})", "opa-bundle") from None
+    names = [_name(info) for info, _ in members]
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise TrustError(f"opa bundle: member `{shown(twice)}` appears twice", "opa-bundle")
+    collision = colliding_names(names)
+    if collision is not None:
+        raise TrustError(
+            f"opa bundle: members `{shown(collision[0])}` and `{shown(collision[1])}` are one"
+            " file on case-insensitive file systems",
+            "opa-bundle",
+        )
     return members
 
 
 def _name(info: tarfile.TarInfo) -> str:
-    return info.name.lstrip("/")
+    return info.name[:-1] if info.isdir() and info.name.endswith("/") else info.name
 
 
 def _jwt(key_id: str, key: ec.EllipticCurvePrivateKey, files: list[dict[str, str]]) -> str:
@@ -193,8 +249,7 @@ def sign_bundle(bundle: bytes, key_id: str, key: ec.EllipticCurvePrivateKey) -> 
     if len(set(names)) != len(names):
         raise TrustError("opa bundle: a file appears twice in the tar", "opa-bundle")
     signatures = (json.dumps({"signatures": [_jwt(key_id, key, files)]}, indent=2) + "\n").encode()
-    rooted = any(info.name.startswith("/") for info, _ in members)
-    sig_info = tarfile.TarInfo(("/" if rooted else "") + SIGNATURES_FILE)
+    sig_info = tarfile.TarInfo(SIGNATURES_FILE)
     sig_info.size = len(signatures)
     sig_info.mode = 0o644
     sig_info.mtime = 0
@@ -219,8 +274,8 @@ def _verify_jwt(token: str, key_id: str, key: ec.EllipticCurvePublicKey) -> dict
     if len(parts) != 3:
         raise TrustError("opa bundle: signature is not a compact JWT", "opa-bundle")
     try:
-        header = json.loads(b64url_decode(parts[0]))
-        claims = json.loads(b64url_decode(parts[1]))
+        header = strict_json(b64url_decode(parts[0]))
+        claims = strict_json(b64url_decode(parts[1]))
         raw = b64url_decode(parts[2])
     except (ValueError, UnicodeDecodeError):
         raise TrustError("opa bundle: JWT is not decodable", "opa-bundle") from None
@@ -250,7 +305,7 @@ def verify_bundle(bundle: bytes, key_id: str, key: ec.EllipticCurvePublicKey) ->
     if len(signatures) > 1:
         raise TrustError(f"opa bundle: {SIGNATURES_FILE} appears twice", "opa-bundle")
     try:
-        tokens = json.loads(signatures[0])["signatures"]
+        tokens = strict_json(signatures[0])["signatures"]
     except (ValueError, KeyError, TypeError):
         raise TrustError(f"opa bundle: {SIGNATURES_FILE} is malformed", "opa-bundle") from None
     if not isinstance(tokens, list) or len(tokens) != 1 or not isinstance(tokens[0], str):

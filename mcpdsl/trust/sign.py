@@ -27,9 +27,11 @@ from pathlib import Path
 from mcpdsl.trust.common import (
     ALGORITHMS,
     MANIFEST,
+    MAX_REVISION,
     OPA_BUNDLE,
     SIGNATURE,
     TrustError,
+    TrustInputError,
     b64encode,
     format_time,
     pretty_json,
@@ -47,6 +49,7 @@ class SignResult:
     signed_at: datetime
     manifest_sha256: str
     artifacts: int
+    revision: int
     opa_bundle_signed: bool
 
 
@@ -63,9 +66,18 @@ def _update_manifest(manifest: bytes, changed: dict[str, bytes]) -> bytes:
 
 
 def sign_build(
-    path: str | os.PathLike[str], key: SigningKey, *, now: datetime | None = None
+    path: str | os.PathLike[str],
+    key: SigningKey,
+    *,
+    now: datetime | None = None,
+    revision: int | None = None,
 ) -> SignResult:
-    """Sign a build in place; raise TrustError if the build does not match its manifest."""
+    """Sign a build in place; raise TrustError if the build does not match its manifest.
+
+    `revision` is signed with the build so verifiers can refuse older builds
+    (rollback); it defaults to the signing time in Unix seconds, which grows with
+    every signing as long as the signer's clock does.
+    """
     from mcpdsl.builder import write_atomically
     from mcpdsl.compile import Artifact
 
@@ -77,6 +89,10 @@ def sign_build(
         )
     if now > key.not_after:
         raise TrustError(f"key {key.key_id} expired at {format_time(key.not_after)}", "expired")
+    if revision is None:
+        revision = int(now.timestamp())
+    if type(revision) is not int or not 0 <= revision <= MAX_REVISION:
+        raise TrustInputError(f"revision must be an integer 0..{MAX_REVISION}")
     if not root.is_dir():
         raise TrustError(f"build `{root}` is not a directory", "missing")
     manifest, files = read_artifacts(root)
@@ -87,7 +103,7 @@ def sign_build(
     if changed:
         manifest = _update_manifest(manifest, changed)
     digest = hashlib.sha256(manifest).hexdigest()
-    statement = signed_statement(key.key_id, digest, format_time(now))
+    statement = signed_statement(key.key_id, digest, format_time(now), revision=revision)
     message = signing_input(statement)
     signature = {
         **statement,
@@ -107,5 +123,6 @@ def sign_build(
         signed_at=now,
         manifest_sha256=digest,
         artifacts=len(files),
+        revision=revision,
         opa_bundle_signed=OPA_BUNDLE in changed,
     )
