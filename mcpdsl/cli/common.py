@@ -35,7 +35,7 @@ def emit_diagnostics(
     *,
     summary: bool = True,
 ) -> None:
-    from mcpdsl import __version__
+    from mcpdsl._version import __version__
     from mcpdsl.diagnostics.render import render_human, render_json, render_sarif, summary_line
 
     if fmt == "json":

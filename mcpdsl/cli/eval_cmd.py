@@ -27,7 +27,8 @@ import click
 def eval_command(path: str, input_file: str, explain: bool) -> None:
     """Evaluate one request against a policy tree and print the decision."""
     from mcpdsl.cli.common import project_or_exit
-    from mcpdsl.engine.engine import Engine, compile_project
+    from mcpdsl.engine.engine import Engine
+    from mcpdsl.evaluate.project import compile_project
 
     project = project_or_exit(path)
     try:

@@ -16,55 +16,22 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mcpdsl.engine.decision_log import DEFAULT_MASK, DecisionLog, Sink
-from mcpdsl.engine.limits import BucketSpec, Limiter, limit_specs
-from mcpdsl.engine.policy import CompiledPolicies, Decision
-from mcpdsl.engine.route import CompiledGateway, RouteDecision, compile_gateway, find
-from mcpdsl.engine.scale import ScaleDecision, decide, find_scale
-from mcpdsl.engine.transform import CompiledTransform, compile_transform
+from mcpdsl.evaluate.limits import Limiter
+from mcpdsl.evaluate.policy import Decision
+from mcpdsl.evaluate.project import CompiledProject, compile_project
+from mcpdsl.evaluate.route import CompiledGateway, RouteDecision, find
+from mcpdsl.evaluate.scale import ScaleDecision, decide, find_scale
+from mcpdsl.evaluate.transform import CompiledTransform
 from mcpdsl.ir import model as m
 
 _log = logging.getLogger("mcpdsl.engine")
 
 if TYPE_CHECKING:
     from mcpdsl.engine.reload import EngineWatch, PolicySource, Reload, ReloadCallback, Trust
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledProject:
-    """Everything the engine evaluates, compiled once; never mutated."""
-
-    project: m.Project
-    policies: CompiledPolicies
-    gateways: Mapping[str, CompiledGateway]
-    transforms: Mapping[str, CompiledTransform]
-    limits: Mapping[str, BucketSpec]
-    root: str = ""
-
-
-def compile_project(project: m.Project, root: str = "") -> CompiledProject:
-    gateways: dict[str, CompiledGateway] = {}
-    for g in project.gateways:
-        compiled = compile_gateway(g, project.integrations)
-        gateways.setdefault(g.name, compiled)
-        gateways[g.qualified] = compiled
-    transforms: dict[str, CompiledTransform] = {}
-    for i in project.integrations:
-        t = compile_transform(i)
-        transforms.setdefault(i.name, t)
-        transforms[i.qualified] = t
-    return CompiledProject(
-        project=project,
-        policies=CompiledPolicies(project.policies),
-        gateways=gateways,
-        transforms=transforms,
-        limits=limit_specs(project),
-        root=root,
-    )
 
 
 class Engine:
@@ -292,7 +259,7 @@ class Engine:
         history: Iterable[tuple[datetime | float, int]] | None = None,
         now: datetime | float | None = None,
     ) -> ScaleDecision:
-        """The replicas the Kubernetes HPA would set for `service` (mcpdsl.engine.scale).
+        """The replicas the Kubernetes HPA would set for `service` (mcpdsl.evaluate.scale).
 
         `metrics`: `cpu`/`memory` as utilisation ratios (0.95 = 95%), custom metrics
         as their average value per pod.  `history`: earlier (timestamp, recommendation)
@@ -331,7 +298,7 @@ class Engine:
     # -------------------------------------------------------------- limits
 
     def admit(self, key: str, now: float | None = None) -> bool:
-        """Take a token from the bucket of `key` (see mcpdsl.engine.limits); False = limited.
+        """Take a token from the bucket of `key` (see mcpdsl.evaluate.limits); False = limited.
 
         `now` is a monotonic clock in seconds (default `time.monotonic()`).
         """

@@ -1,7 +1,7 @@
 """Where an engine's policy comes from, reloading it, and watching it.
 
 * `TreeSource`: a policy tree (a directory or one file), compiled through
-  `mcpdsl.watch.FrontEndCache`, so a reload re-parses only the files whose
+  `mcpdsl.pipeline.cache.FrontEndCache`, so a reload re-parses only the files whose
   bytes changed; a reload whose files are byte-identical to the loaded ones
   does nothing.
 * `BundleSource`: a build directory (`mcpdsl build` + `mcpdsl sign`), verified
@@ -27,19 +27,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from mcpdsl.diagnostics import CompileError, Diagnostic
+from mcpdsl.evaluate.project import CompiledProject, compile_project
 from mcpdsl.ir import model as m
 from mcpdsl.pipeline import SUFFIX, InputError, _no_gc, find_files
+from mcpdsl.pipeline.cache import CacheStats, FrontEndCache
 from mcpdsl.source import SourceMap
 from mcpdsl.trust.common import MANIFEST, SIGNATURE, TrustError, format_time
-from mcpdsl.watch import CacheStats, FrontEndCache
 
 if TYPE_CHECKING:
     import watchfiles
 
-    from mcpdsl.engine.engine import CompiledProject, Engine
+    from mcpdsl.engine.engine import Engine
     from mcpdsl.trust.keys import Keyring
 
-#: The build artifact the engine loads (written by `mcpdsl.builder.ir_artifact`).
+#: The build artifact the engine loads (written by `mcpdsl.builder.artifacts.ir_artifact`).
 IR_ARTIFACT = "ir/project.json"
 
 #: A keyring, or the path of a keyring file (re-read on every reload, so a
@@ -155,8 +156,6 @@ class TreeSource:
                 error=CompileError(list(diagnostics)),
                 stats=stats,
             )
-        from mcpdsl.engine.engine import compile_project
-
         compiled = compile_project(compilation.project, str(compilation.root))
         # What was compiled (not what was fingerprinted: a file may change in between).
         self._loaded = {d: hashlib.sha256(b).hexdigest() for d, b in compilation.raw.items()}
@@ -211,8 +210,6 @@ class BundleSource:
         self._manifest: str | None = None  # sha256 of the loaded manifest
 
     def load(self, *, force: bool = False) -> Outcome:
-        from mcpdsl.engine.engine import compile_project
-
         try:
             digest, files, detail = self._verified()
             if not force and digest == self._manifest:

@@ -18,9 +18,9 @@ from mcpdsl.analysis import Analysis, Options, analyze
 from mcpdsl.analysis.witness import Confirmer
 from mcpdsl.diagnostics import Diagnostic
 from mcpdsl.engine import Engine
-from mcpdsl.engine.compile_expr import compile_expr, path_matcher
-from mcpdsl.engine.scale import during_active
-from mcpdsl.engine.values import MISSING
+from mcpdsl.evaluate.closures import compile_expr, path_matcher
+from mcpdsl.evaluate.scale import during_active
+from mcpdsl.evaluate.values import MISSING
 from mcpdsl.ir import model as m
 from mcpdsl.pipeline import Compilation, compile_tree
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from mcpdsl.analysis.encode import Encoder, Env
-from mcpdsl.engine.compile_expr import compile_expr
-from mcpdsl.engine.values import MISSING
+from mcpdsl.evaluate.closures import compile_expr
+from mcpdsl.evaluate.values import MISSING
 from mcpdsl.pipeline import compile_tree
 
 CONDITIONS = [

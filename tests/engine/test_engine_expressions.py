@@ -13,9 +13,9 @@ from engine_support import expression_cases, expressions_ir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcpdsl.engine.compile_expr import compile_expr, fires
-from mcpdsl.engine.interp import evaluate, unparse, why
-from mcpdsl.engine.values import ERROR, MISSING, json_eq, to_json
+from mcpdsl.evaluate.closures import compile_expr, fires
+from mcpdsl.evaluate.interp import evaluate, unparse, why
+from mcpdsl.evaluate.values import ERROR, MISSING, json_eq, to_json
 from mcpdsl.ir import model as m
 
 CASES = expression_cases()

@@ -7,7 +7,7 @@ attribute compared with a literal, membership in a literal list, a literal
 path glob), attribute paths become `dict.get` chains, and `and`/`or` stop
 early only when the remaining operands provably cannot produce an ERROR (the
 semantics forbid a short-circuit that hides an error).  Nothing here walks the
-tree at request time; `mcpdsl.engine.interp` is the tree-walking twin used by
+tree at request time; `mcpdsl.evaluate.interp` is the tree-walking twin used by
 `explain()` and by the tests as an independent oracle.
 """
 
@@ -21,7 +21,7 @@ from decimal import Decimal, DivisionByZero, InvalidOperation
 from functools import cache, lru_cache
 from typing import Any
 
-from mcpdsl.engine.values import (
+from mcpdsl.evaluate.values import (
     ERROR,
     MISSING,
     fast_literal,

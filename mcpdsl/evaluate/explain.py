@@ -10,13 +10,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from mcpdsl.engine.interp import unparse, why
-from mcpdsl.engine.values import MISSING, now_fields, show
+from mcpdsl.evaluate.interp import unparse, why
+from mcpdsl.evaluate.values import MISSING, now_fields, show
 from mcpdsl.ir import globs
 from mcpdsl.ir import model as m
 
 if TYPE_CHECKING:
-    from mcpdsl.engine.policy import CompiledPolicies, CompiledPolicy, Decision
+    from mcpdsl.evaluate.policy import CompiledPolicies, CompiledPolicy, Decision
 
 MAX_NEAR_MISSES = 20
 

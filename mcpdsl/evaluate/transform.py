@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.engine.compile_expr import Fn, compile_expr
-from mcpdsl.engine.values import ERROR, MISSING, to_json
+from mcpdsl.evaluate.closures import Fn, compile_expr
+from mcpdsl.evaluate.values import ERROR, MISSING, to_json
 from mcpdsl.ir import model as m
 
 ZERO = Decimal(0)
@@ -71,7 +71,7 @@ class CompiledTransform:
 def _failure(
     integration: m.Integration, mp: CompiledMapping, inp: dict[str, Any], value: Any
 ) -> TransformError:
-    from mcpdsl.engine.interp import why
+    from mcpdsl.evaluate.interp import why
 
     name = ".".join(mp.target)
     _, reasons = why(mp.ir.expr, inp, ZERO)

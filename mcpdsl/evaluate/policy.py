@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.engine.compile_expr import Fn, compile_expr, path_matcher
-from mcpdsl.engine.values import MISSING, now_fields
+from mcpdsl.evaluate.closures import Fn, compile_expr, path_matcher
+from mcpdsl.evaluate.values import MISSING, now_fields
 from mcpdsl.ir import model as m
 from mcpdsl.source import Span
 
@@ -52,7 +52,7 @@ class Decision:
         """
         if self._origin is None:
             return "no explanation recorded for this decision"
-        from mcpdsl.engine.explain import explain_decision
+        from mcpdsl.evaluate.explain import explain_decision
 
         policies, request = self._origin
         return explain_decision(policies, request, self)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.engine.engine import CompiledProject
-from mcpdsl.engine.route import RouteDecision
-from mcpdsl.engine.scale import ScaleError, decide, find_scale, parse_at
-from mcpdsl.engine.transform import TransformError
-from mcpdsl.engine.values import json_eq, show, to_json
+from mcpdsl.evaluate.project import CompiledProject
+from mcpdsl.evaluate.route import RouteDecision
+from mcpdsl.evaluate.scale import ScaleError, decide, find_scale, parse_at
+from mcpdsl.evaluate.transform import TransformError
+from mcpdsl.evaluate.values import json_eq, show, to_json
 from mcpdsl.ir import model as m
 from mcpdsl.source import Span
 
