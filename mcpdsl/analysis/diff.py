@@ -40,7 +40,7 @@ from typing import Any
 from mcpdsl.analysis.encode import FALSE, TRUE, Encoder, F, all_of, any_of
 from mcpdsl.analysis.index import Entry, RuleIndex
 from mcpdsl.analysis.witness import minimise
-from mcpdsl.evaluate.project import CompiledProject, compile_project
+from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.ir import model as m
 from mcpdsl.source import Span
 
@@ -142,7 +142,7 @@ class _Side:
         ]
         self.index = RuleIndex(self.entries)
         self.envs = [enc.risk_env((tag, pi), p) for pi, p in enumerate(project.policies)]
-        self.engine = compile_project(project)
+        self.engine = prepare_project(project)
 
     def fires(self, e: Entry) -> F:
         return self.enc.rule_fires(e.rule, self.envs[e.policy])
@@ -258,8 +258,8 @@ def _routes(
     enc: Encoder,
     old: m.Project,
     new: m.Project,
-    e_old: CompiledProject,
-    e_new: CompiledProject,
+    e_old: PreparedProject,
+    e_new: PreparedProject,
 ) -> None:
     """Routing changes, each attributed once: to the new route that takes the request now, or
     (for requests no route takes now) to the old route that took it before."""
@@ -334,7 +334,7 @@ def _taken(enc: Encoder, routes: list[m.Route], j: int) -> F:
     return all_of([enc.route_match(routes[j]), *(~enc.route_match(r) for r in routes[:j])])
 
 
-def _route_of(engine: CompiledProject, gateway: m.Gateway | None, method: str, path: str) -> str:
+def _route_of(engine: PreparedProject, gateway: m.Gateway | None, method: str, path: str) -> str:
     if gateway is None:
         return "no route"
     d = engine.route(gateway.qualified, method, path)

@@ -22,7 +22,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.evaluate.project import CompiledProject, compile_project
+from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.ir import model as m
 
 Predicate = Callable[[dict[str, Any]], bool]
@@ -34,18 +34,18 @@ class Confirmer:
 
     def __init__(self, project: m.Project) -> None:
         self.project = project
-        self._full: CompiledProject | None = None
-        self._engines: dict[tuple[Any, ...], CompiledProject] = {}
+        self._full: PreparedProject | None = None
+        self._engines: dict[tuple[Any, ...], PreparedProject] = {}
 
     @property
-    def full(self) -> CompiledProject:
+    def full(self) -> PreparedProject:
         if self._full is None:
-            self._full = compile_project(self.project)
+            self._full = prepare_project(self.project)
         return self._full
 
     def _policy_engine(
         self, pi: int, effect: str | None, requires: tuple[int, ...] | None = None
-    ) -> CompiledProject:
+    ) -> PreparedProject:
         key = (pi, effect, requires)
         found = self._engines.get(key)
         if found is None:
@@ -55,7 +55,7 @@ class Confirmer:
                 policy.requires if requires is None else tuple(policy.requires[i] for i in requires)
             )
             one = policy.model_copy(update={"rules": rules, "requires": reqs})
-            found = compile_project(m.Project(policies=(one,)))
+            found = prepare_project(m.Project(policies=(one,)))
             self._engines[key] = found
         return found
 
@@ -93,11 +93,11 @@ class Confirmer:
 
     def risk_counts(self, pi: int, ti: int, request: dict[str, Any]) -> bool:
         """Does risk term `ti` of policy `pi` count on `request` (fires or errors)?"""
-        from mcpdsl.evaluate.closures import compile_expr
+        from mcpdsl.evaluate.closures import prepare_expr
         from mcpdsl.evaluate.values import MISSING
 
         term = self.project.policies[pi].risk[ti]
-        v = compile_expr(term.condition).fn(request, Decimal(0))
+        v = prepare_expr(term.condition).fn(request, Decimal(0))
         return v is not False and v is not MISSING
 
 

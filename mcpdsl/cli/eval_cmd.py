@@ -28,7 +28,7 @@ def eval_command(path: str, input_file: str, explain: bool) -> None:
     """Evaluate one request against a policy tree and print the decision."""
     from mcpdsl.cli.common import project_or_exit
     from mcpdsl.engine.engine import Engine
-    from mcpdsl.evaluate.project import compile_project
+    from mcpdsl.evaluate.project import prepare_project
 
     project = project_or_exit(path)
     try:
@@ -47,7 +47,7 @@ def eval_command(path: str, input_file: str, explain: bool) -> None:
     if not isinstance(request, dict):
         click.echo("error: the request must be a JSON object", err=True)
         sys.exit(2)
-    engine = Engine(compile_project(project, project.root))
+    engine = Engine(prepare_project(project, project.root))
     decision = engine.authorize(request)
     out = decision.as_dict()
     if explain:

@@ -35,12 +35,12 @@ def _location(root: Path, span: object) -> str:
 def test_command(path: str, show_coverage: bool, threshold: float | None) -> None:
     """Run the `test` blocks of a policy tree against the in-process engine."""
     from mcpdsl.cli.common import project_or_exit
-    from mcpdsl.evaluate.project import compile_project
+    from mcpdsl.evaluate.project import prepare_project
     from mcpdsl.evaluate.testing import coverage, run_tests
 
     project = project_or_exit(path)
     root = Path(path) if Path(path).is_dir() else Path(path).parent
-    compiled = compile_project(project, project.root)
+    compiled = prepare_project(project, project.root)
     outcomes = run_tests(compiled)
     failed = 0
     for outcome in outcomes:

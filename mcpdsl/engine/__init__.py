@@ -11,7 +11,8 @@ recording what was decided.
 | `decision_log` | JSON-lines decision logs with masking |
 
 The evaluator's public names are re-exported here, as they were when it lived
-in this package.  See docs/engine.md and docs/architecture.md.
+in this package (`CompiledProject` / `compile_project` are the old names of
+`PreparedProject` / `prepare_project`).  See docs/engine.md and docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -20,11 +21,16 @@ from mcpdsl.engine.engine import Engine
 from mcpdsl.engine.reload import BundleError, EngineWatch, Reload
 from mcpdsl.evaluate.limits import TokenBucket
 from mcpdsl.evaluate.policy import Decision
-from mcpdsl.evaluate.project import CompiledProject, compile_project
+from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.evaluate.route import RouteDecision
 from mcpdsl.evaluate.scale import ScaleDecision, ScaleError
 from mcpdsl.evaluate.transform import TransformError
 from mcpdsl.evaluate.values import ERROR, MISSING
+
+#: The names of `PreparedProject` / `prepare_project` before the evaluator left
+#: this package ("compile" now means the targets only); kept for callers.
+CompiledProject = PreparedProject
+compile_project = prepare_project
 
 __all__ = [
     "ERROR",
@@ -34,6 +40,7 @@ __all__ = [
     "Decision",
     "Engine",
     "EngineWatch",
+    "PreparedProject",
     "Reload",
     "RouteDecision",
     "ScaleDecision",
@@ -41,4 +48,5 @@ __all__ = [
     "TokenBucket",
     "TransformError",
     "compile_project",
+    "prepare_project",
 ]

@@ -1,6 +1,6 @@
 """`mcpdsl.Engine`: in-process decisions from a compiled policy tree.
 
-Everything compiled lives in ONE immutable `CompiledProject` held by
+Everything compiled lives in ONE immutable `PreparedProject` held by
 `Engine._compiled`; a reload builds a new one and swaps that single
 attribute (an atomic reference assignment), so readers never see a mix:
 every entry point reads `self._compiled` exactly once per call.
@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from mcpdsl.engine.decision_log import DEFAULT_MASK, DecisionLog, Sink
 from mcpdsl.evaluate.limits import Limiter
 from mcpdsl.evaluate.policy import Decision
-from mcpdsl.evaluate.project import CompiledProject, compile_project
-from mcpdsl.evaluate.route import CompiledGateway, RouteDecision, find
+from mcpdsl.evaluate.project import PreparedProject, prepare_project
+from mcpdsl.evaluate.route import PreparedGateway, RouteDecision, find
 from mcpdsl.evaluate.scale import ScaleDecision, decide, find_scale
-from mcpdsl.evaluate.transform import CompiledTransform
+from mcpdsl.evaluate.transform import PreparedTransform
 from mcpdsl.ir import model as m
 
 _log = logging.getLogger("mcpdsl.engine")
@@ -43,7 +43,7 @@ class Engine:
 
     def __init__(
         self,
-        compiled: CompiledProject,
+        compiled: PreparedProject,
         *,
         decision_log: Sink | None = None,
         mask: Iterable[str] = DEFAULT_MASK,
@@ -192,7 +192,7 @@ class Engine:
                     _log.exception("mcpdsl engine reload callback failed")
         return result
 
-    def _install(self, compiled: CompiledProject) -> None:
+    def _install(self, compiled: PreparedProject) -> None:
         old = self._compiled
         self._compiled = compiled  # the swap: one reference assignment
         if compiled.limits != old.limits:
@@ -226,14 +226,14 @@ class Engine:
         mask: Iterable[str] = DEFAULT_MASK,
     ) -> Engine:
         """An engine for an already compiled IR project."""
-        return cls(compile_project(project), decision_log=decision_log, mask=mask)
+        return cls(prepare_project(project), decision_log=decision_log, mask=mask)
 
     @property
     def project(self) -> m.Project:
         return self._compiled.project
 
     @property
-    def compiled(self) -> CompiledProject:
+    def compiled(self) -> PreparedProject:
         return self._compiled
 
     # ------------------------------------------------------------ access
@@ -285,14 +285,14 @@ class Engine:
         headers: Mapping[str, str] | None = None,
     ) -> RouteDecision | None:
         """The first route of `gateway` taking `method path`, or None."""
-        compiled: CompiledGateway = find(self._compiled.gateways, gateway, "gateway")
+        compiled: PreparedGateway = find(self._compiled.gateways, gateway, "gateway")
         return compiled.route(method, path, headers)
 
     # ----------------------------------------------------------- transform
 
     def transform(self, integration: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Apply the integration's `map` block; raises `TransformError`."""
-        compiled: CompiledTransform = find(self._compiled.transforms, integration, "integration")
+        compiled: PreparedTransform = find(self._compiled.transforms, integration, "integration")
         return compiled.apply(payload)
 
     # -------------------------------------------------------------- limits

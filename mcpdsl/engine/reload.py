@@ -11,7 +11,7 @@
 * `Reload`: what one reload did; given to `on_reload` / `on_error`.
 * `EngineWatch`: the daemon thread behind `Engine.watch` (watchfiles).
 
-A source builds a new `CompiledProject` or reports why it could not; the
+A source builds a new `PreparedProject` or reports why it could not; the
 engine swaps it in (one attribute assignment) or keeps the old one.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from mcpdsl.diagnostics import CompileError, Diagnostic
-from mcpdsl.evaluate.project import CompiledProject, compile_project
+from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.ir import model as m
 from mcpdsl.pipeline import SUFFIX, InputError, _no_gc, find_files
 from mcpdsl.pipeline.cache import CacheStats, FrontEndCache
@@ -89,7 +89,7 @@ ReloadCallback = Callable[[Reload], object]
 class Outcome:
     """A source's answer: a new policy, "unchanged", or a failure."""
 
-    compiled: CompiledProject | None = None
+    compiled: PreparedProject | None = None
     unchanged: bool = False
     diagnostics: tuple[Diagnostic, ...] = ()
     sources: SourceMap = field(default_factory=SourceMap)
@@ -156,7 +156,7 @@ class TreeSource:
                 error=CompileError(list(diagnostics)),
                 stats=stats,
             )
-        compiled = compile_project(compilation.project, str(compilation.root))
+        compiled = prepare_project(compilation.project, str(compilation.root))
         # What was compiled (not what was fingerprinted: a file may change in between).
         self._loaded = {d: hashlib.sha256(b).hexdigest() for d, b in compilation.raw.items()}
         return Outcome(
@@ -220,7 +220,7 @@ class BundleSource:
                     f"build has no {IR_ARTIFACT} (built by an older mcpdsl?); rebuild and re-sign it",
                     "ir-missing",
                 )
-            compiled = compile_project(project_from_ir(data), str(self.path))
+            compiled = prepare_project(project_from_ir(data), str(self.path))
         except TrustError as exc:
             return Outcome(error=exc)
         self._manifest = digest

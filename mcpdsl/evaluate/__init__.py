@@ -1,8 +1,8 @@
 """The pure evaluator: IR in, decisions out, no files, no clocks it was not given, no host.
 
-`compile_project(ir)` prepares a whole IR project once (expressions to
+`prepare_project(ir)` prepares a whole IR project once (expressions to
 closures, rules indexed, route tables, transforms, token-bucket specs) into
-an immutable `CompiledProject`; everything else here evaluates against it.
+an immutable `PreparedProject`; everything else here evaluates against it.
 It imports only `mcpdsl.ir`, `mcpdsl.source` and `mcpdsl.diagnostics`, so the
 analyses (`mcpdsl.analysis` confirms every z3 witness with it) and the engine
 host (`mcpdsl.engine`: sources, reload, watch, decision log) can both use it
@@ -21,7 +21,7 @@ One module per concern:
 | `route` | gateway routing and rewrites |
 | `transform` | integration `map` blocks |
 | `limits` | token buckets for `limit` clauses |
-| `project` | `CompiledProject`, `compile_project`: all of the above, prepared once |
+| `project` | `PreparedProject`, `prepare_project`: all of the above, prepared once |
 | `testing` | running `test` blocks (`mcpdsl test`) with rule coverage |
 
 This `__init__` imports nothing: `import mcpdsl.evaluate.values` loads only

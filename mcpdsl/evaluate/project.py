@@ -13,20 +13,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcpdsl.evaluate.limits import BucketSpec, limit_specs
-from mcpdsl.evaluate.policy import CompiledPolicies, Decision
-from mcpdsl.evaluate.route import CompiledGateway, RouteDecision, compile_gateway, find
-from mcpdsl.evaluate.transform import CompiledTransform, compile_transform
+from mcpdsl.evaluate.policy import Decision, PreparedPolicies
+from mcpdsl.evaluate.route import PreparedGateway, RouteDecision, find, prepare_gateway
+from mcpdsl.evaluate.transform import PreparedTransform, prepare_transform
 from mcpdsl.ir import model as m
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledProject:
-    """Everything the engine evaluates, compiled once; never mutated."""
+class PreparedProject:
+    """Everything the evaluator needs, prepared once; never mutated."""
 
     project: m.Project
-    policies: CompiledPolicies
-    gateways: Mapping[str, CompiledGateway]
-    transforms: Mapping[str, CompiledTransform]
+    policies: PreparedPolicies
+    gateways: Mapping[str, PreparedGateway]
+    transforms: Mapping[str, PreparedTransform]
     limits: Mapping[str, BucketSpec]
     root: str = ""
 
@@ -38,24 +38,24 @@ class CompiledProject:
         self, gateway: str, method: str, path: str, headers: Mapping[str, str] | None = None
     ) -> RouteDecision | None:
         """The first route of `gateway` taking `method path`, or None (as `Engine.route`)."""
-        compiled: CompiledGateway = find(self.gateways, gateway, "gateway")
+        compiled: PreparedGateway = find(self.gateways, gateway, "gateway")
         return compiled.route(method, path, headers)
 
 
-def compile_project(project: m.Project, root: str = "") -> CompiledProject:
-    gateways: dict[str, CompiledGateway] = {}
+def prepare_project(project: m.Project, root: str = "") -> PreparedProject:
+    gateways: dict[str, PreparedGateway] = {}
     for g in project.gateways:
-        compiled = compile_gateway(g, project.integrations)
+        compiled = prepare_gateway(g, project.integrations)
         gateways.setdefault(g.name, compiled)
         gateways[g.qualified] = compiled
-    transforms: dict[str, CompiledTransform] = {}
+    transforms: dict[str, PreparedTransform] = {}
     for i in project.integrations:
-        t = compile_transform(i)
+        t = prepare_transform(i)
         transforms.setdefault(i.name, t)
         transforms[i.qualified] = t
-    return CompiledProject(
+    return PreparedProject(
         project=project,
-        policies=CompiledPolicies(project.policies),
+        policies=PreparedPolicies(project.policies),
         gateways=gateways,
         transforms=transforms,
         limits=limit_specs(project),

@@ -121,7 +121,7 @@ class CompiledRoute:
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledGateway:
+class PreparedGateway:
     ir: m.Gateway
     routes: tuple[CompiledRoute, ...]
     limit_key: str | None
@@ -165,7 +165,7 @@ class CompiledGateway:
         return None
 
 
-def compile_gateway(gateway: m.Gateway, integrations: tuple[m.Integration, ...]) -> CompiledGateway:
+def prepare_gateway(gateway: m.Gateway, integrations: tuple[m.Integration, ...]) -> PreparedGateway:
     by_ref = {(i.package, i.name): i for i in integrations}
     limit_key = f"gateway:{gateway.name}" if gateway.limit is not None else None
     routes = []
@@ -194,7 +194,7 @@ def compile_gateway(gateway: m.Gateway, integrations: tuple[m.Integration, ...])
                 target_qualified=f"{r.target.ref.package or gateway.package}.{r.target.ref.name}",
             )
         )
-    return CompiledGateway(gateway, tuple(routes), limit_key, _rewriter())
+    return PreparedGateway(gateway, tuple(routes), limit_key, _rewriter())
 
 
 def find(items: Mapping[str, Any], name: str, what: str) -> Any:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.evaluate.closures import Fn, compile_expr
+from mcpdsl.evaluate.closures import Fn, prepare_expr
 from mcpdsl.evaluate.values import ERROR, MISSING, to_json
 from mcpdsl.ir import model as m
 
@@ -28,16 +28,16 @@ class TransformError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledMapping:
+class PreparedMapping:
     target: tuple[str, ...]
     fn: Fn
     ir: m.Mapping
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledTransform:
+class PreparedTransform:
     ir: m.Integration
-    mappings: tuple[CompiledMapping, ...]
+    mappings: tuple[PreparedMapping, ...]
 
     def apply(self, payload: Any) -> dict[str, Any]:
         inp = {"$": payload}
@@ -69,7 +69,7 @@ class CompiledTransform:
 
 
 def _failure(
-    integration: m.Integration, mp: CompiledMapping, inp: dict[str, Any], value: Any
+    integration: m.Integration, mp: PreparedMapping, inp: dict[str, Any], value: Any
 ) -> TransformError:
     from mcpdsl.evaluate.interp import why
 
@@ -87,10 +87,10 @@ def _failure(
     return TransformError(message, name, mp.ir.span)
 
 
-def compile_transform(integration: m.Integration) -> CompiledTransform:
-    return CompiledTransform(
+def prepare_transform(integration: m.Integration) -> PreparedTransform:
+    return PreparedTransform(
         ir=integration,
         mappings=tuple(
-            CompiledMapping(mp.target, compile_expr(mp.expr).fn, mp) for mp in integration.mappings
+            PreparedMapping(mp.target, prepare_expr(mp.expr).fn, mp) for mp in integration.mappings
         ),
     )
