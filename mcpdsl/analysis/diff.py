@@ -22,8 +22,8 @@ confirmed with both engines.
 Routing.  For each gateway, from the first position where the route lists
 differ, every route of either tree is a group: requests it takes (its match
 and no earlier route's) that the other tree routes elsewhere (another
-target or rewrite, or nowhere).  Witnesses are confirmed with `Engine.route`
-on both trees; a request that had no route and now has one is *widened*.
+target or rewrite, or nowhere).  Witnesses are confirmed with `PreparedProject.route`
+(what `Engine.route` runs) on both trees; a request that had no route and now has one is *widened*.
 
 Parameters.  Scaling, pool, carbon, job and service settings are flattened to
 dotted fields and compared: one row per changed field.

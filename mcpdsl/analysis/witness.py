@@ -1,7 +1,8 @@
-"""Witnesses: requests from z3 models, confirmed and minimised with the real engine.
+"""Witnesses: requests from z3 models, confirmed and minimised with the real evaluator.
 
-Every request an analysis reports is re-run through `mcpdsl.Engine.authorize`
-(for routes `Engine.route`) before it is shown: a witness the engine does not
+Every request an analysis reports is re-run through the evaluator
+(`mcpdsl.evaluate.project.PreparedProject.authorize`, the code
+`mcpdsl.Engine.authorize` runs; for routes `.route`) before it is shown: a witness the engine does not
 confirm is never printed (the tests treat one as a bug).  Confirmation also
 drives minimisation: attributes the model set but the finding does not need
 are dropped one by one while the engine still confirms, so witnesses read
