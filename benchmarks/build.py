@@ -53,7 +53,7 @@ def generate(root: Path, services: int = 1000, files: int = 100, rules_per_file:
 
 
 def timed_build(tree: Path, out: Path) -> tuple[float, dict[str, float], int]:
-    from mcpdsl.builder import build
+    from mcpdsl.builder.artifacts import build
 
     start = time.perf_counter()
     result = build(tree, out)

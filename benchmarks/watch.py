@@ -55,7 +55,8 @@ def rebuild_ms(watcher) -> float:  # type: ignore[no-untyped-def]
 def measure(
     name: str, tree: Path, work: Path, targets: tuple[str, ...], edits: int, debounce: int
 ) -> dict[str, str]:
-    from mcpdsl.watch import FrontEndCache, Watcher
+    from mcpdsl.builder.watch import Watcher
+    from mcpdsl.pipeline.cache import FrontEndCache
 
     src = work / name
     shutil.copytree(tree, src)

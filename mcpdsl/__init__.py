@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from mcpdsl._version import __version__
 from mcpdsl.diagnostics.model import CompileError, Diagnostic, Severity
 
 if TYPE_CHECKING:
     from mcpdsl.engine import Engine
     from mcpdsl.ir.model import Project
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CompileError",
@@ -72,8 +71,8 @@ def load(path: str | os.PathLike[str]) -> Project:
 def build(path: str | os.PathLike[str], out: str | os.PathLike[str] = "build"):  # type: ignore[no-untyped-def]
     """Compile a policy tree and write every target's artifacts atomically into `out`.
 
-    Returns a `mcpdsl.builder.BuildResult`; raises `CompileError` when the tree has errors.
+    Returns a `mcpdsl.builder.artifacts.BuildResult`; raises `CompileError` when the tree has errors.
     """
-    from mcpdsl.builder import build as run_build
+    from mcpdsl.builder.artifacts import build as run_build
 
     return run_build(path, out)

@@ -89,12 +89,12 @@ def test_every_example_compiles_together(docs_tree: Path) -> None:
 
 
 def test_every_example_test_passes(scenario_tree: Path) -> None:
-    from mcpdsl.engine.engine import compile_project
-    from mcpdsl.engine.testing import run_tests
+    from mcpdsl.evaluate.project import prepare_project
+    from mcpdsl.evaluate.testing import run_tests
 
     compilation = compile_tree(scenario_tree)
     assert compilation.project is not None
-    outcomes = run_tests(compile_project(compilation.project, compilation.project.root))
+    outcomes = run_tests(prepare_project(compilation.project, compilation.project.root))
     assert outcomes, "the language reference shows test blocks"
     failed = [f"{o.name}: {o.message}" for o in outcomes if not o.passed]
     assert not failed, "\n".join(failed)

@@ -22,8 +22,8 @@ confirmed with both engines.
 Routing.  For each gateway, from the first position where the route lists
 differ, every route of either tree is a group: requests it takes (its match
 and no earlier route's) that the other tree routes elsewhere (another
-target or rewrite, or nowhere).  Witnesses are confirmed with `Engine.route`
-on both trees; a request that had no route and now has one is *widened*.
+target or rewrite, or nowhere).  Witnesses are confirmed with `PreparedProject.route`
+(what `Engine.route` runs) on both trees; a request that had no route and now has one is *widened*.
 
 Parameters.  Scaling, pool, carbon, job and service settings are flattened to
 dotted fields and compared: one row per changed field.
@@ -40,7 +40,7 @@ from typing import Any
 from mcpdsl.analysis.encode import FALSE, TRUE, Encoder, F, all_of, any_of
 from mcpdsl.analysis.index import Entry, RuleIndex
 from mcpdsl.analysis.witness import minimise
-from mcpdsl.engine import Engine
+from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.ir import model as m
 from mcpdsl.source import Span
 
@@ -142,7 +142,7 @@ class _Side:
         ]
         self.index = RuleIndex(self.entries)
         self.envs = [enc.risk_env((tag, pi), p) for pi, p in enumerate(project.policies)]
-        self.engine = Engine.from_project(project)
+        self.engine = prepare_project(project)
 
     def fires(self, e: Entry) -> F:
         return self.enc.rule_fires(e.rule, self.envs[e.policy])
@@ -254,7 +254,12 @@ def _owes(side: _Side, pi: int, name: str) -> F:
 
 
 def _routes(
-    result: DiffResult, enc: Encoder, old: m.Project, new: m.Project, e_old: Engine, e_new: Engine
+    result: DiffResult,
+    enc: Encoder,
+    old: m.Project,
+    new: m.Project,
+    e_old: PreparedProject,
+    e_new: PreparedProject,
 ) -> None:
     """Routing changes, each attributed once: to the new route that takes the request now, or
     (for requests no route takes now) to the old route that took it before."""
@@ -329,7 +334,7 @@ def _taken(enc: Encoder, routes: list[m.Route], j: int) -> F:
     return all_of([enc.route_match(routes[j]), *(~enc.route_match(r) for r in routes[:j])])
 
 
-def _route_of(engine: Engine, gateway: m.Gateway | None, method: str, path: str) -> str:
+def _route_of(engine: PreparedProject, gateway: m.Gateway | None, method: str, path: str) -> str:
     if gateway is None:
         return "no route"
     d = engine.route(gateway.qualified, method, path)

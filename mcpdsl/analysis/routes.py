@@ -1,7 +1,7 @@
 """Gateway routes: a route is shadowed when earlier routes take every request it matches.
 
 Routes are tried in declaration order and the first match wins
-(`mcpdsl.engine.route`).  Route `j` is shadowed exactly when
+(`mcpdsl.evaluate.route`).  Route `j` is shadowed exactly when
 `match(j) and not match(0) and ... and not match(j-1)` is unsatisfiable; the
 earlier routes that can overlap `j` (same syntactic pre-filter as rules) are
 tracked, so the unsat core names the routes that take its traffic.  The

@@ -3,7 +3,7 @@
 - `A0120` two `during` windows active at one moment with different ranges.
   Decided exactly over a reference year (2026, all zone transitions
   included): two half-open intervals overlap iff one starts inside the other,
-  so checking every window start against `mcpdsl.engine.scale.during_active`
+  so checking every window start against `mcpdsl.evaluate.scale.during_active`
   (the engine's own test) finds an overlap when there is one.  The witness
   is that moment, confirmed by the same function;
 - `A0121` one metric with two targets; `A0122` a cpu/memory utilisation
@@ -102,7 +102,7 @@ def _show(t: m.Target) -> str:
 
 
 def _windows(a: Analysis, scale: m.Scale) -> None:
-    from mcpdsl.engine.scale import during_active
+    from mcpdsl.evaluate.scale import during_active
 
     for j, second in enumerate(scale.during):
         for first in scale.during[:j]:
@@ -135,7 +135,7 @@ def _windows(a: Analysis, scale: m.Scale) -> None:
 
 def overlap(first: m.During, second: m.During) -> datetime | None:
     """The earliest moment of the reference year when both windows are active, or None."""
-    from mcpdsl.engine.scale import during_active
+    from mcpdsl.evaluate.scale import during_active
 
     candidates: list[datetime] = []
     day = date(REFERENCE_YEAR, 1, 1)

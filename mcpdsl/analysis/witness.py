@@ -1,7 +1,8 @@
-"""Witnesses: requests from z3 models, confirmed and minimised with the real engine.
+"""Witnesses: requests from z3 models, confirmed and minimised with the real evaluator.
 
-Every request an analysis reports is re-run through `mcpdsl.Engine.authorize`
-(for routes `Engine.route`) before it is shown: a witness the engine does not
+Every request an analysis reports is re-run through the evaluator
+(`mcpdsl.evaluate.project.PreparedProject.authorize`, the code
+`mcpdsl.Engine.authorize` runs; for routes `.route`) before it is shown: a witness the engine does not
 confirm is never printed (the tests treat one as a bug).  Confirmation also
 drives minimisation: attributes the model set but the finding does not need
 are dropped one by one while the engine still confirms, so witnesses read
@@ -22,7 +23,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.engine import Engine
+from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.ir import model as m
 
 Predicate = Callable[[dict[str, Any]], bool]
@@ -34,18 +35,18 @@ class Confirmer:
 
     def __init__(self, project: m.Project) -> None:
         self.project = project
-        self._full: Engine | None = None
-        self._engines: dict[tuple[Any, ...], Engine] = {}
+        self._full: PreparedProject | None = None
+        self._engines: dict[tuple[Any, ...], PreparedProject] = {}
 
     @property
-    def full(self) -> Engine:
+    def full(self) -> PreparedProject:
         if self._full is None:
-            self._full = Engine.from_project(self.project)
+            self._full = prepare_project(self.project)
         return self._full
 
     def _policy_engine(
         self, pi: int, effect: str | None, requires: tuple[int, ...] | None = None
-    ) -> Engine:
+    ) -> PreparedProject:
         key = (pi, effect, requires)
         found = self._engines.get(key)
         if found is None:
@@ -55,7 +56,7 @@ class Confirmer:
                 policy.requires if requires is None else tuple(policy.requires[i] for i in requires)
             )
             one = policy.model_copy(update={"rules": rules, "requires": reqs})
-            found = Engine.from_project(m.Project(policies=(one,)))
+            found = prepare_project(m.Project(policies=(one,)))
             self._engines[key] = found
         return found
 
@@ -93,11 +94,11 @@ class Confirmer:
 
     def risk_counts(self, pi: int, ti: int, request: dict[str, Any]) -> bool:
         """Does risk term `ti` of policy `pi` count on `request` (fires or errors)?"""
-        from mcpdsl.engine.compile_expr import compile_expr
-        from mcpdsl.engine.values import MISSING
+        from mcpdsl.evaluate.closures import prepare_expr
+        from mcpdsl.evaluate.values import MISSING
 
         term = self.project.policies[pi].risk[ti]
-        v = compile_expr(term.condition).fn(request, Decimal(0))
+        v = prepare_expr(term.condition).fn(request, Decimal(0))
         return v is not False and v is not MISSING
 
 

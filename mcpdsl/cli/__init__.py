@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from mcpdsl import __version__
+from mcpdsl._version import __version__
 from mcpdsl.cli.build import build_command
 from mcpdsl.cli.check import check_command
 from mcpdsl.cli.diff_cmd import diff_command

@@ -10,7 +10,7 @@ import click
 from mcpdsl.compile import TARGETS
 
 if TYPE_CHECKING:
-    from mcpdsl.builder import BuildResult
+    from mcpdsl.builder.artifacts import BuildResult
 
 
 def _targets(value: str | None) -> tuple[str, ...]:
@@ -34,7 +34,7 @@ def _targets(value: str | None) -> tuple[str, ...]:
 @click.option("--quiet", "-q", is_flag=True, help="Print only diagnostics and the summary line.")
 def build_command(path: str, out: str, target: str | None, quiet: bool) -> None:
     """Compile a policy tree to Kubernetes, Envoy and OPA artifacts."""
-    from mcpdsl.builder import compile_artifacts, write_result
+    from mcpdsl.builder.artifacts import compile_artifacts, write_result
     from mcpdsl.cli.common import compile_or_exit, emit_diagnostics
 
     targets = _targets(target)

@@ -37,7 +37,7 @@ def emit_diagnostics(
     base: str = "",
 ) -> None:
     """Render `diagnostics` in `fmt`; `base` is the tree path as given (GitHub `file=`)."""
-    from mcpdsl import __version__
+    from mcpdsl._version import __version__
     from mcpdsl.diagnostics.render import (
         render_github,
         render_human,

@@ -46,7 +46,7 @@ def _authorize(engine: Any, data: dict[str, Any], explain: bool) -> tuple[dict[s
 
 
 def _scale(engine: Any, data: dict[str, Any], explain: bool) -> tuple[dict[str, Any], bool]:
-    from mcpdsl.engine.scale import ScaleError, parse_at
+    from mcpdsl.evaluate.scale import ScaleError, parse_at
 
     service = _field(data, "service", str, "scale")
     replicas = _field(data, "replicas", int, "scale")
@@ -100,7 +100,7 @@ def _route(engine: Any, data: dict[str, Any], explain: bool) -> tuple[dict[str, 
 
 
 def _transform(engine: Any, data: dict[str, Any], explain: bool) -> tuple[dict[str, Any], bool]:
-    from mcpdsl.engine.transform import TransformError
+    from mcpdsl.evaluate.transform import TransformError
 
     integration = _field(data, "integration", str, "transform")
     payload = _field(data, "payload", dict, "transform")
@@ -149,7 +149,8 @@ def eval_command(
 ) -> None:
     """Evaluate one input against a policy tree and print the decision."""
     from mcpdsl.cli.common import project_or_exit
-    from mcpdsl.engine.engine import Engine, compile_project
+    from mcpdsl.engine.engine import Engine
+    from mcpdsl.evaluate.project import prepare_project
 
     if fail and fail_defined:
         raise click.UsageError("--fail and --fail-defined exclude each other")
@@ -167,7 +168,7 @@ def eval_command(
         _fail_input(f"`{input_file}` is not JSON: {exc}")
     if not isinstance(data, dict):
         _fail_input("the input must be a JSON object")
-    engine = Engine(compile_project(project, project.root))
+    engine = Engine(prepare_project(project, project.root))
     out, positive = DECIDERS[kind](engine, data, explain)
     click.echo(json.dumps(out, sort_keys=True, indent=2, ensure_ascii=False))
     if (fail and not positive) or (fail_defined and positive):

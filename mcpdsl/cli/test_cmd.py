@@ -145,8 +145,8 @@ def test_command(
 ) -> None:
     """Run the `test` blocks of a policy tree against the in-process engine."""
     from mcpdsl.cli.common import project_or_exit
-    from mcpdsl.engine.engine import compile_project
-    from mcpdsl.engine.testing import _sort_key, coverage, run_test
+    from mcpdsl.evaluate.project import prepare_project
+    from mcpdsl.evaluate.testing import _sort_key, coverage, run_test
 
     pattern = None
     if run_pattern is not None:
@@ -157,7 +157,7 @@ def test_command(
             sys.exit(2)
     project = project_or_exit(path)
     root = Path(path) if Path(path).is_dir() else Path(path).parent
-    compiled = compile_project(project, project.root)
+    compiled = prepare_project(project, project.root)
     outcomes, results = [], []
     for test in _select(sorted(project.tests, key=_sort_key), pattern):
         start = time.perf_counter()

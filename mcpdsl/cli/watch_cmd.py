@@ -28,8 +28,8 @@ from mcpdsl.cli.build import _targets
 )
 def watch_command(path: str, out: str, debounce: int, target: str | None, poll: bool) -> None:
     """Re-run check + build whenever a .mcp file changes (Ctrl-C to stop)."""
+    from mcpdsl.builder.watch import Watcher
     from mcpdsl.cli.common import use_colour
-    from mcpdsl.watch import Watcher
 
     watcher = Watcher(path, out, targets=_targets(target), echo=click.echo, colour=use_colour())
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends: exit 0

@@ -8,8 +8,8 @@
         one virtual host (domains = `hosts` or *), routes in declaration order
     clusters: one per upstream (envoy_clusters), `opa` when a route is delegated
 
-Paths and rewrites: `envoy_paths` (also the engine's `rewrite_path`).  Access
-control per route: `envoy_authz`.  What is supported and why:
+Paths and rewrites: `envoy_matchers` (their meaning: `mcpdsl.ir.paths`, shared
+with the evaluator).  Access control per route: `envoy_authz`.  What is supported and why:
 targets/envoy/README.md.
 """
 
@@ -31,16 +31,15 @@ from mcpdsl.compile.envoy_clusters import (
     opa_cluster,
     service_cluster,
 )
-from mcpdsl.compile.envoy_paths import (
+from mcpdsl.compile.envoy_matchers import (
     method_matcher,
     path_match,
     rewrite_action,
-    rewrite_path,
-    route_rewrite,
     valid_header_value,
 )
 from mcpdsl.compile.serialize import dump_json
 from mcpdsl.ir import model as m
+from mcpdsl.ir.paths import rewrite_path, route_rewrite
 
 __all__ = ["NAME", "compile", "rewrite_path"]
 

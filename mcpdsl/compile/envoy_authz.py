@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.compile.envoy_paths import globs_overlap
 from mcpdsl.ir import model as m
 from mcpdsl.ir.globs import glob_regex, is_literal
+from mcpdsl.ir.paths import globs_overlap
 
 #: Headers Envoy itself sets, rewrites or strips before RBAC runs.
 _REWRITTEN_HEADERS = re.compile(

@@ -16,9 +16,9 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
-from mcpdsl.compile.envoy_paths import percent_controls
 from mcpdsl.compile.serialize import decimal_str
 from mcpdsl.ir import model as m
+from mcpdsl.ir.paths import percent_controls
 
 CONNECT_TIMEOUT = "5s"
 OPA_CLUSTER = "opa"

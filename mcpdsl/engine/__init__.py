@@ -1,36 +1,36 @@
-"""The in-process evaluator: `Engine.load(path)` then authorize / scale / route / transform / admit.
+"""The embedded engine: `Engine.load(path)` then authorize / scale / route / transform / admit.
 
-One module per concern:
+The evaluation itself is `mcpdsl.evaluate` (pure: IR in, decisions out);
+this package is its host: where the policy comes from, swapping it, and
+recording what was decided.
 
 | module | concern |
 | --- | --- |
-| `values` | JSON values, MISSING and ERROR, exact number comparison |
-| `compile_expr` | expressions compiled once to closures (fast path) |
-| `interp` | the tree-walking evaluator and its reasons (explain, test oracle) |
-| `policy` | indexed rules, `authorize`, `Decision` |
-| `explain` | `Decision.explain()` |
-| `scale` | the Kubernetes HPA v2 algorithm plus `during` windows |
-| `route` | gateway routing and rewrites |
-| `transform` | integration `map` blocks |
-| `limits` | token buckets for `limit` clauses |
-| `decision_log` | JSON-lines decision logs with masking |
-| `testing` | running `test` blocks (`mcpdsl test`) with rule coverage |
-| `engine` | the `Engine` facade |
+| `engine` | the `Engine` facade: one prepared project, swapped atomically |
 | `reload` | sources (trees, signed builds), `reload()`, `Engine.watch` |
+| `decision_log` | JSON-lines decision logs with masking |
 
-See docs/engine.md.
+The evaluator's public names are re-exported here, as they were when it lived
+in this package (`CompiledProject` / `compile_project` are the old names of
+`PreparedProject` / `prepare_project`).  See docs/engine.md and docs/architecture.md.
 """
 
 from __future__ import annotations
 
-from mcpdsl.engine.engine import CompiledProject, Engine, compile_project
-from mcpdsl.engine.limits import TokenBucket
-from mcpdsl.engine.policy import Decision
+from mcpdsl.engine.engine import Engine
 from mcpdsl.engine.reload import BundleError, EngineWatch, Reload
-from mcpdsl.engine.route import RouteDecision
-from mcpdsl.engine.scale import ScaleDecision, ScaleError
-from mcpdsl.engine.transform import TransformError
-from mcpdsl.engine.values import ERROR, MISSING
+from mcpdsl.evaluate.limits import TokenBucket
+from mcpdsl.evaluate.policy import Decision
+from mcpdsl.evaluate.project import PreparedProject, prepare_project
+from mcpdsl.evaluate.route import RouteDecision
+from mcpdsl.evaluate.scale import ScaleDecision, ScaleError
+from mcpdsl.evaluate.transform import TransformError
+from mcpdsl.evaluate.values import ERROR, MISSING
+
+#: The names of `PreparedProject` / `prepare_project` before the evaluator left
+#: this package ("compile" now means the targets only); kept for callers.
+CompiledProject = PreparedProject
+compile_project = prepare_project
 
 __all__ = [
     "ERROR",
@@ -40,6 +40,7 @@ __all__ = [
     "Decision",
     "Engine",
     "EngineWatch",
+    "PreparedProject",
     "Reload",
     "RouteDecision",
     "ScaleDecision",
@@ -47,4 +48,5 @@ __all__ = [
     "TokenBucket",
     "TransformError",
     "compile_project",
+    "prepare_project",
 ]

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mcpdsl.engine.policy import Decision
+    from mcpdsl.evaluate.policy import Decision
 
 MASK = "***"
 DEFAULT_MASK = ("request.headers.authorization",)

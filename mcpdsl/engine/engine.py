@@ -1,6 +1,6 @@
 """`mcpdsl.Engine`: in-process decisions from a compiled policy tree.
 
-Everything compiled lives in ONE immutable `CompiledProject` held by
+Everything compiled lives in ONE immutable `PreparedProject` held by
 `Engine._compiled`; a reload builds a new one and swaps that single
 attribute (an atomic reference assignment), so readers never see a mix:
 every entry point reads `self._compiled` exactly once per call.
@@ -16,55 +16,22 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mcpdsl.engine.decision_log import DEFAULT_MASK, DecisionLog, Sink
-from mcpdsl.engine.limits import BucketSpec, Limiter, limit_specs
-from mcpdsl.engine.policy import CompiledPolicies, Decision
-from mcpdsl.engine.route import CompiledGateway, RouteDecision, compile_gateway, find
-from mcpdsl.engine.scale import ScaleDecision, decide, find_scale
-from mcpdsl.engine.transform import CompiledTransform, compile_transform
+from mcpdsl.evaluate.limits import Limiter
+from mcpdsl.evaluate.policy import Decision
+from mcpdsl.evaluate.project import PreparedProject, prepare_project
+from mcpdsl.evaluate.route import PreparedGateway, RouteDecision, find
+from mcpdsl.evaluate.scale import ScaleDecision, decide, find_scale
+from mcpdsl.evaluate.transform import PreparedTransform
 from mcpdsl.ir import model as m
 
 _log = logging.getLogger("mcpdsl.engine")
 
 if TYPE_CHECKING:
     from mcpdsl.engine.reload import EngineWatch, PolicySource, Reload, ReloadCallback, Trust
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledProject:
-    """Everything the engine evaluates, compiled once; never mutated."""
-
-    project: m.Project
-    policies: CompiledPolicies
-    gateways: Mapping[str, CompiledGateway]
-    transforms: Mapping[str, CompiledTransform]
-    limits: Mapping[str, BucketSpec]
-    root: str = ""
-
-
-def compile_project(project: m.Project, root: str = "") -> CompiledProject:
-    gateways: dict[str, CompiledGateway] = {}
-    for g in project.gateways:
-        compiled = compile_gateway(g, project.integrations)
-        gateways.setdefault(g.name, compiled)
-        gateways[g.qualified] = compiled
-    transforms: dict[str, CompiledTransform] = {}
-    for i in project.integrations:
-        t = compile_transform(i)
-        transforms.setdefault(i.name, t)
-        transforms[i.qualified] = t
-    return CompiledProject(
-        project=project,
-        policies=CompiledPolicies(project.policies),
-        gateways=gateways,
-        transforms=transforms,
-        limits=limit_specs(project),
-        root=root,
-    )
 
 
 class Engine:
@@ -76,7 +43,7 @@ class Engine:
 
     def __init__(
         self,
-        compiled: CompiledProject,
+        compiled: PreparedProject,
         *,
         decision_log: Sink | None = None,
         mask: Iterable[str] = DEFAULT_MASK,
@@ -225,7 +192,7 @@ class Engine:
                     _log.exception("mcpdsl engine reload callback failed")
         return result
 
-    def _install(self, compiled: CompiledProject) -> None:
+    def _install(self, compiled: PreparedProject) -> None:
         old = self._compiled
         self._compiled = compiled  # the swap: one reference assignment
         if compiled.limits != old.limits:
@@ -259,14 +226,14 @@ class Engine:
         mask: Iterable[str] = DEFAULT_MASK,
     ) -> Engine:
         """An engine for an already compiled IR project."""
-        return cls(compile_project(project), decision_log=decision_log, mask=mask)
+        return cls(prepare_project(project), decision_log=decision_log, mask=mask)
 
     @property
     def project(self) -> m.Project:
         return self._compiled.project
 
     @property
-    def compiled(self) -> CompiledProject:
+    def compiled(self) -> PreparedProject:
         return self._compiled
 
     # ------------------------------------------------------------ access
@@ -292,7 +259,7 @@ class Engine:
         history: Iterable[tuple[datetime | float, int]] | None = None,
         now: datetime | float | None = None,
     ) -> ScaleDecision:
-        """The replicas the Kubernetes HPA would set for `service` (mcpdsl.engine.scale).
+        """The replicas the Kubernetes HPA would set for `service` (mcpdsl.evaluate.scale).
 
         `metrics`: `cpu`/`memory` as utilisation ratios (0.95 = 95%), custom metrics
         as their average value per pod.  `history`: earlier (timestamp, recommendation)
@@ -318,20 +285,20 @@ class Engine:
         headers: Mapping[str, str] | None = None,
     ) -> RouteDecision | None:
         """The first route of `gateway` taking `method path`, or None."""
-        compiled: CompiledGateway = find(self._compiled.gateways, gateway, "gateway")
+        compiled: PreparedGateway = find(self._compiled.gateways, gateway, "gateway")
         return compiled.route(method, path, headers)
 
     # ----------------------------------------------------------- transform
 
     def transform(self, integration: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Apply the integration's `map` block; raises `TransformError`."""
-        compiled: CompiledTransform = find(self._compiled.transforms, integration, "integration")
+        compiled: PreparedTransform = find(self._compiled.transforms, integration, "integration")
         return compiled.apply(payload)
 
     # -------------------------------------------------------------- limits
 
     def admit(self, key: str, now: float | None = None) -> bool:
-        """Take a token from the bucket of `key` (see mcpdsl.engine.limits); False = limited.
+        """Take a token from the bucket of `key` (see mcpdsl.evaluate.limits); False = limited.
 
         `now` is a monotonic clock in seconds (default `time.monotonic()`).
         """

@@ -1,7 +1,7 @@
 """Where an engine's policy comes from, reloading it, and watching it.
 
 * `TreeSource`: a policy tree (a directory or one file), compiled through
-  `mcpdsl.watch.FrontEndCache`, so a reload re-parses only the files whose
+  `mcpdsl.pipeline.cache.FrontEndCache`, so a reload re-parses only the files whose
   bytes changed; a reload whose files are byte-identical to the loaded ones
   does nothing.
 * `BundleSource`: a build directory (`mcpdsl build` + `mcpdsl sign`), verified
@@ -11,7 +11,7 @@
 * `Reload`: what one reload did; given to `on_reload` / `on_error`.
 * `EngineWatch`: the daemon thread behind `Engine.watch` (watchfiles).
 
-A source builds a new `CompiledProject` or reports why it could not; the
+A source builds a new `PreparedProject` or reports why it could not; the
 engine swaps it in (one attribute assignment) or keeps the old one.
 """
 
@@ -28,19 +28,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from mcpdsl.diagnostics import CompileError, Diagnostic
+from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.ir import model as m
 from mcpdsl.pipeline import SUFFIX, InputError, _no_gc, find_files
+from mcpdsl.pipeline.cache import CacheStats, FrontEndCache
 from mcpdsl.source import SourceMap
 from mcpdsl.trust.common import MANIFEST, SIGNATURE, TrustError, format_time
-from mcpdsl.watch import CacheStats, FrontEndCache
 
 if TYPE_CHECKING:
     import watchfiles
 
-    from mcpdsl.engine.engine import CompiledProject, Engine
+    from mcpdsl.engine.engine import Engine
     from mcpdsl.trust.keys import Keyring
 
-#: The build artifact the engine loads (written by `mcpdsl.builder.ir_artifact`).
+#: The build artifact the engine loads (written by `mcpdsl.builder.artifacts.ir_artifact`).
 IR_ARTIFACT = "ir/project.json"
 
 #: A keyring, or the path of a keyring file (re-read on every reload, so a
@@ -89,7 +90,7 @@ ReloadCallback = Callable[[Reload], object]
 class Outcome:
     """A source's answer: a new policy, "unchanged", or a failure."""
 
-    compiled: CompiledProject | None = None
+    compiled: PreparedProject | None = None
     unchanged: bool = False
     diagnostics: tuple[Diagnostic, ...] = ()
     sources: SourceMap = field(default_factory=SourceMap)
@@ -156,9 +157,7 @@ class TreeSource:
                 error=CompileError(list(diagnostics)),
                 stats=stats,
             )
-        from mcpdsl.engine.engine import compile_project
-
-        compiled = compile_project(compilation.project, str(compilation.root))
+        compiled = prepare_project(compilation.project, str(compilation.root))
         # What was compiled (not what was fingerprinted: a file may change in between).
         self._loaded = {d: hashlib.sha256(b).hexdigest() for d, b in compilation.raw.items()}
         return Outcome(
@@ -216,8 +215,6 @@ class BundleSource:
         self._signed_at: datetime | None = None
 
     def load(self, *, force: bool = False) -> Outcome:
-        from mcpdsl.engine.engine import compile_project
-
         try:
             digest, files, detail, newest = self._verified()
             if not force and digest == self._manifest:
@@ -229,7 +226,7 @@ class BundleSource:
                     f"build has no {IR_ARTIFACT} (built by an older mcpdsl?); rebuild and re-sign it",
                     "ir-missing",
                 )
-            compiled = compile_project(project_from_ir(data), str(self.path))
+            compiled = prepare_project(project_from_ir(data), str(self.path))
         except TrustError as exc:
             return Outcome(error=exc)
         self._manifest = digest

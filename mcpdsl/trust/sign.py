@@ -4,7 +4,7 @@ Ordering matters: signing the OPA bundle rewrites `opa/bundle.tar.gz` (it gains
 `/.signatures.json`), which changes its manifest entry, which changes the
 manifest; so the bundle is signed first, the manifest entry updated, and the
 final manifest signed last.  The build is rewritten as a whole with
-`mcpdsl.builder.write_atomically`: a reader sees the unsigned build or the
+`mcpdsl.builder.artifacts.write_atomically`: a reader sees the unsigned build or the
 signed one, never a mix.
 
 A build is signed only if it matches its own manifest (no tampered, missing or
@@ -78,7 +78,7 @@ def sign_build(
     (rollback); it defaults to the signing time in Unix seconds, which grows with
     every signing as long as the signer's clock does.
     """
-    from mcpdsl.builder import write_atomically
+    from mcpdsl.builder.artifacts import write_atomically
     from mcpdsl.compile import Artifact
 
     root = Path(path)

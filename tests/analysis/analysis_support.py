@@ -18,9 +18,9 @@ from mcpdsl.analysis import Analysis, Options, analyze
 from mcpdsl.analysis.witness import Confirmer
 from mcpdsl.diagnostics import Diagnostic
 from mcpdsl.engine import Engine
-from mcpdsl.engine.compile_expr import compile_expr, path_matcher
-from mcpdsl.engine.scale import during_active
-from mcpdsl.engine.values import MISSING
+from mcpdsl.evaluate.closures import path_matcher, prepare_expr
+from mcpdsl.evaluate.scale import during_active
+from mcpdsl.evaluate.values import MISSING
 from mcpdsl.ir import model as m
 from mcpdsl.pipeline import Compilation, compile_tree
 
@@ -83,7 +83,7 @@ def check_witnesses(d: Diagnostic, project: m.Project) -> int:
             elif d.code == "A0107":
                 assert not decision.allowed
                 assert rule.condition is not None
-                value = compile_expr(rule.condition).fn(w, decision.risk)
+                value = prepare_expr(rule.condition).fn(w, decision.risk)
                 assert value is not True and value is not False and value is not MISSING
             checked += 1
     elif d.code == "A0110":

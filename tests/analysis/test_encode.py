@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from mcpdsl.analysis.encode import Encoder, Env
-from mcpdsl.engine.compile_expr import compile_expr
-from mcpdsl.engine.values import MISSING
+from mcpdsl.evaluate.closures import prepare_expr
+from mcpdsl.evaluate.values import MISSING
 from mcpdsl.pipeline import compile_tree
 
 CONDITIONS = [
@@ -138,7 +138,7 @@ def test_encoding_agrees_with_the_engine(project, index: int) -> None:  # type: 
     env = Env(("risk", 0))
     fires = enc.fires(rule.condition, env)
     counts = enc.fires_or_errors(rule.condition, env)
-    engine_fn = compile_expr(rule.condition).fn
+    engine_fn = prepare_expr(rule.condition).fn
     rng = random.Random(index)
     pairs = [(x, y) for x in VALUES for y in (MISSING, "a", 1, ["a", "b"], "b", None)]
     sample = rng.sample(pairs, 40) + [(x, MISSING) for x in VALUES]

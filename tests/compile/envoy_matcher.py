@@ -17,7 +17,7 @@ path canonicaliser, then slash merging) and is written here on purpose as
 its own character scanner after Chromium's `DoPartialPath` (`IsDot`,
 `ClassifyAfterDot`, `BackUpToPreviousSlash`): this module is the oracle the
 engine is tested against, so it does not reuse the engine's
-`mcpdsl.compile.envoy_paths.normalize_request_path` (a segment-wise RFC 3986
+`mcpdsl.ir.paths.normalize_request_path` (a segment-wise RFC 3986
 implementation); tests/engine/test_engine_route.py compares the two.
 Modelled: `%2e` as `.`, a backslash as `/`, dot segments, an escaped NUL being
 malformed (400).  Envoy's canonicaliser also percent-encodes characters a

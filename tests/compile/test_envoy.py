@@ -27,12 +27,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from validators import validate_envoy_bootstrap
 
-from mcpdsl import __version__
-from mcpdsl.builder import compile_artifacts
+from mcpdsl._version import __version__
+from mcpdsl.builder.artifacts import compile_artifacts
 from mcpdsl.compile import TargetContext, TargetOutput, envoy, load_target
-from mcpdsl.compile.envoy_paths import globs_overlap, path_match, rewrite_path
+from mcpdsl.compile.envoy_matchers import path_match
 from mcpdsl.ir import globs
 from mcpdsl.ir import model as m
+from mcpdsl.ir.paths import globs_overlap, rewrite_path
 from mcpdsl.pipeline import compile_tree
 
 REPO = Path(__file__).resolve().parents[2]

@@ -22,8 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from validators import promql_available, validate_kubernetes, validate_promql
 
-from mcpdsl import __version__
-from mcpdsl.builder import compile_artifacts
+from mcpdsl._version import __version__
+from mcpdsl.builder.artifacts import compile_artifacts
 from mcpdsl.compile import TargetContext, TargetOutput, kubernetes
 from mcpdsl.compile.kubernetes_common import (
     assign_names,

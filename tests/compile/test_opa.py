@@ -985,7 +985,7 @@ def test_two_builds_are_byte_identical(tree: str) -> None:
 
 
 def test_build_registers_the_target(tmp_path: Path) -> None:
-    from mcpdsl.builder import compile_artifacts
+    from mcpdsl.builder.artifacts import compile_artifacts
     from mcpdsl.pipeline import compile_tree
 
     result = compile_artifacts(compile_tree(ACCESS), ("opa",))
@@ -1032,7 +1032,7 @@ def _engine_value(value: Any) -> Any:
 
 def test_engine_agrees_on_the_expression_table(expression_ir: dict[str, m.Expr]) -> None:
     """The in-process engine's reference evaluator gives the table's results too."""
-    interp = pytest.importorskip("mcpdsl.engine.interp")
+    interp = pytest.importorskip("mcpdsl.evaluate.interp")
     for expr, given, expected in EXPRESSION_CASES:
         got = _engine_value(interp.evaluate(expression_ir[expr], given, Decimal("0.5")))
         assert same(got, expected), f"engine: {expr} on {given} gave {got}, want {expected}"

@@ -149,8 +149,8 @@ def test_test_blocks_agree_with_opa(name: str, tree: Path) -> None:
 
 def _reach(name: str) -> tuple[set[str], set[str], set[str]]:
     """(all rule keys, rules some request matched, rules whose condition some request met)."""
-    from mcpdsl.engine.interp import evaluate
-    from mcpdsl.engine.values import MISSING
+    from mcpdsl.evaluate.interp import evaluate
+    from mcpdsl.evaluate.values import MISSING
 
     engine, _, vocab = setup(name)
     policies = engine.compiled.policies

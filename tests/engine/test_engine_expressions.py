@@ -13,9 +13,9 @@ from engine_support import expression_cases, expressions_ir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcpdsl.engine.compile_expr import compile_expr, fires
-from mcpdsl.engine.interp import evaluate, unparse, why
-from mcpdsl.engine.values import ERROR, MISSING, json_eq, to_json
+from mcpdsl.evaluate.closures import fires, prepare_expr
+from mcpdsl.evaluate.interp import evaluate, unparse, why
+from mcpdsl.evaluate.values import ERROR, MISSING, json_eq, to_json
 from mcpdsl.ir import model as m
 
 CASES = expression_cases()
@@ -105,7 +105,7 @@ def same(got: Any, want: Any) -> bool:
 def test_row(ir: dict[str, m.Expr], expr: str, given: dict[str, Any], result: str) -> None:
     node = ir[expr]
     want = expected(result)
-    fast = compile_expr(node).fn(given, RISK)
+    fast = prepare_expr(node).fn(given, RISK)
     slow = evaluate(node, given, RISK)
     assert same(fast, want), f"compiled {expr!r} on {given}: {fast!r}, expected {result}"
     assert same(slow, want), f"interpreted {expr!r} on {given}: {slow!r}, expected {result}"
@@ -237,7 +237,7 @@ EXPRS = st.recursive(st.one_of(_literal(), _attr()), _expr, max_leaves=8)
 def test_compiled_closures_agree_with_the_interpreter(
     expr: m.Node, inp: dict[str, Any], risk: Decimal
 ) -> None:
-    fast = compile_expr(expr).fn(inp, risk)
+    fast = prepare_expr(expr).fn(inp, risk)
     slow = evaluate(expr, inp, risk)
     if slow is MISSING or slow is ERROR:
         assert fast is slow, (unparse(expr), inp, fast, slow)

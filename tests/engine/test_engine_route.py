@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcpdsl.compile import TargetContext, load_target
-from mcpdsl.compile.envoy_paths import HCM_PATH_SETTINGS, normalize_request_path
 from mcpdsl.engine import Engine
-from mcpdsl.engine.route import PathRejected, default_rewrite_path
+from mcpdsl.evaluate.route import PathRejected, default_rewrite_path
 from mcpdsl.ir import model as m
+from mcpdsl.ir.paths import HCM_PATH_SETTINGS, normalize_request_path
 
 sys.path.insert(0, str(REPO / "tests" / "compile"))
 from envoy_matcher import RequestRejected, match_route, normalize_path

@@ -244,7 +244,7 @@ def test_a_failure_without_on_error_is_logged(
 def test_an_internal_error_keeps_the_old_policy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mcpdsl.engine.engine
+    import mcpdsl.engine.reload
 
     tree = make_tree(tmp_path)
     events = Events()
@@ -253,7 +253,7 @@ def test_an_internal_error_keeps_the_old_policy(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("compiler bug")
 
-    monkeypatch.setattr(mcpdsl.engine.engine, "compile_project", boom)
+    monkeypatch.setattr(mcpdsl.engine.reload, "prepare_project", boom)
     (tree / "access.mcp").write_text(ACCESS_B)
     result = engine.reload()
     assert not result.ok and isinstance(result.error, RuntimeError)

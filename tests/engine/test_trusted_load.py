@@ -25,8 +25,8 @@ from engine_support import FIXTURES, REPO
 from request_vocabulary import make_request, vocabulary
 
 import mcpdsl.trust.verify
-from mcpdsl.builder import IR_ARTIFACT, build, compile_artifacts, ir_artifact, manifest
-from mcpdsl.builder import write_atomically as write_build
+from mcpdsl.builder.artifacts import IR_ARTIFACT, build, compile_artifacts, ir_artifact, manifest
+from mcpdsl.builder.artifacts import write_atomically as write_build
 from mcpdsl.compile import Artifact
 from mcpdsl.engine import BundleError, Decision, Engine, Reload
 from mcpdsl.engine.reload import IR_ARTIFACT as ENGINE_IR

@@ -279,10 +279,10 @@ def test_rotation_with_overlap(tmp_path: Path, keys, keyring: Keyring) -> None: 
 
 
 def test_real_build_api(tmp_path: Path, keys, keyring: Keyring) -> None:  # type: ignore[no-untyped-def]
-    """`mcpdsl.builder.build` output, signed and verified, when every target exists."""
+    """`mcpdsl.builder.artifacts.build` output, signed and verified, when every target exists."""
     from trust_helpers import FIXTURE, available_targets
 
-    from mcpdsl.builder import build
+    from mcpdsl.builder.artifacts import build
     from mcpdsl.compile import TARGETS
 
     if available_targets() != TARGETS:

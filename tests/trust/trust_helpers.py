@@ -14,7 +14,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from mcpdsl.builder import compile_artifacts, manifest, write_atomically
+from mcpdsl.builder.artifacts import compile_artifacts, manifest, write_atomically
 from mcpdsl.compile import TARGETS, Artifact, load_target
 from mcpdsl.compile.serialize import dump_json
 from mcpdsl.pipeline import compile_tree

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-import mcpdsl.builder
+import mcpdsl.builder.artifacts
+from mcpdsl.builder.watch import Rebuild, Watcher
 from mcpdsl.compile import TARGETS, load_target
 from mcpdsl.pipeline import compile_tree
-from mcpdsl.watch import FrontEndCache, Rebuild, Watcher
+from mcpdsl.pipeline.cache import FrontEndCache
 
 FIXTURE = Path(__file__).parent.parent / "trust" / "fixtures" / "shop"
 BROKEN = 'service api {\n  image "x"\n  port 8080\n'  # unclosed block: a syntax error
@@ -26,7 +27,7 @@ BROKEN = 'service api {\n  image "x"\n  port 8080\n'  # unclosed block: a syntax
 @pytest.fixture
 def targets() -> tuple[str, ...]:
     """Every importable real target; every build also holds `ir/project.json`, the IR
-    (mcpdsl.builder.ir_artifact), which changes with every semantic edit."""
+    (mcpdsl.builder.artifacts.ir_artifact), which changes with every semantic edit."""
     real = []
     for name in TARGETS:
         try:
@@ -120,7 +121,7 @@ def test_internal_error_keeps_watching(
     def boom(name: str):  # type: ignore[no-untyped-def]
         raise RuntimeError("target bug")
 
-    monkeypatch.setattr(mcpdsl.builder, "load_target", boom)
+    monkeypatch.setattr(mcpdsl.builder.artifacts, "load_target", boom)
     lines: list[str] = []
     result = Watcher(tree, tmp_path / "build", targets=("x",), echo=lines.append).rebuild()
     assert not result.wrote and "internal error: RuntimeError: target bug" in result.message

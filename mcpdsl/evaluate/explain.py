@@ -10,13 +10,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from mcpdsl.engine.interp import unparse, why
-from mcpdsl.engine.values import MISSING, now_fields, show
+from mcpdsl.evaluate.interp import unparse, why
+from mcpdsl.evaluate.values import MISSING, now_fields, show
 from mcpdsl.ir import globs
 from mcpdsl.ir import model as m
 
 if TYPE_CHECKING:
-    from mcpdsl.engine.policy import CompiledPolicies, CompiledPolicy, Decision
+    from mcpdsl.evaluate.policy import Decision, PreparedPolicies, PreparedPolicy
 
 MAX_NEAR_MISSES = 20
 
@@ -57,7 +57,7 @@ def _indent(lines: list[str], prefix: str) -> list[str]:
 
 
 def explain_decision(
-    policies: CompiledPolicies, request: dict[str, Any], decision: Decision
+    policies: PreparedPolicies, request: dict[str, Any], decision: Decision
 ) -> str:
 
     inp = request
@@ -88,7 +88,7 @@ def explain_decision(
     return "\n".join(out)
 
 
-def _explain_policy(pol: CompiledPolicy, inp: dict[str, Any]) -> list[str]:
+def _explain_policy(pol: PreparedPolicy, inp: dict[str, Any]) -> list[str]:
     ir = pol.ir
     lines = [f"policy {pol.name} (default {ir.default}){_at(ir)}:"]
     # risk

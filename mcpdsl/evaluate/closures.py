@@ -7,7 +7,7 @@ attribute compared with a literal, membership in a literal list, a literal
 path glob), attribute paths become `dict.get` chains, and `and`/`or` stop
 early only when the remaining operands provably cannot produce an ERROR (the
 semantics forbid a short-circuit that hides an error).  Nothing here walks the
-tree at request time; `mcpdsl.engine.interp` is the tree-walking twin used by
+tree at request time; `mcpdsl.evaluate.interp` is the tree-walking twin used by
 `explain()` and by the tests as an independent oracle.
 """
 
@@ -21,7 +21,7 @@ from decimal import Decimal, DivisionByZero, InvalidOperation
 from functools import cache, lru_cache
 from typing import Any
 
-from mcpdsl.engine.values import (
+from mcpdsl.evaluate.values import (
     ERROR,
     MISSING,
     fast_literal,
@@ -114,7 +114,7 @@ def _const(value: Any) -> Fn:
 # ---------------------------------------------------------------- compiler
 
 
-def compile_expr(e: m.Node) -> Compiled:
+def prepare_expr(e: m.Node) -> Compiled:
     """Compile one IR expression to a closure."""
     if isinstance(e, m.Literal_):
         return Compiled(_const(e.value), never_error=True, bool_only=isinstance(e.value, bool))
@@ -128,9 +128,9 @@ def compile_expr(e: m.Node) -> Compiled:
     if isinstance(e, m.ListExpr):
         return _list(e)
     if isinstance(e, m.Not):
-        return _not(compile_expr(e.operand))
+        return _not(prepare_expr(e.operand))
     if isinstance(e, (m.And, m.Or)):
-        return _bool_op(isinstance(e, m.And), [compile_expr(o) for o in e.operands])
+        return _bool_op(isinstance(e, m.And), [prepare_expr(o) for o in e.operands])
     if isinstance(e, m.Compare):
         return _compare(e)
     if isinstance(e, m.In):
@@ -158,7 +158,7 @@ def _flags(*parts: Compiled) -> dict[str, bool]:
 
 
 def _list(e: m.ListExpr) -> Compiled:
-    items = [compile_expr(i) for i in e.items]
+    items = [prepare_expr(i) for i in e.items]
     if all(isinstance(i, m.Literal_) for i in e.items):
         return _const_list([i.value for i in e.items])  # type: ignore[union-attr]
     fns = [i.fn for i in items]
@@ -227,7 +227,7 @@ def _bool_op(is_and: bool, operands: list[Compiled]) -> Compiled:
 
 
 def _compare(e: m.Compare) -> Compiled:
-    left, right = compile_expr(e.left), compile_expr(e.right)
+    left, right = prepare_expr(e.left), prepare_expr(e.right)
     flags = _flags(left, right)
     safe = left.never_error and right.never_error
     eq_safe = safe and e.op in ("==", "!=")
@@ -359,7 +359,7 @@ def _compare_literal(op: str, side: Compiled, literal: Any) -> Fn | None:
 
 
 def _in(e: m.In) -> Compiled:
-    item, coll = compile_expr(e.item), compile_expr(e.collection)
+    item, coll = prepare_expr(e.item), prepare_expr(e.collection)
     flags = _flags(item, coll)
     negate = e.negated
     fi = item.fn
@@ -412,7 +412,7 @@ def _in(e: m.In) -> Compiled:
 
 
 def _cidr(e: m.InCidr) -> Compiled:
-    x = compile_expr(e.operand)
+    x = prepare_expr(e.operand)
     f = x.fn
     network = ipaddress.ip_network(e.cidr, strict=False)
 
@@ -431,7 +431,7 @@ def _cidr(e: m.InCidr) -> Compiled:
 
 
 def _matches(e: m.Matches) -> Compiled:
-    x = compile_expr(e.operand)
+    x = prepare_expr(e.operand)
     f = x.fn
     match = path_matcher(e.pattern)
 
@@ -478,7 +478,7 @@ def arith(op: str, a: Any, b: Any) -> Any:
 
 
 def _arith(e: m.Arith) -> Compiled:
-    left, right = compile_expr(e.left), compile_expr(e.right)
+    left, right = prepare_expr(e.left), prepare_expr(e.right)
     fa, fb, op = left.fn, right.fn, e.op
     return Compiled(
         lambda inp, risk: arith(op, fa(inp, risk), fb(inp, risk)), **_flags(left, right)
@@ -486,7 +486,7 @@ def _arith(e: m.Arith) -> Compiled:
 
 
 def _default(e: m.Default) -> Compiled:
-    x, y = compile_expr(e.operand), compile_expr(e.fallback)
+    x, y = prepare_expr(e.operand), prepare_expr(e.fallback)
     fx, fy = x.fn, y.fn
 
     def default(inp: dict[str, Any], risk: Decimal) -> Any:
@@ -511,7 +511,7 @@ def negate(v: Any) -> Any:
 
 
 def _neg(e: m.Neg) -> Compiled:
-    x = compile_expr(e.operand)
+    x = prepare_expr(e.operand)
     f = x.fn
     return Compiled(lambda inp, risk: negate(f(inp, risk)), **_flags(x))
 
@@ -545,7 +545,7 @@ def call(function: str, args: list[Any]) -> Any:
 
 
 def _call(e: m.Call) -> Compiled:
-    args = [compile_expr(a) for a in e.args]
+    args = [prepare_expr(a) for a in e.args]
     fns = tuple(a.fn for a in args)
     name = e.function
     if len(fns) == 1:

@@ -1,8 +1,11 @@
-"""Gateway paths for Envoy: glob -> route matcher, rewrite semantics, glob overlap.
+"""Gateway paths: request-path normalisation, rewrite semantics, glob overlap.
 
-Everything here is pure and shared by the Envoy target and the in-process
-engine (`rewrite_path` is the one definition of what a route's `rewrite`
-does), so the two agree by construction.
+Everything here is pure and shared by the Envoy target (`mcpdsl.compile.envoy`,
+which spells it in Envoy's vocabulary in `compile/envoy_matchers.py`) and the
+in-process evaluator (`mcpdsl.evaluate.route`): `normalize_request_path` and
+`rewrite_path` are the one definition of what a gateway does to a path, so the
+two agree by construction.  It lives in `ir`, beside `globs`, because both of
+them sit above `ir` and neither may import the other.
 
 Rewrite semantics (targets/envoy/README.md):
 
@@ -26,12 +29,10 @@ from functools import cache, lru_cache
 from urllib.parse import urlsplit
 
 from mcpdsl.ir import model as m
-from mcpdsl.ir.globs import glob_regex, is_literal, matches, strip_query
+from mcpdsl.ir.globs import is_literal, matches, strip_query
 
-_PLACEHOLDER = re.compile(r"\{[^{}/]*\}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-#: Characters Envoy rejects in header-like values (HTTP_HEADER_VALUE, strict false).
-_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00\r\n]")
+PLACEHOLDER = re.compile(r"\{[^{}/]*\}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def segments(pattern: str) -> list[str]:
@@ -48,46 +49,7 @@ def tail_prefix(pattern: str) -> str | None:
 
 def percent_controls(text: str) -> str:
     """Percent-encode C0 controls and DEL (they cannot appear raw in a request path)."""
-    return _CONTROL.sub(lambda mt: f"%{ord(mt.group()):02X}", text)
-
-
-def valid_header_value(text: str) -> bool:
-    return _HEADER_VALUE_FORBIDDEN.search(text) is None
-
-
-# --------------------------------------------------------------- matching
-
-
-def path_match(pattern: str) -> dict[str, object]:
-    """The `RouteMatch` path specifier with exactly the glob's meaning.
-
-    * a literal pattern -> `path` (exact; Envoy compares the path without query);
-    * `PREFIX/**` -> `path_separated_prefix: PREFIX` (Envoy: the path without
-      query equals PREFIX or starts with `PREFIX/`), or `prefix: /` for `/**`;
-    * anything else -> `safe_regex` with `glob_regex(pattern)` (RE2; Envoy
-      matches it against the whole path without query).
-    """
-    if is_literal(pattern):
-        return {"path": pattern}
-    prefix = tail_prefix(pattern)
-    if prefix == "":
-        return {"prefix": "/"}
-    if (
-        prefix is not None
-        and len(prefix) >= 2
-        and not prefix.endswith("/")
-        and _CONTROL.search(prefix) is None
-    ):
-        return {"path_separated_prefix": prefix}
-    return {"safe_regex": {"regex": glob_regex(pattern)}}
-
-
-def method_matcher(methods: tuple[str, ...]) -> dict[str, object]:
-    """A `:method` HeaderMatcher for one or several methods (exact, case-sensitive)."""
-    if len(methods) == 1:
-        return {"name": ":method", "string_match": {"exact": methods[0]}}
-    alternatives = "|".join(re.escape(x) for x in methods)
-    return {"name": ":method", "string_match": {"safe_regex": {"regex": f"^(?:{alternatives})$"}}}
+    return CONTROL.sub(lambda mt: f"%{ord(mt.group()):02X}", text)
 
 
 # ---------------------------------------------------------- normalisation
@@ -211,7 +173,7 @@ def url_template(url: str) -> str:
 
 def _template_base(template: str) -> str:
     """The template up to (not including) the first segment with a placeholder."""
-    first = _PLACEHOLDER.search(template)
+    first = PLACEHOLDER.search(template)
     if first is None:
         return template
     return template[: template.rfind("/", 0, first.start())]
@@ -229,7 +191,7 @@ def implied_rewrite(route: m.Route, integration: m.Integration) -> Rewrite | Non
     * anything else cannot be mapped: the path is forwarded unchanged.
     """
     template = url_template(integration.url)
-    holes = _PLACEHOLDER.findall(template)
+    holes = PLACEHOLDER.findall(template)
     prefix = tail_prefix(route.path)
     if prefix is not None:
         return Rewrite("prefix", percent_controls(_template_base(template)), prefix=prefix)
@@ -262,7 +224,7 @@ def route_rewrite(route: m.Route, integration: m.Integration | None = None) -> R
 
 
 @lru_cache(maxsize=1024)
-def _capture_regex(pattern: str) -> str:
+def capture_regex(pattern: str) -> str:
     """`glob_regex` for a pattern with only `*` wildcards, each one a capture group."""
     out = []
     for seg in segments(pattern):
@@ -280,10 +242,10 @@ def apply_rewrite(rewrite: Rewrite | None, path: str) -> str:
     elif rewrite.kind == "replace":
         new = rewrite.value
     else:
-        found = re.match(_capture_regex(rewrite.pattern), stripped)
+        found = re.match(capture_regex(rewrite.pattern), stripped)
         assert found is not None
         values = iter(found.groups())
-        new = _PLACEHOLDER.sub(lambda _: next(values), rewrite.value)
+        new = PLACEHOLDER.sub(lambda _: next(values), rewrite.value)
     return (new or "/") + rest
 
 
@@ -309,34 +271,6 @@ def rewrite_path(route: m.Route, path: str, integration: m.Integration | None = 
     if route.target.kind == "integration" and route.rewrite is None and integration is None:
         raise ValueError("a route to an integration without `rewrite` needs the integration")
     return apply_rewrite(route_rewrite(route, integration), path)
-
-
-def _re2_substitution(text: str) -> str:
-    """A literal for an RE2 rewrite string (`\\` escapes; `\\1` is a group)."""
-    return text.replace("\\", "\\\\")
-
-
-def rewrite_action(rewrite: Rewrite | None, route_path: str) -> dict[str, object]:
-    """The RouteAction fields implementing `rewrite` exactly (see `apply_rewrite`)."""
-    if rewrite is None:
-        return {}
-    if rewrite.kind == "prefix":
-        escaped = re.escape(rewrite.prefix)
-        if rewrite.value == "":
-            pattern, substitution = f"(?s)^{escaped}/?(.*)$", "/\\1"
-        else:
-            pattern, substitution = f"(?s)^{escaped}(.*)$", _re2_substitution(rewrite.value) + "\\1"
-    elif rewrite.kind == "replace":
-        if is_literal(route_path) and valid_header_value(rewrite.value):
-            return {"prefix_rewrite": rewrite.value}
-        pattern, substitution = "(?s)^.*$", _re2_substitution(rewrite.value)
-    else:
-        pattern = _capture_regex(rewrite.pattern)
-        parts = _PLACEHOLDER.split(rewrite.value)
-        substitution = _re2_substitution(parts[0])
-        for index, part in enumerate(parts[1:], 1):
-            substitution += f"\\{index}" + _re2_substitution(part)
-    return {"regex_rewrite": {"pattern": {"regex": pattern}, "substitution": substitution}}
 
 
 # ---------------------------------------------------------------- overlap

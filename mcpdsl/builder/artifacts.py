@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcpdsl import __version__
+from mcpdsl._version import __version__
 from mcpdsl.compile import TARGETS, Artifact, Enforcement, TargetContext, load_target
 from mcpdsl.compile.serialize import dump_json
 from mcpdsl.diagnostics import CompileError, Diagnostic

@@ -3,7 +3,7 @@
 The first route in declaration order whose glob matches the path (query
 removed, `mcpdsl.ir.globs`) and whose method list (if any) contains the method
 (exact, case-sensitive) wins.  The rewrite is the Envoy target's own
-definition (`mcpdsl.compile.envoy_paths.rewrite_path`), so the two agree by
+definition (`mcpdsl.ir.paths.rewrite_path`), so the two agree by
 construction: a `PREFIX/**` route with `rewrite R` replaces the matched PREFIX
 (`/v1/**` rewrite `/`: `/v1/items` -> `/items`), any other rewrite replaces
 the whole path, a route to an integration without `rewrite` takes the path of
@@ -13,7 +13,7 @@ When the gateway lists `hosts` and a `host` (or `:authority`) header is given,
 it must match one of them (Envoy virtual-host domain rules) or nothing routes.
 
 Before anything else the path is normalised as the generated Envoy
-connection manager does (`mcpdsl.compile.envoy_paths.normalize_request_path`:
+connection manager does (`mcpdsl.ir.paths.normalize_request_path`:
 `%2e` is `.`, a backslash is `/`, RFC 3986 dot segments removed, `//` merged; the
 query is untouched); the route is matched on, and `RouteDecision.path`
 rewritten from, the normalised path.  Contract of `route()`: a
@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.compile.envoy_paths import PathRejected as PathRejected  # re-exported
-from mcpdsl.compile.envoy_paths import normalize_request_path
-from mcpdsl.engine.compile_expr import path_matcher
+from mcpdsl.evaluate.closures import path_matcher
 from mcpdsl.ir import globs
 from mcpdsl.ir import model as m
+from mcpdsl.ir.paths import PathRejected as PathRejected  # re-exported
+from mcpdsl.ir.paths import normalize_request_path
 from mcpdsl.source import Span
 
 Rewriter = Callable[[m.Route, str, "m.Integration | None"], str]
@@ -83,7 +83,7 @@ def default_rewrite_path(
 
 def _rewriter() -> Rewriter:
     try:
-        from mcpdsl.compile.envoy_paths import rewrite_path
+        from mcpdsl.ir.paths import rewrite_path
     except ImportError:  # pragma: no cover - the Envoy target ships with the package
         return default_rewrite_path
     return rewrite_path  # type: ignore[no-any-return]
@@ -121,7 +121,7 @@ class CompiledRoute:
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledGateway:
+class PreparedGateway:
     ir: m.Gateway
     routes: tuple[CompiledRoute, ...]
     limit_key: str | None
@@ -165,7 +165,7 @@ class CompiledGateway:
         return None
 
 
-def compile_gateway(gateway: m.Gateway, integrations: tuple[m.Integration, ...]) -> CompiledGateway:
+def prepare_gateway(gateway: m.Gateway, integrations: tuple[m.Integration, ...]) -> PreparedGateway:
     by_ref = {(i.package, i.name): i for i in integrations}
     limit_key = f"gateway:{gateway.name}" if gateway.limit is not None else None
     routes = []
@@ -194,7 +194,7 @@ def compile_gateway(gateway: m.Gateway, integrations: tuple[m.Integration, ...])
                 target_qualified=f"{r.target.ref.package or gateway.package}.{r.target.ref.name}",
             )
         )
-    return CompiledGateway(gateway, tuple(routes), limit_key, _rewriter())
+    return PreparedGateway(gateway, tuple(routes), limit_key, _rewriter())
 
 
 def find(items: Mapping[str, Any], name: str, what: str) -> Any:

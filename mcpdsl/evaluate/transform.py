@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.engine.compile_expr import Fn, compile_expr
-from mcpdsl.engine.values import ERROR, MISSING, to_json
+from mcpdsl.evaluate.closures import Fn, prepare_expr
+from mcpdsl.evaluate.values import ERROR, MISSING, to_json
 from mcpdsl.ir import model as m
 
 ZERO = Decimal(0)
@@ -28,16 +28,16 @@ class TransformError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledMapping:
+class PreparedMapping:
     target: tuple[str, ...]
     fn: Fn
     ir: m.Mapping
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledTransform:
+class PreparedTransform:
     ir: m.Integration
-    mappings: tuple[CompiledMapping, ...]
+    mappings: tuple[PreparedMapping, ...]
 
     def apply(self, payload: Any) -> dict[str, Any]:
         inp = {"$": payload}
@@ -69,9 +69,9 @@ class CompiledTransform:
 
 
 def _failure(
-    integration: m.Integration, mp: CompiledMapping, inp: dict[str, Any], value: Any
+    integration: m.Integration, mp: PreparedMapping, inp: dict[str, Any], value: Any
 ) -> TransformError:
-    from mcpdsl.engine.interp import why
+    from mcpdsl.evaluate.interp import why
 
     name = ".".join(mp.target)
     _, reasons = why(mp.ir.expr, inp, ZERO)
@@ -87,10 +87,10 @@ def _failure(
     return TransformError(message, name, mp.ir.span)
 
 
-def compile_transform(integration: m.Integration) -> CompiledTransform:
-    return CompiledTransform(
+def prepare_transform(integration: m.Integration) -> PreparedTransform:
+    return PreparedTransform(
         ir=integration,
         mappings=tuple(
-            CompiledMapping(mp.target, compile_expr(mp.expr).fn, mp) for mp in integration.mappings
+            PreparedMapping(mp.target, prepare_expr(mp.expr).fn, mp) for mp in integration.mappings
         ),
     )

@@ -14,8 +14,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.engine.compile_expr import arith, call, negate
-from mcpdsl.engine.values import (
+from mcpdsl.evaluate.closures import arith, call, negate
+from mcpdsl.evaluate.values import (
     ERROR,
     MISSING,
     is_number,

@@ -1,6 +1,6 @@
 """Access decisions: policies compiled to indexed rules and closures (the fast path).
 
-`CompiledPolicies` is built once from the IR and never mutated, so one
+`PreparedPolicies` is built once from the IR and never mutated, so one
 instance can serve any number of threads.  Rules are indexed by
 (principal type, principal id) x (resource type, resource id) x action, each
 with wildcard buckets (`any`, `TYPE any`, rules without actions); the
@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.engine.compile_expr import Fn, compile_expr, path_matcher
-from mcpdsl.engine.values import MISSING, now_fields
+from mcpdsl.evaluate.closures import Fn, path_matcher, prepare_expr
+from mcpdsl.evaluate.values import MISSING, now_fields
 from mcpdsl.ir import model as m
 from mcpdsl.source import Span
 
@@ -52,7 +52,7 @@ class Decision:
         """
         if self._origin is None:
             return "no explanation recorded for this decision"
-        from mcpdsl.engine.explain import explain_decision
+        from mcpdsl.evaluate.explain import explain_decision
 
         policies, request = self._origin
         return explain_decision(policies, request, self)
@@ -98,7 +98,7 @@ class CompiledRequirement:
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledPolicy:
+class PreparedPolicy:
     name: str
     ir: m.Policy
     default_allow: bool
@@ -120,13 +120,13 @@ def _entity_keys(pattern: m.EntityPattern) -> list[Any]:
     return [(pattern.type, i) for i in pattern.ids]
 
 
-class CompiledPolicies:
+class PreparedPolicies:
     """Every policy of a project, compiled and indexed; immutable after construction."""
 
     def __init__(self, policies: tuple[m.Policy, ...]) -> None:
-        self.policies: tuple[CompiledPolicy, ...]
+        self.policies: tuple[PreparedPolicy, ...]
         reads_now = False
-        compiled: list[CompiledPolicy] = []
+        compiled: list[PreparedPolicy] = []
         order = 0
         # index[principal key][resource key][action or None] -> rules
         index: dict[Any, dict[Any, dict[str | None, list[CompiledRule]]]] = {}
@@ -136,7 +136,7 @@ class CompiledPolicies:
             for rule in policy.rules:
                 cond = None
                 if rule.condition is not None:
-                    c = compile_expr(rule.condition)
+                    c = prepare_expr(rule.condition)
                     cond = c.fn
                     reads_now = reads_now or c.reads_now
                 cr = CompiledRule(
@@ -160,19 +160,19 @@ class CompiledPolicies:
                             by_action.setdefault(action, []).append(cr)
             terms = []
             for term in policy.risk:
-                c = compile_expr(term.condition)
+                c = prepare_expr(term.condition)
                 reads_now = reads_now or c.reads_now
                 terms.append(CompiledTerm(term.weight, c.fn, term))
             requires = []
             for req in policy.requires:
                 fn = None
                 if req.condition is not None:
-                    c = compile_expr(req.condition)
+                    c = prepare_expr(req.condition)
                     fn = c.fn
                     reads_now = reads_now or c.reads_now
                 requires.append(CompiledRequirement(req.obligation, fn, req))
             compiled.append(
-                CompiledPolicy(
+                PreparedPolicy(
                     name=name,
                     ir=policy,
                     default_allow=policy.default == "allow",
@@ -390,4 +390,4 @@ def _key(rule: CompiledRule) -> str:
     return rule.key
 
 
-__all__ = ["CompiledPolicies", "Decision"]
+__all__ = ["Decision", "PreparedPolicies"]

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.engine.engine import CompiledProject
-from mcpdsl.engine.route import RouteDecision
-from mcpdsl.engine.scale import ScaleError, decide, find_scale, parse_at
-from mcpdsl.engine.transform import TransformError
-from mcpdsl.engine.values import json_eq, show, to_json
+from mcpdsl.evaluate.project import PreparedProject
+from mcpdsl.evaluate.route import RouteDecision
+from mcpdsl.evaluate.scale import ScaleError, decide, find_scale, parse_at
+from mcpdsl.evaluate.transform import TransformError
+from mcpdsl.evaluate.values import json_eq, show, to_json
 from mcpdsl.ir import model as m
 from mcpdsl.source import Span
 
@@ -47,12 +47,12 @@ def _sort_key(test: m.Test) -> tuple[str, int, int, str]:
     return (span.file, span.line, span.column, test.name)
 
 
-def run_tests(compiled: CompiledProject) -> list[TestOutcome]:
+def run_tests(compiled: PreparedProject) -> list[TestOutcome]:
     """Every test of the project, in source order."""
     return [run_test(compiled, t) for t in sorted(compiled.project.tests, key=_sort_key)]
 
 
-def run_test(compiled: CompiledProject, test: m.Test) -> TestOutcome:
+def run_test(compiled: PreparedProject, test: m.Test) -> TestOutcome:
     try:
         if test.request is not None:
             return _request_test(compiled, test)
@@ -74,7 +74,7 @@ def _fail(
     return TestOutcome(test, False, message, tuple(details or ()), e.span or test.span, **kw)
 
 
-def _request_test(compiled: CompiledProject, test: m.Test) -> TestOutcome:
+def _request_test(compiled: PreparedProject, test: m.Test) -> TestOutcome:
     request = test.request or {}
     policies = compiled.policies
     decision = policies.authorize(request)
@@ -113,7 +113,7 @@ def _request_test(compiled: CompiledProject, test: m.Test) -> TestOutcome:
     return TestOutcome(test, True, exercised=exercised, span=test.span)
 
 
-def _scale_test(compiled: CompiledProject, test: m.Test) -> TestOutcome:
+def _scale_test(compiled: PreparedProject, test: m.Test) -> TestOutcome:
     given = test.scale
     assert given is not None
     scale = find_scale(compiled.project.scales, str(given.service))
@@ -131,7 +131,7 @@ def _scale_test(compiled: CompiledProject, test: m.Test) -> TestOutcome:
     return TestOutcome(test, True, span=test.span)
 
 
-def _route_test(compiled: CompiledProject, test: m.Test) -> TestOutcome:
+def _route_test(compiled: PreparedProject, test: m.Test) -> TestOutcome:
     given = test.route
     assert given is not None
     gateway = compiled.gateways.get(str(given.gateway)) or compiled.gateways.get(given.gateway.name)
@@ -166,7 +166,7 @@ def _describe_route(gateway: m.Gateway, d: RouteDecision) -> str:
     return f'{d.target_kind} {d.target} via route "{route.path}"{where}, path {d.path!r}'
 
 
-def _transform_test(compiled: CompiledProject, test: m.Test) -> TestOutcome:
+def _transform_test(compiled: PreparedProject, test: m.Test) -> TestOutcome:
     given = test.transform
     assert given is not None
     transform = compiled.transforms.get(str(given.integration)) or compiled.transforms.get(
@@ -193,12 +193,12 @@ def _transform_test(compiled: CompiledProject, test: m.Test) -> TestOutcome:
     return TestOutcome(test, True, span=test.span)
 
 
-def all_rules(compiled: CompiledProject) -> list[tuple[str, Span | None]]:
+def all_rules(compiled: PreparedProject) -> list[tuple[str, Span | None]]:
     return [(r.key, r.ir.span) for p in compiled.policies.policies for r in p.rules]
 
 
 def coverage(
-    compiled: CompiledProject, outcomes: list[TestOutcome]
+    compiled: PreparedProject, outcomes: list[TestOutcome]
 ) -> tuple[list[tuple[str, Span | None]], float]:
     """The rules no test exercised, and the percentage exercised (100 when there are none)."""
     rules = all_rules(compiled)
