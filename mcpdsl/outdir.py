@@ -70,8 +70,13 @@ def _error(code: str, given: str, message: str, help: str | None = None) -> Outp
 
 
 def real(path: str | os.PathLike[str]) -> Path:
-    """The real path: symbolic links, `.` and `..` resolved as the kernel would."""
-    return Path(os.path.realpath(os.path.abspath(path)))
+    """The real path: symbolic links, `.` and `..` resolved as the kernel would.
+
+    Component by component, a link before the `..` after it (`link/..` is the
+    link target's parent); `os.path.abspath` would collapse `..` first and name
+    another directory than the one the user's shell would.
+    """
+    return Path(os.path.realpath(path))
 
 
 def _inside(child: Path, parent: Path) -> bool:
