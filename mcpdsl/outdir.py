@@ -110,7 +110,11 @@ def marker(directory: Path) -> str | None:
     found = doc.get("format")
     if isinstance(found, str) and found in (BUILD_FORMAT, REPORT_FORMAT):
         return found
-    if found is None and doc.get("generator") == "mcpdsl" and isinstance(doc.get("artifacts"), list):
+    if (
+        found is None
+        and doc.get("generator") == "mcpdsl"
+        and isinstance(doc.get("artifacts"), list)
+    ):
         return BUILD_FORMAT
     return None
 

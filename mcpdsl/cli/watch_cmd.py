@@ -39,9 +39,7 @@ def watch_command(
 
     targets = _targets(target)
     output_or_exit(out, sources=(path,), force=force)  # refuse before watching anything
-    watcher = Watcher(
-        path, out, targets=targets, echo=click.echo, colour=use_colour(), force=force
-    )
+    watcher = Watcher(path, out, targets=targets, echo=click.echo, colour=use_colour(), force=force)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends: exit 0
         watcher.run(debounce_ms=debounce, force_polling=poll or None)
     click.echo("stopped")

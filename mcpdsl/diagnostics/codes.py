@@ -5,9 +5,9 @@ and editor integrations key on them.  Each code has a default severity, a one
 line title and a long explanation printed by `mcpdsl check --explain CODE`.
 
 Ranges: E01xx syntax, E02xx declarations and clauses, E03xx units, values and
-expressions, E04xx names and imports, E05xx input files, E06xx tests,
-E07xx carbon data and the optimiser,
-E08xx output directories, W01xx warnings, A01xx analysis findings (z3; docs/analysis.md).
+expressions, E04xx names and imports, E05xx input files, E06xx tests, E07xx
+carbon data and the optimiser, E08xx output directories (mcpdsl/outdir.py),
+W01xx warnings, A01xx analysis findings (z3; docs/analysis.md).
 """
 
 from __future__ import annotations
@@ -468,7 +468,7 @@ _TABLE: tuple[Code, ...] = (
         "absent, empty, or an earlier output of the same command, recognised by the format\n"
         "marker in its `manifest.json` (`mcpdsl-build/1` for `build` and `watch`,\n"
         "`mcpdsl-report/1` for `report`; builds written before the marker existed are\n"
-        "recognised by their `\"generator\": \"mcpdsl\"` manifest). This directory holds other\n"
+        'recognised by their `"generator": "mcpdsl"` manifest). This directory holds other\n'
         "files. Choose another `--out`, or pass `--force` to replace it anyway (everything\n"
         "in it is deleted). A report is not written into a build: `verify` would reject\n"
         "the extra files and the next build would delete them.\n",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from repo_paths import REPO
 
 from mcpdsl.builder import compile_artifacts, write_atomically
 from mcpdsl.cli import main
+from mcpdsl.compile import Artifact
 from mcpdsl.outdir import BUILD_FORMAT, OutputError, marker, prepare
 from mcpdsl.pipeline import compile_tree
 
@@ -227,7 +229,9 @@ def umask(mask: int) -> Iterator[None]:
 def test_outputs_get_normal_permissions(work: Path) -> None:
     with umask(0o022):
         assert build("out")[0] == 0
-    modes = {p: stat.S_IMODE(os.lstat(p).st_mode) for p in [work / "out", *(work / "out").rglob("*")]}
+    modes = {
+        p: stat.S_IMODE(os.lstat(p).st_mode) for p in [work / "out", *(work / "out").rglob("*")]
+    }
     assert modes[work / "out"] == 0o755
     assert all(m == (0o755 if p.is_dir() else 0o644) for p, m in modes.items())
 
@@ -339,7 +343,7 @@ def test_no_file_outside_the_output_is_ever_changed(
 ) -> None:
     root = tmp_path_factory.mktemp("sandbox")
     cwd = _sandbox(root)
-    artifacts = ARTIFACTS()
+    artifacts = list(compiled_once())
     before = snapshot(root)
     out = "/".join(parts)
     previous = os.getcwd()
@@ -365,10 +369,7 @@ def test_no_file_outside_the_output_is_ever_changed(
     shutil.rmtree(root)
 
 
-_ARTIFACTS: list[object] = []
-
-
-def ARTIFACTS() -> list:  # type: ignore[type-arg]  # noqa: N802 - compiled once per session
-    if not _ARTIFACTS:
-        _ARTIFACTS.extend(compile_artifacts(compile_tree(TREE)).artifacts)
-    return list(_ARTIFACTS)
+@functools.cache
+def compiled_once() -> tuple[Artifact, ...]:
+    """The artifacts of TREE, compiled once: the property is about writing them."""
+    return tuple(compile_artifacts(compile_tree(TREE)).artifacts)

@@ -87,8 +87,11 @@ def test_report_is_written_next_to_a_build_not_into_it(
     assert into.exit_code == 2
     assert "error[E0804]: refusing to replace `build`" in into.output
     assert not (tmp_path / "build" / "sustainability.html").exists()
-    after = [e for e in sorted((p.relative_to(tmp_path), p.read_bytes()) for p in
-             tmp_path.rglob("*.json")) if e[0].parts[0] == "build"]
+    after = [
+        e
+        for e in sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*.json"))
+        if e[0].parts[0] == "build"
+    ]
     assert after == before
     again = runner.invoke(main, ["report", str(FORECAST)])  # an earlier report is replaced
     assert again.exit_code == 0, again.output
