@@ -353,7 +353,7 @@ def replace(
             destination.write_bytes(content)
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs are shared
         check(given, target, plan.kind, real_sources, force=force, cwd=real(os.getcwd()))
-        _swap(plan, staging, real_sources, force)
+        _swap(plan, staging, force)
     except OSError as exc:
         raise _error("E0805", given, f"cannot write `{given}`: {_reason(exc)}") from exc
     finally:
@@ -362,7 +362,7 @@ def replace(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _swap(plan: OutputPlan, staging: Path, sources: Sequence[Path], force: bool) -> None:
+def _swap(plan: OutputPlan, staging: Path, force: bool) -> None:
     target = plan.target
     if not os.path.lexists(target):
         os.rename(staging, target)
@@ -372,8 +372,12 @@ def _swap(plan: OutputPlan, staging: Path, sources: Sequence[Path], force: bool)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.rename(target, old)
-        if not os.path.samestat(os.fstat(fd), os.lstat(old)):
-            os.rename(old, target)  # replaced between the check and the rename
+        # Out of reach under a random name now: is it still what was checked?
+        state = _state(old, plan.kind)
+        if not os.path.samestat(os.fstat(fd), os.lstat(old)) or (
+            state not in ("empty", "ours") and not force
+        ):
+            os.rename(old, target)  # changed between the check and the rename
             raise _error("E0805", plan.given, f"`{plan.given}` changed while writing")
         try:
             os.rename(staging, target)

@@ -373,3 +373,75 @@ def test_no_file_outside_the_output_is_ever_changed(
 def compiled_once() -> tuple[Artifact, ...]:
     """The artifacts of TREE, compiled once: the property is about writing them."""
     return tuple(compile_artifacts(compile_tree(TREE)).artifacts)
+
+
+# ------------------------------------------------------- one policy for every command
+
+
+@pytest.mark.parametrize(
+    ("command", "out", "code"),
+    [
+        (["watch", "proj/src", "--poll"], ".", "E0801"),
+        (["watch", "proj/src", "--poll", "--force"], "to-src", "E0802"),
+        (["watch", "proj/src", "--poll"], "foreign", "E0804"),
+        (["report", "proj/src"], ".", "E0801"),
+        (["report", "proj/src", "--force"], "proj", "E0802"),
+        (["report", "proj/src", "--force"], "fifo", "E0803"),
+        (["report", "proj/src"], "foreign", "E0804"),
+    ],
+)
+def test_watch_and_report_share_the_policy(
+    work: Path, command: list[str], out: str, code: str
+) -> None:
+    before = snapshot(work.parent)
+    result = CliRunner().invoke(main, [*command, "--out", out], env={"NO_COLOR": "1"})
+    assert result.exit_code == 2, result.output
+    assert f"error[{code}]" in result.output and f" --> {out}:1:1" in result.output
+    assert snapshot(work.parent) == before
+
+
+def test_the_watcher_reports_a_refused_output_and_keeps_going(work: Path) -> None:
+    from mcpdsl.watch import Watcher
+
+    lines: list[str] = []
+    rebuild = Watcher("proj/src", "foreign", echo=lines.append).rebuild()
+    assert not rebuild.wrote and "output refused (E0804)" in rebuild.message
+    assert (work / "foreign" / "notes.txt").read_text() == "mine\n"
+    forced = Watcher("proj/src", "foreign", echo=lines.append, force=True).rebuild()
+    assert forced.wrote and marker(work / "foreign") == BUILD_FORMAT
+
+
+def test_an_empty_out_is_refused(work: Path) -> None:
+    status, output = build("")
+    assert status == 2 and "error[E0803]: the output path is empty" in output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes every directory")
+def test_a_directory_without_permission_is_e0805(work: Path) -> None:
+    locked = work / "locked"
+    (locked / "inner").mkdir(parents=True)
+    locked.chmod(0o500)
+    try:
+        status, output = build("locked/inner")
+    finally:
+        locked.chmod(0o700)
+    assert status == 2 and "error[E0805]" in output
+
+
+def test_a_directory_that_changes_after_the_check_is_put_back(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between `prepare` and the swap the empty directory fills up: it is refused, intact."""
+    import mcpdsl.outdir as outdir
+
+    plan = prepare("empty", sources=("proj/src",))
+    (work / "empty" / "precious.txt").write_text("arrived late\n")
+    with pytest.raises(OutputError) as caught:
+        write_atomically(plan, list(compiled_once()), sources=("proj/src",))
+    assert caught.value.diagnostic.code == "E0804"  # the re-check before the swap
+    monkeypatch.setattr(outdir, "check", lambda *a, **k: None)  # a race past that check
+    with pytest.raises(OutputError) as caught:
+        write_atomically(plan, list(compiled_once()), sources=("proj/src",))
+    assert caught.value.diagnostic.code == "E0805"  # caught after the rename, put back
+    assert (work / "empty" / "precious.txt").read_text() == "arrived late\n"
+    assert not list(work.glob(".empty.*"))
