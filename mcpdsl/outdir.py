@@ -215,9 +215,13 @@ def prepare(
     given = os.fspath(out)
     if not given:
         raise OutputError(make("E0803", "the output path is empty", None))
-    target = real(given)
-    real_sources = [real(s) for s in sources]
-    check_place(given, target, real_sources, cwd=real(os.getcwd()))
+    try:
+        target = real(given)
+        real_sources = [real(s) for s in sources]
+        cwd = real(os.getcwd())
+    except (OSError, ValueError) as exc:  # a NUL byte, a deleted working directory
+        raise _error("E0805", given, f"cannot resolve `{given}`: {str(exc).lower()}") from exc
+    check_place(given, target, real_sources, cwd=cwd)
     notes = recover(target)
     check_state(given, target, kind, real_sources, force=force)
     return OutputPlan(given, target, kind, notes)
@@ -259,9 +263,9 @@ def recover(target: Path) -> tuple[str, ...]:
     """Restore or remove `.<out>.old-*` / `.<out>.staging-*` left by an interrupted run.
 
     Only real directories that no running writer holds are touched.  When the
-    output is absent, the newest old directory that is an earlier output (or
-    empty) is renamed back; other old and staging directories are removed
-    when they are ours or empty, and named in a note when left alone.
+    output is absent, the newest old directory that is an earlier output is
+    renamed back; staging directories, and old directories that are ours or
+    empty, are removed; any other old directory is named in a note and kept.
     """
     notes: list[str] = []
     olds = _leftovers(target, "old")
@@ -293,7 +297,7 @@ def recover(target: Path) -> tuple[str, ...]:
         except OSError:
             continue
         removable = is_dir and (
-            "staging" in leftover.name or marker(leftover) is not None or _empty(leftover)
+            leftover in stagings or marker(leftover) is not None or _empty(leftover)
         )
         if not removable:
             notes.append(f"left `{leftover.name}` alone: it is not an mcpdsl output")

@@ -445,3 +445,21 @@ def test_a_directory_that_changes_after_the_check_is_put_back(
     assert caught.value.diagnostic.code == "E0805"  # caught after the rename, put back
     assert (work / "empty" / "precious.txt").read_text() == "arrived late\n"
     assert not list(work.glob(".empty.*"))
+
+
+def test_unresolvable_paths_are_e0805_not_a_traceback(work: Path) -> None:
+    with pytest.raises(OutputError) as caught:
+        prepare("bad\0name")
+    assert caught.value.diagnostic.code == "E0805"
+
+
+def test_a_leftover_named_like_staging_is_still_an_old_directory(work: Path) -> None:
+    """Leftovers are told apart by their prefix, not by a word anywhere in the name."""
+    staging_out = work / "staging"
+    assert build("staging")[0] == 0
+    foreign = work / ".staging.old-x"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("k\n")
+    status, output = build("staging")
+    assert status == 0, output
+    assert (foreign / "keep.txt").exists() and marker(staging_out) == BUILD_FORMAT
