@@ -101,7 +101,7 @@ def marker(directory: Path) -> str | None:
             return None
         with os.fdopen(os.dup(fd), "rb") as handle:
             doc = json.loads(handle.read(MAX_MANIFEST_BYTES + 1))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: `[[[[...` nesting
         return None
     finally:
         os.close(fd)

@@ -463,3 +463,14 @@ def test_a_leftover_named_like_staging_is_still_an_old_directory(work: Path) -> 
     status, output = build("staging")
     assert status == 0, output
     assert (foreign / "keep.txt").exists() and marker(staging_out) == BUILD_FORMAT
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"[" * 100_000, b"\xff\xfe", b"null", b'{"format": 1}', b'{"format": "mcpdsl-build/9"}'],
+    ids=["deep", "not-utf8", "null", "number", "future"],
+)
+def test_hostile_manifests_are_not_ours(work: Path, content: bytes) -> None:
+    (work / "foreign" / "manifest.json").write_bytes(content)
+    assert marker(work / "foreign") is None
+    assert "error[E0804]" in build("foreign")[1]
