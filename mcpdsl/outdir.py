@@ -64,9 +64,23 @@ class OutputPlan:
     notes: tuple[str, ...] = ()
 
 
+_E0805_HELP = "check that the parents of the path are directories you may write"
+
+
 def _error(code: str, given: str, message: str, help: str | None = None) -> OutputError:
-    """A diagnostic positioned at the `--out` argument itself (as E0501 is for inputs)."""
-    return OutputError(make(code, message, Span.point(given, 1, 1), help=help))
+    """A diagnostic positioned at the `--out` argument itself (as E0501 is for inputs).
+
+    When links or `..` make the path name another directory than it reads as,
+    a note says which one (relative to the working directory, as typed paths are).
+    """
+    notes = []
+    with contextlib.suppress(OSError, ValueError):
+        target = real(given)
+        if Path(os.path.normpath(os.path.abspath(given))) != target:
+            notes.append(f"`{given}` resolves to `{os.path.relpath(target)}`")
+    if help is None and code == "E0805":
+        help = _E0805_HELP
+    return OutputError(make(code, message, Span.point(given, 1, 1), help=help, notes=notes))
 
 
 def real(path: str | os.PathLike[str]) -> Path:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -474,3 +475,11 @@ def test_hostile_manifests_are_not_ours(work: Path, content: bytes) -> None:
     (work / "foreign" / "manifest.json").write_bytes(content)
     assert marker(work / "foreign") is None
     assert "error[E0804]" in build("foreign")[1]
+
+
+def test_rendered_refusals_golden(work: Path, snapshot: Any) -> None:
+    """Every E08xx message as a user sees it (the golden for codes found outside `check`)."""
+    (work / "linked-manifest" / "manifest.json").symlink_to("../fake-manifest/manifest.json")
+    shown = {out: build(out)[1] for out in [".", "proj", "to-src", "fifo", "foreign", "file.txt/x"]}
+    shown["(force) proj/src/pkg"] = build("proj/src/pkg", "--force")[1]
+    assert shown == snapshot
