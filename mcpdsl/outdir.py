@@ -93,8 +93,23 @@ def real(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.realpath(path))
 
 
-def _inside(child: Path, parent: Path) -> bool:
-    return child != parent and parent in child.parents
+def _same(a: Path, b: Path) -> bool:
+    """One directory under two names (a bind mount, a case-folding file system)?"""
+    try:
+        return os.path.samestat(os.stat(a), os.stat(b))
+    except (OSError, ValueError):
+        return False
+
+
+def _at_or_below(inner: Path, outer: Path) -> bool:
+    """`inner` is `outer` or lies below it, by name or by identity (device and inode).
+
+    Names catch what does not exist yet; identity catches a directory reached
+    through a bind mount or under another letter case, which `realpath` keeps apart.
+    """
+    if inner == outer or outer in inner.parents:
+        return True
+    return any(_same(p, outer) for p in (inner, *inner.parents) if os.path.lexists(p))
 
 
 def marker(directory: Path) -> str | None:
@@ -163,8 +178,9 @@ def check(
 
 def check_place(given: str, target: Path, sources: Sequence[Path], *, cwd: Path) -> None:
     """Where the target is: never the current directory, the sources, or a parent of either."""
-    if target == cwd or _inside(cwd, target):
-        what = "the current directory" if target == cwd else "a parent of the current directory"
+    if _at_or_below(cwd, target):
+        same = target == cwd or _same(target, cwd)
+        what = "the current directory" if same else "a parent of the current directory"
         raise _error(
             "E0801",
             given,
@@ -172,8 +188,9 @@ def check_place(given: str, target: Path, sources: Sequence[Path], *, cwd: Path)
             help="name a directory of its own, such as `build`",
         )
     for source in sources:
-        if target == source or _inside(source, target):
-            what = "the policy sources" if target == source else "a parent of the policy sources"
+        if _at_or_below(source, target):
+            same = target == source or _same(target, source)
+            what = "the policy sources" if same else "a parent of the policy sources"
             raise _error(
                 "E0802",
                 given,
@@ -200,7 +217,7 @@ def check_state(
     if state != "foreign":
         return
     for source in sources:
-        if _inside(target, source) and source.is_dir():
+        if source.is_dir() and _at_or_below(target, source):
             raise _error(
                 "E0802",
                 given,

@@ -483,3 +483,33 @@ def test_rendered_refusals_golden(work: Path, snapshot: Any) -> None:
     shown = {out: build(out)[1] for out in [".", "proj", "to-src", "fifo", "foreign", "file.txt/x"]}
     shown["(force) proj/src/pkg"] = build("proj/src/pkg", "--force")[1]
     assert shown == snapshot
+
+
+@contextlib.contextmanager
+def bind_mount(source: Path, target: Path) -> Iterator[None]:
+    """`source` seen again at `target`; skips where mounting is not allowed."""
+    target.mkdir()
+    done = subprocess.run(
+        ["mount", "--bind", str(source), str(target)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip("bind mounts are not available here")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="needs root")
+def test_a_bind_mount_of_the_sources_is_the_sources(work: Path) -> None:
+    """realpath keeps a bind mount apart from its source; device and inode do not."""
+    with bind_mount(work / "proj", work / "mirror"):
+        before = snapshot(work / "proj")
+        status, output = build("mirror", "--force")
+        assert status == 2 and "error[E0802]" in output
+        assert "a parent of the policy sources" in output
+        status, output = build("mirror/src", "--force")
+        assert status == 2 and "it is the policy sources" in output
+        status, output = build("mirror/src/pkg", "--force")
+        assert status == 2 and "inside the policy sources" in output
+        assert snapshot(work / "proj") == before
