@@ -3,7 +3,8 @@
 An output directory is replaced as a whole (staged in a hidden sibling, then
 swapped in with two renames), so choosing it is the one place where a typo can
 delete a user's work.  `prepare` decides, on real paths (symbolic links and
-`..` resolved), whether the directory may be replaced:
+`..` resolved) and, for existing directories, by device and inode (bind
+mounts), whether the directory may be replaced:
 
 * allowed: absent, empty, or an earlier output of the same kind, recognised by
   the format marker of its `manifest.json` (`BUILD_FORMAT`, `REPORT_FORMAT`);
