@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from repo_paths import REPO
 
@@ -353,8 +353,11 @@ def test_no_file_outside_the_output_is_ever_changed(
         try:
             plan = write_atomically(out, artifacts, sources=("src",), force=force)
             target = plan.target
-        except OutputError:
+        except OutputError as exc:
             target = None
+            event(exc.diagnostic.code)
+        else:
+            event("written")
     finally:
         os.chdir(previous)
     after = snapshot(root)
