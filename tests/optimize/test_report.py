@@ -149,7 +149,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 )
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     report(FORECAST, tmp_path)
-    page = (tmp_path / "report" / "sustainability.html").resolve()
+    page = (tmp_path / "sustainability.html").resolve()
     shot = tmp_path / "shot.png"
     done = subprocess.run(
         [
