@@ -679,7 +679,9 @@ def test_rego_evaluator_reports_compile_errors() -> None:
         RegoEvaluator({"x.rego": "package x\n\nallow if {"}, None, "data.x.allow")
 
 
-needs_opa = pytest.mark.skipif(not opa_available(), reason="opa-golib-python-bindings missing")
+needs_opa = pytest.mark.skipif(
+    not opa_available(), reason="system component missing: opa-golib-python-bindings"
+)
 
 
 @needs_opa
@@ -703,7 +705,9 @@ def test_run_opa_rejects_rego_v0_and_has_cidr() -> None:
 # PromQL
 # ---------------------------------------------------------------------------
 
-needs_promql = pytest.mark.skipif(not promql_available(), reason="promql-parser missing")
+needs_promql = pytest.mark.skipif(
+    not promql_available(), reason="system component missing: promql-parser"
+)
 
 
 @needs_promql

@@ -1,12 +1,19 @@
-"""`mcpdsl check DIR [--format text|json|sarif] [--explain CODE] [--no-analyze]`."""
+"""`mcpdsl check DIR [--format text|json|sarif|github] [--severity L] [--explain CODE] [--no-analyze]`.
+
+`--format github` prints GitHub Actions workflow commands, so findings appear as
+annotations on the pull request's diff.  `--severity` is the lowest severity
+reported (`info` reports everything); the exit code still depends on errors only.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
-FORMATS = ("text", "json", "sarif")
+FORMATS = ("text", "json", "sarif", "github")
+SEVERITIES = ("error", "warning", "info")
 
 
 @click.command("check")
@@ -20,7 +27,16 @@ FORMATS = ("text", "json", "sarif")
     help="Run the z3 proofs (dead rules, shadowing, capacity, carbon). "
     "--no-analyze checks syntax, names and types only, for editor-speed feedback.",
 )
-def check_command(path: str | None, fmt: str, explain: str | None, analyze: bool) -> None:
+@click.option(
+    "--severity",
+    type=click.Choice(SEVERITIES),
+    default="info",
+    show_default=True,
+    help="The lowest severity reported.",
+)
+def check_command(
+    path: str | None, fmt: str, explain: str | None, analyze: bool, severity: str
+) -> None:
     """Parse, resolve, typecheck and analyse (z3) a policy tree; report every diagnostic.
 
     Exit 0 when there is no error (warnings allowed), 1 when there are errors,
@@ -39,5 +55,8 @@ def check_command(path: str | None, fmt: str, explain: str | None, analyze: bool
     if path is None:
         raise click.UsageError("missing argument PATH (a policy directory or file)")
     compilation = compile_or_exit(path, fmt, analyze=analyze)
-    emit_diagnostics(compilation.diagnostics, compilation.sources, fmt)
+    floor = SEVERITIES.index(severity)
+    shown = [d for d in compilation.diagnostics if d.severity.rank <= floor]
+    base = path if os.path.isdir(path) else os.path.dirname(path)
+    emit_diagnostics(shown, compilation.sources, fmt, base=base)
     sys.exit(1 if compilation.has_errors else 0)

@@ -36,11 +36,21 @@ def emit_diagnostics(
     fmt: str = "text",
     *,
     summary: bool = True,
+    base: str = "",
 ) -> None:
+    """Render `diagnostics` in `fmt`; `base` is the tree path as given (GitHub `file=`)."""
     from mcpdsl import __version__
-    from mcpdsl.diagnostics.render import render_human, render_json, render_sarif, summary_line
+    from mcpdsl.diagnostics.render import (
+        render_github,
+        render_human,
+        render_json,
+        render_sarif,
+        summary_line,
+    )
 
-    if fmt == "json":
+    if fmt == "github":
+        click.echo(render_github(diagnostics, base=base), nl=False)
+    elif fmt == "json":
         click.echo(render_json(diagnostics), nl=False)
     elif fmt == "sarif":
         click.echo(render_sarif(diagnostics, version=__version__), nl=False)

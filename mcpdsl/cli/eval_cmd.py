@@ -1,15 +1,124 @@
-"""`mcpdsl eval DIR --input FILE|- [--explain]`: one decision, printed as JSON (sorted keys).
+"""`mcpdsl eval DIR --input FILE|- [--kind K] [--explain] [--fail | --fail-defined]`.
 
-Exit 0 whatever the decision; 2 when the tree does not compile or the input
-is not a JSON object.
+One decision, printed as JSON (sorted keys).  `--kind` picks the decision the
+engine makes — `authorize` (the default; the input is the canonical request),
+`scale`, `route` or `transform` (the input is a small object naming what to
+decide, see `docs/engine.md`).
+
+Exit codes follow OPA's `opa eval --fail/--fail-defined`, so that a shell
+script or CI step can gate on a decision: without either flag 0 whatever the
+decision; `--fail` exits 1 when the decision is *negative* (deny, no route, a
+transform error); `--fail-defined` exits 1 when it is *positive* (allow, a
+route, a transform output, a replica count).  2 when the tree does not compile
+or the input is not usable.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
+
+KINDS = ("authorize", "scale", "route", "transform")
+
+
+def _fail_input(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _field(data: dict[str, Any], name: str, kind: type, what: str) -> Any:
+    value = data.get(name)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        _fail_input(f"the `{what}` input needs `{name}` ({kind.__name__})")
+    return value
+
+
+def _authorize(engine: Any, data: dict[str, Any], explain: bool) -> tuple[dict[str, Any], bool]:
+    decision = engine.authorize(data)
+    out = decision.as_dict()
+    if explain:
+        out["explain"] = decision.explain().splitlines()
+    return out, bool(decision.allowed)
+
+
+def _scale(engine: Any, data: dict[str, Any], explain: bool) -> tuple[dict[str, Any], bool]:
+    from mcpdsl.engine.scale import ScaleError, parse_at
+
+    service = _field(data, "service", str, "scale")
+    replicas = _field(data, "replicas", int, "scale")
+    metrics = data.get("metrics", {})
+    if not isinstance(metrics, dict):
+        _fail_input("the `scale` input's `metrics` must be an object")
+    now = None
+    if "at" in data:
+        try:
+            now = parse_at(_field(data, "at", str, "scale"))
+        except (ValueError, KeyError) as exc:
+            _fail_input(f"`at` is not a moment: {exc}")
+    try:
+        decision = engine.scale(service, metrics, replicas, now=now)
+    except (ScaleError, KeyError, ValueError, TypeError) as exc:
+        _fail_input(str(exc.args[0] if exc.args else exc))
+    out: dict[str, Any] = {"replicas": decision.desired, "reason": decision.reason}
+    if explain:
+        out["explain"] = list(decision.steps)
+    return out, True
+
+
+def _route(engine: Any, data: dict[str, Any], explain: bool) -> tuple[dict[str, Any], bool]:
+    gateway = _field(data, "gateway", str, "route")
+    method = _field(data, "method", str, "route")
+    path = _field(data, "path", str, "route")
+    headers = data.get("headers", {})
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        _fail_input("the `route` input's `headers` must map names to strings")
+    try:
+        decision = engine.route(gateway, method, path, headers)
+    except KeyError as exc:
+        _fail_input(str(exc.args[0] if exc.args else exc))
+    except ValueError as exc:  # a path the gateway rejects (400)
+        return {"route": None, "rejected": str(exc)}, False
+    if decision is None:
+        return {"route": None}, False
+    out = {
+        "route": {
+            "index": decision.index,
+            "target": decision.target_qualified or decision.target,
+            "kind": decision.target_kind,
+            "path": decision.path,
+            "timeout_s": None if decision.timeout is None else str(decision.timeout),
+            "retries": decision.retries,
+        }
+    }
+    return out, True
+
+
+def _transform(engine: Any, data: dict[str, Any], explain: bool) -> tuple[dict[str, Any], bool]:
+    from mcpdsl.engine.transform import TransformError
+
+    integration = _field(data, "integration", str, "transform")
+    payload = _field(data, "payload", dict, "transform")
+    try:
+        return {"output": engine.transform(integration, payload)}, True
+    except TransformError as exc:
+        return {"error": str(exc), "field": exc.field}, False
+    except KeyError as exc:
+        _fail_input(str(exc.args[0] if exc.args else exc))
+    raise AssertionError("unreachable")
+
+
+DECIDERS: dict[str, Callable[[Any, dict[str, Any], bool], tuple[dict[str, Any], bool]]] = {
+    "authorize": _authorize,
+    "scale": _scale,
+    "route": _route,
+    "transform": _transform,
+}
 
 
 @click.command("eval")
@@ -19,16 +128,31 @@ import click
     "input_file",
     required=True,
     metavar="FILE|-",
-    help="The request as JSON (`-` reads standard input).",
+    help="The input as JSON (`-` reads standard input).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default="authorize",
+    show_default=True,
+    help="Which decision to make.",
 )
 @click.option(
     "--explain", is_flag=True, help="Add the reasons: rules matched, conditions that failed."
 )
-def eval_command(path: str, input_file: str, explain: bool) -> None:
-    """Evaluate one request against a policy tree and print the decision."""
+@click.option("--fail", is_flag=True, help="Exit 1 when the decision is negative (deny, no route).")
+@click.option(
+    "--fail-defined", is_flag=True, help="Exit 1 when the decision is positive (allow, a route)."
+)
+def eval_command(
+    path: str, input_file: str, kind: str, explain: bool, fail: bool, fail_defined: bool
+) -> None:
+    """Evaluate one input against a policy tree and print the decision."""
     from mcpdsl.cli.common import project_or_exit
     from mcpdsl.engine.engine import Engine, compile_project
 
+    if fail and fail_defined:
+        raise click.UsageError("--fail and --fail-defined exclude each other")
     project = project_or_exit(path)
     try:
         if input_file == "-":
@@ -36,19 +160,15 @@ def eval_command(path: str, input_file: str, explain: bool) -> None:
         else:
             with open(input_file, encoding="utf-8") as fh:
                 text = fh.read()
-        request = json.loads(text)
+        data = json.loads(text)
     except OSError as exc:
-        click.echo(f"error: cannot read `{input_file}`: {exc.strerror}", err=True)
-        sys.exit(2)
-    except json.JSONDecodeError as exc:
-        click.echo(f"error: `{input_file}` is not JSON: {exc}", err=True)
-        sys.exit(2)
-    if not isinstance(request, dict):
-        click.echo("error: the request must be a JSON object", err=True)
-        sys.exit(2)
+        _fail_input(f"cannot read `{input_file}`: {exc.strerror}")
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        _fail_input(f"`{input_file}` is not JSON: {exc}")
+    if not isinstance(data, dict):
+        _fail_input("the input must be a JSON object")
     engine = Engine(compile_project(project, project.root))
-    decision = engine.authorize(request)
-    out = decision.as_dict()
-    if explain:
-        out["explain"] = decision.explain().splitlines()
+    out, positive = DECIDERS[kind](engine, data, explain)
     click.echo(json.dumps(out, sort_keys=True, indent=2, ensure_ascii=False))
+    if (fail and not positive) or (fail_defined and positive):
+        sys.exit(1)

@@ -233,3 +233,38 @@ def render_sarif(diagnostics: Sequence[Diagnostic], *, version: str) -> str:
 
 
 __all__ = ["Label", "render_human", "render_json", "render_sarif", "summary_line"]
+
+
+_GITHUB_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+
+
+def _github_escape(text: str, *, prop: bool = False) -> str:
+    """Escape a workflow-command value (`%`, CR, LF; and `:`/`,` inside properties)."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
+
+
+def render_github(diagnostics: Sequence[Diagnostic], *, base: str = "") -> str:
+    """GitHub Actions workflow commands: one annotation per diagnostic.
+
+    `base` is the tree path as the user gave it, so that `file=` is relative to
+    the repository root (where the workflow runs), not to the policy tree.
+    """
+    lines = []
+    for d in diagnostics:
+        props = [f"title={_github_escape(d.code, prop=True)}"]
+        if d.span is not None:
+            file = f"{base.rstrip('/')}/{d.span.file}" if base else d.span.file
+            props = [
+                f"file={_github_escape(file, prop=True)}",
+                f"line={d.span.line}",
+                f"col={d.span.column}",
+                f"endLine={d.span.end_line}",
+                f"endColumn={d.span.end_column}",
+                *props,
+            ]
+        text = d.message + (f"\nhelp: {d.help}" if d.help else "")
+        lines.append(f"::{_GITHUB_LEVEL[d.severity]} {','.join(props)}::{_github_escape(text)}\n")
+    return "".join(lines)

@@ -130,7 +130,7 @@ def test_every_document_validates(tree: Path) -> None:
     assert problems == []
 
 
-@pytest.mark.skipif(not promql_available(), reason="promql-parser not installed")
+@pytest.mark.skipif(not promql_available(), reason="system component missing: promql-parser")
 @pytest.mark.parametrize("tree", trees())
 def test_keda_queries_are_valid_promql(tree: Path) -> None:
     compilation = compile_tree(tree)

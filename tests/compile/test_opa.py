@@ -31,7 +31,10 @@ from mcpdsl.compile import opa as target
 from mcpdsl.compile.serialize import dump_yaml
 from mcpdsl.ir import model as m
 
-pytestmark = pytest.mark.skipif(not opa_available(), reason="the OPA engine is not installed")
+pytestmark = pytest.mark.skipif(
+    not opa_available(),
+    reason="system component missing: the OPA engine (opa-golib-python-bindings)",
+)
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures" / "opa"

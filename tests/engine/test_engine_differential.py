@@ -27,7 +27,10 @@ from validators import opa_available
 from mcpdsl.compile import TargetContext, load_target
 from mcpdsl.engine import Engine
 
-pytestmark = pytest.mark.skipif(not opa_available(), reason="the OPA engine is not installed")
+pytestmark = pytest.mark.skipif(
+    not opa_available(),
+    reason="system component missing: the OPA engine (opa-golib-python-bindings)",
+)
 
 BATCH = 25
 # one Random drives a whole batch: a large example on purpose

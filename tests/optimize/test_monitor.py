@@ -29,7 +29,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[typ
     return yaml.safe_load((out / "prometheus" / "rules.yaml").read_text(encoding="utf-8"))
 
 
-@pytest.mark.skipif(not promql_available(), reason="promql-parser is not installed")
+@pytest.mark.skipif(not promql_available(), reason="system component missing: promql-parser")
 def test_every_expression_parses(built: dict) -> None:  # type: ignore[type-arg]
     for name, expr in expressions(built):
         assert validate_promql(expr) == [], (name, expr)

@@ -145,7 +145,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium (Debian `chromium`) is not installed"
+    CHROMIUM is None, reason="system component missing: headless Chromium (Debian `chromium`)"
 )
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     report(FORECAST, tmp_path)

@@ -142,7 +142,7 @@ def test_real_opa_verifies_jwt_and_hashes(signed: Path, keys) -> None:  # type: 
     from validators import opa_available
 
     if not opa_available():
-        pytest.skip("opa-golib-python-bindings not installed")
+        pytest.skip("system component missing: opa-golib-python-bindings")
     from opa_bindings import OpaEngine
 
     files = {n: d.decode() for n, d in members((signed / "opa/bundle.tar.gz").read_bytes()).items()}
