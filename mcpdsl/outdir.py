@@ -355,6 +355,11 @@ def _empty(directory: Path) -> bool:
 
 
 def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -380,9 +385,10 @@ def replace(
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
     except OSError as exc:
         raise _error("E0805", given, f"cannot create `{given}`: {_reason(exc)}") from exc
-    lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(lock, fcntl.LOCK_EX)
+    lock = -1
     try:
+        lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # tells `recover` in other runs: in use
         for path, content in files:
             destination = staging / path
             destination.parent.mkdir(parents=True, exist_ok=True)
@@ -393,7 +399,8 @@ def replace(
     except OSError as exc:
         raise _error("E0805", given, f"cannot write `{given}`: {_reason(exc)}") from exc
     finally:
-        os.close(lock)
+        if lock >= 0:
+            os.close(lock)
         if os.path.lexists(staging):
             shutil.rmtree(staging, ignore_errors=True)
 

@@ -227,14 +227,15 @@ def umask(mask: int) -> Iterator[None]:
         os.umask(old)
 
 
-def test_outputs_get_normal_permissions(work: Path) -> None:
-    with umask(0o022):
+@pytest.mark.parametrize(("mask", "dirs", "files"), [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640)])
+def test_outputs_get_normal_permissions(work: Path, mask: int, dirs: int, files: int) -> None:
+    """Not the 0700 of a temporary directory: what any new directory gets under the umask."""
+    with umask(mask):
         assert build("out")[0] == 0
-    modes = {
-        p: stat.S_IMODE(os.lstat(p).st_mode) for p in [work / "out", *(work / "out").rglob("*")]
-    }
-    assert modes[work / "out"] == 0o755
-    assert all(m == (0o755 if p.is_dir() else 0o644) for p, m in modes.items())
+    out = work / "out"
+    modes = {p: stat.S_IMODE(os.lstat(p).st_mode) for p in [out, *out.rglob("*")]}
+    assert modes[out] == dirs
+    assert all(m == (dirs if p.is_dir() else files) for p, m in modes.items())
 
 
 # ------------------------------------------------------------------ interrupted swaps
