@@ -68,11 +68,20 @@ def load(path: str | os.PathLike[str]) -> Project:
     return compilation.project
 
 
-def build(path: str | os.PathLike[str], out: str | os.PathLike[str] = "build"):  # type: ignore[no-untyped-def]
+def build(  # type: ignore[no-untyped-def]
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str] = "build",
+    *,
+    analyze: bool = True,
+    force: bool = False,
+):
     """Compile a policy tree and write every target's artifacts atomically into `out`.
 
-    Returns a `mcpdsl.builder.artifacts.BuildResult`; raises `CompileError` when the tree has errors.
+    Returns a `mcpdsl.builder.artifacts.BuildResult`; raises `CompileError` when the tree has
+    errors, the z3 analyses included (as `mcpdsl build`; `analyze=False` skips them),
+    and `mcpdsl.outdir.OutputError` (a `CompileError`, E08xx) when `out` may not be
+    replaced (docs/output.md; `force=True` overrides only a non-empty foreign directory).
     """
     from mcpdsl.builder.artifacts import build as run_build
 
-    return run_build(path, out)
+    return run_build(path, out, analyze=analyze, force=force)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from mcpdsl.compile import TARGETS, Artifact, Enforcement, TargetContext, load_t
 from mcpdsl.compile.serialize import dump_json
 from mcpdsl.diagnostics import CompileError, Diagnostic
 from mcpdsl.ir.model import Project
+from mcpdsl.outdir import BUILD_FORMAT, OutputPlan, prepare, replace
 from mcpdsl.pipeline import Compilation, InputError, _no_gc, compile_tree
 
 #: The IR of the build (see `ir_artifact`), covered by manifest.json like every artifact.
@@ -42,12 +41,14 @@ class BuildResult:
     compilation: Compilation | None = None
 
 
-def manifest(artifacts: list[Artifact]) -> Artifact:
+def manifest(artifacts: list[Artifact], fmt: str = BUILD_FORMAT) -> Artifact:
+    """Every artifact with its sha256; `format` marks the directory as ours (mcpdsl.outdir)."""
     entries = [
         {"path": a.path, "sha256": hashlib.sha256(a.content).hexdigest(), "size": len(a.content)}
         for a in sorted(artifacts, key=lambda a: a.path)
     ]
-    return Artifact("manifest.json", dump_json({"artifacts": entries, "generator": "mcpdsl"}))
+    doc = {"artifacts": entries, "format": fmt, "generator": "mcpdsl"}
+    return Artifact("manifest.json", dump_json(doc))
 
 
 def ir_artifact(project: Project) -> Artifact:
@@ -107,53 +108,58 @@ def compile_artifacts(compilation: Compilation, targets: tuple[str, ...] = TARGE
     )
 
 
-def write_atomically(out: Path, artifacts: list[Artifact]) -> None:
-    """Replace `out` with exactly these artifacts, or leave it untouched on failure."""
-    out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    try:
-        for artifact in artifacts:
-            target = staging / artifact.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(artifact.content)
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            if old.exists():
-                shutil.rmtree(old)
-            os.rename(out, old)
-        try:
-            os.rename(staging, out)
-        except OSError:
-            if old is not None:
-                os.rename(old, out)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+def write_atomically(
+    out: str | os.PathLike[str] | OutputPlan,
+    artifacts: list[Artifact],
+    *,
+    sources: tuple[str | os.PathLike[str], ...] = (),
+    force: bool = False,
+) -> OutputPlan:
+    """Replace `out` with exactly these artifacts, or leave it untouched on failure.
+
+    `out` must pass the output-directory policy of `mcpdsl.outdir` (raises
+    `OutputError`, a `CompileError`); `sources` are the policy tree it may not
+    overlap.  A plan from `outdir.prepare` is re-checked before the swap.
+    """
+    plan = out if isinstance(out, OutputPlan) else prepare(out, sources=sources, force=force)
+    replace(plan, ((a.path, a.content) for a in artifacts), sources=sources, force=force)
+    return plan
 
 
 def build(
     path: str | os.PathLike[str],
     out: str | os.PathLike[str] = "build",
     targets: tuple[str, ...] = TARGETS,
+    *,
+    analyze: bool = True,
+    force: bool = False,
 ) -> BuildResult:
-    """Compile a policy tree and write its artifacts; raises CompileError on errors."""
+    """Compile a policy tree and write its artifacts; raises CompileError on errors.
+
+    Like `mcpdsl build`, the z3 analyses run first and their errors (an
+    over-committed pool, an unmeetable carbon budget) stop the build;
+    `analyze=False` skips them.  The output directory is checked before the
+    compilation starts.
+    """
+    plan = prepare(out, sources=(path,), force=force)
     try:
-        compilation = compile_tree(path)
+        compilation = compile_tree(path, analyze=analyze)
     except InputError as exc:
         raise CompileError([exc.diagnostic]) from exc
     result = compile_artifacts(compilation, targets)
-    write_result(result, out)
+    write_result(result, plan, sources=(path,), force=force)
     return result
 
 
-def write_result(result: BuildResult, out: str | os.PathLike[str]) -> None:
+def write_result(
+    result: BuildResult,
+    out: str | os.PathLike[str] | OutputPlan,
+    *,
+    sources: tuple[str | os.PathLike[str], ...] = (),
+    force: bool = False,
+) -> None:
     """Write a build's artifacts atomically into `out`, timing the write as a stage."""
     start = time.perf_counter()
-    write_atomically(Path(out), result.artifacts)
+    plan = write_atomically(out, result.artifacts, sources=sources, force=force)
     result.timings["write"] = time.perf_counter() - start
-    result.out = Path(out)
+    result.out = Path(plan.given)

@@ -5,7 +5,8 @@
 whose bytes changed), prints the diagnostics and the time of each rebuild, and
 keeps the last good artifacts: output is written only when the tree has no
 errors, and then atomically (`mcpdsl.builder.artifacts.write_atomically`), so a
-broken edit never replaces a good build.
+broken edit never replaces a good build; `out` obeys the output-directory
+policy of `mcpdsl.outdir`.
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ class Watcher:
         targets: tuple[str, ...] = TARGETS,
         echo: Callable[[str], None] = print,
         colour: bool = False,
+        force: bool = False,
     ) -> None:
         self.root = Path(root)
         self.out = Path(out)
+        self.force = force  # only for the first write: afterwards `out` is our build
         self.targets = targets
         self.echo = echo
         self.colour = colour
@@ -67,6 +70,7 @@ class Watcher:
     def rebuild(self, changed: Iterable[str] = ()) -> Rebuild:
         from mcpdsl.builder.artifacts import compile_artifacts, write_atomically
         from mcpdsl.diagnostics.render import render_human, summary_line
+        from mcpdsl.outdir import OutputError
 
         when = datetime.now().astimezone()
         stamp = when.strftime("%H:%M:%S")
@@ -108,8 +112,16 @@ class Watcher:
             built = compile_artifacts(compilation, self.targets)
             artifacts = built.artifacts
             write_start = time.perf_counter()
-            write_atomically(self.out, artifacts)
+            write_atomically(
+                self.out, artifacts, sources=(self.root,), force=self.force and not self.good
+            )
             result.timings = {**built.timings, "write": time.perf_counter() - write_start}
+        except OutputError as exc:  # the output policy refused `out` (E08xx): say why
+            result.ok = False
+            result.seconds = time.perf_counter() - start
+            self.echo(render_human([exc.diagnostic], SourceMap(), colour=self.colour))
+            result.message = f"[{stamp}] output refused ({exc.diagnostic.code}); {keep}"
+            return self._done(result)
         except Exception as exc:  # a bug in a target, or an unwritable output: keep watching
             result.ok = False
             result.seconds = time.perf_counter() - start

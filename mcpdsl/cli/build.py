@@ -1,4 +1,4 @@
-"""`mcpdsl build DIR [--out build] [--target kubernetes,envoy,opa]`."""
+"""`mcpdsl build DIR [--out build] [--force] [--target ...] [--no-analyze]`."""
 
 from __future__ import annotations
 
@@ -25,32 +25,59 @@ def _targets(value: str | None) -> tuple[str, ...]:
     return names
 
 
+FORCE_HELP = (
+    "Replace a non-empty output directory that is not an earlier mcpdsl output. Never "
+    "applies to the current directory, the sources, or a path that is not a directory."
+)
+
+
 @click.command("build")
 @click.argument("path", type=click.Path(path_type=str))
 @click.option(
-    "--out", default="build", show_default=True, help="Output directory (replaced atomically)."
+    "--out",
+    default="build",
+    show_default=True,
+    help="Output directory, replaced atomically: absent, empty or an earlier build.",
 )
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @click.option("--target", "target", default=None, help="Comma-separated targets (default: all).")
+@click.option(
+    "--analyze/--no-analyze",
+    default=True,
+    show_default=True,
+    help="Run the z3 analyses first and refuse to build when they find errors, as `check` "
+    "does. --no-analyze skips them.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only diagnostics and the summary line.")
-def build_command(path: str, out: str, target: str | None, quiet: bool) -> None:
+def build_command(
+    path: str, out: str, force: bool, target: str | None, analyze: bool, quiet: bool
+) -> None:
     """Compile a policy tree to Kubernetes, Envoy and OPA artifacts."""
     from mcpdsl.builder.artifacts import compile_artifacts, write_result
-    from mcpdsl.cli.common import compile_or_exit, emit_diagnostics
+    from mcpdsl.cli.common import (
+        compile_or_exit,
+        emit_diagnostics,
+        exit_output_error,
+        output_or_exit,
+    )
+    from mcpdsl.diagnostics import Severity
+    from mcpdsl.outdir import OutputError
 
     targets = _targets(target)
-    compilation = compile_or_exit(path)
+    plan = output_or_exit(out, sources=(path,), force=force)
+    compilation = compile_or_exit(path, analyze=analyze)
     if compilation.has_errors:
         emit_diagnostics(compilation.diagnostics, compilation.sources)
         click.echo(f"build failed; `{out}` left untouched")
         sys.exit(1)
-    if compilation.diagnostics:
-        emit_diagnostics(compilation.diagnostics, compilation.sources)
+    shown = [d for d in compilation.diagnostics if d.severity is not Severity.INFO]
+    if shown:  # analysis infos (overlaps, witnesses) are `check`'s to print
+        emit_diagnostics(shown, compilation.sources)
     result = compile_artifacts(compilation, targets)
     try:
-        write_result(result, out)
-    except OSError as exc:
-        click.echo(f"error: cannot write `{out}`: {exc}", err=True)
-        sys.exit(2)
+        write_result(result, plan, sources=(path,), force=force)
+    except OutputError as exc:
+        exit_output_error(exc)
     if not quiet:
         _print_summary(result, out)
     total = sum(result.timings.values())

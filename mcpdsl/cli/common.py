@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from mcpdsl.diagnostics import Diagnostic
+from mcpdsl.outdir import OutputError
 from mcpdsl.source import SourceMap
 
 if TYPE_CHECKING:
     from mcpdsl.ir.model import Project
+    from mcpdsl.outdir import OutputPlan
     from mcpdsl.pipeline import Compilation
 
 
@@ -86,3 +88,28 @@ def project_or_exit(path: str) -> Project:
         emit_diagnostics([d for d in compilation.diagnostics if d.is_error], compilation.sources)
         sys.exit(2)
     return compilation.project
+
+
+def output_or_exit(
+    out: str, *, sources: tuple[str, ...], force: bool = False, kind: str | None = None
+) -> OutputPlan:
+    """Check `--out` against the output-directory policy before any work (mcpdsl.outdir).
+
+    Leftovers of an interrupted run are restored or removed first and each is
+    named in a note; a refusal is a coded diagnostic at the path, exit 2.
+    """
+    from mcpdsl.outdir import BUILD_FORMAT, prepare
+
+    try:
+        plan = prepare(out, kind=kind or BUILD_FORMAT, sources=sources, force=force)
+    except OutputError as exc:
+        exit_output_error(exc)
+    for note in plan.notes:
+        click.echo(f"note: {note}")
+    return plan
+
+
+def exit_output_error(exc: OutputError) -> NoReturn:
+    """Print an output refusal (E08xx) the way input errors are printed, and exit 2."""
+    emit_diagnostics([exc.diagnostic], SourceMap(), summary=False)
+    sys.exit(2)

@@ -1,9 +1,11 @@
 """`mcpdsl diff OLD NEW [--format text|json|sarif|markdown] [--fail-on widen|narrow|any]`.
 
-Each side is a directory (or file) or `git:REV[:DIR]`: DIR (default: the
-repository root) as of revision REV of the repository around the current
-directory, exported with `git archive` into a temporary directory — the work
-tree and the index are never touched.
+Each side is a directory (or file) or `git:REV[:DIR]`: DIR as of revision REV
+of the repository around the current directory, exported with `git archive`
+into a temporary directory — the work tree and the index are never touched.
+Without `:DIR` a side compares the same path as the other side: the other
+side's directory (relative to the repository root), its DIR when it is a git
+side too, or the current directory when neither names one.
 
 Exit codes: 0 no failing change; 1 `--fail-on` matched (e.g. a request
 gains access under `--fail-on widen`); 2 usage error, an unusable side or a
@@ -13,6 +15,7 @@ side with compile errors.
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -43,8 +46,33 @@ def _git(args: list[str], cwd: Path) -> bytes:
     return done.stdout
 
 
-def checkout(spec: str, stack: ExitStack) -> Path:
-    """A directory holding the side `spec` (exported into a temporary directory for git)."""
+def default_dir(other: str, top: Path) -> str:
+    """The path, relative to the repository root, that a `git:REV` side without DIR means.
+
+    `mcpdsl diff git:HEAD policies/` compares `policies/` with itself at HEAD,
+    not the whole repository with `policies/`.
+    """
+    if other.startswith("git:"):
+        _, _, sub = other[4:].partition(":")
+        if sub.strip("/"):
+            return sub.strip("/")
+        here = Path.cwd()
+    else:
+        here = Path(other)
+    real, root = Path(os.path.realpath(here)), Path(os.path.realpath(top))
+    if real != root and root not in real.parents:
+        raise SideError(
+            f"`{other}` is outside the repository at `{top}`; name the directory to compare"
+            " with `git:REV:DIR`"
+        )
+    return real.relative_to(root).as_posix() if real != root else ""
+
+
+def checkout(spec: str, stack: ExitStack, other: str | None = None) -> Path:
+    """A directory holding the side `spec` (exported into a temporary directory for git).
+
+    `other` is the other side of the diff; a `git:REV` without DIR takes its path.
+    """
     if not spec.startswith("git:"):
         path = Path(spec)
         if not path.exists():
@@ -61,6 +89,8 @@ def checkout(spec: str, stack: ExitStack) -> Path:
         raise SideError(f"`{rev}` is not a revision of the repository at `{top}`") from None
     commit = commit.strip()
     sub = sub.strip("/")
+    if not sub and other is not None:
+        sub = default_dir(other, top)
     args = ["archive", "--format=tar", commit]
     if sub:
         args += ["--", sub]
@@ -107,9 +137,9 @@ def diff_command(old: str, new: str, fmt: str, fail_on: str) -> None:
 
     projects = []
     with ExitStack() as stack:
-        for spec in (old, new):
+        for spec, other in ((old, new), (new, old)):
             try:
-                root = checkout(spec, stack)
+                root = checkout(spec, stack, other)
                 compilation = compile_tree(root)
             except SideError as exc:
                 click.echo(f"error: {exc}", err=True)

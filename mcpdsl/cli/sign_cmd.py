@@ -35,6 +35,8 @@ def sign_command(
     build: Path, key_path: Path, passphrase_env: str | None, revision: int | None
 ) -> None:
     """Sign a build: the OPA bundle (ES256 JWT), then manifest.json (Ed25519 + ML-DSA-65)."""
+    from mcpdsl.cli.common import exit_output_error
+    from mcpdsl.outdir import OutputError
     from mcpdsl.trust import TrustError, TrustInputError, load_signing_key, sign_build
     from mcpdsl.trust.common import format_time
 
@@ -46,6 +48,8 @@ def sign_command(
         result = sign_build(build, key, revision=revision)
     except TrustInputError as exc:
         fail(str(exc))
+    except OutputError as exc:  # the output-directory policy (E08xx), e.g. signing `.`
+        exit_output_error(exc)
     except TrustError as exc:
         fail(f"refusing to sign `{build}`: {exc.reason}", 1)
     except OSError as exc:

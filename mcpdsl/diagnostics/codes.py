@@ -5,7 +5,8 @@ and editor integrations key on them.  Each code has a default severity, a one
 line title and a long explanation printed by `mcpdsl check --explain CODE`.
 
 Ranges: E01xx syntax, E02xx declarations and clauses, E03xx units, values and
-expressions, E04xx names and imports, E05xx input files, E06xx tests,
+expressions, E04xx names and imports, E05xx input files, E06xx tests, E07xx
+carbon data and the optimiser, E08xx output directories (mcpdsl/outdir.py),
 W01xx warnings, A01xx analysis findings (z3; docs/analysis.md).
 """
 
@@ -466,6 +467,58 @@ _TABLE: tuple[Code, ...] = (
         "its maximum `nodes`, or a service with two or more replicas (which must spread over\n"
         "at least two nodes) is in a pool of one node. Add nodes, use bigger nodes, or lower\n"
         "the replicas.\n",
+    ),
+    # ------------------------------------------------ output directories (E08xx)
+    Code(
+        "E0801",
+        _E,
+        "output would replace the current directory",
+        "`--out` names the current directory or one of its parents. Replacing it would\n"
+        "delete everything in it, the policy sources included. `--force` does not override\n"
+        "this. Name a directory of its own, such as the default `build`.\n\n"
+        "    mcpdsl build policies --out .        # error[E0801]\n"
+        "    mcpdsl build policies --out build    # ok\n",
+    ),
+    Code(
+        "E0802",
+        _E,
+        "output overlaps the source tree",
+        "The output directory is the policy tree, contains it (a parent of the sources), or\n"
+        "lies inside it and is not an earlier output of the same command. Paths are compared\n"
+        "after resolving symbolic links and `..`, so a symlink that points into the sources\n"
+        "is refused too. `--force` does not override this: the sources would be deleted.\n"
+        "An absent or empty directory, or an earlier build, inside the tree is allowed\n"
+        "(`mcpdsl build . --out build`).\n",
+    ),
+    Code(
+        "E0803",
+        _E,
+        "output is not a directory",
+        "The output path exists and is not a directory: a regular file, a device such as\n"
+        "`/dev/null`, a FIFO, a socket or a symbolic link loop. It is never replaced by a\n"
+        "directory; `--force` does not override this. Choose another `--out`.\n",
+    ),
+    Code(
+        "E0804",
+        _E,
+        "output directory is not an mcpdsl output",
+        "An output directory is replaced as a whole, so it may be replaced only when it is\n"
+        "absent, empty, or an earlier output of the same command, recognised by the format\n"
+        "marker in its `manifest.json` (`mcpdsl-build/1` for `build` and `watch`,\n"
+        "`mcpdsl-report/1` for `report`; builds written before the marker existed are\n"
+        'recognised by their `"generator": "mcpdsl"` manifest). This directory holds other\n'
+        "files. Choose another `--out`, or pass `--force` to replace it anyway (everything\n"
+        "in it is deleted). A report is not written into a build: `verify` would reject\n"
+        "the extra files and the next build would delete them.\n",
+    ),
+    Code(
+        "E0805",
+        _E,
+        "cannot write the output directory",
+        "The output directory, its parent, or a temporary sibling (`.<out>.staging-*`)\n"
+        "cannot be created, inspected or renamed: no permission, a read-only file system,\n"
+        "a parent path that is a file, or a full disk. The previous output, if any, is\n"
+        "left as it was.\n",
     ),
     # ---------------------------------------------------- analysis (z3)
     Code(

@@ -178,3 +178,36 @@ def test_git_revisions_never_touch_the_work_tree(
     assert both.exit_code == 0 and "1 widened" in both.output
     bad = cli("git:no-such-rev:tree", "tree")
     assert bad.exit_code == 2 and "not a revision" in bad.output
+
+
+def test_a_git_side_without_dir_compares_the_other_sides_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`git:REV` alone means the same directory as the other side, not the whole repository."""
+    repo = tmp_path / "repo"
+    (repo / "tree").mkdir(parents=True)
+    (repo / "tree" / "shop.mcp").write_text((BASE / "shop.mcp").read_text())
+    (repo / "other").mkdir()  # a second tree: in the whole repository its package clashes
+    (repo / "other" / "shop.mcp").write_text((BASE / "shop.mcp").read_text())
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "base")
+    (repo / "tree" / "shop.mcp").write_text((DIFFS / "deny-removed" / "shop.mcp").read_text())
+    monkeypatch.chdir(repo)
+    explicit = cli("git:HEAD:tree", "tree", "--format", "json")
+    implicit = cli("git:HEAD", "tree", "--format", "json")
+    assert implicit.exit_code == explicit.exit_code == 0, implicit.output
+    assert [c["group"] for c in json.loads(implicit.output)["access"]] == ["access/db-net"]
+    reverse = cli("tree", "git:HEAD", "--fail-on", "narrow")
+    assert reverse.exit_code == 1, reverse.output
+    monkeypatch.chdir(repo / "tree")  # from inside the directory, `.` works the same
+    inside = cli("git:HEAD", ".", "--format", "json")
+    assert inside.exit_code == 0, inside.output
+    assert [c["group"] for c in json.loads(inside.output)["access"]] == ["access/db-net"]
+    both = cli("git:HEAD", "git:HEAD")  # neither names a directory: the current one
+    assert both.exit_code == 0 and "access: unchanged" in both.output, both.output
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "shop.mcp").write_text((BASE / "shop.mcp").read_text())
+    bad = cli("git:HEAD", str(outside))
+    assert bad.exit_code == 2 and "outside the repository" in bad.output

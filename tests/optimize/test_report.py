@@ -22,7 +22,7 @@ FORECAST = Path(__file__).parent / "fixtures" / "forecast"
 def report(tree: Path, out: Path) -> tuple[str, str]:
     result = CliRunner().invoke(main, ["report", str(tree), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    folder = out / "report"
+    folder = out
     return (
         (folder / "sustainability.html").read_text(encoding="utf-8"),
         (folder / "sustainability.md").read_text(encoding="utf-8"),
@@ -70,10 +70,31 @@ def test_report_is_deterministic(tmp_path: Path) -> None:
     assert first == second
 
 
-def test_report_leaves_the_rest_of_the_build_alone(tmp_path: Path) -> None:
-    (tmp_path / "manifest.json").write_text("{}", encoding="utf-8")
-    report(FORECAST, tmp_path)
-    assert (tmp_path / "manifest.json").read_text(encoding="utf-8") == "{}"
+def test_report_is_written_next_to_a_build_not_into_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report inside a (signed) build breaks `verify` and dies with the next build."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    built = runner.invoke(main, ["build", str(FORECAST), "--no-analyze", "-q"])
+    assert built.exit_code == 0, built.output
+    before = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*.json"))
+    default = runner.invoke(main, ["report", str(FORECAST)])
+    assert default.exit_code == 0, default.output
+    assert (tmp_path / "report" / "sustainability.html").is_file()
+    assert not (tmp_path / "build" / "report").exists()
+    into = runner.invoke(main, ["report", str(FORECAST), "--out", "build"])
+    assert into.exit_code == 2
+    assert "error[E0804]: refusing to replace `build`" in into.output
+    assert not (tmp_path / "build" / "sustainability.html").exists()
+    after = [
+        e
+        for e in sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*.json"))
+        if e[0].parts[0] == "build"
+    ]
+    assert after == before
+    again = runner.invoke(main, ["report", str(FORECAST)])  # an earlier report is replaced
+    assert again.exit_code == 0, again.output
 
 
 def _png_pixels(data: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
@@ -128,7 +149,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 )
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     report(FORECAST, tmp_path)
-    page = (tmp_path / "report" / "sustainability.html").resolve()
+    page = (tmp_path / "sustainability.html").resolve()
     shot = tmp_path / "shot.png"
     done = subprocess.run(
         [
