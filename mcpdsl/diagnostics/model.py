@@ -33,6 +33,29 @@ class Label(BaseModel):
     message: str = ""
 
 
+class Status(StrEnum):
+    """How an enforcement point carries an access rule (the `build` enforcement table).
+
+    `narrowed` fails closed (the rule admits less than written there), `not-enforced`
+    fails open (a deny that cannot fire there).
+    """
+
+    ENFORCED = "enforced"
+    NARROWED = "narrowed"
+    NOT_ENFORCED = "not-enforced"
+
+
+class Enforcement(BaseModel):
+    """Where one access rule is enforced by one target: data carried by a build diagnostic."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str  # POLICY/ID
+    target: str
+    where: str  # e.g. "rbac deny, gateway public, route /v1/**"
+    status: Status = Status.ENFORCED
+
+
 class Diagnostic(BaseModel):
     """A finding about the user's input: code, place, message and advice."""
 
@@ -46,6 +69,7 @@ class Diagnostic(BaseModel):
     secondary: tuple[Label, ...] = ()
     help: str | None = None
     notes: tuple[str, ...] = ()
+    enforcement: Enforcement | None = None  # build diagnostics about an access rule
 
     def sort_key(self) -> tuple[str, int, int, int, str, str]:
         """Diagnostics are reported by location so that output is deterministic."""
@@ -70,7 +94,7 @@ def sort_diagnostics(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     seen: set[tuple[object, ...]] = set()
     unique: list[Diagnostic] = []
     for d in sorted(diagnostics, key=Diagnostic.sort_key):
-        key = (d.sort_key(), d.label)
+        key = (d.sort_key(), d.label, d.enforcement)
         if key in seen:
             continue
         seen.add(key)
