@@ -62,15 +62,32 @@ class BuildResult:
         return any(d.is_error for d in self.build_diagnostics)
 
 
-def escalate(diagnostics: list[Diagnostic], strict: bool) -> list[Diagnostic]:
-    """Under `strict`, a warning whose code is a strict one (not enforced/dropped) is an error."""
-    if not strict:
-        return diagnostics
+def strict_rules(project: Project) -> frozenset[str]:
+    """`POLICY/ID` of every rule of a `strict` policy (by name and by qualified name)."""
+    keys: set[str] = set()
+    for policy in project.policies:
+        if policy.strict:
+            for rule in policy.rules:
+                keys.update((f"{policy.name}/{rule.id}", f"{policy.qualified}/{rule.id}"))
+    return frozenset(keys)
+
+
+def escalate(
+    diagnostics: list[Diagnostic], strict: bool, rules: frozenset[str] = frozenset()
+) -> list[Diagnostic]:
+    """A strict warning (not enforced, dropped, narrowed) becomes an error.
+
+    Every one under `strict` (`build --strict`); otherwise those about a rule of
+    a policy marked `strict` in the tree (`rules`, see `strict_rules`).
+    """
+
+    def applies(d: Diagnostic) -> bool:
+        if d.code not in STRICT_CODES or d.severity is not Severity.WARNING:
+            return False
+        return strict or (d.enforcement is not None and d.enforcement.rule in rules)
+
     return [
-        d.model_copy(update={"severity": Severity.ERROR})
-        if d.code in STRICT_CODES and d.severity is Severity.WARNING
-        else d
-        for d in diagnostics
+        d.model_copy(update={"severity": Severity.ERROR}) if applies(d) else d for d in diagnostics
     ]
 
 
@@ -98,7 +115,8 @@ def compile_artifacts(
     """Run the targets on a compiled project (no I/O).
 
     `strict` turns every B01xx warning that says a clause is not enforced, dropped
-    or narrowed into an error (`BuildResult.has_errors`); writing is the caller's.
+    or narrowed into an error (`BuildResult.has_errors`), as a `strict` policy does
+    for its own rules; writing is the caller's.
     """
     if compilation.project is None:
         raise CompileError(compilation.diagnostics)
@@ -137,7 +155,9 @@ def compile_artifacts(
         diagnostics=compilation.diagnostics,
         timings=timings,
         per_target=per_target,
-        build_diagnostics=sort_diagnostics(escalate(found, strict)),
+        build_diagnostics=sort_diagnostics(
+            escalate(found, strict, strict_rules(compilation.project))
+        ),
         compilation=compilation,
         strict=strict,
     )

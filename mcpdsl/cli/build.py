@@ -68,7 +68,7 @@ def build_command(
         emit_diagnostics(_shown(compilation.diagnostics, quiet), compilation.sources, fmt)
         _status(fmt, f"build failed; `{out}` left untouched")
         sys.exit(1)
-    result = compile_artifacts(compilation, targets, strict=strict or _tree_strict(compilation))
+    result = compile_artifacts(compilation, targets, strict=strict)
     everything = [*compilation.diagnostics, *result.build_diagnostics]
     if fmt != "text":
         emit_diagnostics(_shown(everything, quiet), compilation.sources, fmt)
@@ -79,7 +79,8 @@ def build_command(
     if result.has_errors:
         if fmt == "text":
             _summary_line(everything)
-        _status(fmt, f"build failed (--strict); `{out}` left untouched")
+        why = "--strict" if strict else "a `strict` policy"
+        _status(fmt, f"build failed ({why}); `{out}` left untouched")
         sys.exit(1)
     try:
         write_result(result, out)
@@ -93,12 +94,6 @@ def build_command(
             _summary_line(everything)
     total = sum(result.timings.values())
     _status(fmt, f"built {len(result.artifacts)} artifacts into {out}/ in {total * 1000:.0f} ms")
-
-
-def _tree_strict(compilation: object) -> bool:
-    """Whether the tree itself asks for strict builds (a `strict` policy, docs/language.md)."""
-    project = getattr(compilation, "project", None)
-    return bool(project is not None and any(getattr(p, "strict", False) for p in project.policies))
 
 
 def _shown(diagnostics: list[Diagnostic], quiet: bool) -> list[Diagnostic]:

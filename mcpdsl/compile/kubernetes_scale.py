@@ -330,7 +330,5 @@ def autoscaler(
         external = [t for t in triggers if t["type"] not in _RESOURCE_TRIGGERS]
         if triggers and (scale.min_replicas > 0 or external):
             return scaled_object(index, scale, triggers)
-        report.report(
-            "B0109", f"scale `{scale.qualified}` compiled to a plain HPA", scale.span
-        )
+        report.report("B0109", f"scale `{scale.qualified}` compiled to a plain HPA", scale.span)
     return hpa(index, scale, ctx, report)
