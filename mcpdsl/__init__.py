@@ -69,11 +69,15 @@ def load(path: str | os.PathLike[str]) -> Project:
     return compilation.project
 
 
-def build(path: str | os.PathLike[str], out: str | os.PathLike[str] = "build"):  # type: ignore[no-untyped-def]
+def build(  # type: ignore[no-untyped-def]
+    path: str | os.PathLike[str], out: str | os.PathLike[str] = "build", *, strict: bool = False
+):
     """Compile a policy tree and write every target's artifacts atomically into `out`.
 
-    Returns a `mcpdsl.builder.BuildResult`; raises `CompileError` when the tree has errors.
+    Returns a `mcpdsl.builder.BuildResult` (its `build_diagnostics` say what the
+    targets could not enforce as written); raises `CompileError` when the tree has
+    errors, or under `strict` when a clause is not enforced, dropped or narrowed.
     """
     from mcpdsl.builder import build as run_build
 
-    return run_build(path, out)
+    return run_build(path, out, strict=strict)
