@@ -35,8 +35,8 @@ from typing import Any
 from mcpdsl.compile.envoy_paths import globs_overlap
 from mcpdsl.diagnostics import Status
 from mcpdsl.ir import model as m
-from mcpdsl.source import Span
 from mcpdsl.ir.globs import glob_regex, is_literal
+from mcpdsl.source import Span
 
 #: Headers Envoy itself sets, rewrites or strips before RBAC runs.
 _REWRITTEN_HEADERS = re.compile(

@@ -16,6 +16,7 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
+from mcpdsl.compile import TargetOutput
 from mcpdsl.compile.envoy_paths import percent_controls
 from mcpdsl.compile.serialize import decimal_str
 from mcpdsl.ir import model as m

@@ -7,6 +7,7 @@ dashboard without the stage that found it knowing which.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -22,6 +23,17 @@ class Severity(StrEnum):
     @property
     def rank(self) -> int:
         return {"error": 0, "warning": 1, "info": 2}[self.value]
+
+
+@dataclass(frozen=True)
+class Code:
+    """One entry of the code table (`codes.py`): severity, title, long explanation."""
+
+    code: str
+    severity: Severity
+    title: str
+    explanation: str
+    strict: bool = False  # a warning `mcpdsl build --strict` turns into an error
 
 
 class Label(BaseModel):

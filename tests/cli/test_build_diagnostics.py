@@ -127,8 +127,10 @@ def test_deny_reading_context_at_the_gateway_fails_open_and_says_so(tmp_path: Pa
 def test_a_deny_the_gateway_sees_is_enforced_and_not_reported(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
-    text = (GEO / "main.mcp").read_text().replace(
-        'context.geo in ["CU", "IR"]', 'request.headers.x-geo in ["CU", "IR"]'
+    text = (
+        (GEO / "main.mcp")
+        .read_text()
+        .replace('context.geo in ["CU", "IR"]', 'request.headers.x-geo in ["CU", "IR"]')
     )
     (tree / "main.mcp").write_text(text)
     result = compile_artifacts(compile_tree(tree), strict=False)
@@ -140,8 +142,12 @@ def test_a_deny_the_gateway_sees_is_enforced_and_not_reported(tmp_path: Path) ->
 def test_a_strict_policy_refuses_its_own_rules_only(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
-    text = (GEO / "main.mcp").read_text().replace("  default allow\n", "  strict\n  default allow\n")
-    text = text.replace("strategy least-request\n", "strategy least-request\n  limit 9/s per team\n")
+    text = (
+        (GEO / "main.mcp").read_text().replace("  default allow\n", "  strict\n  default allow\n")
+    )
+    text = text.replace(
+        "strategy least-request\n", "strategy least-request\n  limit 9/s per team\n"
+    )
     (tree / "main.mcp").write_text(text)
     result = build(str(tree), "--out", str(tmp_path / "out"))
     assert result.exit_code == 1, result.output

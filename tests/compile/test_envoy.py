@@ -161,7 +161,9 @@ def test_snapshot_of_every_bootstrap(tree: str, snapshot: Any) -> None:
         assert artifact.content.decode("utf-8") == snapshot(name=artifact.path)
     records = sorted(f"{e.rule} | {e.where}" for e in out.enforcement)
     assert records == snapshot(name="enforcement")
-    findings = [f"{d.severity}[{d.code}] {d.message}" for d in out.diagnostics if d.enforcement is None]
+    findings = [
+        f"{d.severity}[{d.code}] {d.message}" for d in out.diagnostics if d.enforcement is None
+    ]
     assert findings == snapshot(name="diagnostics")
     assert all(d.span is not None for d in out.diagnostics)
 

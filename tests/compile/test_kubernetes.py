@@ -269,8 +269,7 @@ def test_replicas_pdb_and_service_port(tmp_path: Path) -> None:
     assert svc["ports"] == [{"port": 81, "protocol": "TCP", "targetPort": 81}]
     assert find(out, "Deployment", "one")["spec"]["strategy"] == {"type": "Recreate"}
     assert any(
-        d.code == "B0105" and "stateful service `shop.one`" in d.message
-        for d in out.diagnostics
+        d.code == "B0105" and "stateful service `shop.one`" in d.message for d in out.diagnostics
     )
 
 
