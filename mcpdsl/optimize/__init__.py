@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mcpdsl.diagnostics import Diagnostic, make
+from mcpdsl.optimize.notes import span_of
 
 if TYPE_CHECKING:
     from mcpdsl.ir.model import Project
@@ -63,5 +64,5 @@ def build_diagnostics(plan: Plan) -> list[Diagnostic]:
                 notes=d.notes,
             )
         )
-    out.extend(make("B0131", note, None) for note in plan.notes)
+    out.extend(make("B0131", str(note), span_of(note)) for note in plan.notes)
     return out

@@ -84,9 +84,26 @@ def test_every_target_finding_on_the_real_trees_has_a_code_and_a_span() -> None:
         result = compile_artifacts(compile_tree(tree))
         for d in result.build_diagnostics:
             assert d.code in CODES and d.code.startswith("B"), d
-            if d.code != "B0131":  # planner notes are about the plan, not one clause
-                assert d.span is not None, f"{tree.name}: {d.code} {d.message}"
+            assert d.span is not None, f"{tree.name}: {d.code} {d.message}"
         assert not result.has_errors  # without --strict every real tree builds
+
+
+def test_planner_notes_are_info_diagnostics_at_the_job(tmp_path: Path) -> None:
+    """The optimiser's notes reach the build as B0131 at the job they are about."""
+    import shutil
+
+    tree = tmp_path / "tree"
+    shutil.copytree(REPO / "examples" / "carbon", tree)
+    carbon = tree / "carbon.mcp"
+    lines = carbon.read_text(encoding="utf-8").splitlines(keepends=True)
+    carbon.write_text("".join(x for x in lines if not x.startswith("  energy ")))
+    result = compile_artifacts(compile_tree(tree))
+    notes = [d for d in result.build_diagnostics if d.code == "B0131"]
+    assert notes and all(d.severity is Severity.INFO for d in notes)
+    estimated = next(d for d in notes if "feature-build` has no `energy`" in d.message)
+    assert estimated.span is not None and estimated.span.line == 28
+    quiet = build(str(tree), "--out", str(tmp_path / "o"), "--quiet")
+    assert quiet.exit_code == 0 and "B0131" not in quiet.output
 
 
 # ---------------------------------------------------------- --strict contract
