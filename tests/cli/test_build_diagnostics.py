@@ -273,3 +273,25 @@ def test_sarif_output_carries_build_diagnostics_and_is_valid(tmp_path: Path) -> 
 
     jsonschema.Draft4Validator(schema).validate(doc)
     jsonschema.Draft4Validator(schema).validate(geo)
+
+
+def test_strict_clause_lowers_formats_and_stays_out_of_the_ir_json(tmp_path: Path) -> None:
+    from mcpdsl.fmt import format_source
+
+    text = (
+        (GEO / "main.mcp").read_text().replace("  default allow\n", "  strict\n  default allow\n")
+    )
+    (tmp_path / "main.mcp").write_text(text)
+    project = compile_tree(tmp_path).project
+    assert project is not None and [p.strict for p in project.policies] == [True]
+    assert '"strict"' not in project.canonical_json()  # a build setting, not evaluation
+    assert "  strict\n" in format_source(text)
+    typo = compile_tree_text(tmp_path, text.replace("  strict\n", "  strcit\n"))
+    assert any("did you mean `strict`" in (d.help or "") for d in typo)
+
+
+def compile_tree_text(tmp_path: Path, text: str) -> list[Diagnostic]:
+    other = tmp_path / "typo"
+    other.mkdir()
+    (other / "main.mcp").write_text(text)
+    return compile_tree(other).diagnostics
