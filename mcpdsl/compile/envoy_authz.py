@@ -17,8 +17,9 @@ ext_authz to OPA, and RBAC keeps only the expressible deny rules (safe:
 deny overrides allow).  Allow rules are never encoded partially.
 
 What ext_authz hands OPA is less than the request document: the OPA-Envoy
-entry point (targets/opa/envoy.rego.j2) has no `context` and an empty
-`request.auth`, and it denies a decision carrying obligations.  A delegated
+entry point (targets/opa/envoy.rego.j2) has no `context`, an empty
+`request.auth`, a principal with only `type`, `id` and `identity`, and it
+denies a decision carrying obligations.  A delegated
 rule reading those attributes is therefore recorded as `not-enforced` (a deny
 that cannot fire: fails open) or `narrowed` (an allow that cannot fire, or
 whose obligations nothing proves: fails closed); `mcpdsl build` reports both.
@@ -87,6 +88,15 @@ class Record:
 
 #: Attribute prefixes the ext_authz entry point does not provide (envoy.rego.j2).
 UNPROVIDED = ("context", "request.auth")
+#: The principal attributes it does provide (`type`, `id`, `identity`): no others.
+PRINCIPAL_PROVIDED = frozenset({"type", "id", "identity"})
+
+
+def _unprovided(attr: m.Attr) -> bool:
+    if attr.root == "principal":
+        return bool(attr.path) and attr.path[0] not in PRINCIPAL_PROVIDED
+    dotted = attr.dotted()
+    return any(dotted == p or dotted.startswith(p + ".") for p in UNPROVIDED)
 
 
 # ---------------------------------------------------------------- formulas
@@ -346,8 +356,7 @@ def unprovided_reads(expr: m.Node | None) -> list[str]:
     def walk(x: object) -> None:
         if isinstance(x, m.Attr):
             dotted = x.dotted()
-            hit = any(dotted == p or dotted.startswith(p + ".") for p in UNPROVIDED)
-            if hit and dotted not in out:
+            if _unprovided(x) and dotted not in out:
                 out.append(dotted)
         elif isinstance(x, m.Node):
             for name in type(x).model_fields:

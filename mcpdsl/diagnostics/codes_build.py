@@ -152,8 +152,9 @@ BUILD_TABLE: tuple[Code, ...] = (
         "deny rule not enforced at the gateway",
         "The rule is delegated from an Envoy gateway to OPA through ext_authz, but it reads\n"
         "attributes that enforcement point does not provide: the ext_authz request carries\n"
-        "no `context` and an empty `request.auth`. Those attributes are missing there, so a\n"
-        "deny reading them cannot fire at the gateway: it fails open. Enforce the rule where\n"
+        "no `context`, an empty `request.auth` and a principal with only `type`, `id` and\n"
+        "`identity`. Those attributes are missing there, so a deny reading them (directly\n"
+        "or through `risk`) cannot fire at the gateway: it fails open. Enforce the rule where\n"
         "the attributes exist (the embedded engine, or OPA queried with the full request), or\n"
         "deny on attributes the gateway sees (identity, method, path, headers, source ip).\n",
         strict=True,
@@ -163,7 +164,9 @@ BUILD_TABLE: tuple[Code, ...] = (
         _W,
         "allow rule narrowed at the gateway",
         "The rule is delegated from an Envoy gateway to OPA through ext_authz, but it reads\n"
-        "attributes that enforcement point does not provide (`context`, `request.auth`).\n"
+        "attributes that enforcement point does not provide (`context`, `request.auth`,\n"
+        "principal attributes other than `type`, `id` and `identity`), or its policy may\n"
+        "require an obligation, which nothing proves there.\n"
         "An allow reading them cannot fire there, so the gateway denies requests the policy\n"
         "allows: it fails closed.\n",
         strict=True,

@@ -295,3 +295,21 @@ def compile_tree_text(tmp_path: Path, text: str) -> list[Diagnostic]:
     other.mkdir()
     (other / "main.mcp").write_text(text)
     return compile_tree(other).diagnostics
+
+
+@pytest.mark.parametrize(
+    ("condition", "reported"),
+    [
+        ('principal.email == "x@y.z"', True),  # the ext_authz principal has no attributes
+        ("request.auth.mfa == false", True),
+        ('principal.id == "mallory"', False),  # type, id and identity are provided
+    ],
+)
+def test_what_ext_authz_provides_decides_the_status(
+    tmp_path: Path, condition: str, reported: bool
+) -> None:
+    text = (GEO / "main.mcp").read_text().replace('context.geo in ["CU", "IR"]', condition)
+    (tmp_path / "main.mcp").write_text(text)
+    result = compile_artifacts(compile_tree(tmp_path))
+    codes = {d.code for d in result.build_diagnostics}
+    assert ("B0121" in codes) is reported
