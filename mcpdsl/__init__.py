@@ -74,6 +74,7 @@ def build(  # type: ignore[no-untyped-def]
     *,
     analyze: bool = True,
     force: bool = False,
+    strict: bool = False,
 ):
     """Compile a policy tree and write every target's artifacts atomically into `out`.
 
@@ -81,7 +82,9 @@ def build(  # type: ignore[no-untyped-def]
     errors, the z3 analyses included (as `mcpdsl build`; `analyze=False` skips them),
     and `mcpdsl.outdir.OutputError` (a `CompileError`, E08xx) when `out` may not be
     replaced (docs/output.md; `force=True` overrides only a non-empty foreign directory).
+    Its `build_diagnostics` say what the targets could not enforce as written; under
+    `strict` a clause that is not enforced, dropped or narrowed raises `CompileError`.
     """
     from mcpdsl.builder.artifacts import build as run_build
 
-    return run_build(path, out, analyze=analyze, force=force)
+    return run_build(path, out, analyze=analyze, force=force, strict=strict)

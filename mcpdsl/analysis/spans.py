@@ -12,16 +12,21 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from mcpdsl.source import Span
+from mcpdsl.source import SourceMap, Span
 
 if TYPE_CHECKING:
     from mcpdsl.analysis import Analysis
 
 
 def clause(a: Analysis, decl: Span | None, keyword: str) -> Span | None:
-    if decl is None or a.sources is None:
+    return clause_in(a.sources, decl, keyword)
+
+
+def clause_in(sources: SourceMap | None, decl: Span | None, keyword: str) -> Span | None:
+    """`clause` for any holder of the source texts (the build's targets use it too)."""
+    if decl is None or sources is None:
         return decl
-    source = a.sources.get(decl.file)
+    source = sources.get(decl.file)
     if source is None:
         return decl
     pattern = re.compile(rf"(?:^|[\s{{,]){re.escape(keyword)}(?=\s|$)")

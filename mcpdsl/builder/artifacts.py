@@ -6,6 +6,12 @@ previous output stays untouched.  `manifest.json` lists every artifact with its
 sha256, sorted by path, and no timestamps, so two builds of the same input are
 byte-identical.  Besides the targets' files every build holds `ir/project.json`,
 the IR the embedded engine loads from a signed build (docs/engine.md).
+
+Targets and the optimiser report through the same `Diagnostic` model as the
+front end (B01xx codes): what is not enforced, dropped or narrowed is a
+warning, and an error under `strict` (`mcpdsl build --strict`), in which case
+the build refuses to write anything.  The enforcement table is the
+`enforcement` data of those diagnostics.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from pathlib import Path
 from mcpdsl._version import __version__
 from mcpdsl.compile import TARGETS, Artifact, Enforcement, TargetContext, load_target
 from mcpdsl.compile.serialize import dump_json
-from mcpdsl.diagnostics import CompileError, Diagnostic
+from mcpdsl.diagnostics import CompileError, Diagnostic, Severity, sort_diagnostics
+from mcpdsl.diagnostics.codes import STRICT_CODES
 from mcpdsl.ir.model import Project
 from mcpdsl.outdir import BUILD_FORMAT, OutputPlan, prepare, replace
 from mcpdsl.pipeline import Compilation, InputError, _no_gc, compile_tree
@@ -31,14 +38,56 @@ IR_ARTIFACT = "ir/project.json"
 
 @dataclass
 class BuildResult:
+    """A build: its artifacts and every diagnostic (front end's, then the build's own)."""
+
     out: Path
     artifacts: list[Artifact]
-    enforcement: list[Enforcement]
-    diagnostics: list[Diagnostic]
+    diagnostics: list[Diagnostic]  # the front end's (check) diagnostics
     timings: dict[str, float]
     per_target: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    build_diagnostics: list[Diagnostic] = field(default_factory=list)  # targets, optimiser
     compilation: Compilation | None = None
+    strict: bool = False
+
+    @property
+    def enforcement(self) -> list[Enforcement]:
+        """The enforcement table: one row per access rule, target and enforcement point."""
+        rows = [d.enforcement for d in self.build_diagnostics if d.enforcement is not None]
+        return sorted(rows, key=lambda e: (e.rule, e.target, e.where))
+
+    @property
+    def has_errors(self) -> bool:
+        """Whether the build must not be written (an error, e.g. a strict finding)."""
+        return any(d.is_error for d in self.build_diagnostics)
+
+
+def strict_rules(project: Project) -> frozenset[str]:
+    """`POLICY/ID` of every rule of a `strict` policy (by name and by qualified name)."""
+    keys: set[str] = set()
+    for policy in project.policies:
+        if policy.strict:
+            for rule in policy.rules:
+                keys.update((f"{policy.name}/{rule.id}", f"{policy.qualified}/{rule.id}"))
+    return frozenset(keys)
+
+
+def escalate(
+    diagnostics: list[Diagnostic], strict: bool, rules: frozenset[str] = frozenset()
+) -> list[Diagnostic]:
+    """A strict warning (not enforced, dropped, narrowed) becomes an error.
+
+    Every one under `strict` (`build --strict`); otherwise those about a rule of
+    a policy marked `strict` in the tree (`rules`, see `strict_rules`).
+    """
+
+    def applies(d: Diagnostic) -> bool:
+        if d.code not in STRICT_CODES or d.severity is not Severity.WARNING:
+            return False
+        return strict or (d.enforcement is not None and d.enforcement.rule in rules)
+
+    return [
+        d.model_copy(update={"severity": Severity.ERROR}) if applies(d) else d for d in diagnostics
+    ]
 
 
 def manifest(artifacts: list[Artifact], fmt: str = BUILD_FORMAT) -> Artifact:
@@ -61,31 +110,36 @@ def ir_artifact(project: Project) -> Artifact:
         return Artifact(IR_ARTIFACT, (project.canonical_json() + "\n").encode())
 
 
-def compile_artifacts(compilation: Compilation, targets: tuple[str, ...] = TARGETS) -> BuildResult:
-    """Run the targets on a compiled project (no I/O)."""
+def compile_artifacts(
+    compilation: Compilation, targets: tuple[str, ...] = TARGETS, *, strict: bool = False
+) -> BuildResult:
+    """Run the targets on a compiled project (no I/O).
+
+    `strict` turns every B01xx warning that says a clause is not enforced, dropped
+    or narrowed into an error (`BuildResult.has_errors`), as a `strict` policy does
+    for its own rules; writing is the caller's.
+    """
     if compilation.project is None:
         raise CompileError(compilation.diagnostics)
     artifacts: list[Artifact] = []
-    enforcement: list[Enforcement] = []
+    found: list[Diagnostic] = []
     timings = dict(compilation.timings)
     per_target: dict[str, int] = {}
-    notes: list[str] = []
     plan = None
     if compilation.project.jobs and "kubernetes" in targets:  # CronJobs run where the plan says
-        from mcpdsl.optimize import plan_for_build
+        from mcpdsl.optimize import build_diagnostics, plan_for_build
 
         start = time.perf_counter()
         plan = plan_for_build(compilation.project)
         timings["optimize"] = time.perf_counter() - start
-        notes.extend(plan.notes if plan is not None else ())
-    ctx = TargetContext(version=__version__, plan=plan)
+        found.extend(build_diagnostics(plan) if plan is not None else ())
+    ctx = TargetContext(version=__version__, plan=plan, sources=compilation.sources)
     for name in targets:
         start = time.perf_counter()
         output = load_target(name).compile(compilation.project, ctx)
         timings[f"target:{name}"] = time.perf_counter() - start
         artifacts.extend(output.artifacts)
-        enforcement.extend(output.enforcement)
-        notes.extend(output.notes)
+        found.extend(output.diagnostics)
         per_target[name] = len(output.artifacts)
     start = time.perf_counter()
     artifacts.append(ir_artifact(compilation.project))
@@ -99,12 +153,14 @@ def compile_artifacts(compilation: Compilation, targets: tuple[str, ...] = TARGE
     return BuildResult(
         out=Path(),
         artifacts=artifacts,
-        enforcement=sorted(enforcement, key=lambda e: (e.rule, e.target, e.where)),
         diagnostics=compilation.diagnostics,
         timings=timings,
         per_target=per_target,
-        notes=notes,
+        build_diagnostics=sort_diagnostics(
+            escalate(found, strict, strict_rules(compilation.project))
+        ),
         compilation=compilation,
+        strict=strict,
     )
 
 
@@ -133,20 +189,24 @@ def build(
     *,
     analyze: bool = True,
     force: bool = False,
+    strict: bool = False,
 ) -> BuildResult:
     """Compile a policy tree and write its artifacts; raises CompileError on errors.
 
     Like `mcpdsl build`, the z3 analyses run first and their errors (an
     over-committed pool, an unmeetable carbon budget) stop the build;
     `analyze=False` skips them.  The output directory is checked before the
-    compilation starts.
+    compilation starts.  Under `strict` a clause the targets do not enforce as
+    written is an error: CompileError, and `out` is left untouched.
     """
     plan = prepare(out, sources=(path,), force=force)
     try:
         compilation = compile_tree(path, analyze=analyze)
     except InputError as exc:
         raise CompileError([exc.diagnostic]) from exc
-    result = compile_artifacts(compilation, targets)
+    result = compile_artifacts(compilation, targets, strict=strict)
+    if result.has_errors:
+        raise CompileError(result.build_diagnostics)
     write_result(result, plan, sources=(path,), force=force)
     return result
 

@@ -69,6 +69,7 @@ class Watcher:
 
     def rebuild(self, changed: Iterable[str] = ()) -> Rebuild:
         from mcpdsl.builder.artifacts import compile_artifacts, write_atomically
+        from mcpdsl.diagnostics import Severity
         from mcpdsl.diagnostics.render import render_human, summary_line
         from mcpdsl.outdir import OutputError
 
@@ -110,6 +111,9 @@ class Watcher:
             return self._done(result)
         try:
             built = compile_artifacts(compilation, self.targets)
+            findings = [d for d in built.build_diagnostics if d.severity is not Severity.INFO]
+            if findings:  # what the targets drop or narrow (B01xx), as `build` reports it
+                self.echo(render_human(findings, compilation.sources, colour=self.colour))
             artifacts = built.artifacts
             write_start = time.perf_counter()
             write_atomically(

@@ -15,11 +15,12 @@ targets/envoy/README.md.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.compile import Artifact, Enforcement, TargetContext, TargetOutput
+from mcpdsl.compile import Artifact, Enforcement, Status, TargetContext, TargetOutput
 from mcpdsl.compile.envoy_authz import Resource, RouteAuthz, route_authz
 from mcpdsl.compile.envoy_clusters import (
     HASHING,
@@ -74,6 +75,9 @@ LIMIT_KEYS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+_LIMIT_HELP = "keys Envoy can bucket by: " + ", ".join(f"`{k}`" for k in LIMIT_KEYS)
+
+
 class _Index:
     """Lookups over the project (declarations by package and name)."""
 
@@ -110,7 +114,7 @@ def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
     names = Counter(g.name for g in project.gateways)
     for gateway in project.gateways:
         file = gateway.name if names[gateway.name] == 1 else gateway.qualified
-        doc = _Gateway(gateway, index, out).bootstrap()
+        doc = _Gateway(gateway, index, ctx, out).bootstrap()
         out.artifacts.append(Artifact(f"envoy/{file}.json", dump_json(doc)))
     return out
 
@@ -166,9 +170,12 @@ def local_ratelimit(limit: m.Limit, stat_prefix: str) -> dict[str, Any]:
 class _Gateway:
     """Builds the bootstrap of one gateway."""
 
-    def __init__(self, gateway: m.Gateway, index: _Index, out: TargetOutput) -> None:
+    def __init__(
+        self, gateway: m.Gateway, index: _Index, ctx: TargetContext, out: TargetOutput
+    ) -> None:
         self.gw = gateway
         self.index = index
+        self.ctx = ctx
         self.out = out
         self.where = f"gateway {gateway.name}"
         targets = [index.target(r.target) for r in gateway.routes]
@@ -190,9 +197,6 @@ class _Gateway:
         ]
         self._note_shared_limits(targets)
 
-    def note(self, text: str) -> None:
-        self.out.notes.append(f"envoy: {self.where}: {text}")
-
     def cluster_of(self, upstream: m.Service | m.Integration) -> str:
         return self.clusters[(upstream.kind, upstream.package, upstream.name)]
 
@@ -205,8 +209,21 @@ class _Gateway:
             resource = Resource("tool", upstream.tool) if upstream.tool else Resource(None, None)
         where = f"{self.where}, route {route.path}"
         authz = route_authz(self.index.policies, resource, route, self.index.identities, where)
-        for rule, text in authz.records:
-            self.out.enforcement.append(Enforcement(rule=rule, target=NAME, where=text))
+        for r in authz.records:
+            record = Enforcement(rule=r.rule, target=NAME, where=r.where, status=r.status)
+            if r.status is Status.ENFORCED:
+                self.out.enforced(record, r.span)
+                continue
+            verb = "is not enforced" if r.status is Status.NOT_ENFORCED else "is narrowed"
+            fails = "fails open" if r.status is Status.NOT_ENFORCED else "fails closed"
+            self.out.enforced(
+                record,
+                r.span,
+                message=f"{r.effect} rule `{r.rule}` {verb} at {r.site} ({fails})",
+                why=(*r.why, f"there: {r.where}"),
+                help="enforce it where the attributes exist (the embedded engine, or OPA "
+                "queried with the whole request), or decide on what the gateway sees",
+            )
         return authz
 
     # ----------------------------------------------------------- limits
@@ -218,9 +235,14 @@ class _Gateway:
             balance = self.index.balances.get((upstream.package, upstream.name))
             limit = balance.limit if balance else None
         if limit is not None and limit.key is not None and limit.key not in LIMIT_KEYS:
-            self.note(
-                f"route {route.path}: `limit ... per {limit.key}` is not expressible with "
-                "local_ratelimit (keys: " + ", ".join(LIMIT_KEYS) + "); no limit applied"
+            self.out.unsupported(
+                "B0110",
+                f"`limit ... per {limit.key}` of {upstream.kind} `{upstream.name}` is not "
+                f"expressible with Envoy's local rate limit; route `{route.path}` of "
+                f"{self.where} has no limit",
+                limit.span or upstream.span,
+                label=f"not applied on route `{route.path}`",
+                help=_LIMIT_HELP,
             )
             return None
         return limit
@@ -231,12 +253,21 @@ class _Gateway:
             for t, limit in zip(targets, self.route_limits, strict=True)
             if limit is not None
         )
-        for (kind, _, name), count in sorted(counts.items()):
+        limits = {
+            (t.kind, t.package, t.name): (t, limit)
+            for t, limit in zip(targets, self.route_limits, strict=True)
+            if limit is not None
+        }
+        for key, count in sorted(counts.items()):
             if count > 1:
-                self.note(
-                    f"{kind} `{name}` is reached by {count} routes; Envoy keeps one rate-limit "
-                    "bucket per route, so together they admit up to "
-                    f"{count} times its limit"
+                upstream, limit = limits[key]
+                self.out.unsupported(
+                    "B0111",
+                    f"{upstream.kind} `{upstream.name}` is reached by {count} routes of "
+                    f"{self.where}; Envoy keeps one rate-limit bucket per route, so together "
+                    f"they admit up to {count} times its limit",
+                    limit.span or upstream.span,
+                    label=f"enforced per route, up to {count} times",
                 )
 
     # ----------------------------------------------------------- routes
@@ -249,9 +280,12 @@ class _Gateway:
         integration = upstream if isinstance(upstream, m.Integration) else None
         rewrite = route_rewrite(route, integration)
         if integration is not None and route.rewrite is None and rewrite is None:
-            self.note(
-                f"route {route.path}: the path cannot be mapped onto the URL template of "
-                f"integration `{integration.name}`; it is forwarded unchanged"
+            self.out.unsupported(
+                "B0112",
+                f"route `{route.path}` of {self.where} cannot be mapped onto the URL template "
+                f"of integration `{integration.name}`; it is forwarded unchanged",
+                route.span or self.gw.span,
+                help="add a `rewrite` to the route",
             )
         action.update(rewrite_action(rewrite, route.path))
         timeout = route.timeout if route.timeout is not None else getattr(upstream, "timeout", None)
@@ -309,13 +343,24 @@ class _Gateway:
             return []
         affinity = balance.affinity
         if balance.strategy not in HASHING:
-            self.note(
-                f"route {route.path}: affinity of `{service.name}` needs strategy ring-hash "
-                "or maglev; no hash policy emitted"
+            self.out.unsupported(
+                "B0113",
+                f"affinity of `{service.name}` needs strategy `ring-hash` or `maglev`; route "
+                f"`{route.path}` of {self.where} gets no hash policy",
+                affinity.span or balance.span,
+                label="requests are not sticky",
+                help="add `strategy ring-hash` (or `maglev`) to the balance",
             )
             return []
         if not affinity.key or not valid_header_value(affinity.key):
-            self.note(f"route {route.path}: affinity key {affinity.key!r} is not usable")
+            self.out.unsupported(
+                "B0113",
+                f"affinity key {json.dumps(affinity.key, ensure_ascii=False)} of "
+                f"`{service.name}` is not usable; route `{route.path}` of {self.where} gets "
+                "no hash policy",
+                affinity.span or balance.span,
+                label="requests are not sticky",
+            )
             return []
         if affinity.source == "cookie":
             cookie: dict[str, Any] = {"name": affinity.key}
@@ -357,9 +402,13 @@ class _Gateway:
         filters: list[dict[str, Any]] = []
         if self.gw.limit is not None:
             if self.gw.limit.key is not None and self.gw.limit.key not in LIMIT_KEYS:
-                self.note(
-                    f"`limit ... per {self.gw.limit.key}` is not expressible with local_ratelimit; "
-                    "no gateway limit applied"
+                self.out.unsupported(
+                    "B0110",
+                    f"`limit ... per {self.gw.limit.key}` of {self.where} is not expressible "
+                    "with Envoy's local rate limit; the gateway has no limit",
+                    self.gw.limit.span or self.gw.span,
+                    label="not applied",
+                    help=_LIMIT_HELP,
                 )
             else:
                 filters.append(
@@ -404,7 +453,14 @@ class _Gateway:
         domains = []
         for host in gw.hosts or ("*",):
             if not valid_header_value(host):
-                self.note(f"host {host!r} cannot be an Envoy domain; skipped")
+                self.out.unsupported(
+                    "B0114",
+                    f"host {json.dumps(host, ensure_ascii=False)} of {self.where} cannot be an "
+                    "Envoy domain; it is skipped",
+                    self.ctx.clause_span(gw.span, "hosts"),
+                    label="skipped" if gw.hosts else "",
+                    notes=("a gateway left without hosts answers for any host",),
+                )
             elif host not in domains:
                 domains.append(host)
         hcm = {
@@ -427,7 +483,7 @@ class _Gateway:
             name = self.cluster_of(upstream)
             if isinstance(upstream, m.Service):
                 balance = self.index.balances.get((upstream.package, upstream.name))
-                clusters.append(service_cluster(name, upstream, balance, self.out.notes))
+                clusters.append(service_cluster(name, upstream, balance, self.out))
             else:
                 clusters.append(integration_cluster(name, upstream))
         if self.delegated:

@@ -15,6 +15,14 @@ one DENY filter (every deny rule) and one ALLOW filter per `default deny`
 policy (its allow rules; none = deny all).  Otherwise the route goes through
 ext_authz to OPA, and RBAC keeps only the expressible deny rules (safe:
 deny overrides allow).  Allow rules are never encoded partially.
+
+What ext_authz hands OPA is less than the request document: the OPA-Envoy
+entry point (targets/opa/envoy.rego.j2) has no `context`, an empty
+`request.auth`, a principal with only `type`, `id` and `identity`, and it
+denies a decision carrying obligations.  A delegated
+rule reading those attributes is therefore recorded as `not-enforced` (a deny
+that cannot fire: fails open) or `narrowed` (an allow that cannot fire, or
+whose obligations nothing proves: fails closed); `mcpdsl build` reports both.
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from mcpdsl.diagnostics import Status
 from mcpdsl.ir import model as m
 from mcpdsl.ir.globs import glob_regex, is_literal
 from mcpdsl.ir.paths import globs_overlap
+from mcpdsl.source import Span
 
 #: Headers Envoy itself sets, rewrites or strips before RBAC runs.
 _REWRITTEN_HEADERS = re.compile(
@@ -60,7 +70,33 @@ class RouteAuthz:
     allow: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # per mcpdsl policy
     delegated: bool = False
     reason: str = ""
-    records: list[tuple[str, str]] = field(default_factory=list)  # (rule key, where)
+    records: list[Record] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Record:
+    """How one access rule is carried on one route: where, status, and why not fully."""
+
+    rule: str  # rule key, POLICY/ID
+    where: str
+    span: Span | None
+    status: Status = Status.ENFORCED
+    why: tuple[str, ...] = ()
+    site: str = ""  # "gateway public, route /v1/**"
+    effect: str = "allow"
+
+
+#: Attribute prefixes the ext_authz entry point does not provide (envoy.rego.j2).
+UNPROVIDED = ("context", "request.auth")
+#: The principal attributes it does provide (`type`, `id`, `identity`): no others.
+PRINCIPAL_PROVIDED = frozenset({"type", "id", "identity"})
+
+
+def _unprovided(attr: m.Attr) -> bool:
+    if attr.root == "principal":
+        return bool(attr.path) and attr.path[0] not in PRINCIPAL_PROVIDED
+    dotted = attr.dotted()
+    return any(dotted == p or dotted.startswith(p + ".") for p in UNPROVIDED)
 
 
 # ---------------------------------------------------------------- formulas
@@ -313,6 +349,60 @@ def _invisible_reads(e: m.Node | None) -> list[str]:
     return out
 
 
+def unprovided_reads(expr: m.Node | None) -> list[str]:
+    """The attributes `expr` reads that ext_authz leaves missing (`UNPROVIDED`), in order."""
+    out: list[str] = []
+
+    def walk(x: object) -> None:
+        if isinstance(x, m.Attr):
+            dotted = x.dotted()
+            if _unprovided(x) and dotted not in out:
+                out.append(dotted)
+        elif isinstance(x, m.Node):
+            for name in type(x).model_fields:
+                walk(getattr(x, name))
+        elif isinstance(x, tuple):
+            for item in x:
+                walk(item)
+
+    walk(expr)
+    return out
+
+
+def _reads_risk(expr: m.Node | None) -> bool:
+    if isinstance(expr, m.Attr):
+        return expr.root == "risk"
+    if isinstance(expr, m.Node):
+        return any(_reads_risk(getattr(expr, name)) for name in type(expr).model_fields)
+    if isinstance(expr, tuple):
+        return any(_reads_risk(item) for item in expr)
+    return False
+
+
+def delegated_status(
+    rule: m.Rule, policy: m.Policy, obligations: list[str]
+) -> tuple[Status, tuple[str, ...]]:
+    """How ext_authz -> OPA carries a rule (module docstring), and why when not fully.
+
+    `risk` is the policy's risk terms, so a rule reading it reads what they read.
+    """
+    reads = unprovided_reads(rule.condition)
+    if _reads_risk(rule.condition):
+        for term in policy.risk:
+            reads.extend(r for r in unprovided_reads(term.condition) if r not in reads)
+    why: list[str] = []
+    if reads:
+        names = ", ".join(f"`{r}`" for r in reads)
+        why.append(f"it reads {names}, which the ext_authz request does not carry")
+    if rule.effect == "allow" and obligations:
+        names = ", ".join(f"`{o}`" for o in obligations)
+        why.append(f"its policy may require {names}, which nothing proves at ext_authz")
+    if not why:
+        return Status.ENFORCED, ()
+    status = Status.NOT_ENFORCED if rule.effect == "deny" else Status.NARROWED
+    return status, tuple(why)
+
+
 def condition_formula(expr: m.Node | None, resource: Resource) -> Formula:
     """The RBAC principal formula of a condition; raises Inexpressible with the reason."""
     if expr is None:
@@ -413,7 +503,7 @@ def route_authz(
 ) -> RouteAuthz:
     """Split the route's access control between RBAC and ext_authz (module docstring)."""
     out = RouteAuthz(resource)
-    compiled: list[tuple[str, m.Policy, list[_Row]]] = []
+    compiled: list[tuple[str, m.Policy, list[_Row], list[str]]] = []
     reasons: list[str] = []
     for label, policy in policies:
         rows: list[_Row] = []
@@ -434,22 +524,26 @@ def route_authz(
             reasons.append(
                 f"{label} may require {', '.join(obligations)}, which Envoy cannot verify"
             )
-        compiled.append((label, policy, rows))
+        compiled.append((label, policy, rows, obligations))
     out.delegated = bool(reasons)
     out.reason = reasons[0] if reasons else ""
-    for label, policy, rows in compiled:
+    for label, policy, rows, obligations in compiled:
         for key, rule, rbac, why in rows:
+            span = rule.span or policy.span
             if rule.effect == "deny" and rbac is not None:
                 out.deny[key] = rbac
-                out.records.append((key, f"rbac deny, {where}"))
+                out.records.append(Record(key, f"rbac deny, {where}", span))
             elif out.delegated:
                 because = why or f"route delegated: {out.reason}"
-                out.records.append((key, f"ext_authz -> opa, {where} ({because})"))
+                status, missing = delegated_status(rule, policy, obligations)
+                text = f"ext_authz -> opa, {where} ({because})"
+                out.records.append(Record(key, text, span, status, missing, where, rule.effect))
             elif policy.default == "allow":
-                out.records.append((key, f"default allow (no rbac needed), {where}"))
+                text = f"default allow (no rbac needed), {where}"
+                out.records.append(Record(key, text, span))
             elif rbac is not None:
                 out.allow.setdefault(label, {})[key] = rbac
-                out.records.append((key, f"rbac allow, {where}"))
+                out.records.append(Record(key, f"rbac allow, {where}", span))
         if not out.delegated and policy.default == "deny":
             out.allow.setdefault(label, {})
     return out

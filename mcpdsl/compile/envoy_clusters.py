@@ -16,6 +16,7 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
+from mcpdsl.compile import TargetOutput
 from mcpdsl.compile.serialize import decimal_str
 from mcpdsl.ir import model as m
 from mcpdsl.ir.paths import percent_controls
@@ -64,7 +65,7 @@ def _http2() -> dict[str, Any]:
 
 
 def service_cluster(
-    name: str, service: m.Service, balance: m.Balance | None, notes: list[str]
+    name: str, service: m.Service, balance: m.Balance | None, report: TargetOutput
 ) -> dict[str, Any]:
     """The cluster of a service, shaped by its `balance` declaration (if any)."""
     fqdn = f"{service.name}.{service.namespace}.svc.cluster.local"
@@ -99,7 +100,7 @@ def service_cluster(
     if balance is None:
         return cluster
     if balance.health is not None:
-        cluster["health_checks"] = [_health_check(balance.health, service, notes)]
+        cluster["health_checks"] = [_health_check(balance.health, service, report)]
         if balance.health.protocol == "grpc":
             cluster["typed_extension_protocol_options"] = _http2()
     if balance.eject is not None:
@@ -107,7 +108,9 @@ def service_cluster(
     return cluster
 
 
-def _health_check(health: m.HealthCheck, service: m.Service, notes: list[str]) -> dict[str, Any]:
+def _health_check(
+    health: m.HealthCheck, service: m.Service, report: TargetOutput
+) -> dict[str, Any]:
     check: dict[str, Any] = {
         "timeout": duration(health.timeout),
         "interval": duration(health.interval),
@@ -118,9 +121,11 @@ def _health_check(health: m.HealthCheck, service: m.Service, notes: list[str]) -
         path = health.path or "/"
         encoded = percent_controls(path)
         if encoded != path:
-            notes.append(
-                f"envoy: service `{service.name}`: control characters in the health check "
-                f"path are sent percent-encoded ({encoded})"
+            report.report(
+                "B0115",
+                f"control characters in the health check path of service `{service.name}` "
+                f"are sent percent-encoded (`{encoded}`)",
+                health.span,
             )
         check["http_health_check"] = {"path": encoded}
     elif health.protocol == "tcp":

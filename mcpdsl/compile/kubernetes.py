@@ -20,10 +20,11 @@ The details and the limits of each mapping are in `targets/kubernetes/README.md`
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcpdsl.compile import Artifact, Enforcement, TargetContext, TargetOutput
+from mcpdsl.compile import Artifact, Enforcement, TargetContext, TargetOutput, rule_spans
 from mcpdsl.compile.kubernetes_common import is_label_value, metadata
 from mcpdsl.compile.kubernetes_index import RESERVATIONS_KEY, Index, build_index
 from mcpdsl.compile.kubernetes_network import network_policy
@@ -52,8 +53,7 @@ class _Emitter:
     """Collects documents by artifact path; a path produced twice is a target bug."""
 
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    enforcement: list[Enforcement] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    report: TargetOutput = field(default_factory=TargetOutput)
     namespace_users: dict[str, set[str]] = field(default_factory=dict)
 
     def add(self, package: str, doc: dict[str, Any] | None) -> None:
@@ -69,24 +69,23 @@ class _Emitter:
 
     def output(self) -> TargetOutput:
         artifacts = [Artifact(path, dump_yaml(doc)) for path, doc in sorted(self.docs.items())]
-        enforcement = sorted(self.enforcement, key=lambda e: (e.rule, e.where))
-        return TargetOutput(artifacts=artifacts, enforcement=enforcement, notes=self.notes)
+        return TargetOutput(artifacts=artifacts, diagnostics=self.report.diagnostics)
 
 
 def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
     """Compile a resolved project to Kubernetes manifests (see the module docstring)."""
     index = build_index(project)
     out = _Emitter()
-    _check_regions(project, out.notes)
-    _services(index, out)
-    _scales(index, out)
-    _pools(index, out)
+    _check_regions(project, ctx, out.report)
+    _services(index, ctx, out)
+    _scales(index, ctx, out)
+    _pools(index, ctx, out)
     _jobs(index, ctx, out)
     _namespaces(index, out)
     return out.output()
 
 
-def _check_regions(project: m.Project, notes: list[str]) -> None:
+def _check_regions(project: m.Project, ctx: TargetContext, report: TargetOutput) -> None:
     """A region that is not a valid label value can never match a node: say so.
 
     It is still emitted (dropping it could remove the only region constraint and
@@ -96,40 +95,52 @@ def _check_regions(project: m.Project, notes: list[str]) -> None:
     for decl in placed:
         for region in decl.regions:
             if not is_label_value(region):
-                notes.append(
-                    f"kubernetes: region {region!r} of `{decl.qualified}` is not a valid label "
-                    "value; no node can carry it, so its pods cannot be scheduled"
+                report.unsupported(
+                    "B0102",
+                    f"region {_quote(region)} of `{decl.qualified}` is not a valid label value; "
+                    "no node can carry it, so its pods cannot be scheduled",
+                    ctx.clause_span(decl.span, "regions"),
+                    help="use letters, digits, `-`, `_` and `.` (at most 63 characters)",
                 )
 
 
-def _services(index: Index, out: _Emitter) -> None:
+def _quote(text: str) -> str:
+    """A user string in a message: JSON-quoted, so control characters stay visible."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _services(index: Index, ctx: TargetContext, out: _Emitter) -> None:
+    spans = rule_spans(index.project)
+    records: list[Enforcement] = []
     for service in index.project.services:
-        out.add(service.package, deployment(index, service, out.notes))
+        out.add(service.package, deployment(index, service, ctx, out.report))
         out.add(service.package, service_object(index, service))
         out.add(service.package, disruption_budget(index, service))
         if index.project.policies:
             result = network_policy(index, service)
             out.add(service.package, result.doc)
-            out.enforcement.extend(result.enforcement)
+            records.extend(result.enforcement)
+    for record in sorted(records, key=lambda e: (e.rule, e.where)):
+        out.report.enforced(record, spans.get(record.rule))
 
 
-def _scales(index: Index, out: _Emitter) -> None:
+def _scales(index: Index, ctx: TargetContext, out: _Emitter) -> None:
     for scale in index.project.scales:
-        out.add(scale.package, autoscaler(index, scale, out.notes))
+        out.add(scale.package, autoscaler(index, scale, ctx, out.report))
 
 
-def _pools(index: Index, out: _Emitter) -> None:
+def _pools(index: Index, ctx: TargetContext, out: _Emitter) -> None:
     """Quotas and balloons per pool; one PriorityClass per tier, in its first pool's package."""
     classes: set[str] = set()
     balloons = False
     for pool in index.project.pools:
         if index.priority_class(pool) not in classes:
             classes.add(index.priority_class(pool))
-            out.add(pool.package, priority_class(index, pool, out.notes))
+            out.add(pool.package, priority_class(index, pool, ctx, out.report))
         for position in range(len(pool.quotas)):
             out.add(pool.package, resource_quota(index, pool, position))
         for position in range(len(pool.reservations)):
-            headroom = balloon(index, pool, position, out.notes)
+            headroom = balloon(index, pool, position, out.report)
             if headroom is not None and not balloons:
                 balloons = True
                 out.add(pool.package, balloon_class(pool.package))

@@ -15,6 +15,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from mcpdsl.compile import TargetContext, TargetOutput
 from mcpdsl.compile.kubernetes_common import (
     GPU_RESOURCE,
     cpu_quantity,
@@ -82,14 +83,19 @@ def tier_priority(tier: str) -> int | None:
     return TIER_PRIORITY.get(tier.lower())
 
 
-def priority_class(index: Index, pool: m.Pool, notes: list[str]) -> dict[str, Any]:
+def priority_class(
+    index: Index, pool: m.Pool, ctx: TargetContext, report: TargetOutput
+) -> dict[str, Any]:
     """scheduling.k8s.io/v1 PriorityClass of a pool's tier (batch never preempts)."""
     tier = pool_tier(pool)
     value = tier_priority(tier)
     if value is None:
-        notes.append(
-            f"kubernetes: pool tier `{tier}` is not in the priority table; it gets the "
-            f"default priority {TIER_PRIORITY['default']}"
+        report.unsupported(
+            "B0103",
+            f"tier `{tier}` of pool `{pool.qualified}` is not in the priority table; "
+            f"its PriorityClass gets the default priority {TIER_PRIORITY['default']}",
+            ctx.clause_span(pool.span, "tier"),
+            help="known tiers: " + ", ".join(f"`{t}`" for t in sorted(TIER_PRIORITY)),
         )
         value = TIER_PRIORITY["default"]
     return {
@@ -144,16 +150,21 @@ def split(res: m.Resources, node: m.NodeShape) -> tuple[int, m.Resources] | None
     return pods, share
 
 
-def balloon(index: Index, pool: m.Pool, position: int, notes: list[str]) -> dict[str, Any] | None:
+def balloon(
+    index: Index, pool: m.Pool, position: int, report: TargetOutput
+) -> dict[str, Any] | None:
     """apps/v1 Deployment of pause pods holding a reservation's requests on the pool."""
     reservation = pool.reservations[position]
     if reservation.resources == m.Resources():
         return None
     parts = split(reservation.resources, pool.node)
     if parts is None:
-        notes.append(
-            f"kubernetes: reservation for `{reservation.service}` in pool `{pool.qualified}` "
-            "asks for GPUs its nodes do not have; no balloon emitted"
+        report.unsupported(
+            "B0104",
+            f"reservation for `{reservation.service}` in pool `{pool.qualified}` asks for "
+            "GPUs its nodes do not have; nothing is reserved",
+            reservation.span or pool.span,
+            label="no balloon emitted",
         )
         return None
     pods, share = parts

@@ -14,6 +14,7 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from mcpdsl.compile import TargetContext, TargetOutput
 from mcpdsl.compile.kubernetes_common import (
     decimal_quantity,
     metadata,
@@ -101,14 +102,18 @@ def _meta(index: Index, scale: m.Scale, service: m.Service) -> dict[str, Any]:
     )
 
 
-def hpa(index: Index, scale: m.Scale, notes: list[str]) -> dict[str, Any]:
+def hpa(index: Index, scale: m.Scale, ctx: TargetContext, report: TargetOutput) -> dict[str, Any]:
     """autoscaling/v2 HorizontalPodAutoscaler for the scale's Deployment."""
     service = index.service_ref(scale.service)
     minimum = scale.min_replicas
     if minimum < 1:
-        notes.append(
-            f"kubernetes: scale `{scale.qualified}` allows 0 replicas, which an HPA cannot "
-            "express without a trigger KEDA can scale from zero on; minReplicas is 1"
+        report.unsupported(
+            "B0106",
+            f"scale `{scale.qualified}` allows 0 replicas, which an HPA cannot express "
+            "without a trigger KEDA can scale from zero on; minReplicas is 1",
+            ctx.clause_span(scale.span, "replicas"),
+            label="narrowed to at least 1",
+            help="add a `target metric` trigger (a Prometheus query KEDA can scale from zero on)",
         )
         minimum = 1
     spec: dict[str, Any] = {
@@ -238,7 +243,9 @@ def _prometheus(name: str, query: str, threshold: Decimal) -> dict[str, Any]:
     }
 
 
-def keda_triggers(scale: m.Scale, namespace: str, notes: list[str]) -> list[dict[str, Any]]:
+def keda_triggers(
+    scale: m.Scale, namespace: str, ctx: TargetContext, report: TargetOutput
+) -> list[dict[str, Any]]:
     """Every trigger of the ScaledObject: targets, `during` windows, the prediction."""
     triggers: list[dict[str, Any]] = []
     per_pod: dict[str, Decimal] = {}
@@ -260,17 +267,24 @@ def keda_triggers(scale: m.Scale, namespace: str, notes: list[str]) -> list[dict
     for i, during in enumerate(scale.during, 1):
         triggers.append(cron_trigger(during, f"during-{i}"))
         if during.max_replicas is not None and during.max_replicas != scale.max_replicas:
-            notes.append(
-                f"kubernetes: scale `{scale.qualified}` window {i} caps replicas at "
-                f"{during.max_replicas}; KEDA has one maximum ({scale.max_replicas}), the cap is "
-                "enforced only by the in-process simulator"
+            report.unsupported(
+                "B0107",
+                f"scale `{scale.qualified}` window {i} caps replicas at {during.max_replicas}; "
+                f"KEDA has one maximum ({scale.max_replicas}), so the cluster does not enforce "
+                "the cap",
+                during.span or scale.span,
+                label="enforced only by the in-process simulator",
             )
     if scale.predict is not None:
         threshold = per_pod.get(scale.predict.metric)
         if threshold is None:
-            notes.append(
-                f"kubernetes: scale `{scale.qualified}` predicts `{scale.predict.metric}` but has "
-                "no per-pod target for it; the prediction has no threshold and is not compiled"
+            report.unsupported(
+                "B0108",
+                f"scale `{scale.qualified}` predicts `{scale.predict.metric}` but has no "
+                "per-pod target for it; the prediction has no threshold and is not compiled",
+                scale.predict.span or scale.span,
+                label="no trigger emitted",
+                help=f"add a `target` for `{scale.predict.metric}`",
             )
         else:
             query = predict_query(scale.predict, namespace)
@@ -301,7 +315,9 @@ def scaled_object(index: Index, scale: m.Scale, triggers: list[dict[str, Any]]) 
     }
 
 
-def autoscaler(index: Index, scale: m.Scale, notes: list[str]) -> dict[str, Any]:
+def autoscaler(
+    index: Index, scale: m.Scale, ctx: TargetContext, report: TargetOutput
+) -> dict[str, Any]:
     """The HPA, or the KEDA ScaledObject when the scale needs time windows or prediction.
 
     KEDA is used only when it can actually carry the scale: with at least one
@@ -310,9 +326,9 @@ def autoscaler(index: Index, scale: m.Scale, notes: list[str]) -> dict[str, Any]
     """
     if wants_keda(scale):
         service = index.service_ref(scale.service)
-        triggers = keda_triggers(scale, index.namespace(service.namespace), notes)
+        triggers = keda_triggers(scale, index.namespace(service.namespace), ctx, report)
         external = [t for t in triggers if t["type"] not in _RESOURCE_TRIGGERS]
         if triggers and (scale.min_replicas > 0 or external):
             return scaled_object(index, scale, triggers)
-        notes.append(f"kubernetes: scale `{scale.qualified}` compiled to a plain HPA")
-    return hpa(index, scale, notes)
+        report.report("B0109", f"scale `{scale.qualified}` compiled to a plain HPA", scale.span)
+    return hpa(index, scale, ctx, report)

@@ -8,11 +8,13 @@ region list is a required node affinity on `topology.kubernetes.io/region`.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
+from mcpdsl.compile import TargetContext, TargetOutput
 from mcpdsl.compile.kubernetes_common import (
     LABEL_POOL,
     LABEL_TIER,
@@ -29,6 +31,7 @@ from mcpdsl.compile.kubernetes_common import (
 )
 from mcpdsl.compile.kubernetes_index import Index
 from mcpdsl.ir import model as m
+from mcpdsl.source import Span
 
 SERVICE_COMPONENT = "service"
 JOB_COMPONENT = "job"
@@ -124,14 +127,23 @@ def probes(health: m.HealthCheck | None, port: int) -> dict[str, Any]:
     return {"readinessProbe": readiness, "livenessProbe": liveness}
 
 
-def env_vars(env: dict[str, str], notes: list[str], owner: str) -> list[dict[str, str]]:
-    """Env vars sorted by name; names Kubernetes rejects are dropped with a note."""
+def env_vars(
+    env: dict[str, str], report: TargetOutput, owner: str, span: Span | None
+) -> list[dict[str, str]]:
+    """Env vars sorted by name; names Kubernetes rejects are dropped (B0101)."""
     out = []
     for name, value in sorted(env.items()):
         if _ENV_NAME.match(name):
             out.append({"name": name, "value": value})
         else:
-            notes.append(f"kubernetes: env var {name!r} of {owner} is not a valid name; dropped")
+            report.unsupported(
+                "B0101",
+                f"env var {json.dumps(name, ensure_ascii=False)} of {owner} is not a valid "
+                "name; it is dropped",
+                span,
+                label="not in the Deployment",
+                help="environment variable names are `[A-Za-z_][A-Za-z0-9_.-]*`",
+            )
     return out
 
 
@@ -168,7 +180,9 @@ def _pod_labels(service: m.Service) -> tuple[dict[str, str], dict[str, str]]:
     return valid, labels_annotation(rest)
 
 
-def _service_container(index: Index, service: m.Service, notes: list[str]) -> dict[str, Any]:
+def _service_container(
+    index: Index, service: m.Service, ctx: TargetContext, report: TargetOutput
+) -> dict[str, Any]:
     """The one container: image, port, resources, probes from `balance`, env."""
     container = _container(
         index.service_name(service), service.image, service.cpu, service.memory, service.gpu
@@ -176,13 +190,16 @@ def _service_container(index: Index, service: m.Service, notes: list[str]) -> di
     container["ports"] = [{"containerPort": service.port, "protocol": "TCP"}]
     balance = index.balances.get(service.qualified)
     container.update(probes(balance.health if balance else None, service.port))
-    env = env_vars(service.env, notes, f"service `{service.qualified}`")
+    span = ctx.clause_span(service.span, "env")
+    env = env_vars(service.env, report, f"service `{service.qualified}`", span)
     if env:
         container["env"] = env
     return container
 
 
-def deployment(index: Index, service: m.Service, notes: list[str]) -> dict[str, Any]:
+def deployment(
+    index: Index, service: m.Service, ctx: TargetContext, report: TargetOutput
+) -> dict[str, Any]:
     """apps/v1 Deployment of a service (also for `stateful` ones, see the README)."""
     name = index.service_name(service)
     labels, annotations = _pod_labels(service)
@@ -196,7 +213,7 @@ def deployment(index: Index, service: m.Service, notes: list[str]) -> dict[str, 
         annotations=annotations,
     )
     pod_spec = apply_placement(
-        {"containers": [_service_container(index, service, notes)]},
+        {"containers": [_service_container(index, service, ctx, report)]},
         placement_for(index, service.regions, service.pool),
         selector(name, SERVICE_COMPONENT),
     )
@@ -208,9 +225,12 @@ def deployment(index: Index, service: m.Service, notes: list[str]) -> dict[str, 
     if service.stateful:
         spec["strategy"] = {"type": "Recreate"}
         annotations = {**annotations, "mcpdsl.io/stateful": "true"}
-        notes.append(
-            f"kubernetes: stateful service `{service.qualified}` is a Deployment with the "
-            "Recreate strategy (no StatefulSet yet)"
+        report.unsupported(
+            "B0105",
+            f"stateful service `{service.qualified}` is a Deployment with the Recreate "
+            "strategy (no StatefulSet yet)",
+            ctx.clause_span(service.span, "stateful"),
+            label="no stable pod identity or per-pod volume",
         )
     return {
         "apiVersion": "apps/v1",

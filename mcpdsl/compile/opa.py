@@ -360,10 +360,9 @@ def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
             {"rego_package": rego_package, "source": f"{policy.package}.{policy.name}"}
         )
         where = f"data.{rego_package}.decision"
-        output.enforcement.extend(
-            Enforcement(rule=f"{policy.name}/{rule.id}", target=NAME, where=where)
-            for rule in policy.rules
-        )
+        for rule in policy.rules:
+            record = Enforcement(rule=f"{policy.name}/{rule.id}", target=NAME, where=where)
+            output.enforced(record, rule.span or policy.span)
     cidr = any(_policy_uses_cidr(p) for p in project.policies)
     lib = render_template("lib.rego.j2", version=ctx.version, cidr=cidr)
     main = render_template("main.rego.j2", version=ctx.version, policies=main_policies)

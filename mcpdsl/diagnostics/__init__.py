@@ -8,8 +8,10 @@ from mcpdsl.diagnostics.codes import CODES, explain
 from mcpdsl.diagnostics.model import (
     CompileError,
     Diagnostic,
+    Enforcement,
     Label,
     Severity,
+    Status,
     sort_diagnostics,
 )
 from mcpdsl.source import Span
@@ -18,8 +20,10 @@ __all__ = [
     "CODES",
     "CompileError",
     "Diagnostic",
+    "Enforcement",
     "Label",
     "Severity",
+    "Status",
     "explain",
     "make",
     "sort_diagnostics",
@@ -36,6 +40,7 @@ def make(
     notes: Iterable[str] = (),
     secondary: Iterable[Label] = (),
     severity: Severity | None = None,
+    enforcement: Enforcement | None = None,
 ) -> Diagnostic:
     """Build a diagnostic whose severity comes from the code table.
 
@@ -52,4 +57,5 @@ def make(
         help=help,
         notes=tuple(notes),
         secondary=tuple(secondary),
+        enforcement=enforcement,
     )

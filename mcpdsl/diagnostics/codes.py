@@ -7,22 +7,19 @@ line title and a long explanation printed by `mcpdsl check --explain CODE`.
 Ranges: E01xx syntax, E02xx declarations and clauses, E03xx units, values and
 expressions, E04xx names and imports, E05xx input files, E06xx tests, E07xx
 carbon data and the optimiser, E08xx output directories (mcpdsl/outdir.py),
-W01xx warnings, A01xx analysis findings (z3; docs/analysis.md).
+W01xx warnings, A01xx analysis findings (z3; docs/analysis.md), B01xx build findings:
+what a target or the optimiser could not express as written (docs/diagnostics.md).
+
+A code marked `strict` says that a clause is not enforced, was dropped or is
+narrowed by the build; `mcpdsl build --strict` turns those warnings into errors.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from mcpdsl.diagnostics.codes_build import BUILD_TABLE
+from mcpdsl.diagnostics.model import Code, Severity
 
-from mcpdsl.diagnostics.model import Severity
-
-
-@dataclass(frozen=True)
-class Code:
-    code: str
-    severity: Severity
-    title: str
-    explanation: str
+__all__ = ["CODES", "STRICT_CODES", "Code", "explain"]
 
 
 _E = Severity.ERROR
@@ -716,7 +713,10 @@ _TABLE: tuple[Code, ...] = (
     ),
 )
 
-CODES: dict[str, Code] = {c.code: c for c in _TABLE}
+CODES: dict[str, Code] = {c.code: c for c in (*_TABLE, *BUILD_TABLE)}
+
+#: Codes `mcpdsl build --strict` turns into errors: a clause not enforced, dropped or narrowed.
+STRICT_CODES: frozenset[str] = frozenset(c.code for c in CODES.values() if c.strict)
 
 
 def explain(code: str) -> str | None:
@@ -724,4 +724,5 @@ def explain(code: str) -> str | None:
     entry = CODES.get(code.upper())
     if entry is None:
         return None
-    return f"{entry.code}: {entry.title}\n\n{entry.explanation}"
+    strict = "\n`mcpdsl build --strict` reports this as an error.\n" if entry.strict else ""
+    return f"{entry.code}: {entry.title}\n\n{entry.explanation}{strict}"

@@ -7,6 +7,7 @@ dashboard without the stage that found it knowing which.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +25,17 @@ class Severity(StrEnum):
         return {"error": 0, "warning": 1, "info": 2}[self.value]
 
 
+@dataclass(frozen=True)
+class Code:
+    """One entry of the code table (`codes.py`): severity, title, long explanation."""
+
+    code: str
+    severity: Severity
+    title: str
+    explanation: str
+    strict: bool = False  # a warning `mcpdsl build --strict` turns into an error
+
+
 class Label(BaseModel):
     """A secondary span with a short message, drawn under the primary one."""
 
@@ -31,6 +43,29 @@ class Label(BaseModel):
 
     span: Span
     message: str = ""
+
+
+class Status(StrEnum):
+    """How an enforcement point carries an access rule (the `build` enforcement table).
+
+    `narrowed` fails closed (the rule admits less than written there), `not-enforced`
+    fails open (a deny that cannot fire there).
+    """
+
+    ENFORCED = "enforced"
+    NARROWED = "narrowed"
+    NOT_ENFORCED = "not-enforced"
+
+
+class Enforcement(BaseModel):
+    """Where one access rule is enforced by one target: data carried by a build diagnostic."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str  # POLICY/ID
+    target: str
+    where: str  # e.g. "rbac deny, gateway public, route /v1/**"
+    status: Status = Status.ENFORCED
 
 
 class Diagnostic(BaseModel):
@@ -46,6 +81,7 @@ class Diagnostic(BaseModel):
     secondary: tuple[Label, ...] = ()
     help: str | None = None
     notes: tuple[str, ...] = ()
+    enforcement: Enforcement | None = None  # build diagnostics about an access rule
 
     def sort_key(self) -> tuple[str, int, int, int, str, str]:
         """Diagnostics are reported by location so that output is deterministic."""
@@ -70,7 +106,7 @@ def sort_diagnostics(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     seen: set[tuple[object, ...]] = set()
     unique: list[Diagnostic] = []
     for d in sorted(diagnostics, key=Diagnostic.sort_key):
-        key = (d.sort_key(), d.label)
+        key = (d.sort_key(), d.label, d.enforcement)
         if key in seen:
             continue
         seen.add(key)

@@ -139,7 +139,8 @@ def _width(raw: str, column: int) -> int:
 
 
 def to_json_obj(d: Diagnostic) -> dict[str, object]:
-    return d.model_dump(mode="json")
+    """The diagnostic as JSON; `enforcement` only where a build diagnostic carries it."""
+    return d.model_dump(mode="json", exclude={"enforcement"} if d.enforcement is None else None)
 
 
 def render_json(diagnostics: Sequence[Diagnostic]) -> str:
@@ -207,6 +208,8 @@ def render_sarif(diagnostics: Sequence[Diagnostic], *, version: str) -> str:
         }
         if d.span is not None:
             result["locations"] = [_sarif_location(d.span, d.label)]
+        if d.enforcement is not None:
+            result["properties"] = {"enforcement": d.enforcement.model_dump(mode="json")}
         if d.secondary:
             result["relatedLocations"] = [
                 {"id": i, **_sarif_location(lb.span, lb.message)}

@@ -79,6 +79,7 @@ def lower_policy(ctx: Context, decl: Tree[Token]) -> m.Policy | None:
         rules=tuple(rules),
         risk=tuple(risk),
         requires=tuple(requires),
+        strict=c.one("strict_clause") is not None,
         span=ctx.span(decl),
     )
 

@@ -483,6 +483,9 @@ class Policy(Decl):
     rules: tuple[Rule, ...] = ()
     risk: tuple[RiskTerm, ...] = ()
     requires: tuple[Requirement, ...] = ()
+    # `strict`: a build that cannot enforce a rule as written refuses (B0121/B0122 are
+    # errors). A build setting, not evaluation: not in the IR JSON the engine loads.
+    strict: bool = Field(default=False, exclude=True)
 
 
 class Retry(Node):

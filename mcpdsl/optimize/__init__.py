@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mcpdsl.diagnostics import Diagnostic, make
+from mcpdsl.optimize.notes import span_of
+
 if TYPE_CHECKING:
     from mcpdsl.ir.model import Project
     from mcpdsl.optimize.plan import Plan
@@ -28,18 +31,38 @@ def plan_for_build(project: Project) -> Plan | None:
 
     The plan is always returned when there are jobs; when it could not be
     computed (bad intensity data, no feasible schedule) it has no placements,
-    its `notes` say why, and the CronJobs keep their window start.
+    `build_diagnostics` says why, and the CronJobs keep their window start.
     """
     if not project.jobs:
         return None
     from mcpdsl.optimize.plan import compute_plan
 
-    plan = compute_plan(project, packing=False)
-    for diagnostic in plan.diagnostics:
-        if diagnostic.is_error:
-            where = f" ({diagnostic.span})" if diagnostic.span else ""
-            plan.notes.append(
-                f"carbon plan: error[{diagnostic.code}]{where}: {diagnostic.message}"
-                + ("; jobs keep their window start" if not plan.assignments else "")
+    return compute_plan(project, packing=False)
+
+
+def build_diagnostics(plan: Plan) -> list[Diagnostic]:
+    """What the build reports about its plan, as build diagnostics (never free strings).
+
+    An optimiser error does not stop a build (the CronJobs fall back to their
+    window start), so it is reported as B0130, a warning `build --strict` makes an
+    error, at the finding's own span and with its code; the planner's notes are
+    B0131 information.
+    """
+    out: list[Diagnostic] = []
+    for d in plan.diagnostics:
+        if not d.is_error:
+            continue  # warnings are `mcpdsl check`'s to report; they change no artifact
+        fallback = "; jobs keep their window start" if not plan.assignments else ""
+        out.append(
+            make(
+                "B0130",
+                f"carbon schedule not applied: {d.message}{fallback}",
+                d.span,
+                label=d.label,
+                help=f"`mcpdsl check` reports this as error[{d.code}]; "
+                f"`mcpdsl check --explain {d.code}`",
+                notes=d.notes,
             )
-    return plan
+        )
+    out.extend(make("B0131", str(note), span_of(note)) for note in plan.notes)
+    return out

@@ -28,6 +28,7 @@ from mcpdsl.optimize.coefficients import (
     it_watts,
 )
 from mcpdsl.optimize.intensity import RegionFacts, carbon_for_region, region_facts
+from mcpdsl.optimize.notes import Note
 from mcpdsl.optimize.workloads import cpu_utilisation, replicas
 
 HOURS = float(HOURS_PER_MONTH)
@@ -104,7 +105,11 @@ def services(project: m.Project, embodied: Embodied | None = None) -> Accounting
             carbon = carbon_for_region(project, service.package, region)
             if carbon is None:
                 acc.unpriced.append(
-                    f"service `{service.qualified}` in `{region}`: no carbon block lists the region"
+                    Note(
+                        f"service `{service.qualified}` in `{region}`: no carbon block lists "
+                        "the region",
+                        service.span,
+                    )
                 )
                 continue
             facts = facts_of[carbon.qualified][region]
@@ -116,7 +121,11 @@ def services(project: m.Project, embodied: Embodied | None = None) -> Accounting
                 _line("service", service.qualified, facts, carbon.qualified, count, watts, extra)
             )
         if not service.regions:
-            acc.unpriced.append(f"service `{service.qualified}`: no regions, so no grid intensity")
+            acc.unpriced.append(
+                Note(
+                    f"service `{service.qualified}`: no regions, so no grid intensity", service.span
+                )
+            )
     return acc
 
 

@@ -30,6 +30,7 @@ from mcpdsl.ir import model as m
 from mcpdsl.optimize.accounting import DAYS, Accounting, budget_kg_per_month
 from mcpdsl.optimize.coefficients import JOB_UTILISATION, it_watts
 from mcpdsl.optimize.intensity import IntensityTable
+from mcpdsl.optimize.notes import Note
 from mcpdsl.optimize.schedule import (
     BudgetSpec,
     CapacitySpec,
@@ -113,8 +114,11 @@ def translate(
             unknown = sorted(r.region for r in carbon.regions if r.renewable is None)
             if unknown:
                 out.notes.append(
-                    f"carbon `{carbon.qualified}`: no renewable share for "
-                    f"{', '.join(unknown)}; counted as 0% for the renewable floor"
+                    Note(
+                        f"carbon `{carbon.qualified}`: no renewable share for "
+                        f"{', '.join(unknown)}; counted as 0% for the renewable floor",
+                        carbon.span,
+                    )
                 )
     return out
 
@@ -140,8 +144,11 @@ def _job(
     if carbon is None:
         if project.carbons:
             out.notes.append(
-                f"job `{job.qualified}` names no carbon block and the tree has several; "
-                "it runs at its window start"
+                Note(
+                    f"job `{job.qualified}` names no carbon block and the tree has several; "
+                    "it runs at its window start",
+                    job.span,
+                )
             )
         return None
     table = tables.get(carbon.qualified)
@@ -216,13 +223,20 @@ def _job(
         zone = ZoneInfo(job.window.zone)
     except (ZoneInfoNotFoundError, ValueError):
         zone = ZoneInfo("UTC")
-        out.notes.append(f"job `{job.qualified}`: unknown time zone {job.window.zone!r}, used UTC")
+        out.notes.append(
+            Note(
+                f"job `{job.qualified}`: unknown time zone {job.window.zone!r}, used UTC", job.span
+            )
+        )
     occurrences = _occurrences(job, zone, table, latest_end)
     energy, estimated = _energy(job, regions[0])
     if estimated:
         out.notes.append(
-            f"job `{job.qualified}` has no `energy`; estimated {energy:.3g} kWh a run "
-            "by the Cloud Carbon Footprint method at full load"
+            Note(
+                f"job `{job.qualified}` has no `energy`; estimated {energy:.3g} kWh a run "
+                "by the Cloud Carbon Footprint method at full load",
+                job.span,
+            )
         )
     offsets = range(0, last + 1, out.slot)
     options = []

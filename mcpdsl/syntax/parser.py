@@ -566,7 +566,7 @@ def syntax_error(source: SourceFile, exc: UnexpectedInput) -> Diagnostic:
 
 
 _WORD_BEFORE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)\s*\Z")
-_POLICY_ITEM_KEYWORDS = ("allow", "default", "deny", "require", "risk")
+_POLICY_ITEM_KEYWORDS = ("allow", "default", "deny", "require", "risk", "strict")
 _LENIENT_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _GOOD_ESCAPE = re.compile(r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})')
 

@@ -162,7 +162,11 @@ def test_snapshot_of_every_bootstrap(tree: str, snapshot: Any) -> None:
         assert artifact.content.decode("utf-8") == snapshot(name=artifact.path)
     records = sorted(f"{e.rule} | {e.where}" for e in out.enforcement)
     assert records == snapshot(name="enforcement")
-    assert out.notes == snapshot(name="notes")
+    findings = [
+        f"{d.severity}[{d.code}] {d.message}" for d in out.diagnostics if d.enforcement is None
+    ]
+    assert findings == snapshot(name="diagnostics")
+    assert all(d.span is not None for d in out.diagnostics)
 
 
 @pytest.mark.parametrize("tree", OWN_TREES)
@@ -172,7 +176,7 @@ def test_output_is_deterministic(tree: str) -> None:
     assert [(a.path, a.content) for a in first.artifacts] == [
         (a.path, a.content) for a in second.artifacts
     ]
-    assert first.enforcement == second.enforcement and first.notes == second.notes
+    assert first.enforcement == second.enforcement and first.diagnostics == second.diagnostics
 
 
 def test_target_is_registered_and_builds_through_the_pipeline() -> None:
@@ -433,7 +437,9 @@ def test_integration_url_template(pattern: str, url: str, path: str, expected: s
     assert validate_envoy_bootstrap(doc) == []
     assert match_route(doc, "GET", path)["path"] == expected  # type: ignore[index]
     if expected == path and pattern != "/crm/**":
-        assert any("forwarded unchanged" in n for n in out.notes)
+        assert any(
+            d.code == "B0112" and "forwarded unchanged" in d.message for d in out.diagnostics
+        )
 
 
 def test_integration_cluster_and_route() -> None:
@@ -580,7 +586,7 @@ def test_affinity_without_hashing_strategy_is_a_note() -> None:
     )
     out = envoy.compile(project, ctx())
     assert "hash_policy" not in routes(json.loads(out.artifacts[0].content))[0]["route"]
-    assert any("affinity" in n for n in out.notes)
+    assert any(d.code == "B0113" and "affinity" in d.message for d in out.diagnostics)
 
 
 def test_cluster_names_stay_distinct() -> None:
@@ -699,7 +705,9 @@ def test_unknown_limit_key_is_left_out_with_a_note() -> None:
     out = envoy.compile(project, ctx())
     doc = json.loads(out.artifacts[0].content)
     assert "envoy.filters.http.local_ratelimit.route" not in filter_names(doc)
-    assert any("per user" in n for n in out.notes)
+    dropped = [d for d in out.diagnostics if d.code == "B0110"]
+    assert dropped and "per user" in dropped[0].message
+    assert dropped[0].severity == "warning"
 
 
 # ------------------------------------------------------ RBAC vs ext_authz
@@ -978,7 +986,8 @@ def test_regexes_are_escaped_and_match_literally() -> None:
 def test_health_path_controls_are_percent_encoded() -> None:
     weird = clusters(bootstrap("injection", "odd"))["weird"]
     assert weird["health_checks"][0]["http_health_check"]["path"] == '/health%0Az"\\}'
-    assert any("percent-encoded" in n for n in fixture("injection").notes)
+    found = [d for d in fixture("injection").diagnostics if d.code == "B0115"]
+    assert found and "percent-encoded" in found[0].message and found[0].severity == "info"
 
 
 # ---------------------------------------------------------------- globs

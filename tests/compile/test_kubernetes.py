@@ -269,7 +269,9 @@ def test_replicas_pdb_and_service_port(tmp_path: Path) -> None:
     assert svc["type"] == "ClusterIP"
     assert svc["ports"] == [{"port": 81, "protocol": "TCP", "targetPort": 81}]
     assert find(out, "Deployment", "one")["spec"]["strategy"] == {"type": "Recreate"}
-    assert any("stateful service `shop.one`" in n for n in out.notes)
+    assert any(
+        d.code == "B0105" and "stateful service `shop.one`" in d.message for d in out.diagnostics
+    )
 
 
 def test_probe_timings_from_balance_health(tmp_path: Path) -> None:
@@ -363,7 +365,7 @@ def test_invalid_env_names_are_dropped_with_a_note(tmp_path: Path) -> None:
     env = '  env { GOOD: "1", "bad=name": "2", "also bad": "3" }\n'
     out = compile_text(tmp_path, SERVICE_HEADER + service("api", extra=env + "  stateful\n"))
     assert container(find(out, "Deployment", "api"))["env"] == [{"name": "GOOD", "value": "1"}]
-    assert sum("env var" in n for n in out.notes) == 2
+    assert sum(d.code == "B0101" and "env var" in d.message for d in out.diagnostics) == 2
 
 
 # ------------------------------------------------------------ autoscaling
@@ -470,7 +472,7 @@ def test_zero_minimum_without_external_trigger_falls_back_to_hpa(tmp_path: Path)
     out = compile_text(tmp_path, text)
     assert find(out, "HorizontalPodAutoscaler", "api")["spec"]["minReplicas"] == 1
     assert kinds(out, "ScaledObject") == []
-    assert any("0 replicas" in n for n in out.notes)
+    assert any(d.code == "B0106" and "0 replicas" in d.message for d in out.diagnostics)
 
 
 def test_zero_minimum_with_a_metric_uses_keda(tmp_path: Path) -> None:
@@ -549,7 +551,7 @@ def test_unknown_tier_gets_the_default_priority(tmp_path: Path) -> None:
     text = SERVICE_HEADER + "pool p { tier turbo node { cpu 4, memory 8Gi } nodes 1..2 }\n"
     out = compile_text(tmp_path, text)
     assert find(out, "PriorityClass", "mcpdsl-turbo")["value"] == 1000
-    assert any("turbo" in n for n in out.notes)
+    assert any(d.code == "B0103" and "turbo" in d.message for d in out.diagnostics)
 
 
 # ----------------------------------------------------------------- jobs
@@ -926,7 +928,10 @@ def test_regions_no_node_can_carry_are_kept_with_a_note(tmp_path: Path) -> None:
     out = compile_text(tmp_path, SERVICE_HEADER + service("api", extra=extra))
     affinity = pod_spec(find(out, "Deployment", "api"))["affinity"]
     assert "eu north 1" in json.dumps(affinity)
-    assert any("eu north 1" in n and "cannot be scheduled" in n for n in out.notes)
+    assert any(
+        d.code == "B0102" and "eu north 1" in d.message and "cannot be scheduled" in d.message
+        for d in out.diagnostics
+    )
 
 
 @pytest.mark.parametrize("value", ["1e3", "+1e5", "0o17"])

@@ -100,10 +100,16 @@ def test_bad_forecast_keeps_window_start_and_says_why(tmp_path: Path) -> None:
     csv.write_text(csv.read_text(encoding="utf-8").replace(",31\n", ",-31\n", 1), encoding="utf-8")
     result = CliRunner().invoke(main, ["build", str(tree), "--out", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
-    assert "carbon plan: error[E0706]" in result.output
+    assert "warning[B0130]: carbon schedule not applied" in result.output
+    assert "error[E0706]" in result.output  # the optimiser's own finding, named in the help
     assert "jobs keep their window start" in result.output
     for doc in cronjobs(tmp_path / "b").values():
         assert doc["metadata"]["annotations"]["mcpdsl.io/placement"] == "window-start"
+    strict = ["build", str(tree), "--out", str(tmp_path / "s"), "--strict"]
+    result = CliRunner().invoke(main, strict)
+    assert result.exit_code == 1, result.output
+    assert "error[B0130]" in result.output
+    assert not (tmp_path / "s").exists()
     result = CliRunner().invoke(main, ["plan", str(tree)])
     assert result.exit_code == 1
     assert "error[E0706]" in result.output
