@@ -24,7 +24,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from mcpdsl.analysis.spans import clause
+from mcpdsl.ir.spans import clause
 from mcpdsl.ir import model as m
 
 if TYPE_CHECKING:

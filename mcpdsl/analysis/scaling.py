@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from mcpdsl.analysis.spans import clause
+from mcpdsl.ir.spans import clause
 from mcpdsl.ir import model as m
 
 if TYPE_CHECKING:

@@ -151,7 +151,7 @@ class TargetContext:
 
     def clause_span(self, decl: Span | None, keyword: str) -> Span | None:
         """The span of a declaration's `keyword` clause, else the declaration's span."""
-        from mcpdsl.analysis.spans import clause_in
+        from mcpdsl.ir.spans import clause_in
 
         return clause_in(self.sources, decl, keyword)
 

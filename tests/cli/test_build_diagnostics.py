@@ -120,13 +120,14 @@ def test_limit_per_team_is_a_warning_and_builds(tmp_path: Path) -> None:
 
 def test_strict_refuses_a_dropped_limit_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("previous build")
+    assert build(str(LIMIT), "--out", str(out)).exit_code == 0  # a previous build
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     result = build(str(LIMIT), "--out", str(out), "--strict")
     assert result.exit_code == 1, result.output
     assert "error[B0110]" in result.output
     assert "build failed (--strict)" in result.output
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]  # left untouched
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # left untouched
 
 
 def test_deny_reading_context_at_the_gateway_fails_open_and_says_so(tmp_path: Path) -> None:
