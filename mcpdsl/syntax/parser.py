@@ -19,11 +19,11 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from lark.utils import TextSlice
 
 from mcpdsl.diagnostics import Diagnostic, Label, make
+from mcpdsl.reader import MAX_FILE_BYTES
 from mcpdsl.resources import read_text
 from mcpdsl.source import SourceFile, Span
 from mcpdsl.syntax.parser_cache import cached_parser
 
-MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_NESTING = 64
 
 DECLARATION_KEYWORDS = (
