@@ -119,23 +119,14 @@ def read_source(root: Path, file: Path) -> bytes:
             )
         )
     try:
-        fd = os.open(real, _OPEN_FLAGS)
+        before = os.stat(real)  # refuse special and oversized files before opening them
+        _check_kind_and_size(display, before.st_mode, before.st_size, span)
+        fd = os.open(real, _OPEN_FLAGS)  # O_NONBLOCK: a FIFO swapped in since cannot block
     except OSError as exc:
         raise Refused(_unreadable(display, exc, span)) from exc
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise Refused(
-                make(
-                    "E0504",
-                    f"`{display}` is not a regular file ({_kind(st.st_mode)})",
-                    span,
-                    help="policy files must be regular files; "
-                    "remove or rename special files in the tree",
-                )
-            )
-        if st.st_size > MAX_FILE_BYTES:
-            raise Refused(too_large(display))
+        _check_kind_and_size(display, st.st_mode, st.st_size, span)  # what was opened
         data = _read_bounded(fd, MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise Refused(_unreadable(display, exc, span)) from exc
@@ -144,6 +135,21 @@ def read_source(root: Path, file: Path) -> bytes:
     if len(data) > MAX_FILE_BYTES:  # grew after the fstat
         raise Refused(too_large(display))
     return data
+
+
+def _check_kind_and_size(display: str, mode: int, size: int, span: Span) -> None:
+    if not stat.S_ISREG(mode):
+        raise Refused(
+            make(
+                "E0504",
+                f"`{display}` is not a regular file ({_kind(mode)})",
+                span,
+                help="policy files must be regular files; "
+                "remove or rename special files in the tree",
+            )
+        )
+    if size > MAX_FILE_BYTES:
+        raise Refused(too_large(display))
 
 
 def too_large(display: str) -> Diagnostic:
