@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from mcpdsl.diagnostics import Diagnostic, make
@@ -44,11 +43,12 @@ class InputError(Exception):
         self.diagnostic = diagnostic
 
 
-@dataclass(frozen=True)
 class Refused(Exception):
     """A source that is not read, with the diagnostic that says why."""
 
-    diagnostic: Diagnostic
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
 
 
 def find_sources(path: Path) -> tuple[Path, list[Path]]:
