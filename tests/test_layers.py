@@ -28,7 +28,7 @@ from import_graph import (
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("source", "resources", "_version"),  # leaves: spans, packaged files, the version
     ("diagnostics",),  # coded diagnostics and their rendering
-    ("syntax", "outdir"),  # the lark parser; the output-directory policy
+    ("syntax", "outdir", "reader"),  # the lark parser; output-directory policy; safe source reads
     ("ir",),  # lowering, resolution, type checking; globs and path semantics
     ("evaluate", "optimize", "fmt"),  # pure evaluator, OR-Tools planning, formatter
     ("analysis", "compile"),  # z3 analyses (confirmed by the evaluator), target compilers

@@ -45,23 +45,23 @@ def fmt_command(paths: tuple[str, ...], check: bool, diff: bool) -> None:
     from mcpdsl.pipeline import InputError, find_files
     from mcpdsl.source import SourceMap
 
-    files: list[Path | None] = []  # None stands for stdin
+    files: list[tuple[Path, Path] | None] = []  # (root, file); None stands for stdin
     for raw in paths:
         if raw == STDIN:
             files.append(None)
             continue
         try:
-            _root, found = find_files(Path(raw))
+            root, found = find_files(Path(raw))
         except InputError as exc:
             emit_diagnostics([exc.diagnostic], SourceMap(), summary=False)
             sys.exit(2)
-        files.extend(found)
+        files.extend((root, file) for file in found)
     outcome = _Outcome()
     for file in files:
         if file is None:
             _format_stdin(check, diff, outcome)
         else:
-            _format_file(file, check, diff, outcome)
+            _format_file(*file, check, diff, outcome)
     total = outcome.changed + outcome.unchanged + outcome.failed
     verb = "would be reformatted" if check or diff else "reformatted"
     if files and files != [None]:
@@ -87,13 +87,22 @@ def _format_stdin(check: bool, diff: bool, outcome: _Outcome) -> None:
         click.echo(formatted, nl=False)
 
 
-def _format_file(file: Path, check: bool, diff: bool, outcome: _Outcome) -> None:
+def _format_file(root: Path, file: Path, check: bool, diff: bool, outcome: _Outcome) -> None:
+    from mcpdsl.cli.common import emit_diagnostics
+    from mcpdsl.diagnostics.render import escape_controls
+    from mcpdsl.reader import Refused, read_source
+    from mcpdsl.source import SourceMap
+
     display = str(file)
     try:
-        data = file.read_bytes()
-    except OSError as exc:
-        click.echo(f"error: cannot read `{display}`: {exc.strerror}", err=True)
-        sys.exit(2)
+        data = read_source(root, file)  # the same checks as every other command
+    except Refused as refused:
+        emit_diagnostics([refused.diagnostic], SourceMap(), summary=False)
+        if refused.diagnostic.code == "E0501":  # an unreadable path is exit 2, as documented
+            sys.exit(2)
+        click.echo(f"error: `{escape_controls(display)}` left unchanged", err=True)
+        outcome.failed += 1
+        return
     formatted = _formatted(display, data, outcome)
     if formatted is None:
         return

@@ -325,6 +325,27 @@ _TABLE: tuple[Code, ...] = (
         "file too large",
         "Policy files are limited to 8 MiB. Split large generated policies over files.\n",
     ),
+    Code(
+        "E0503",
+        _E,
+        "source outside the tree",
+        "A `.mcp` file, or a directory in the tree, is a symlink whose target lies\n"
+        "outside the directory given to mcpdsl. Such files are not read: a policy tree\n"
+        "must not be able to pull in (and print in a diagnostic) a file from elsewhere\n"
+        "on the machine, such as `/etc/passwd`. Symlinks that stay inside the tree are\n"
+        "followed for files; symlinked directories inside the tree are skipped because\n"
+        "their files are already found under their real path. Copy the file into the\n"
+        "tree, or run mcpdsl on a directory that holds both (docs/sources.md).\n",
+    ),
+    Code(
+        "E0504",
+        _E,
+        "not a regular file",
+        "A path named `*.mcp` is a FIFO, socket, device or directory. Only regular\n"
+        "files are read: reading a FIFO or a device can block forever or never end.\n"
+        "The file is opened without blocking and checked before any byte is read, so\n"
+        "the diagnostic comes at once (docs/sources.md).\n",
+    ),
     # ----------------------------------------------------------- warnings
     Code(
         "W0101",

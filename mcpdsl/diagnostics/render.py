@@ -8,6 +8,7 @@ when the caller says the output is a terminal.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 from mcpdsl.diagnostics.codes import CODES
@@ -26,6 +27,48 @@ _MAX_SNIPPET = 160  # columns of a source line shown; megabyte lines are clipped
 # Control characters are drawn as their Unicode pictures (one column each), so
 # that a policy file cannot send escape sequences to the reader's terminal.
 _PICTURES = {c: 0x2400 + c for c in range(0x20) if c != 0x09} | {0x7F: 0x2421}
+# Everything else that can move the cursor, reorder text or hide it: C1 controls
+# (0x9b is a one-byte CSI on some terminals), bidirectional overrides and
+# isolates ("Trojan Source"), zero-width and invisible format characters, line
+# and paragraph separators, tag characters.  Shown as `<U+XXXX>`.
+_INVISIBLE = (
+    "\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2028\u2029\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f"
+)
+_UNSAFE = re.compile(f"[\x00-\x08\x0a-\x1f{_INVISIBLE}]")
+_UNSAFE_IN_JSON = re.compile(f"[{_INVISIBLE}]")  # json.dumps escapes C0 itself
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20 or code == 0x7F:
+        return chr(_PICTURES[code])
+    return f"<U+{code:04X}>"
+
+
+def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+    """`text` with every control, bidi and invisible format character made visible.
+
+    Human output only: JSON and SARIF escape the same characters as `\\uXXXX`.
+    `keep_newlines` leaves line breaks of multi-line messages alone.
+    """
+    if keep_newlines:
+        return "\n".join(_UNSAFE.sub(_escape_one, part) for part in text.split("\n"))
+    return _UNSAFE.sub(_escape_one, text)
+
+
+def json_safe(text: str) -> str:
+    """JSON text with the same characters written as `\\uXXXX` escapes (still valid JSON).
+
+    They can only occur inside strings (JSON's own syntax is ASCII), and
+    `ensure_ascii=False` would otherwise leave them raw.
+    """
+
+    def escape(match: re.Match[str]) -> str:
+        raw = match.group().encode("utf-16-be")
+        return "".join(f"\\u{int.from_bytes(raw[i : i + 2]):04x}" for i in range(0, len(raw), 2))
+
+    return _UNSAFE_IN_JSON.sub(escape, text)
 
 
 class _Paint:
@@ -60,9 +103,12 @@ def summary_line(diagnostics: Sequence[Diagnostic]) -> str:
 
 def _render_one(d: Diagnostic, sources: SourceMap, paint: _Paint) -> str:
     sev = d.severity.value
-    out = [f"{paint(sev, f'{sev}[{d.code}]')}{paint('bold', ': ' + d.message)}"]
+    message = escape_controls(d.message, keep_newlines=True)
+    out = [f"{paint(sev, f'{sev}[{d.code}]')}{paint('bold', ': ' + message)}"]
     if d.span is not None:
-        labels = [(d.span, d.label, True)] + [(s.span, s.message, False) for s in d.secondary]
+        labels = [(d.span, escape_controls(d.label or ""), True)] + [
+            (s.span, escape_controls(s.message or ""), False) for s in d.secondary
+        ]
         width = len(str(max(lb[0].end_line for lb in labels)))
         gutter = " " * width
         # The primary span's file first (`-->`), then each other file (`:::`), as rustc does.
@@ -73,11 +119,13 @@ def _render_one(d: Diagnostic, sources: SourceMap, paint: _Paint) -> str:
             if file != d.span.file:
                 head = min((s for s, _, _ in group), key=lambda s: (s.line, s.column))
             arrow = paint("blue", "-->" if file == d.span.file else ":::")
-            out.append(f"{gutter}{arrow} {head.file}:{head.line}:{head.column}")
+            out.append(f"{gutter}{arrow} {escape_controls(head.file)}:{head.line}:{head.column}")
             source = sources.get(file)
             if source is None:
                 out.extend(
-                    f"{gutter} {paint('blue', '=')} {s}: {msg}" for s, msg, _ in group if msg
+                    f"{gutter} {paint('blue', '=')} {escape_controls(str(s))}: {msg}"
+                    for s, msg, _ in group
+                    if msg
                 )
                 continue
             out.append(f"{gutter} {paint('blue', '|')}")
@@ -87,9 +135,10 @@ def _render_one(d: Diagnostic, sources: SourceMap, paint: _Paint) -> str:
     else:
         indent = "  = "
     for note in d.notes:
-        out.append(f"{indent}{paint('bold', 'note')}: {note}")
+        out.append(f"{indent}{paint('bold', 'note')}: {escape_controls(note, keep_newlines=True)}")
     if d.help:
-        out.append(f"{indent}{paint('bold', 'help')}: {d.help}")
+        help_text = escape_controls(d.help, keep_newlines=True)
+        out.append(f"{indent}{paint('bold', 'help')}: {help_text}")
     return "\n".join(out) + "\n"
 
 
@@ -113,7 +162,7 @@ def _snippet(
         raw = line_of(number)
         # Clip before expanding tabs: expansion only widens, and a megabyte line
         # must not be copied once per diagnostic.
-        text = raw[: _MAX_SNIPPET + 1].expandtabs(4).translate(_PICTURES)
+        text = escape_controls(raw[: _MAX_SNIPPET + 1].expandtabs(4))
         long = len(text) > _MAX_SNIPPET or len(raw) > _MAX_SNIPPET + 1
         clipped = text[:_MAX_SNIPPET] + (" ..." if long else "")
         out.append(f"{str(number).rjust(width)} {paint('blue', '|')} {clipped}")
@@ -135,7 +184,7 @@ def _snippet(
 
 def _width(raw: str, column: int) -> int:
     """Display columns before the 1-based `column`, tabs expanded (exact up to the clip)."""
-    return len(raw[: max(0, min(column - 1, _MAX_SNIPPET + 5))].expandtabs(4))
+    return len(escape_controls(raw[: max(0, min(column - 1, _MAX_SNIPPET + 5))].expandtabs(4)))
 
 
 def to_json_obj(d: Diagnostic) -> dict[str, object]:
@@ -153,7 +202,7 @@ def render_json(diagnostics: Sequence[Diagnostic]) -> str:
             "infos": sum(1 for d in diagnostics if d.severity is Severity.INFO),
         },
     }
-    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json_safe(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)) + "\n"
 
 
 _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
@@ -232,7 +281,7 @@ def render_sarif(diagnostics: Sequence[Diagnostic], *, version: str) -> str:
             }
         ],
     }
-    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json_safe(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)) + "\n"
 
 
 __all__ = ["Label", "render_human", "render_json", "render_sarif", "summary_line"]

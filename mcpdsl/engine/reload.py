@@ -32,6 +32,7 @@ from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.ir import model as m
 from mcpdsl.pipeline import SUFFIX, InputError, _no_gc, find_files
 from mcpdsl.pipeline.cache import CacheStats, FrontEndCache
+from mcpdsl.reader import Refused, display_path, read_source
 from mcpdsl.source import SourceMap
 from mcpdsl.trust.common import MANIFEST, SIGNATURE, TrustError, format_time
 
@@ -134,11 +135,11 @@ class TreeSource:
         root, files = find_files(self.path)
         prints = {}
         for file in files:
-            display = file.relative_to(root).as_posix() if root in file.parents else file.name
+            display = display_path(root, file)
             try:
-                prints[display] = hashlib.sha256(file.read_bytes()).hexdigest()
-            except OSError:
-                prints[display] = ""  # vanished or unreadable: let the compile report it
+                prints[display] = hashlib.sha256(read_source(root, file)).hexdigest()
+            except Refused:
+                prints[display] = ""  # refused, vanished or unreadable: the compile reports it
         return prints
 
     def load(self, *, force: bool = False) -> Outcome:

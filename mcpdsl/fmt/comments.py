@@ -23,15 +23,14 @@ section title above a group of rules).
 from __future__ import annotations
 
 import bisect
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 from lark import Lark, Token, Tree
 
-from mcpdsl.syntax.parser import grammar_text
+from mcpdsl.syntax.parser import PARSER_OPTIONS, grammar_text
+from mcpdsl.syntax.parser_cache import cached_parser
 
 _local = threading.local()
 BLANK = ""  # in a list of leading comments: one blank line here
@@ -47,19 +46,12 @@ def _record(token: Token) -> Token:
 @lru_cache(maxsize=1)
 def comment_parser() -> Lark:
     """The grammar's parser with a `COMMENT` callback; same options as the shared one."""
-    kwargs = dict(
-        parser="lalr",
-        lexer="contextual",
-        start=["start", "item", "package_decl"],
-        propagate_positions=True,
-        maybe_placeholders=True,
-        lexer_callbacks={"COMMENT": _record},
+    return cached_parser(
+        "fmt-parser",
+        grammar_text(),
+        {**PARSER_OPTIONS, "propagate_positions": True},
+        {"lexer_callbacks": {"COMMENT": _record}},
     )
-    cache_file = Path(tempfile.gettempdir()) / "mcpdsl-fmt-grammar.cache"
-    try:
-        return Lark(grammar_text(), cache=str(cache_file), **kwargs)  # type: ignore[arg-type]
-    except OSError:  # an unwritable temp dir must not stop the formatter
-        return Lark(grammar_text(), **kwargs)  # type: ignore[arg-type]
 
 
 def parse_with_comments(text: str) -> tuple[Tree[Token], list[Token]]:

@@ -112,7 +112,7 @@ def _build(
         literals.append(pairs)
         if hint is not None:
             for i, lit in pairs:
-                model.add_hint(lit, i == hint[j])
+                model.add_hint(lit, int(i == hint[j]))  # an int: older OR-Tools reject a bool
 
     terms: dict[tuple[str, int], list[tuple[cp_model.IntVar, int]]] = {}
     for j, (job, pairs) in enumerate(zip(problem.jobs, literals, strict=True)):

@@ -21,19 +21,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcpdsl.diagnostics import Diagnostic, make, sort_diagnostics
+from mcpdsl.diagnostics import Diagnostic, sort_diagnostics
 from mcpdsl.ir import model as m
-from mcpdsl.source import SourceFile, SourceMap, Span
+from mcpdsl.reader import (
+    MAX_FILE_BYTES,
+    SUFFIX,
+    InputError,
+    Refused,
+    display_path,
+    find_sources,
+    read_source,
+)
+from mcpdsl.source import SourceFile, SourceMap
 
-SUFFIX = ".mcp"
-
-
-class InputError(Exception):
-    """The input path itself is unusable (exit code 2), with a diagnostic."""
-
-    def __init__(self, diagnostic: Diagnostic) -> None:
-        super().__init__(diagnostic.message)
-        self.diagnostic = diagnostic
+__all__ = ["SUFFIX", "Compilation", "InputError", "compile_tree", "find_files", "read"]
 
 
 @dataclass
@@ -55,44 +56,21 @@ class Compilation:
         return any(d.is_error for d in self.diagnostics)
 
 
-def find_files(path: Path) -> tuple[Path, list[Path]]:
-    """The tree root and its `.mcp` files in sorted path order."""
-    if not path.exists():
-        raise InputError(make("E0501", f"`{path}` does not exist", None))
-    if path.is_file():
-        return path.parent, [path]
-    files = []
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if name.endswith(SUFFIX):
-                files.append(Path(dirpath) / name)
-    if not files:
-        raise InputError(
-            make(
-                "E0501",
-                f"no `{SUFFIX}` files under `{path}`",
-                None,
-                help=f"policy files end in `{SUFFIX}`; pass the directory that holds them",
-            )
-        )
-    files.sort(key=lambda p: p.relative_to(path).as_posix())
-    return path, files
+find_files = find_sources  # the historical name, used across the code base
 
 
 def read(c: Compilation, files: list[Path]) -> None:
+    """Read every candidate through the safe reader; refusals become diagnostics."""
     for file in files:
-        display = file.relative_to(c.root).as_posix() if c.root in file.parents else file.name
+        display = display_path(c.root, file)
         try:
-            c.raw[display] = file.read_bytes()
-        except OSError as exc:
-            raise InputError(
-                make("E0501", f"cannot read `{display}`: {exc.strerror}", Span.point(display, 1, 1))
-            ) from exc
+            c.raw[display] = read_source(c.root, file)
+        except Refused as refused:
+            c.diagnostics.append(refused.diagnostic)
 
 
 def parse(c: Compilation) -> None:
-    from mcpdsl.syntax.parser import MAX_FILE_BYTES, decode, display_text, parse_source
+    from mcpdsl.syntax.parser import decode, display_text, parse_source
 
     for display, data in c.raw.items():
         source, problems = decode(display, data)

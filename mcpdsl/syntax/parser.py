@@ -10,21 +10,20 @@ with three broken declarations reports three errors.
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.utils import TextSlice
 
 from mcpdsl.diagnostics import Diagnostic, Label, make
+from mcpdsl.reader import MAX_FILE_BYTES
 from mcpdsl.resources import read_text
 from mcpdsl.source import SourceFile, Span
+from mcpdsl.syntax.parser_cache import cached_parser
 
-MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_NESTING = 64
 
 DECLARATION_KEYWORDS = (
@@ -58,24 +57,22 @@ def grammar_text() -> str:
     return read_text("grammar", "mcp.lark")
 
 
+PARSER_OPTIONS: dict[str, object] = {
+    "parser": "lalr",
+    "lexer": "contextual",
+    "start": ["start", "item", "package_decl"],
+    "maybe_placeholders": True,
+}
+
+
 @lru_cache(maxsize=1)
 def parser() -> Lark:
     """The one LALR parser, built once per process.
 
-    Lark's own cache goes to the system temp directory (keyed by a hash of the
-    grammar and options), never into the package directory.
+    Saved in and loaded from the per-user verified cache (`parser_cache`): never
+    a shared temp directory, never the package directory.
     """
-    cache_file = Path(tempfile.gettempdir()) / "mcpdsl-grammar.cache"
-    kwargs = dict(
-        parser="lalr",
-        lexer="contextual",
-        start=["start", "item", "package_decl"],
-        maybe_placeholders=True,
-    )
-    try:
-        return Lark(grammar_text(), cache=str(cache_file), **kwargs)  # type: ignore[arg-type]
-    except OSError:  # an unwritable temp dir must not stop the compiler
-        return Lark(grammar_text(), **kwargs)  # type: ignore[arg-type]
+    return cached_parser("parser", grammar_text(), PARSER_OPTIONS)
 
 
 @lru_cache(maxsize=1)

@@ -31,7 +31,10 @@ CASES = sorted(p for p in DIAGNOSTICS.iterdir() if p.is_dir())
 GOLDEN = "expected.txt"
 
 # Codes the front end can emit that have no fixture directory, and why.
-NO_FIXTURE = {"E0502": "needs an input above 8 MiB; tested in test_check_cli.py"}
+NO_FIXTURE = {
+    "E0502": "needs an input above 8 MiB; tested in test_check_cli.py",
+    "E0504": "git cannot hold a FIFO or device; tested in tests/test_sources.py",
+}
 
 
 def fixture_code(case: Path) -> str:

@@ -110,14 +110,12 @@ def test_no_arguments_is_a_usage_error() -> None:
 def test_unreadable_file_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     locked = tmp_path / "locked.mcp"
     locked.write_text(MESSY)
-    real = Path.read_bytes
+    import mcpdsl.reader as reader
 
-    def read_bytes(self: Path) -> bytes:
-        if self.name == "locked.mcp":
-            raise PermissionError(13, "Permission denied")
-        return real(self)
+    def read_bounded(fd: int, limit: int) -> bytes:  # root can read a chmod-000 file
+        raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(reader, "_read_bounded", read_bounded)
     result = run(str(locked))
     assert result.exit_code == 2
     assert "cannot read" in result.output

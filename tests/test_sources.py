@@ -1,0 +1,264 @@
+"""Reading sources safely: special files, size, symlinks out of the tree, escaped snippets.
+
+Cases that could hang a regression (FIFOs) run in a subprocess with a timeout,
+so a reader that blocks again fails the test instead of freezing the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from repo_paths import REPO
+
+from mcpdsl.cli import main
+from mcpdsl.diagnostics.render import escape_controls, json_safe, render_human, render_json
+from mcpdsl.pipeline import InputError, compile_tree
+from mcpdsl.reader import MAX_FILE_BYTES
+
+GOOD = (
+    'package shop\n\nservice api {\n  image "ghcr.io/shop/api:1.0.0"\n  port 8080\n  stateful\n}\n'
+)
+SECRET = "root-secret-line:x:0:0\n"
+TIMEOUT = 60  # seconds; the fixed reader answers in well under one
+UNSAFE_OUTPUT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f]")
+
+
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "main.mcp").write_text(GOOD)
+    return root
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "mcpdsl", *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def codes(path: Path) -> list[str]:
+    return [d.code for d in compile_tree(path).diagnostics if d.is_error]
+
+
+# ------------------------------------------------------------------ special files
+
+
+@pytest.mark.parametrize("command", ["check", "build", "fmt"])
+def test_a_fifo_is_a_diagnostic_not_a_hang(tmp_path: Path, command: str) -> None:
+    root = tree(tmp_path)
+    os.mkfifo(root / "pipe.mcp")
+    args = {
+        "check": ["check", str(root)],
+        "build": ["build", str(root), "--out", str(tmp_path / "out")],
+        "fmt": ["fmt", "--check", str(root)],
+    }[command]
+    result = cli(*args)  # raises TimeoutExpired if the reader blocks
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "error[E0504]: `pipe.mcp` is not a regular file (a FIFO)" in (
+        result.stdout + result.stderr
+    ).replace(str(root) + "/", "")
+
+
+def test_watch_reports_a_fifo_and_recovers_when_it_is_removed(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    os.mkfifo(root / "pipe.mcp")
+    script = (
+        "import os, sys\n"
+        "from mcpdsl.watch import Watcher\n"
+        "w = Watcher(sys.argv[1], sys.argv[2], echo=lambda s: None)\n"
+        "first = w.rebuild()\n"
+        "os.unlink(os.path.join(sys.argv[1], 'pipe.mcp'))\n"
+        "second = w.rebuild(['pipe.mcp'])\n"
+        "print(first.ok, first.errors, second.ok)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(root), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.stdout.split() == ["False", "1", "True"], result.stderr
+
+
+def test_a_socket_is_refused(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(root / "sock.mcp"))
+        assert codes(root) == ["E0504"]
+
+
+def test_a_device_named_as_the_input_is_refused() -> None:
+    c = compile_tree("/dev/zero")  # bounded: refused before a byte is read
+    assert [d.code for d in c.diagnostics] == ["E0504"]
+    assert "(a device)" in c.diagnostics[0].message
+
+
+def test_an_oversized_file_is_refused_before_reading(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    with open(root / "huge.mcp", "wb") as handle:  # sparse: no 9 MiB written
+        handle.truncate(MAX_FILE_BYTES + 1)
+    assert codes(root) == ["E0502"]
+
+
+# ------------------------------------------------------------------ symlinks
+
+
+def test_a_symlink_to_dev_zero_is_refused(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    (root / "zero.mcp").symlink_to("/dev/zero")
+    assert codes(root) == ["E0503"]
+
+
+def test_a_symlink_out_of_the_tree_is_not_read_or_printed(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    secret = tmp_path / "passwd"
+    secret.write_text(SECRET)
+    (root / "leak.mcp").symlink_to(secret)
+    result = CliRunner().invoke(main, ["check", str(root)], env={"NO_COLOR": "1"})
+    assert result.exit_code == 1
+    assert "error[E0503]: `leak.mcp` is a symlink that leaves the tree root" in result.output
+    assert "root-secret-line" not in result.output
+
+
+def test_a_symlinked_directory_out_of_the_tree_is_refused(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "other.mcp").write_text(SECRET)
+    (root / "vendor").symlink_to(outside, target_is_directory=True)
+    c = compile_tree(root)
+    assert [d.code for d in c.diagnostics if d.is_error] == ["E0503"]
+    assert "root-secret-line" not in render_human(c.diagnostics, c.sources)
+
+
+def test_symlinks_inside_the_tree_are_fine(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    (root / "sub").mkdir()
+    (root / "alias").symlink_to(root / "sub", target_is_directory=True)  # not descended
+    (root / "sub" / "more.mcp").write_text(GOOD.replace("shop", "more"))
+    (root / "link.mcp").symlink_to(root / "sub" / "more.mcp")
+    c = compile_tree(root)
+    assert sorted(c.raw) == ["link.mcp", "main.mcp", "sub/more.mcp"]
+    assert not [d for d in c.diagnostics if d.code in ("E0503", "E0504")]
+
+
+def test_a_dangling_symlink_is_a_read_error(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    (root / "gone.mcp").symlink_to(root / "missing.mcp")
+    assert codes(root) == ["E0501"]
+
+
+# ------------------------------------------------------------------ escaped snippets
+
+
+def test_bidi_and_c1_controls_in_a_snippet_are_escaped(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "main.mcp").write_text(
+        'package shop\n\nservice api {\n  image "a\u202eb\u2066c\x9bd" @\n}\n', encoding="utf-8"
+    )
+    c = compile_tree(root)
+    text = render_human(c.diagnostics, c.sources)
+    assert "<U+202E>" in text and "<U+2066>" in text and "<U+009B>" in text
+    assert not UNSAFE_OUTPUT.search(text)
+    doc = render_json(c.diagnostics)
+    assert "\u202e" not in doc
+    assert not UNSAFE_OUTPUT.search(doc)
+
+
+def test_nul_is_shown_as_a_picture(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "main.mcp").write_bytes(b"package shop\n\x00\x1b[31m\n")
+    c = compile_tree(root)
+    text = render_human(c.diagnostics, c.sources)
+    assert "\u2400\u241b[31m" in text
+    assert not UNSAFE_OUTPUT.search(text)
+
+
+def test_escape_helpers() -> None:
+    assert escape_controls("a\u202eb\x00c\td") == "a<U+202E>b\u2400c\td"
+    assert escape_controls("x\ny", keep_newlines=True) == "x\ny"
+    assert escape_controls("x\ny") == "x\u240ay"
+    raw = json.dumps({"m": "a\u202e\U000e0041"}, ensure_ascii=False)
+    safe = json_safe(raw)
+    assert "\u202e" not in safe and json.loads(safe) == {"m": "a\u202e\U000e0041"}
+
+
+def test_a_file_name_with_escapes_is_shown_escaped(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    os.mkfifo(root / "\x1b[2Jx\u202e.mcp")
+    c = compile_tree(root)
+    text = render_human(c.diagnostics, c.sources)
+    assert "E0504" in text and not UNSAFE_OUTPUT.search(text)
+
+
+# ------------------------------------------------------------------ property
+
+KINDS = ("regular", "fifo", "inside-link", "outside-link", "oversized", "directory-link")
+
+
+@settings(max_examples=40)
+@given(
+    files=st.lists(
+        st.tuples(st.sampled_from(KINDS), st.binary(max_size=200) | st.text(max_size=200)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_any_mix_of_file_kinds_and_contents_gives_diagnostics_never_a_crash(
+    files: list[tuple[str, bytes | str]],
+) -> None:
+    """Whatever the tree holds, the front end finishes, never raises, prints nothing raw."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        root = base / "root"
+        root.mkdir()
+        outside = base / "outside.mcp"
+        outside.write_text(SECRET)
+        for i, (kind, content) in enumerate(files):
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            path = root / f"f{i}.mcp"
+            if kind == "regular":
+                path.write_bytes(data)
+            elif kind == "fifo":
+                os.mkfifo(path)
+            elif kind == "inside-link":
+                (root / f"t{i}.txt").write_bytes(data)
+                path.symlink_to(root / f"t{i}.txt")
+            elif kind == "outside-link":
+                path.symlink_to(outside)
+            elif kind == "oversized":
+                with open(path, "wb") as handle:
+                    handle.write(data)
+                    handle.truncate(MAX_FILE_BYTES + 1 + len(data))
+            else:
+                path.symlink_to(base, target_is_directory=True)
+        try:
+            c = compile_tree(root)
+        except InputError as exc:  # only "no .mcp files" could apply, and never here
+            pytest.fail(f"unexpected input error {exc.diagnostic.message}")
+        text = render_human(c.diagnostics, c.sources)
+        assert "root-secret-line" not in text
+        assert not UNSAFE_OUTPUT.search(text)
+        assert not UNSAFE_OUTPUT.search(render_json(c.diagnostics))
+        refused = {d.span.file for d in c.diagnostics if d.code in ("E0502", "E0503", "E0504")}
+        assert refused.isdisjoint(c.raw)
