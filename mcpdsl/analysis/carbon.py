@@ -28,8 +28,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from mcpdsl.ir.spans import clause
 from mcpdsl.ir import model as m
+from mcpdsl.ir.spans import clause
 
 if TYPE_CHECKING:
     from mcpdsl.analysis import Analysis

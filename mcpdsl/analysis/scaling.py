@@ -18,8 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from mcpdsl.ir.spans import clause
 from mcpdsl.ir import model as m
+from mcpdsl.ir.spans import clause
 
 if TYPE_CHECKING:
     from mcpdsl.analysis import Analysis
