@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_USAGE
 from mcpdsl.compile import TARGETS
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def build_command(path: str, out: str, target: str | None, quiet: bool) -> None:
     if compilation.has_errors:
         emit_diagnostics(compilation.diagnostics, compilation.sources)
         click.echo(f"build failed; `{out}` left untouched")
-        sys.exit(1)
+        sys.exit(EXIT_FINDINGS)
     if compilation.diagnostics:
         emit_diagnostics(compilation.diagnostics, compilation.sources)
     result = compile_artifacts(compilation, targets)
@@ -50,7 +51,7 @@ def build_command(path: str, out: str, target: str | None, quiet: bool) -> None:
         write_result(result, out)
     except OSError as exc:
         click.echo(f"error: cannot write `{out}`: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     if not quiet:
         _print_summary(result, out)
     total = sum(result.timings.values())

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+
 FORMATS = ("text", "json", "sarif")
 
 
@@ -33,11 +35,11 @@ def check_command(path: str | None, fmt: str, explain: str | None, analyze: bool
         text = explain_code(explain)
         if text is None:
             click.echo(f"error: unknown diagnostic code `{explain}`", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
         click.echo(text, nl=False)
         return
     if path is None:
         raise click.UsageError("missing argument PATH (a policy directory or file)")
     compilation = compile_or_exit(path, fmt, analyze=analyze)
     emit_diagnostics(compilation.diagnostics, compilation.sources, fmt)
-    sys.exit(1 if compilation.has_errors else 0)
+    sys.exit(EXIT_FINDINGS if compilation.has_errors else EXIT_OK)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mcpdsl.cli.exit import EXIT_USAGE
 from mcpdsl.diagnostics import Diagnostic
 from mcpdsl.source import SourceMap
 
@@ -66,7 +67,7 @@ def compile_or_exit(path: str, fmt: str = "text", *, analyze: bool = False) -> C
         return compile_tree(path, analyze=analyze)
     except InputError as exc:
         emit_diagnostics([exc.diagnostic], SourceMap(), fmt, summary=False)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
 
 
 def project_or_exit(path: str) -> Project:
@@ -74,5 +75,5 @@ def project_or_exit(path: str) -> Project:
     compilation = compile_or_exit(path)
     if compilation.project is None:
         emit_diagnostics([d for d in compilation.diagnostics if d.is_error], compilation.sources)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     return compilation.project

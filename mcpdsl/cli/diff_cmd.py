@@ -22,6 +22,8 @@ from pathlib import Path
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+
 FAIL_ON = ("widen", "narrow", "any", "never")
 GIT_TIMEOUT = 60
 
@@ -113,16 +115,16 @@ def diff_command(old: str, new: str, fmt: str, fail_on: str) -> None:
                 compilation = compile_tree(root)
             except SideError as exc:
                 click.echo(f"error: {exc}", err=True)
-                sys.exit(2)
+                sys.exit(EXIT_USAGE)
             except InputError as exc:
                 click.echo(f"error: {spec}: {exc.diagnostic.message}", err=True)
-                sys.exit(2)
+                sys.exit(EXIT_USAGE)
             if compilation.project is None:
                 from mcpdsl.diagnostics.render import render_human
 
                 click.echo(render_human(compilation.diagnostics, compilation.sources), err=True)
                 click.echo(f"error: `{spec}` has errors; fix them before diffing", err=True)
-                sys.exit(2)
+                sys.exit(EXIT_USAGE)
             projects.append(compilation.project)
     result = diff(projects[0], projects[1])
     click.echo(render(result, fmt, (old, new), __version__), nl=False)
@@ -132,4 +134,4 @@ def diff_command(old: str, new: str, fmt: str, fail_on: str) -> None:
         "any": bool(result.access or result.routes or result.obligations),
         "never": False,
     }[fail_on]
-    sys.exit(1 if failing else 0)
+    sys.exit(EXIT_FINDINGS if failing else EXIT_OK)

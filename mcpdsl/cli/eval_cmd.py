@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from mcpdsl.cli.exit import EXIT_USAGE
+
 
 @click.command("eval")
 @click.argument("path", type=click.Path(path_type=str))
@@ -39,13 +41,13 @@ def eval_command(path: str, input_file: str, explain: bool) -> None:
         request = json.loads(text)
     except OSError as exc:
         click.echo(f"error: cannot read `{input_file}`: {exc.strerror}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     except json.JSONDecodeError as exc:
         click.echo(f"error: `{input_file}` is not JSON: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     if not isinstance(request, dict):
         click.echo("error: the request must be a JSON object", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     engine = Engine(compile_project(project, project.root))
     decision = engine.authorize(request)
     out = decision.as_dict()

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_USAGE
+
 STDIN = "-"
 
 
@@ -54,7 +56,7 @@ def fmt_command(paths: tuple[str, ...], check: bool, diff: bool) -> None:
             _root, found = find_files(Path(raw))
         except InputError as exc:
             emit_diagnostics([exc.diagnostic], SourceMap(), summary=False)
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
         files.extend(found)
     outcome = _Outcome()
     for file in files:
@@ -70,7 +72,7 @@ def fmt_command(paths: tuple[str, ...], check: bool, diff: bool) -> None:
             summary += f", {outcome.failed} could not be formatted"
         click.echo(summary, err=True)
     if outcome.failed or (check and outcome.changed):
-        sys.exit(1)
+        sys.exit(EXIT_FINDINGS)
 
 
 def _format_stdin(check: bool, diff: bool, outcome: _Outcome) -> None:
@@ -93,7 +95,7 @@ def _format_file(file: Path, check: bool, diff: bool, outcome: _Outcome) -> None
         data = file.read_bytes()
     except OSError as exc:
         click.echo(f"error: cannot read `{display}`: {exc.strerror}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     formatted = _formatted(display, data, outcome)
     if formatted is None:
         return
@@ -114,7 +116,7 @@ def _format_file(file: Path, check: bool, diff: bool, outcome: _Outcome) -> None
         write_atomically(file, new)
     except OSError as exc:
         click.echo(f"error: cannot write `{display}`: {exc.strerror or exc}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     click.echo(f"reformatted {display}")
 
 

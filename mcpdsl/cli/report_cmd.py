@@ -15,6 +15,8 @@ from pathlib import Path
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+
 
 @click.command("report")
 @click.argument("path", type=click.Path(path_type=str))
@@ -39,12 +41,12 @@ def report_command(path: str, out: str, embodied: bool) -> None:
         _write(folder / "sustainability.md", report.markdown)
     except OSError as exc:
         click.echo(f"error: cannot write `{folder}`: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     diagnostics = [*compilation.diagnostics, *plan.diagnostics]
     if diagnostics:
         emit_diagnostics(diagnostics, compilation.sources)
     click.echo(f"wrote {folder / 'sustainability.html'} and {folder / 'sustainability.md'}")
-    sys.exit(1 if any(d.is_error for d in diagnostics) else 0)
+    sys.exit(EXIT_FINDINGS if any(d.is_error for d in diagnostics) else EXIT_OK)
 
 
 def _write(target: Path, text: str) -> None:

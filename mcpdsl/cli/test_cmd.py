@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK
+
 
 def _location(root: Path, span: object) -> str:
     if span is None:
@@ -63,4 +65,4 @@ def test_command(path: str, show_coverage: bool, threshold: float | None) -> Non
         if low:
             click.echo(f"rule coverage {percent:.1f}% is below the threshold {threshold:g}%")
     click.echo(f"{len(outcomes) - failed} passed, {failed} failed")
-    sys.exit(1 if failed or low else 0)
+    sys.exit(EXIT_FINDINGS if failed or low else EXIT_OK)
