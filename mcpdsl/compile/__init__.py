@@ -48,12 +48,23 @@ class TargetOutput:
     notes: list[str] = field(default_factory=list)
 
 
+class PlacementPlan(Protocol):
+    """The optimiser's contract with the targets (`ctx.plan`): where and when a job runs.
+
+    `placement("package.job")` returns `(region, "HH:MM", zone)` or None when the plan has
+    nothing for that job.  A protocol, not `mcpdsl.optimize.plan.Plan`, so that compiling
+    does not import the optimiser (OR-Tools) and tests can hand in a small fake.
+    """
+
+    def placement(self, job: str) -> tuple[str, str, str] | None: ...
+
+
 @dataclass(frozen=True)
 class TargetContext:
     """What a target may read besides the IR (kept explicit: no globals)."""
 
     version: str
-    plan: object | None = None  # optimiser results, when a plan was computed
+    plan: PlacementPlan | None = None  # optimiser results, when a plan was computed
 
 
 class TargetModule(Protocol):
