@@ -25,9 +25,7 @@ from mcpdsl.compile.serialize import dump_json
 from mcpdsl.diagnostics import CompileError, Diagnostic
 from mcpdsl.ir.model import Project
 from mcpdsl.pipeline import Compilation, InputError, _no_gc, compile_tree
-
-#: The IR of the build (see `ir_artifact`), covered by manifest.json like every artifact.
-IR_ARTIFACT = "ir/project.json"
+from mcpdsl.trust.common import IR_ARTIFACT, MANIFEST
 
 
 @dataclass
@@ -47,11 +45,11 @@ def manifest(artifacts: list[Artifact]) -> Artifact:
         {"path": a.path, "sha256": hashlib.sha256(a.content).hexdigest(), "size": len(a.content)}
         for a in sorted(artifacts, key=lambda a: a.path)
     ]
-    return Artifact("manifest.json", dump_json({"artifacts": entries, "generator": "mcpdsl"}))
+    return Artifact(MANIFEST, dump_json({"artifacts": entries, "generator": "mcpdsl"}))
 
 
 def ir_artifact(project: Project) -> Artifact:
-    """`ir/project.json`: the IR itself, what `Engine.load(build, trust=...)` runs.
+    """`IR_ARTIFACT` (`ir/project.json`): the IR itself, what `Engine.load(build, trust=...)` runs.
 
     `Project.canonical_json()` (sorted keys, no whitespace); spans are not IR and
     are not written.  Every build has it, so a signed build is loadable by the engine.

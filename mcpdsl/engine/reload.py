@@ -30,7 +30,7 @@ from mcpdsl.diagnostics import CompileError, Diagnostic
 from mcpdsl.ir import model as m
 from mcpdsl.pipeline import SUFFIX, InputError, _no_gc, find_files
 from mcpdsl.source import SourceMap
-from mcpdsl.trust.common import MANIFEST, SIGNATURE, TrustError, format_time
+from mcpdsl.trust.common import IR_ARTIFACT, MANIFEST, SIGNATURE, TrustError, format_time
 from mcpdsl.watch import CacheStats, FrontEndCache
 
 if TYPE_CHECKING:
@@ -38,9 +38,6 @@ if TYPE_CHECKING:
 
     from mcpdsl.engine.engine import CompiledProject, Engine
     from mcpdsl.trust.keys import Keyring
-
-#: The build artifact the engine loads (written by `mcpdsl.builder.ir_artifact`).
-IR_ARTIFACT = "ir/project.json"
 
 #: A keyring, or the path of a keyring file (re-read on every reload, so a
 #: revocation takes effect at the next reload).

@@ -20,9 +20,13 @@ ENTRY_FORMAT = "mcpdsl-key-entry/1"  # public.json: one keyring entry
 KEYRING_FORMAT = "mcpdsl-keyring/1"
 SIGNATURE_FORMAT = "mcpdsl-signature/1"
 
+# The layout of a build, shared by the writer (`mcpdsl.builder`), the signer and the
+# engine that loads a signed build: each name is defined here and nowhere else.
 MANIFEST = "manifest.json"
 SIGNATURE = "signature.json"
 OPA_BUNDLE = "opa/bundle.tar.gz"
+#: The IR of the build (`mcpdsl.builder.ir_artifact`), what `Engine.load(build, trust=...)` runs.
+IR_ARTIFACT = "ir/project.json"
 
 
 class TrustError(Exception):
