@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from mcpdsl.pipeline import Compilation
 
 FORMATS = ("text", "json", "sarif")
 
@@ -28,7 +32,7 @@ def check_command(path: str | None, fmt: str, explain: str | None, analyze: bool
     Exit 0 when there is no error (warnings allowed), 1 when there are errors,
     2 for usage errors or unreadable input.
     """
-    from mcpdsl.cli.common import compile_or_exit, emit_diagnostics
+    from mcpdsl.cli.common import emit_diagnostics
     from mcpdsl.diagnostics import explain as explain_code
 
     if explain:
@@ -40,6 +44,29 @@ def check_command(path: str | None, fmt: str, explain: str | None, analyze: bool
         return
     if path is None:
         raise click.UsageError("missing argument PATH (a policy directory or file)")
-    compilation = compile_or_exit(path, fmt, analyze=analyze)
+    compilation = _compile(path, fmt, analyze)
     emit_diagnostics(compilation.diagnostics, compilation.sources, fmt)
     sys.exit(EXIT_FINDINGS if compilation.has_errors else EXIT_OK)
+
+
+def _compile(path: str, fmt: str, analyze: bool) -> Compilation:
+    """The compilation; an engine crash while confirming a witness ends the run with exit 2.
+
+    Such a crash is a bug in mcpdsl, not a finding about the policy, so nothing
+    was judged: it is reported as an internal error (with the request that
+    crashed) rather than as a diagnostic or a traceback.
+    """
+    from mcpdsl.cli.common import compile_or_exit
+
+    if not analyze:
+        return compile_or_exit(path, fmt)
+    from mcpdsl.analysis.witness import WitnessCrash
+
+    try:
+        return compile_or_exit(path, fmt, analyze=True)
+    except WitnessCrash as exc:
+        click.echo(f"error: internal error: {exc}", err=True)
+        click.echo(
+            "  = help: this is a bug in mcpdsl, not in the policy; please report it", err=True
+        )
+        sys.exit(EXIT_USAGE)
