@@ -108,3 +108,25 @@ def test_check_reports_an_engine_crash_as_an_internal_error(
     assert "error: internal error: the engine crashed confirming a witness" in out.output
     assert "ZeroDivisionError: injected engine crash" in out.output
     assert "Traceback" not in out.output
+
+
+def test_only_the_encode_package_imports_z3() -> None:
+    """z3 stays behind `mcpdsl.analysis.encode`: every other module goes through it."""
+    import ast
+
+    package = REPO / "mcpdsl"
+    encode = package / "analysis" / "encode"
+    importers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(n == "z3" or n.startswith("z3.") for n in names):
+                importers.add(path)
+    assert importers, "the scan found no z3 import at all"
+    assert {p for p in importers if encode not in p.parents} == set()
