@@ -7,7 +7,7 @@ from typing import Any
 
 import z3
 
-from mcpdsl.analysis.encode.core import _OCTET, AND, Bool, Sym, _s
+from mcpdsl.analysis.encode.core import AND, OCTET, Bool, Sym, str_of
 from mcpdsl.analysis.encode.strings import Strings
 
 
@@ -26,7 +26,7 @@ class Cidr(Strings):
             net = ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             return False, frozenset()
-        s = _s(self, x)
+        s = str_of(self, x)
         if net.version == 4:
             return z3.InRe(s, self._cidr4(net)), frozenset()
         is6 = self.fresh_bool(("ip6", s.get_id()))
@@ -61,7 +61,7 @@ class Cidr(Strings):
     def _octets(self, low: int, high: int) -> Any:
         """Canonical decimal spellings (no leading zeros) of the octets `low..high`."""
         if (low, high) == (0, 255):
-            return self._regex_of(_OCTET)
+            return self._regex_of(OCTET)
         groups: dict[str, list[str]] = {}
         for v in range(low, high + 1):
             text = str(v)

@@ -31,7 +31,7 @@ DEFAULT_RLIMIT = 20_000_000
 NOW_FIELDS = ("hour", "minute", "weekday", "time", "date")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
-_OCTET = r"(0|[1-9][0-9]?|1[0-9][0-9]|2[0-4][0-9]|25[0-5])"
+OCTET = r"(0|[1-9][0-9]?|1[0-9][0-9]|2[0-4][0-9]|25[0-5])"
 
 Bool = Any  # a z3 BoolRef or a Python bool (folded constants)
 
@@ -192,7 +192,7 @@ def json_key(v: Any) -> str:
     return json.dumps(v, sort_keys=True, default=str)
 
 
-def _lookup(request: Any, path: tuple[str, ...]) -> Any:
+def lookup(request: Any, path: tuple[str, ...]) -> Any:
     node = request
     for step in path:
         if not isinstance(node, dict) or step not in node:
@@ -204,7 +204,7 @@ def _lookup(request: Any, path: tuple[str, ...]) -> Any:
 _ABSENT = object()
 
 
-def _kind_of_value(v: Any) -> int:
+def kind_of_value(v: Any) -> int:
     if v is _ABSENT:
         return MISSING
     if v is None:
@@ -222,21 +222,21 @@ def _kind_of_value(v: Any) -> int:
     return OTHER
 
 
-def _int_of(v: Any) -> int:
+def int_of(v: Any) -> int:
     try:
         return int(v.as_long())
     except (AttributeError, ValueError):
         return 0
 
 
-def _kind_of_element(model: Any, el: Sym) -> int:
+def kind_of_element(model: Any, el: Sym) -> int:
     for kind, guard in ((NULL, el.null), (BOOL, el.isb), (NUM, el.isn), (STR, el.iss)):
         if z3.is_true(model.eval(guard, model_completion=True)):
             return kind
     return OTHER
 
 
-def _scalar(model: Any, kind: int, b: Any, n: Any, s: Any) -> Any:
+def scalar_of(model: Any, kind: int, b: Any, n: Any, s: Any) -> Any:
     if kind == NULL:
         return None
     if kind == BOOL:
@@ -282,7 +282,7 @@ def number_of(v: Any) -> int | float | Decimal:
     return d
 
 
-def _container(request: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+def container_of(request: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
     node: Any = request
     for step in path:
         if not isinstance(node, dict):
@@ -294,34 +294,34 @@ def _container(request: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]
     return node if isinstance(node, dict) else None
 
 
-def _b(x: Sym) -> Any:
+def bool_of(x: Sym) -> Any:
     return x.b if x.b is not None else False
 
 
-def _n(enc: State, x: Sym) -> Any:
+def num_of(enc: State, x: Sym) -> Any:
     return x.n if x.n is not None else enc.real_val(0)
 
 
-def _s(enc: State, x: Sym) -> Any:
+def str_of(enc: State, x: Sym) -> Any:
     return x.s if x.s is not None else enc.str_val("")
 
 
-def _int(enc: State, v: Any) -> Any:
+def int_term(enc: State, v: Any) -> Any:
     return z3.IntVal(v, enc.ctx) if isinstance(v, int) else v
 
 
-def _deps(syms: Iterable[Sym]) -> frozenset[Any]:
+def deps_of(syms: Iterable[Sym]) -> frozenset[Any]:
     return frozenset().union(*(s.deps for s in syms))
 
 
-def _key(x: Sym) -> Any:
+def sym_key(x: Sym) -> Any:
     for v in (x.s, x.n, x.b):
         if v is not None and hasattr(v, "get_id"):
             return v.get_id()
     return id(x)
 
 
-def _children(e: m.Node) -> Iterator[m.Node]:
+def children_of(e: m.Node) -> Iterator[m.Node]:
     for value in e.__dict__.values():
         if isinstance(value, m.Node):
             yield value
@@ -331,15 +331,15 @@ def _children(e: m.Node) -> Iterator[m.Node]:
                     yield v
 
 
-def _attrs(e: m.Node) -> Iterator[m.Attr]:
+def attrs_of(e: m.Node) -> Iterator[m.Attr]:
     if isinstance(e, m.Attr):
         yield e
         return
-    for c in _children(e):
-        yield from _attrs(c)
+    for c in children_of(e):
+        yield from attrs_of(c)
 
 
-def _project_exprs(project: m.Project) -> Iterator[m.Node]:
+def project_exprs(project: m.Project) -> Iterator[m.Node]:
     for p in project.policies:
         for r in p.rules:
             if r.condition is not None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import z3
 
-from mcpdsl.analysis.encode.core import AND, FALSE, NOT, OR, TRUE, Env, F, Sym, _b, all_of
+from mcpdsl.analysis.encode.core import AND, FALSE, NOT, OR, TRUE, Env, F, Sym, all_of, bool_of
 from mcpdsl.analysis.encode.expressions import Expressions
 from mcpdsl.ir import model as m
 
@@ -19,14 +19,14 @@ class Decisions(Expressions):
         if e is None:
             return TRUE
         x = self.expr(e, env)
-        return F(AND(x.isb, _b(x)), x.deps)
+        return F(AND(x.isb, bool_of(x)), x.deps)
 
     def fires_or_errors(self, e: m.Node | None, env: Env) -> F:
         """Anything but `false`/MISSING: a deny fires, a risk term counts (fail closed)."""
         if e is None:
             return TRUE
         x = self.expr(e, env)
-        return F(NOT(OR(x.missing, AND(x.isb, NOT(_b(x))))), x.deps)
+        return F(NOT(OR(x.missing, AND(x.isb, NOT(bool_of(x))))), x.deps)
 
     def well_typed(self, e: m.Node | None, env: Env) -> F:
         """The condition gives a boolean or MISSING: no evaluation error (a "natural" witness)."""

@@ -8,7 +8,6 @@ from typing import Any
 import z3
 
 from mcpdsl.analysis.encode.core import (
-    _OCTET,
     BOOL,
     DEFAULT_RLIMIT,
     DEFAULT_TIMEOUT_MS,
@@ -16,13 +15,14 @@ from mcpdsl.analysis.encode.core import (
     MAX_CHAR,
     NULL,
     NUM,
+    OCTET,
     OTHER,
     STR,
     Stats,
     Sym,
-    _attrs,
-    _children,
-    _project_exprs,
+    attrs_of,
+    children_of,
+    project_exprs,
 )
 from mcpdsl.analysis.encode.solving import Solving
 from mcpdsl.ir import model as m
@@ -73,7 +73,7 @@ class Encoder(Solving):
         self.list_slots: dict[tuple[str, ...], int] = {}
         self.reads_now = False
         for project in projects:
-            for e in _project_exprs(project):
+            for e in project_exprs(project):
                 self._scan(e)
         ctx = self.ctx
         top = chr(MAX_CHAR)
@@ -90,7 +90,7 @@ class Encoder(Solving):
         self.query_tail = z3.Option(
             z3.Concat(z3.Union(z3.Re("?", ctx=ctx), z3.Re("#", ctx=ctx)), self.any_string)
         )
-        self._quad = self._regex_of(".".join([_OCTET] * 4))  # what `ipaddress` accepts
+        self._quad = self._regex_of(".".join([OCTET] * 4))  # what `ipaddress` accepts
         if self.reads_now:
             self.attr(("now", "hour"))
 
@@ -100,8 +100,8 @@ class Encoder(Solving):
         if isinstance(e, m.In) or (isinstance(e, m.Call) and e.function == "contains"):
             coll = e.collection if isinstance(e, m.In) else (e.args[0] if e.args else None)
             if coll is not None:
-                for a in _attrs(coll):
+                for a in attrs_of(coll):
                     key = (a.root, *a.path)
                     self.list_slots[key] = self.list_slots.get(key, 0) + 1
-        for child in _children(e):
+        for child in children_of(e):
             self._scan(child)

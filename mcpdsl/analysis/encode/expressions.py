@@ -19,13 +19,13 @@ from mcpdsl.analysis.encode.core import (
     Env,
     ListVal,
     Sym,
-    _attrs,
-    _b,
-    _deps,
-    _int,
-    _key,
-    _n,
-    _s,
+    attrs_of,
+    bool_of,
+    deps_of,
+    int_term,
+    num_of,
+    str_of,
+    sym_key,
 )
 from mcpdsl.ir import model as m
 
@@ -36,7 +36,7 @@ class Expressions(Attributes):
     def reads_risk(self, e: m.Node) -> bool:
         found = self._risk_reads.get(id(e))
         if found is None:
-            found = any(a.root == "risk" for a in _attrs(e))
+            found = any(a.root == "risk" for a in attrs_of(e))
             self._risk_reads[id(e)] = found
         return found
 
@@ -58,7 +58,7 @@ class Expressions(Attributes):
             return self.attr((e.root, *e.path))
         if isinstance(e, m.ListExpr):
             items = [self.expr(i, env) for i in e.items]
-            deps = _deps(items)
+            deps = deps_of(items)
             error = OR(*(i.error for i in items))
             missing = AND(NOT(error), OR(*(i.missing for i in items)))
             slots = [(True, i) for i in items]
@@ -73,16 +73,16 @@ class Expressions(Attributes):
             x = self.expr(e.operand, env)
             return Sym(
                 isb=OR(x.missing, x.isb),
-                b=self.bool_val(OR(x.missing, AND(x.isb, NOT(_b(x))))),
+                b=self.bool_val(OR(x.missing, AND(x.isb, NOT(bool_of(x))))),
                 error=NOT(OR(x.missing, x.isb)),
                 deps=x.deps,
             )
         if isinstance(e, (m.And, m.Or)):
             ops = [self.expr(o, env) for o in e.operands]
             error = OR(*(NOT(OR(o.missing, o.isb)) for o in ops))
-            truths = [AND(o.isb, _b(o)) for o in ops]
+            truths = [AND(o.isb, bool_of(o)) for o in ops]
             value = AND(*truths) if isinstance(e, m.And) else OR(*truths)
-            return Sym(isb=NOT(error), b=self.bool_val(value), error=error, deps=_deps(ops))
+            return Sym(isb=NOT(error), b=self.bool_val(value), error=error, deps=deps_of(ops))
         if isinstance(e, m.Compare):
             return self._compare(e, env)
         if isinstance(e, m.In):
@@ -104,7 +104,7 @@ class Expressions(Attributes):
         if isinstance(e, m.Matches):
             x = self.expr(e.operand, env)
             error = OR(x.error, AND(NOT(x.missing), NOT(x.iss)))
-            value = AND(x.iss, z3.InRe(_s(self, x), self.glob_re(e.pattern)))
+            value = AND(x.iss, z3.InRe(str_of(self, x), self.glob_re(e.pattern)))
             return Sym(isb=NOT(error), b=self.bool_val(value), error=error, deps=x.deps)
         if isinstance(e, m.Arith):
             return self._arith(e, env)
@@ -117,7 +117,7 @@ class Expressions(Attributes):
                 missing=x.missing,
                 error=OR(x.error, AND(NOT(x.missing), NOT(x.isn))),
                 isn=x.isn,
-                n=-_n(self, x),
+                n=-num_of(self, x),
                 deps=x.deps,
             )
         if isinstance(e, m.Call):
@@ -142,7 +142,7 @@ class Expressions(Attributes):
             return Sym(isb=NOT(error), b=self.bool_val(value), error=error, deps=deps)
         both = AND(a.isn, b.isn)
         error = OR(a.error, b.error, AND(NOT(a.missing), NOT(b.missing), NOT(both)))
-        x, y = _n(self, a), _n(self, b)
+        x, y = num_of(self, a), num_of(self, b)
         rel = {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[e.op]
         return Sym(isb=NOT(error), b=self.bool_val(AND(both, rel)), error=error, deps=deps)
 
@@ -151,7 +151,7 @@ class Expressions(Attributes):
         deps = a.deps | b.deps
         nums = AND(a.isn, b.isn)
         strs = AND(a.iss, b.iss) if e.op == "+" else False
-        x, y = _n(self, a), _n(self, b)
+        x, y = num_of(self, a), num_of(self, b)
         div0 = AND(nums, y == 0) if e.op == "/" else False
         error = OR(
             a.error,
@@ -167,20 +167,20 @@ class Expressions(Attributes):
             isn=AND(nums, NOT(div0)),
             n=value,
             iss=strs,
-            s=z3.Concat(_s(self, a), _s(self, b)) if strs is not False else None,
+            s=z3.Concat(str_of(self, a), str_of(self, b)) if strs is not False else None,
             deps=deps,
         )
 
     def _call(self, e: m.Call, env: Env) -> Sym:
         args = [self.expr(a, env) for a in e.args]
-        deps = _deps(args)
+        deps = deps_of(args)
         missing = OR(*(a.missing for a in args))
         error = AND(NOT(missing), OR(*(a.error for a in args)))
         ok = NOT(OR(missing, error))
         f = e.function
         if f in ("lower", "upper") and len(args) == 1:
             x = args[0]
-            mapped, key = self.case_map(_s(self, x), f)
+            mapped, key = self.case_map(str_of(self, x), f)
             return Sym(
                 missing=missing,
                 error=OR(error, AND(ok, NOT(x.iss))),
@@ -192,7 +192,7 @@ class Expressions(Attributes):
             x = args[0]
             length = x.lst.length if x.lst is not None else 0
             length = self.real_val(length) if isinstance(length, int) else z3.ToReal(length)
-            n = self.ite(x.iss, z3.ToReal(z3.Length(_s(self, x))), length)
+            n = self.ite(x.iss, z3.ToReal(z3.Length(str_of(self, x))), length)
             return Sym(
                 missing=missing,
                 error=OR(error, AND(ok, NOT(OR(x.iss, x.isl)))),
@@ -203,7 +203,7 @@ class Expressions(Attributes):
         if len(args) != 2:  # typecheck rejects this; never encoded
             return Sym(error=True, deps=deps)
         a, b = args
-        sa, sb = _s(self, a), _s(self, b)
+        sa, sb = str_of(self, a), str_of(self, b)
         test = {
             "startswith": lambda: z3.PrefixOf(sb, sa),
             "endswith": lambda: z3.SuffixOf(sb, sa),
@@ -231,7 +231,7 @@ class Expressions(Attributes):
         if x.lst is not None or y.lst is not None:
             lx = x.lst or ListVal(0, [], True)
             ly = y.lst or ListVal(0, [], True)
-            length = self.ite(c, _int(self, lx.length), _int(self, ly.length))
+            length = self.ite(c, int_term(self, lx.length), int_term(self, ly.length))
             slots = [(AND(c, p), el) for p, el in lx.slots]
             slots += [(AND(NOT(c), p), el) for p, el in ly.slots]
             lst = ListVal(length, slots, exact=lx.exact and ly.exact)
@@ -256,19 +256,21 @@ class Expressions(Attributes):
         """JSON equality of two present values (numbers by value, `true` never `1`)."""
         parts = [AND(a.null, b.null)]
         if a.isb is not False and b.isb is not False:
-            parts.append(AND(a.isb, b.isb, _b(a) == _b(b)))
+            parts.append(AND(a.isb, b.isb, bool_of(a) == bool_of(b)))
         if a.isn is not False and b.isn is not False:
-            parts.append(AND(a.isn, b.isn, _n(self, a) == _n(self, b)))
+            parts.append(AND(a.isn, b.isn, num_of(self, a) == num_of(self, b)))
         if a.iss is not False and b.iss is not False:
-            parts.append(AND(a.iss, b.iss, _s(self, a) == _s(self, b)))
+            parts.append(AND(a.iss, b.iss, str_of(self, a) == str_of(self, b)))
         if a.isl is not False and b.isl is not False:
             parts.append(AND(a.isl, b.isl, self.list_eq(a, b)))
         if a.iso is not False and b.iso is not False:
-            parts.append(AND(a.iso, b.iso, self.fresh_bool(("objeq", _key(a), _key(b)))))
+            parts.append(AND(a.iso, b.iso, self.fresh_bool(("objeq", sym_key(a), sym_key(b)))))
         for x, y in ((a, b), (b, a)):
             partner = OR(y.isl, y.iso, y.other)
             if x.other is not False and partner is not False:
-                parts.append(AND(x.other, partner, self.fresh_bool(("oeq", _key(x), _key(y)))))
+                parts.append(
+                    AND(x.other, partner, self.fresh_bool(("oeq", sym_key(x), sym_key(y))))
+                )
         return OR(*parts)
 
     def list_eq(self, a: Sym, b: Sym) -> Bool:
@@ -289,7 +291,7 @@ class Expressions(Attributes):
                     for (_, x), (_, y) in zip(la.slots, lb.slots, strict=True)
                 )
             )
-        return self.fresh_bool(("listeq", _key(a), _key(b)))
+        return self.fresh_bool(("listeq", sym_key(a), sym_key(b)))
 
     def member(self, x: Sym, lst: ListVal) -> Bool:
         """Is the present value `x` an element of the list `lst`?"""

@@ -23,13 +23,13 @@ from mcpdsl.analysis.encode.core import (
     STR,
     F,
     Outcome,
-    _container,
-    _int_of,
-    _kind_of_element,
-    _kind_of_value,
-    _lookup,
-    _scalar,
+    container_of,
+    int_of,
     json_key,
+    kind_of_element,
+    kind_of_value,
+    lookup,
+    scalar_of,
 )
 from mcpdsl.analysis.encode.decisions import Decisions
 
@@ -49,8 +49,8 @@ class Solving(Decisions):
         deps: set[Any] = set()
         for path, v in sorted(self._attr_vars.items()):
             deps.add(("attr", path))
-            value = _lookup(request, path)
-            kind = _kind_of_value(value)
+            value = lookup(request, path)
+            kind = kind_of_value(value)
             parts.append(v["kind"] == K[kind])
             if kind in (BOOL, NUM, STR):
                 parts.append(self._pin_scalar(kind, value, v["bool"], v["num"], v["str"]))
@@ -64,7 +64,7 @@ class Solving(Decisions):
                         parts.append(z3.Not(present))
                         continue
                     parts.append(present)
-                    ek = _kind_of_value(value[i])
+                    ek = kind_of_value(value[i])
                     ek = ek if ek in (NULL, BOOL, NUM, STR) else OTHER
                     parts.append(
                         el.null
@@ -188,7 +188,7 @@ class Solving(Decisions):
             kind = self._kind(model, v["kind"], self.K)
             if kind == MISSING:
                 continue
-            parent = _container(request, path[:-1])
+            parent = container_of(request, path[:-1])
             if parent is None:
                 continue
             if kind == OBJ:
@@ -196,7 +196,7 @@ class Solving(Decisions):
             elif kind == LIST:
                 value = self._list_value(model, v)
             else:
-                value = _scalar(model, kind, v["bool"], v["num"], v["str"])
+                value = scalar_of(model, kind, v["bool"], v["num"], v["str"])
             if path in ip6 and kind == STR:
                 is6, bv = ip6[path]
                 if z3.is_true(model.eval(is6, model_completion=True)):
@@ -212,13 +212,13 @@ class Solving(Decisions):
         return ids.get(model.eval(var, model_completion=True).get_id(), MISSING)
 
     def _list_value(self, model: Any, v: dict[str, Any]) -> list[Any]:
-        length = _int_of(model.eval(v["len"], model_completion=True))
+        length = int_of(model.eval(v["len"], model_completion=True))
         items: list[Any] = []
         for present, el in v["slots"]:
             if not z3.is_true(model.eval(present, model_completion=True)):
                 continue
-            k = _kind_of_element(model, el)
-            items.append(_scalar(model, k, el.b, el.n, el.s) if k != OTHER else {})
+            k = kind_of_element(model, el)
+            items.append(scalar_of(model, k, el.b, el.n, el.s) if k != OTHER else {})
         taken = {json_key(i) for i in items}
         n = 0
         while len(items) < length:
