@@ -33,7 +33,8 @@ class Encoder(Solving):
 
     Attribute variables are shared by path, so the old and new trees of a diff
     talk about the same request.  Results are cached by expression identity
-    (and by risk context for expressions that read `risk`)."""
+    (and by risk context for expressions that read `risk`).
+    """
 
     def __init__(
         self,
