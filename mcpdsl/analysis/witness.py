@@ -46,6 +46,20 @@ class WitnessCrash(RuntimeError):
         )
 
 
+def authorize(engine: Engine, request: dict[str, Any], what: str) -> Decision:
+    """`engine.authorize(request)`; a crash is raised as `WitnessCrash`, never a "no".
+
+    The engine must answer every request (hostile input is a deny with a reason),
+    so an exception here is a bug in the engine or the analysis.  Reading it as
+    "not confirmed" would silently drop a finding (or, in a minimisation, keep
+    attributes), which is why it surfaces with the request that caused it.
+    """
+    try:
+        return engine.authorize(request)
+    except Exception as exc:
+        raise WitnessCrash(what, request, exc) from exc
+
+
 def _shown(request: dict[str, Any]) -> str:
     """The request as JSON when it is JSON-like, else its repr (a crash report must not fail)."""
     try:
@@ -87,41 +101,28 @@ class Confirmer:
     def rule_key(self, pi: int, rule: m.Rule) -> str:
         return f"{self.project.policies[pi].name}/{rule.id}"
 
-    def _authorize(self, engine: Engine, request: dict[str, Any], what: str) -> Decision:
-        """`engine.authorize(request)`; a crash is raised as `WitnessCrash`, never a "no".
-
-        The engine must answer every request (hostile input is a deny with a reason),
-        so an exception here is a bug in the engine or the analysis.  Reading it as
-        "not confirmed" would silently drop a finding (or, in a minimisation, keep
-        attributes), which is why it surfaces with the request that caused it.
-        """
-        try:
-            return engine.authorize(request)
-        except Exception as exc:
-            raise WitnessCrash(what, request, exc) from exc
-
     def fires(self, pi: int, rule: m.Rule, request: dict[str, Any]) -> bool:
         """Does `rule` (of policy `pi`) fire on `request`, as the engine decides?"""
         key = self.rule_key(pi, rule)
-        decision = self._authorize(
+        decision = authorize(
             self._policy_engine(pi, rule.effect), request, f"does rule `{key}` fire"
         )
         return key in decision.rules
 
     def allowed(self, request: dict[str, Any]) -> bool:
-        return self._authorize(self.full, request, "is the request allowed").allowed
+        return authorize(self.full, request, "is the request allowed").allowed
 
     def policy_allows(self, pi: int, request: dict[str, Any]) -> bool:
         name = self.project.policies[pi].name
         what = f"does policy `{name}` allow the request"
-        return self._authorize(self._policy_engine(pi, None), request, what).allowed
+        return authorize(self._policy_engine(pi, None), request, what).allowed
 
     def obligation(self, pi: int, qi: int, request: dict[str, Any]) -> bool:
         """Does `require` clause `qi` of policy `pi` add its obligation to `request`?"""
         policy = self.project.policies[pi]
         requirement = policy.requires[qi]
         what = f"does policy `{policy.name}` require `{requirement.obligation}`"
-        decision = self._authorize(self._policy_engine(pi, None, (qi,)), request, what)
+        decision = authorize(self._policy_engine(pi, None, (qi,)), request, what)
         return decision.allowed and requirement.obligation in decision.obligations
 
     def risk_counts(self, pi: int, ti: int, request: dict[str, Any]) -> bool:

@@ -105,6 +105,7 @@ def diff_command(old: str, new: str, fmt: str, fail_on: str) -> None:
     from mcpdsl import __version__
     from mcpdsl.analysis.diff import diff
     from mcpdsl.analysis.report import render
+    from mcpdsl.analysis.witness import WitnessCrash
     from mcpdsl.pipeline import InputError, compile_tree
 
     projects = []
@@ -126,7 +127,14 @@ def diff_command(old: str, new: str, fmt: str, fail_on: str) -> None:
                 click.echo(f"error: `{spec}` has errors; fix them before diffing", err=True)
                 sys.exit(EXIT_USAGE)
             projects.append(compilation.project)
-    result = diff(projects[0], projects[1])
+    try:
+        result = diff(projects[0], projects[1])
+    except WitnessCrash as exc:  # a bug in mcpdsl, not a difference: nothing was judged
+        click.echo(f"error: internal error: {exc}", err=True)
+        click.echo(
+            "  = help: this is a bug in mcpdsl, not in the policy; please report it", err=True
+        )
+        sys.exit(EXIT_USAGE)
     click.echo(render(result, fmt, (old, new), __version__), nl=False)
     failing = {
         "widen": result.gains,

@@ -178,3 +178,19 @@ def test_git_revisions_never_touch_the_work_tree(
     assert both.exit_code == 0 and "1 widened" in both.output
     bad = cli("git:no-such-rev:tree", "tree")
     assert bad.exit_code == 2 and "not a revision" in bad.output
+
+
+def test_an_engine_crash_on_a_witness_is_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A crashing evaluator must not read as "not confirmed" (a silently lost change)."""
+    from mcpdsl.engine import Engine
+
+    def crash(self: object, request: dict[str, object]) -> object:
+        raise ZeroDivisionError("injected engine crash")
+
+    monkeypatch.setattr(Engine, "authorize", crash)
+    out = cli(str(BASE), str(DIFFS / "deny-removed"), "--fail-on", "widen")
+    assert out.exit_code == 2, out.output
+    assert "error: internal error: the engine crashed confirming a witness (access" in out.output
+    assert "ZeroDivisionError: injected engine crash" in out.output
