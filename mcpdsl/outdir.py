@@ -42,7 +42,12 @@ from mcpdsl.source import Span
 
 BUILD_FORMAT = "mcpdsl-build/1"
 REPORT_FORMAT = "mcpdsl-report/1"
+# The layout of a build, shared by the writer (`mcpdsl.builder`), the output policy,
+# the signer (`mcpdsl.trust`) and the engine that loads a signed build: each name is
+# defined here, the lowest layer that needs it, and nowhere else.
 MANIFEST = "manifest.json"
+#: The IR of the build (`mcpdsl.builder.ir_artifact`), what `Engine.load(build, trust=...)` runs.
+IR_ARTIFACT = "ir/project.json"
 #: A manifest larger than this is not read to recognise an output (5,000 artifacts: ~0.6 MB).
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from mcpdsl.analysis.encode import FALSE, TRUE, Encoder, F, all_of, any_of
 from mcpdsl.analysis.index import Entry, RuleIndex
-from mcpdsl.analysis.witness import minimise
+from mcpdsl.analysis.witness import authorize, minimise
 from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.ir import model as m
 from mcpdsl.source import Span
@@ -218,11 +218,11 @@ def _obligations(result: DiffResult, enc: Encoder, a: _Side, b: _Side) -> None:
                     continue
                 want = direction == "added"
 
-                def keep(w: dict[str, Any], name: str = name, want: bool = want) -> bool:
-                    try:
-                        x, y = a.engine.authorize(w), b.engine.authorize(w)
-                    except Exception:
-                        return False
+                def keep(
+                    w: dict[str, Any], name: str = name, want: bool = want, how: str = direction
+                ) -> bool:
+                    what = f"obligation `{name}` {how}"
+                    x, y = authorize(a.engine, w, what), authorize(b.engine, w, what)
                     return (
                         x.allowed
                         and y.allowed
@@ -356,14 +356,11 @@ def _query(
             continue
         want = direction == "widened"
 
-        def keep(q: dict[str, Any], want: bool = want) -> bool:
-            try:
-                return (
-                    a.engine.authorize(q).allowed is not want
-                    and b.engine.authorize(q).allowed is want
-                )
-            except Exception:
-                return False
+        def keep(q: dict[str, Any], want: bool = want, what: str = direction) -> bool:
+            return (
+                authorize(a.engine, q, f"access {what}").allowed is not want
+                and authorize(b.engine, q, f"access {what}").allowed is want
+            )
 
         if not keep(out.witness):
             result.unconfirmed.append(

@@ -12,6 +12,7 @@ from typing import Any
 
 from mcpdsl.analysis.diff import AccessChange, DiffResult
 from mcpdsl.analysis.witness import to_json
+from mcpdsl.diagnostics.sarif import SarifLocation, SarifResult, SarifRule, write_sarif
 
 FORMATS = ("text", "json", "sarif", "markdown")
 
@@ -180,82 +181,34 @@ _RULES = {
 
 
 def render_sarif(result: DiffResult, labels: tuple[str, str], version: str) -> str:
-    rules = [
-        {"id": rid, "shortDescription": {"text": text}, "defaultConfiguration": {"level": level}}
-        for rid, (text, level) in _RULES.items()
-    ]
-    index = {rid: i for i, rid in enumerate(_RULES)}
-    results: list[dict[str, Any]] = []
+    """The changes as SARIF results, one rule per kind of change (`_RULES`)."""
+    rules = [SarifRule(rid, text, level=level) for rid, (text, level) in _RULES.items()]
+    results: list[SarifResult] = []
     for c in result.access:
         rid = f"access-{c.direction}"
-        res: dict[str, Any] = {
-            "ruleId": rid,
-            "ruleIndex": index[rid],
-            "level": _RULES[rid][1],
-            "message": {
-                "text": f"{c.group} ({c.cause}): {_decision(c.before)} -> {_decision(c.after)}\n"
-                f"witness: {to_json(c.witness)}"
-            },
-        }
+        text = (
+            f"{c.group} ({c.cause}): {_decision(c.before)} -> {_decision(c.after)}\n"
+            f"witness: {to_json(c.witness)}"
+        )
+        location = None
         if c.span is not None:
             root = labels[0] if c.side == "old" else labels[1]
-            res["locations"] = [
-                {
-                    "physicalLocation": {
-                        "artifactLocation": {"uri": f"{root.rstrip('/')}/{c.span.file}"},
-                        "region": {
-                            "startLine": c.span.line,
-                            "startColumn": c.span.column,
-                            "endLine": c.span.end_line,
-                            "endColumn": c.span.end_column,
-                        },
-                    }
-                }
-            ]
-        results.append(res)
+            location = SarifLocation(f"{root.rstrip('/')}/{c.span.file}", c.span, base=None)
+        results.append(SarifResult(rid, _RULES[rid][1], text, location))
     for o in result.obligations:
-        results.append(
-            {
-                "ruleId": "obligation-changed",
-                "ruleIndex": index["obligation-changed"],
-                "level": "note",
-                "message": {
-                    "text": f"{o.policy}: obligation {o.obligation} {o.direction}\n"
-                    f"witness: {to_json(o.witness)}"
-                },
-            }
-        )
+        text = f"{o.policy}: obligation {o.obligation} {o.direction}\nwitness: {to_json(o.witness)}"
+        results.append(SarifResult("obligation-changed", "note", text))
     for r in result.routes:
-        res = {
-            "ruleId": "route-changed",
-            "ruleIndex": index["route-changed"],
-            "level": "warning" if r.direction == "widened" else "note",
-            "message": {
-                "text": f"gateway {r.gateway} route {r.route} ({r.cause}, {r.direction}): "
-                f"{r.method} {r.path}: {r.before} -> {r.after}"
-            },
-        }
-        results.append(res)
-    for p in result.parameters:
-        results.append(
-            {
-                "ruleId": "parameter-changed",
-                "ruleIndex": index["parameter-changed"],
-                "level": "note",
-                "message": {"text": f"{p.kind} {p.name} {p.field}: {p.old} -> {p.new}"},
-            }
+        level = "warning" if r.direction == "widened" else "note"
+        text = (
+            f"gateway {r.gateway} route {r.route} ({r.cause}, {r.direction}): "
+            f"{r.method} {r.path}: {r.before} -> {r.after}"
         )
-    doc = {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {"driver": {"name": "mcpdsl diff", "version": version, "rules": rules}},
-                "results": results,
-            }
-        ],
-    }
-    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        results.append(SarifResult("route-changed", level, text))
+    for p in result.parameters:
+        text = f"{p.kind} {p.name} {p.field}: {p.old} -> {p.new}"
+        results.append(SarifResult("parameter-changed", "note", text))
+    return write_sarif("mcpdsl diff", version, rules, results)
 
 
 def _md(text: str) -> str:

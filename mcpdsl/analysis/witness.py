@@ -23,11 +23,51 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from mcpdsl.evaluate.policy import Decision
 from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.ir import model as m
 
 Predicate = Callable[[dict[str, Any]], bool]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class WitnessCrash(RuntimeError):
+    """The engine raised while confirming a witness: an internal error, not a finding.
+
+    Carries the question asked (`what`), the request and the engine's exception
+    (also `__cause__`), so the report names everything needed to reproduce it.
+    """
+
+    def __init__(self, what: str, request: dict[str, Any], error: BaseException) -> None:
+        self.what = what
+        self.request = request
+        self.error = error
+        super().__init__(
+            f"the engine crashed confirming a witness ({what}): "
+            f"{type(error).__name__}: {error}; request: {_shown(request)}"
+        )
+
+
+def authorize(engine: PreparedProject, request: dict[str, Any], what: str) -> Decision:
+    """`engine.authorize(request)`; a crash is raised as `WitnessCrash`, never a "no".
+
+    The engine must answer every request (hostile input is a deny with a reason),
+    so an exception here is a bug in the engine or the analysis.  Reading it as
+    "not confirmed" would silently drop a finding (or, in a minimisation, keep
+    attributes), which is why it surfaces with the request that caused it.
+    """
+    try:
+        return engine.authorize(request)
+    except Exception as exc:
+        raise WitnessCrash(what, request, exc) from exc
+
+
+def _shown(request: dict[str, Any]) -> str:
+    """The request as JSON when it is JSON-like, else its repr (a crash report must not fail)."""
+    try:
+        return to_json(request)
+    except (TypeError, ValueError):
+        return repr(request)
 
 
 class Confirmer:
@@ -65,31 +105,26 @@ class Confirmer:
 
     def fires(self, pi: int, rule: m.Rule, request: dict[str, Any]) -> bool:
         """Does `rule` (of policy `pi`) fire on `request`, as the engine decides?"""
-        try:
-            decision = self._policy_engine(pi, rule.effect).authorize(request)
-        except Exception:
-            return False
-        return self.rule_key(pi, rule) in decision.rules
+        key = self.rule_key(pi, rule)
+        decision = authorize(
+            self._policy_engine(pi, rule.effect), request, f"does rule `{key}` fire"
+        )
+        return key in decision.rules
 
     def allowed(self, request: dict[str, Any]) -> bool:
-        try:
-            return self.full.authorize(request).allowed
-        except Exception:
-            return False
+        return authorize(self.full, request, "is the request allowed").allowed
 
     def policy_allows(self, pi: int, request: dict[str, Any]) -> bool:
-        try:
-            return self._policy_engine(pi, None).authorize(request).allowed
-        except Exception:
-            return False
+        name = self.project.policies[pi].name
+        what = f"does policy `{name}` allow the request"
+        return authorize(self._policy_engine(pi, None), request, what).allowed
 
     def obligation(self, pi: int, qi: int, request: dict[str, Any]) -> bool:
         """Does `require` clause `qi` of policy `pi` add its obligation to `request`?"""
-        requirement = self.project.policies[pi].requires[qi]
-        try:
-            decision = self._policy_engine(pi, None, (qi,)).authorize(request)
-        except Exception:
-            return False
+        policy = self.project.policies[pi]
+        requirement = policy.requires[qi]
+        what = f"does policy `{policy.name}` require `{requirement.obligation}`"
+        decision = authorize(self._policy_engine(pi, None, (qi,)), request, what)
         return decision.allowed and requirement.obligation in decision.obligations
 
     def risk_counts(self, pi: int, ti: int, request: dict[str, Any]) -> bool:

@@ -29,11 +29,8 @@ from mcpdsl.compile.serialize import dump_json
 from mcpdsl.diagnostics import CompileError, Diagnostic, Severity, sort_diagnostics
 from mcpdsl.diagnostics.codes import STRICT_CODES
 from mcpdsl.ir.model import Project
-from mcpdsl.outdir import BUILD_FORMAT, OutputPlan, prepare, replace
+from mcpdsl.outdir import BUILD_FORMAT, IR_ARTIFACT, MANIFEST, OutputPlan, prepare, replace
 from mcpdsl.pipeline import Compilation, InputError, _no_gc, compile_tree
-
-#: The IR of the build (see `ir_artifact`), covered by manifest.json like every artifact.
-IR_ARTIFACT = "ir/project.json"
 
 
 @dataclass
@@ -97,7 +94,7 @@ def manifest(artifacts: list[Artifact], fmt: str = BUILD_FORMAT) -> Artifact:
         for a in sorted(artifacts, key=lambda a: a.path)
     ]
     doc = {"artifacts": entries, "format": fmt, "generator": "mcpdsl"}
-    return Artifact("manifest.json", dump_json(doc))
+    return Artifact(MANIFEST, dump_json(doc))
 
 
 def ir_artifact(project: Project) -> Artifact:

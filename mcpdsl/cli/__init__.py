@@ -1,7 +1,7 @@
 """The `mcpdsl` command line: one module per subcommand, registered on one group.
 
 Exit codes (binding): 0 ok, 1 findings / test failures / widened access,
-2 usage or unreadable input.
+2 usage or unreadable input (named in `mcpdsl.cli.exit`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from mcpdsl.cli.build import build_command
 from mcpdsl.cli.check import check_command
 from mcpdsl.cli.diff_cmd import diff_command
 from mcpdsl.cli.eval_cmd import eval_command
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 from mcpdsl.cli.fmt_cmd import fmt_command
 from mcpdsl.cli.init_cmd import init_command
 from mcpdsl.cli.keys_cmd import keys_command
@@ -22,9 +23,7 @@ from mcpdsl.cli.sign_cmd import sign_command, verify_command
 from mcpdsl.cli.test_cmd import test_command
 from mcpdsl.cli.watch_cmd import watch_command
 
-EXIT_OK = 0
-EXIT_FINDINGS = 1
-EXIT_USAGE = 2
+__all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "main", "run"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS
 from mcpdsl.compile import TARGETS
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ def build_command(
     if compilation.has_errors:
         emit_diagnostics(_shown(compilation.diagnostics, quiet), compilation.sources, fmt)
         _status(fmt, f"build failed; `{out}` left untouched")
-        sys.exit(1)
+        sys.exit(EXIT_FINDINGS)
     result = compile_artifacts(compilation, targets, strict=strict)
     # analysis infos (overlaps, witnesses) are `check`'s to print
     front = [d for d in compilation.diagnostics if d.severity is not Severity.INFO]
@@ -118,7 +119,7 @@ def build_command(
             _summary_line(everything)
         why = "--strict" if strict else "a `strict` policy"
         _status(fmt, f"build failed ({why}); `{out}` left untouched")
-        sys.exit(1)
+        sys.exit(EXIT_FINDINGS)
     try:
         write_result(result, plan, sources=(path,), force=force)
     except OutputError as exc:

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
+
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from mcpdsl.pipeline import Compilation
 
 FORMATS = ("text", "json", "sarif", "github")
 SEVERITIES = ("error", "warning", "info")
@@ -42,21 +48,44 @@ def check_command(
     Exit 0 when there is no error (warnings allowed), 1 when there are errors,
     2 for usage errors or unreadable input.
     """
-    from mcpdsl.cli.common import compile_or_exit, emit_diagnostics
+    from mcpdsl.cli.common import emit_diagnostics
     from mcpdsl.diagnostics import explain as explain_code
 
     if explain:
         text = explain_code(explain)
         if text is None:
             click.echo(f"error: unknown diagnostic code `{explain}`", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
         click.echo(text, nl=False)
         return
     if path is None:
         raise click.UsageError("missing argument PATH (a policy directory or file)")
-    compilation = compile_or_exit(path, fmt, analyze=analyze)
+    compilation = _compile(path, fmt, analyze)
     floor = SEVERITIES.index(severity)
     shown = [d for d in compilation.diagnostics if d.severity.rank <= floor]
     base = path if os.path.isdir(path) else os.path.dirname(path)
     emit_diagnostics(shown, compilation.sources, fmt, base=base)
-    sys.exit(1 if compilation.has_errors else 0)
+    sys.exit(EXIT_FINDINGS if compilation.has_errors else EXIT_OK)
+
+
+def _compile(path: str, fmt: str, analyze: bool) -> Compilation:
+    """The compilation; an engine crash while confirming a witness ends the run with exit 2.
+
+    Such a crash is a bug in mcpdsl, not a finding about the policy, so nothing
+    was judged: it is reported as an internal error (with the request that
+    crashed) rather than as a diagnostic or a traceback.
+    """
+    from mcpdsl.cli.common import compile_or_exit
+
+    if not analyze:
+        return compile_or_exit(path, fmt)
+    from mcpdsl.analysis.witness import WitnessCrash
+
+    try:
+        return compile_or_exit(path, fmt, analyze=True)
+    except WitnessCrash as exc:
+        click.echo(f"error: internal error: {exc}", err=True)
+        click.echo(
+            "  = help: this is a bug in mcpdsl, not in the policy; please report it", err=True
+        )
+        sys.exit(EXIT_USAGE)

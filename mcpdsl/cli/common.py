@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from mcpdsl.cli.exit import EXIT_USAGE
 from mcpdsl.diagnostics import Diagnostic
 from mcpdsl.outdir import OutputError
 from mcpdsl.source import SourceMap
@@ -78,7 +79,7 @@ def compile_or_exit(path: str, fmt: str = "text", *, analyze: bool = False) -> C
         return compile_tree(path, analyze=analyze)
     except InputError as exc:
         emit_diagnostics([exc.diagnostic], SourceMap(), fmt, summary=False)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
 
 
 def project_or_exit(path: str) -> Project:
@@ -86,7 +87,7 @@ def project_or_exit(path: str) -> Project:
     compilation = compile_or_exit(path)
     if compilation.project is None:
         emit_diagnostics([d for d in compilation.diagnostics if d.is_error], compilation.sources)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     return compilation.project
 
 
@@ -112,4 +113,4 @@ def output_or_exit(
 def exit_output_error(exc: OutputError) -> NoReturn:
     """Print an output refusal (E08xx) the way input errors are printed, and exit 2."""
     emit_diagnostics([exc.diagnostic], SourceMap(), summary=False)
-    sys.exit(2)
+    sys.exit(EXIT_USAGE)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+
 FAIL_ON = ("widen", "narrow", "any", "never")
 GIT_TIMEOUT = 60
 
@@ -133,6 +135,7 @@ def diff_command(old: str, new: str, fmt: str, fail_on: str) -> None:
     from mcpdsl._version import __version__
     from mcpdsl.analysis.diff import diff
     from mcpdsl.analysis.report import render
+    from mcpdsl.analysis.witness import WitnessCrash
     from mcpdsl.pipeline import InputError, compile_tree
 
     projects = []
@@ -143,18 +146,25 @@ def diff_command(old: str, new: str, fmt: str, fail_on: str) -> None:
                 compilation = compile_tree(root)
             except SideError as exc:
                 click.echo(f"error: {exc}", err=True)
-                sys.exit(2)
+                sys.exit(EXIT_USAGE)
             except InputError as exc:
                 click.echo(f"error: {spec}: {exc.diagnostic.message}", err=True)
-                sys.exit(2)
+                sys.exit(EXIT_USAGE)
             if compilation.project is None:
                 from mcpdsl.diagnostics.render import render_human
 
                 click.echo(render_human(compilation.diagnostics, compilation.sources), err=True)
                 click.echo(f"error: `{spec}` has errors; fix them before diffing", err=True)
-                sys.exit(2)
+                sys.exit(EXIT_USAGE)
             projects.append(compilation.project)
-    result = diff(projects[0], projects[1])
+    try:
+        result = diff(projects[0], projects[1])
+    except WitnessCrash as exc:  # a bug in mcpdsl, not a difference: nothing was judged
+        click.echo(f"error: internal error: {exc}", err=True)
+        click.echo(
+            "  = help: this is a bug in mcpdsl, not in the policy; please report it", err=True
+        )
+        sys.exit(EXIT_USAGE)
     click.echo(render(result, fmt, (old, new), __version__), nl=False)
     failing = {
         "widen": result.gains,
@@ -162,4 +172,4 @@ def diff_command(old: str, new: str, fmt: str, fail_on: str) -> None:
         "any": bool(result.access or result.routes or result.obligations),
         "never": False,
     }[fail_on]
-    sys.exit(1 if failing else 0)
+    sys.exit(EXIT_FINDINGS if failing else EXIT_OK)

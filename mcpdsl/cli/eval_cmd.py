@@ -22,12 +22,14 @@ from typing import Any
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_USAGE
+
 KINDS = ("authorize", "scale", "route", "transform")
 
 
 def _fail_input(message: str) -> None:
     click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(EXIT_USAGE)
 
 
 def _field(data: dict[str, Any], name: str, kind: type, what: str) -> Any:
@@ -172,4 +174,4 @@ def eval_command(
     out, positive = DECIDERS[kind](engine, data, explain)
     click.echo(json.dumps(out, sort_keys=True, indent=2, ensure_ascii=False))
     if (fail and not positive) or (fail_defined and positive):
-        sys.exit(1)
+        sys.exit(EXIT_FINDINGS)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_USAGE
+
 STDIN = "-"
 
 
@@ -54,7 +56,7 @@ def fmt_command(paths: tuple[str, ...], check: bool, diff: bool) -> None:
             root, found = find_files(Path(raw))
         except InputError as exc:
             emit_diagnostics([exc.diagnostic], SourceMap(), summary=False)
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
         files.extend((root, file) for file in found)
     outcome = _Outcome()
     for file in files:
@@ -70,7 +72,7 @@ def fmt_command(paths: tuple[str, ...], check: bool, diff: bool) -> None:
             summary += f", {outcome.failed} could not be formatted"
         click.echo(summary, err=True)
     if outcome.failed or (check and outcome.changed):
-        sys.exit(1)
+        sys.exit(EXIT_FINDINGS)
 
 
 def _format_stdin(check: bool, diff: bool, outcome: _Outcome) -> None:
@@ -99,7 +101,7 @@ def _format_file(root: Path, file: Path, check: bool, diff: bool, outcome: _Outc
     except Refused as refused:
         emit_diagnostics([refused.diagnostic], SourceMap(), summary=False)
         if refused.diagnostic.code == "E0501":  # an unreadable path is exit 2, as documented
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
         click.echo(f"error: `{escape_controls(display)}` left unchanged", err=True)
         outcome.failed += 1
         return
@@ -123,7 +125,7 @@ def _format_file(root: Path, file: Path, check: bool, diff: bool, outcome: _Outc
         write_atomically(file, new)
     except OSError as exc:
         click.echo(f"error: cannot write `{display}`: {exc.strerror or exc}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     click.echo(f"reformatted {display}")
 
 

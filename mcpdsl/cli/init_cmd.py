@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from mcpdsl.cli.exit import EXIT_USAGE
+
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 
 SERVICES = """\
@@ -102,10 +104,10 @@ def init_command(directory: str, package: str | None) -> None:
         name = "starter"
     if not _NAME.match(name):
         click.echo(f"error: `{name}` is not a package name (a-z, 0-9 and `-`)", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     if root.exists() and not root.is_dir():
         click.echo(f"error: `{directory}` exists and is not a directory", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     if root.is_dir():
         existing = sorted(p.name for p in root.glob("*.mcp"))
         if existing:
@@ -114,7 +116,7 @@ def init_command(directory: str, package: str | None) -> None:
                 err=True,
             )
             click.echo("help: run `mcpdsl init` in a new or empty directory", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
     root.mkdir(parents=True, exist_ok=True)
     for file, template in FILES.items():
         target = root / file
@@ -123,7 +125,7 @@ def init_command(directory: str, package: str | None) -> None:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             click.echo(f"error: `{target}` already exists; nothing was replaced", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(template.format(package=name))
         click.echo(f"created {target}")

@@ -9,6 +9,8 @@ from typing import NoReturn
 
 import click
 
+from mcpdsl.cli.exit import EXIT_USAGE
+
 
 def passphrase_from_env(var: str | None) -> bytes | None:
     """The passphrase held in environment variable `var` (never on the command line)."""
@@ -20,7 +22,7 @@ def passphrase_from_env(var: str | None) -> bytes | None:
     return value.encode("utf-8")
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 

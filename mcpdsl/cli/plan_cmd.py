@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK
+
 if TYPE_CHECKING:
     from mcpdsl.optimize.plan import Plan
     from mcpdsl.pipeline import Compilation
@@ -30,7 +32,7 @@ def compile_and_plan(path: str, *, embodied: bool, fmt: str = "text") -> tuple[C
     compilation = compile_or_exit(path, fmt)
     if compilation.project is None:
         emit_diagnostics(compilation.diagnostics, compilation.sources, fmt)
-        sys.exit(1)
+        sys.exit(EXIT_FINDINGS)
     plan = compute_plan(compilation.project, embodied=Embodied() if embodied else None)
     for source in plan.sources:
         compilation.sources.add(source)
@@ -54,12 +56,12 @@ def plan_command(path: str, fmt: str, embodied: bool) -> None:
     if fmt == "json":
         click.echo(json.dumps(plan_json(plan), indent=2, sort_keys=True))
         if any(d.is_error for d in diagnostics):
-            sys.exit(1)
+            sys.exit(EXIT_FINDINGS)
         return
     print_plan(plan)
     if diagnostics:
         emit_diagnostics(diagnostics, compilation.sources)
-    sys.exit(1 if any(d.is_error for d in diagnostics) else 0)
+    sys.exit(EXIT_FINDINGS if any(d.is_error for d in diagnostics) else EXIT_OK)
 
 
 # ------------------------------------------------------------------ text

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from mcpdsl.cli.build import FORCE_HELP
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK
 
 HTML = "sustainability.html"
 MARKDOWN = "sustainability.md"
@@ -62,4 +63,4 @@ def report_command(path: str, out: str, force: bool, embodied: bool) -> None:
         emit_diagnostics(diagnostics, compilation.sources)
     folder = Path(out)
     click.echo(f"wrote {folder / HTML} and {folder / MARKDOWN}")
-    sys.exit(1 if any(d.is_error for d in diagnostics) else 0)
+    sys.exit(EXIT_FINDINGS if any(d.is_error for d in diagnostics) else EXIT_OK)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS
 from mcpdsl.cli.keys_cmd import fail, passphrase_from_env
 
 
@@ -51,7 +52,7 @@ def sign_command(
     except OutputError as exc:  # the output-directory policy (E08xx), e.g. signing `.`
         exit_output_error(exc)
     except TrustError as exc:
-        fail(f"refusing to sign `{build}`: {exc.reason}", 1)
+        fail(f"refusing to sign `{build}`: {exc.reason}", EXIT_FINDINGS)
     except OSError as exc:
         fail(f"cannot write `{build}`: {exc.strerror}")
     opa = "; opa/bundle.tar.gz signed (ES256)" if result.opa_bundle_signed else ""
@@ -97,7 +98,7 @@ def verify_command(
         fail(str(exc))
     except TrustError as exc:
         click.echo(f"refused: {exc.reason}", err=True)
-        raise SystemExit(1) from None
+        raise SystemExit(EXIT_FINDINGS) from None
     opa = (
         f"; opa bundle: {len(verified.opa_bundle_files)} files signed"
         if verified.opa_bundle_files

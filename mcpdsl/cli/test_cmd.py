@@ -25,6 +25,8 @@ from xml.etree import ElementTree as ET
 
 import click
 
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+
 FORMATS = ("text", "json", "junit")
 
 
@@ -154,7 +156,7 @@ def test_command(
             pattern = re.compile(run_pattern)
         except re.error as exc:
             click.echo(f"error: `--run {run_pattern}` is not a regular expression: {exc}", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
     project = project_or_exit(path)
     root = Path(path) if Path(path).is_dir() else Path(path).parent
     compiled = prepare_project(project, project.root)
@@ -206,4 +208,4 @@ def test_command(
         for line in (*_render_text(results, verbose), *coverage_lines):
             click.echo(line)
         click.echo(f"{len(results) - failed} passed, {failed} failed")
-    sys.exit(1 if failed or low else 0)
+    sys.exit(EXIT_FINDINGS if failed or low else EXIT_OK)

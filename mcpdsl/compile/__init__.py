@@ -141,12 +141,23 @@ class TargetOutput:
         )
 
 
+class PlacementPlan(Protocol):
+    """The optimiser's contract with the targets (`ctx.plan`): where and when a job runs.
+
+    `placement("package.job")` returns `(region, "HH:MM", zone)` or None when the plan has
+    nothing for that job.  A protocol, not `mcpdsl.optimize.plan.Plan`, so that compiling
+    does not import the optimiser (OR-Tools) and tests can hand in a small fake.
+    """
+
+    def placement(self, job: str) -> tuple[str, str, str] | None: ...
+
+
 @dataclass(frozen=True)
 class TargetContext:
     """What a target may read besides the IR (kept explicit: no globals)."""
 
     version: str
-    plan: object | None = None  # optimiser results, when a plan was computed
+    plan: PlacementPlan | None = None  # optimiser results, when a plan was computed
     sources: SourceMap | None = None  # for clause spans (`clause_span`), when known
 
     def clause_span(self, decl: Span | None, keyword: str) -> Span | None:

@@ -12,9 +12,9 @@ import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from mcpdsl.compile import TargetContext, TargetOutput
+from mcpdsl.compile import PlacementPlan, TargetContext, TargetOutput
 from mcpdsl.compile.kubernetes_common import (
     LABEL_POOL,
     LABEL_TIER,
@@ -292,16 +292,6 @@ def disruption_budget(index: Index, service: m.Service) -> dict[str, Any]:
 # -------------------------------------------------------------------- jobs
 
 
-class PlacementPlan(Protocol):
-    """The optimiser's contract (duck-typed, `ctx.plan`): where and when a job runs.
-
-    `placement("package.job")` returns `(region, "HH:MM", zone)` or None when
-    the plan has nothing for that job.
-    """
-
-    def placement(self, job: str) -> tuple[str, str, str] | None: ...
-
-
 @dataclass(frozen=True)
 class JobSlot:
     """When a job starts (minutes after midnight in `zone`) and in which regions."""
@@ -312,10 +302,9 @@ class JobSlot:
     planned: bool = False
 
 
-def job_slot(plan: object | None, job: m.Job) -> JobSlot:
+def job_slot(plan: PlacementPlan | None, job: m.Job) -> JobSlot:
     """The plan's placement if it has one for this job, else the window start."""
-    method = getattr(plan, "placement", None) if plan is not None else None
-    found = method(job.qualified) if callable(method) else None
+    found = plan.placement(job.qualified) if plan is not None else None
     if found is None:
         return JobSlot(job.window.start, job.window.zone, job.regions)
     region, hhmm, zone = found
@@ -335,7 +324,7 @@ def _starting_deadline(job: m.Job, slot: JobSlot) -> int | None:
     return slack if slack > 0 else None
 
 
-def cronjob(index: Index, job: m.Job, plan: object | None) -> dict[str, Any]:
+def cronjob(index: Index, job: m.Job, plan: PlacementPlan | None) -> dict[str, Any]:
     """batch/v1 CronJob starting at the window start (or the planned time) in its zone."""
     name = index.job_names[job.qualified]
     slot = job_slot(plan, job)

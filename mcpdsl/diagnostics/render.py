@@ -1,4 +1,4 @@
-"""Renderers for diagnostics: human (rustc style), JSON and SARIF 2.1.0.
+"""Renderers for diagnostics: human (rustc style), JSON and SARIF 2.1.0 (`sarif.py`).
 
 The human renderer draws a window of source lines around each span with carets
 under the primary span and dashes under secondary spans.  Colour is used only
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from mcpdsl.diagnostics.codes import CODES
 from mcpdsl.diagnostics.model import Diagnostic, Label, Severity
+from mcpdsl.diagnostics.sarif import SarifLocation, SarifResult, SarifRule, write_sarif
 from mcpdsl.source import SourceMap, Span
 
 _COLOURS = {
@@ -208,40 +209,20 @@ def render_json(diagnostics: Sequence[Diagnostic]) -> str:
 _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 
 
-def _sarif_region(span: Span) -> dict[str, int]:
-    return {
-        "startLine": span.line,
-        "startColumn": span.column,
-        "endLine": span.end_line,
-        "endColumn": span.end_column,
-    }
-
-
-def _sarif_location(span: Span, message: str = "") -> dict[str, object]:
-    loc: dict[str, object] = {
-        "physicalLocation": {
-            "artifactLocation": {"uri": span.file, "uriBaseId": "SRCROOT"},
-            "region": _sarif_region(span),
-        }
-    }
-    if message:
-        loc["message"] = {"text": message}
-    return loc
+def _sarif_location(span: Span, message: str = "") -> SarifLocation:
+    return SarifLocation(span.file, span, message)
 
 
 def render_sarif(diagnostics: Sequence[Diagnostic], *, version: str) -> str:
     """SARIF 2.1.0 for code-scanning dashboards; rules come from the code table."""
-    used = sorted({d.code for d in diagnostics})
     rules = []
-    for code in used:
+    for code in sorted({d.code for d in diagnostics}):
         entry = CODES.get(code)
-        rule: dict[str, object] = {"id": code}
-        if entry is not None:
-            rule["shortDescription"] = {"text": entry.title}
-            rule["fullDescription"] = {"text": entry.explanation.strip()}
-            rule["defaultConfiguration"] = {"level": _SARIF_LEVEL[entry.severity]}
-        rules.append(rule)
-    index = {code: i for i, code in enumerate(used)}
+        if entry is None:
+            rules.append(SarifRule(code))
+        else:
+            full = entry.explanation.strip()
+            rules.append(SarifRule(code, entry.title, full, _SARIF_LEVEL[entry.severity]))
     results = []
     for d in diagnostics:
         text = d.message
@@ -249,39 +230,19 @@ def render_sarif(diagnostics: Sequence[Diagnostic], *, version: str) -> str:
             text += f"\nhelp: {d.help}"
         for note in d.notes:
             text += f"\nnote: {note}"
-        result: dict[str, object] = {
-            "ruleId": d.code,
-            "ruleIndex": index[d.code],
-            "level": _SARIF_LEVEL[d.severity],
-            "message": {"text": text},
-        }
-        if d.span is not None:
-            result["locations"] = [_sarif_location(d.span, d.label)]
-        if d.enforcement is not None:
-            result["properties"] = {"enforcement": d.enforcement.model_dump(mode="json")}
-        if d.secondary:
-            result["relatedLocations"] = [
-                {"id": i, **_sarif_location(lb.span, lb.message)}
-                for i, lb in enumerate(d.secondary)
-            ]
-        results.append(result)
-    doc = {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "mcpdsl",
-                        "version": version,
-                        "rules": rules,
-                    }
-                },
-                "results": results,
-            }
-        ],
-    }
-    return json_safe(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)) + "\n"
+        results.append(
+            SarifResult(
+                d.code,
+                _SARIF_LEVEL[d.severity],
+                text,
+                _sarif_location(d.span, d.label) if d.span is not None else None,
+                tuple(_sarif_location(lb.span, lb.message) for lb in d.secondary),
+                {"enforcement": d.enforcement.model_dump(mode="json")}
+                if d.enforcement is not None
+                else None,
+            )
+        )
+    return json_safe(write_sarif("mcpdsl", version, rules, results))
 
 
 __all__ = ["Label", "render_human", "render_json", "render_sarif", "summary_line"]

@@ -34,16 +34,13 @@ from mcpdsl.pipeline import SUFFIX, InputError, _no_gc, find_files
 from mcpdsl.pipeline.cache import CacheStats, FrontEndCache
 from mcpdsl.reader import Refused, display_path, read_source
 from mcpdsl.source import SourceMap
-from mcpdsl.trust.common import MANIFEST, SIGNATURE, TrustError, format_time
+from mcpdsl.trust.common import IR_ARTIFACT, MANIFEST, SIGNATURE, TrustError, format_time
 
 if TYPE_CHECKING:
     import watchfiles
 
     from mcpdsl.engine.engine import Engine
     from mcpdsl.trust.keys import Keyring
-
-#: The build artifact the engine loads (written by `mcpdsl.builder.artifacts.ir_artifact`).
-IR_ARTIFACT = "ir/project.json"
 
 #: A keyring, or the path of a keyring file (re-read on every reload, so a
 #: revocation takes effect at the next reload).

@@ -14,6 +14,7 @@ from lark import Token, Tree
 from mcpdsl.ir import limits
 from mcpdsl.ir import model as m
 from mcpdsl.ir.common import Context, first_token, key_text, tokens, trees
+from mcpdsl.ir.parts import leading, part
 
 REPEATABLE = {
     "during_clause",
@@ -75,7 +76,7 @@ class Clauses:
 
 
 def _keyword(clause: Tree[Token]) -> str:
-    tok = clause.children[0]
+    tok = leading(clause)
     return str(tok) if isinstance(tok, Token) else str(clause.data)
 
 
@@ -147,13 +148,13 @@ def string_object(ctx: Context, node: Tree[Token] | None) -> dict[str, str]:
     if node is None:
         return out
     for pair in trees(node):
-        key_node = pair.children[0]
+        key_node = part(pair, "key")
         key = (
             ctx.string(key_node)
             if isinstance(key_node, Token) and key_node.type == "STRING"
             else key_text(key_node)
         )
-        value_node = pair.children[-1]
+        value_node = part(pair, "value")
         if isinstance(value_node, Token) and value_node.type == "STRING":
             value = ctx.string(value_node)
         elif isinstance(value_node, Token) and value_node.type in ("NAME", "NUMBER", "QUANTITY"):

@@ -11,6 +11,7 @@ from lark import Token, Tree
 from mcpdsl.diagnostics import Diagnostic, Label, make
 from mcpdsl.ir import model as m
 from mcpdsl.ir import units
+from mcpdsl.ir.parts import leading, part, rest, tree_part
 from mcpdsl.source import Span
 from mcpdsl.syntax.parser import tree_bounds
 
@@ -219,10 +220,10 @@ def key_text(node: Node) -> str:
     if isinstance(node, Token):
         return str(node)
     if node.data == "key":
-        return str(node.children[0])
+        return str(part(node, "word"))
     if node.data == "key_path":
         return ".".join(key_text(c) for c in node.children if isinstance(c, Tree))
-    return str(node.children[0])
+    return str(leading(node))
 
 
 def lower_ref(ctx: Context, node: Tree[Token] | None) -> m.Ref | None:
@@ -246,7 +247,7 @@ def lower_range(
     if node is None:
         return None
     if isinstance(node, Tree) and node.data == "range":
-        low_t, high_t = node.children[0], node.children[2]
+        low_t, high_t = part(node, "low"), part(node, "high")
         low, high = ctx.read(low_t, reader), ctx.read(high_t, reader)
         if low is None or high is None:
             return None
@@ -267,16 +268,15 @@ def lower_range(
 def lower_entity(ctx: Context, node: Tree[Token]) -> m.EntityPattern:
     """`any`, `TYPE any`, `TYPE id` or `TYPE [id, ...]` of a rule or a test request."""
     if node.data == "principal_pattern":
-        node = cast(Tree[Token], node.children[0])
+        node = tree_part(node, "entity")
     span = ctx.span(node)
     if node.data == "any_entity":
         return m.EntityPattern.fast(type=None, ids=None, span=span)
-    type_tree = cast(Tree[Token], node.children[0])
-    etype = cast(Any, str(type_tree.children[0]))
+    etype = cast(Any, str(part(tree_part(node, "type"), "keyword")))
     if node.data == "any_of_type":
         return m.EntityPattern.fast(type=etype, ids=None, span=span)
     ids: list[str] = []
-    for child in node.children[1:]:
+    for child in rest(node):
         if isinstance(child, Tree) and child.data == "ref":
             ids.append(".".join(str(t) for t in tokens(child, "NAME")))
         elif isinstance(child, Token) and child.type == "STRING":

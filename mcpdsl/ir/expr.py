@@ -10,6 +10,7 @@ from lark import Token, Tree
 from mcpdsl.ir import model as m
 from mcpdsl.ir import units
 from mcpdsl.ir.common import Context, decode_string, key_text, label_for
+from mcpdsl.ir.parts import part, rest
 from mcpdsl.syntax.parser import closest
 
 MAX_DEPTH = 100
@@ -73,13 +74,13 @@ def _lower(ctx: Context, node: Tree[Token] | Token, depth: int) -> m.Expr:
         )
     if data == "in_cidr":
         operand = _lower(ctx, sub[0], d)
-        pattern = kids[-1]
+        pattern = part(node, "network")
         assert isinstance(pattern, Token)
         text = decode_string(ctx, pattern) or ""
         return m.InCidr.fast(operand=operand, cidr=text, span=ctx.span(pattern))
     if data == "glob_match":
         operand = _lower(ctx, sub[0], d)
-        pattern = kids[-1]
+        pattern = part(node, "pattern")
         assert isinstance(pattern, Token)
         text = decode_string(ctx, pattern) or ""
         return m.Matches.fast(operand=operand, pattern=text, span=ctx.span(pattern))
@@ -108,13 +109,14 @@ def _lower(ctx: Context, node: Tree[Token] | Token, depth: int) -> m.Expr:
     if data == "risk_ref":
         return m.Attr.fast(root="risk", path=(), span=span)
     if data == "path":
-        root = str(kids[0])
-        path = tuple(key_text(c) for c in kids[1:] if isinstance(c, Tree))
+        root = str(part(node, "root"))
+        path = tuple(key_text(c) for c in rest(node) if isinstance(c, Tree))
         return m.Attr.fast(root=root, path=path, span=span)
     if data == "call":
-        name_tok = kids[0]
+        name_tok = part(node, "function")
         assert isinstance(name_tok, Token)
-        args = tuple(_lower(ctx, c, d) for c in kids[2:-1] if c is not None and _is_arg(c))
+        # every child after the name that is an argument (not `(`, `,` or `)`)
+        args = tuple(_lower(ctx, c, d) for c in rest(node) if c is not None and _is_arg(c))
         name = str(name_tok)
         if name not in _FUNCTIONS:
             guess = closest(name, _FUNCTIONS)

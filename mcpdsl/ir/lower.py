@@ -39,6 +39,7 @@ from mcpdsl.ir.common import (
     tokens,
 )
 from mcpdsl.ir.lower_access import lower_gateway, lower_integration, lower_policy
+from mcpdsl.ir.parts import part
 from mcpdsl.ir.settings import SettingsReader
 from mcpdsl.ir.tests_lower import lower_test
 from mcpdsl.syntax.parser import ParsedFile, closest
@@ -122,7 +123,7 @@ def _window(ctx: Context, node: Tree[Token] | None) -> m.TimeWindow | None:
     if node is None:
         return None
     times = tokens(node, "TIME")
-    zone_node = node.children[-1]
+    zone_node = part(node, "zone")
     zone = _zone(ctx, zone_node if isinstance(zone_node, Token) else None)
     minutes = []
     for tok in times:
@@ -251,7 +252,7 @@ def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
             )
     up = down = None
     for clause in c.all("step_clause"):
-        direction = str(clause.children[0])
+        direction = str(part(clause, "direction"))
         policy = _step(ctx, clause)
         if direction == "up":
             if up is not None:

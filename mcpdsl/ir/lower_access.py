@@ -30,6 +30,7 @@ from mcpdsl.ir.common import (
 )
 from mcpdsl.ir.expr import lower_expr
 from mcpdsl.ir.globs import glob_error
+from mcpdsl.ir.parts import part
 
 
 def lower_policy(ctx: Context, decl: Tree[Token]) -> m.Policy | None:
@@ -37,7 +38,7 @@ def lower_policy(ctx: Context, decl: Tree[Token]) -> m.Policy | None:
     c = Clauses(ctx, decl)
     default = "deny"
     if (dc := c.one("default_clause")) is not None:
-        default = str(dc.children[1])
+        default = str(part(dc, "effect"))
     rules = []
     ids: dict[str, Tree[Token]] = {}
     for index, rule in enumerate(c.all("rule"), 1):
@@ -59,17 +60,18 @@ def lower_policy(ctx: Context, decl: Tree[Token]) -> m.Policy | None:
     risk = []
     for block in c.all("risk_block"):
         for term in trees(block):
-            weight = ctx.read(term.children[0], units.read_number)
-            cond = lower_expr(ctx, term.children[2])
+            weight = ctx.read(part(term, "weight"), units.read_number)
+            cond = lower_expr(ctx, part(term, "condition"))
             if weight is not None and weight > 1:
-                ctx.error("E0303", "a risk weight is at most 1", term.children[0])
+                ctx.error("E0303", "a risk weight is at most 1", part(term, "weight"))
             elif weight is not None and cond is not None:
                 risk.append(m.RiskTerm(weight=weight, condition=cond, span=ctx.span(term)))
     requires = []
     for clause in c.all("require_clause"):
-        obligation = str(clause.children[1])
-        cond = lower_expr(ctx, clause.children[3]) if clause.children[3] is not None else None
-        if clause.children[3] is not None and cond is None:
+        obligation = str(part(clause, "obligation"))
+        when = part(clause, "condition")
+        cond = lower_expr(ctx, when) if when is not None else None
+        if when is not None and cond is None:
             continue
         requires.append(m.Requirement(obligation=obligation, condition=cond, span=ctx.span(clause)))
     return m.Policy(
@@ -86,7 +88,7 @@ def lower_policy(ctx: Context, decl: Tree[Token]) -> m.Policy | None:
 
 def _rule(ctx: Context, rule: Tree[Token], index: int) -> m.Rule | None:
     kids = rule.children
-    label = kids[0]
+    label = part(rule, "label")
     effect_tok = next(k for k in kids if isinstance(k, Token) and k.type in ("ALLOW", "DENY"))
     patterns = [
         k
@@ -101,10 +103,10 @@ def _rule(ctx: Context, rule: Tree[Token], index: int) -> m.Rule | None:
     path = None
     on = child_tree(rule, "on_clause")
     if on is not None:
-        actions = tuple(str(cast(Tree[Token], a).children[0]) for a in trees(on))
+        actions = tuple(str(part(a, "name")) for a in trees(on))
         if "*" in actions:
             actions = ()
-        path_tok = on.children[-1]
+        path_tok = part(on, "path")
         if isinstance(path_tok, Token) and path_tok.type == "STRING":
             path = ctx.string(path_tok)
             if path is not None:
@@ -121,7 +123,7 @@ def _rule(ctx: Context, rule: Tree[Token], index: int) -> m.Rule | None:
         None,
     )
     if cond_tree is not None:
-        expr = lower_expr(ctx, cond_tree.children[1])
+        expr = lower_expr(ctx, part(cond_tree, "expr"))
         if expr is None:
             return None
         if cond_tree.data == "unless_condition":
@@ -204,8 +206,8 @@ def lower_integration(ctx: Context, decl: Tree[Token]) -> m.Integration | None:
     if (mc := c.one("map_clause")) is not None:
         seen: set[tuple[str, ...]] = set()
         for mapping in trees(mc):
-            target = tuple(key_text(mapping.children[0]).split("."))
-            expr = lower_expr(ctx, mapping.children[2])
+            target = tuple(key_text(part(mapping, "target")).split("."))
+            expr = lower_expr(ctx, part(mapping, "expr"))
             if target in seen:
                 ctx.error("E0201", f"field `{'.'.join(target)}` is mapped twice", mapping)
                 continue
@@ -240,7 +242,7 @@ def lower_gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
     port = ctx.count(clause_value(listen), 1, 65535) if listen is not None else None
     routes = []
     for clause in c.all("route_clause"):
-        path_tok = clause.children[1]
+        path_tok = part(clause, "path")
         path = ctx.string(path_tok)
         if path is not None:
             problem = glob_error(path)
@@ -261,18 +263,18 @@ def lower_gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
         rewrite = timeout = retries = None
         for option in trees(clause):
             if option.data == "rewrite_option":
-                rewrite = ctx.string(option.children[1])
+                rewrite = ctx.string(part(option, "value"))
                 if rewrite is not None and not rewrite.startswith("/"):
-                    ctx.error("E0206", "a rewrite must start with `/`", option.children[1])
+                    ctx.error("E0206", "a rewrite must start with `/`", part(option, "value"))
             elif option.data == "timeout_option":
                 timeout = positive(
                     ctx,
-                    option.children[1],
-                    ctx.read(option.children[1], limits.read_duration),
+                    part(option, "value"),
+                    ctx.read(part(option, "value"), limits.read_duration),
                     "a timeout",
                 )
             elif option.data == "retry_option":
-                retries = ctx.count(option.children[1], 0, 10)
+                retries = ctx.count(part(option, "value"), 0, 10)
         if path is None:
             continue
         routes.append(

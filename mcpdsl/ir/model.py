@@ -10,6 +10,9 @@ the same policy (this is what `mcpdsl fmt` relies on).
 from __future__ import annotations
 
 import json
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any, Literal, Self
@@ -28,12 +31,47 @@ def _defaults(cls: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def _freeze(value: Any) -> Any:
-    """A hashable form of a `model_dump()` that is equal exactly when the dumps are."""
+@dataclass(frozen=True)
+class _Shape:
+    """Per class, what `==` and `hash` read: every field but the excluded ones (`span`).
+
+    `values` fetches those fields from `__dict__` as one tuple (in C); `plain` says
+    no field can hold a dict or list, so the tuple is hashable as it is.
+    """
+
+    name: str
+    values: Callable[[dict[str, Any]], tuple[Any, ...]]
+    plain: bool
+
+
+@cache
+def _shape(cls: type[BaseModel]) -> _Shape:
+    names = tuple(name for name, field in cls.model_fields.items() if not field.exclude)
+    getter = operator.itemgetter(*names) if names else None
+
+    def values(data: dict[str, Any]) -> tuple[Any, ...]:
+        if getter is None:
+            return ()
+        got = getter(data)
+        return got if len(names) > 1 else (got,)
+
+    mutable = ("dict", "list", "Any", "Mapping", "Sequence")
+    plain = not any(
+        word in str(cls.model_fields[name].annotation) for name in names for word in mutable
+    )
+    return _Shape(cls.__name__, values, plain)
+
+
+def _hashable(value: Any) -> Any:
+    """A hashable stand-in for a field value, equal exactly when the values are equal.
+
+    Nodes hash themselves (span-blind); dicts and lists (free-form payloads of
+    tests and transforms) become frozensets and tuples.
+    """
     if isinstance(value, dict):
-        return frozenset((key, _freeze(item)) for key, item in value.items())
+        return frozenset((key, _hashable(item)) for key, item in value.items())
     if isinstance(value, (list, tuple)):
-        return tuple(_freeze(item) for item in value)
+        return tuple(_hashable(item) for item in value)
     return value
 
 
@@ -44,16 +82,29 @@ class Node(BaseModel):
 
     span: Span | None = Field(default=None, exclude=True, repr=False)
 
+    # `==` and `hash` compare field values directly (nested nodes by their own
+    # span-blind `==`): no `model_dump()` per call, which on a 10,000-rule tree
+    # cost seconds for one comparison (benchmarks/ir.py).
+
     def __eq__(self, other: object) -> bool:
         if type(self) is not type(other):
             return NotImplemented
-        assert isinstance(other, Node)
-        return self.model_dump() == other.model_dump()
+        if self is other:
+            return True
+        values = _shape(type(self)).values
+        return values(self.__dict__) == values(other.__dict__)
 
     def __hash__(self) -> int:
         # Hash what `==` compares: `Decimal("0.200") == Decimal("0.2")` (`200ms` and
-        # `0.2s`), so the hash must not come from their different JSON spellings.
-        return hash((type(self).__name__, _freeze(self.model_dump())))
+        # `0.2s`) hash alike, so values are hashed as they are, never as JSON spellings.
+        shape = _shape(type(self))
+        values = shape.values(self.__dict__)
+        if shape.plain:
+            try:
+                return hash((shape.name, values))
+            except TypeError:  # a list where a tuple is declared (built with `fast`)
+                pass
+        return hash((shape.name, _hashable(values)))
 
     @classmethod
     def fast(cls, **values: Any) -> Self:

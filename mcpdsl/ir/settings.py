@@ -8,6 +8,7 @@ from typing import Any
 from lark import Token, Tree
 
 from mcpdsl.ir.common import Context, key_text, lower_range, trees
+from mcpdsl.ir.parts import part
 from mcpdsl.syntax.parser import closest
 
 
@@ -23,7 +24,7 @@ class SettingsReader:
         if node is None:
             return
         for setting in trees(node):
-            key = key_text(setting.children[0])
+            key = key_text(part(setting, "key"))
             if key in self.entries:
                 ctx.error(
                     "E0201",
@@ -33,7 +34,7 @@ class SettingsReader:
                     secondary=((self.entries[key][0], "first occurrence"),),
                 )
                 continue
-            self.entries[key] = (setting, setting.children[1])
+            self.entries[key] = (setting, part(setting, "value"))
 
     def value(self, key: str, reader: Callable[[str], Any], *, required: bool = False) -> Any:
         self.asked.append(key)
@@ -71,7 +72,7 @@ class SettingsReader:
             self.ctx.error(
                 "E0203",
                 f"unknown setting `{key}` in `{self.block}` block",
-                setting.children[0],
+                part(setting, "key"),
                 label="not accepted here",
                 help=f"did you mean `{guess}`?" if guess else f"accepted settings: {accepted}",
             )

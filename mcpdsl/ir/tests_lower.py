@@ -19,6 +19,7 @@ from mcpdsl.ir.common import (
     tokens,
     trees,
 )
+from mcpdsl.ir.parts import part
 from mcpdsl.ir.settings import SettingsReader
 
 REQUEST_ROOTS = ("principal", "resource", "request", "source", "context", "now")
@@ -61,12 +62,12 @@ def literal(ctx: Context, node: Tree[Token] | Token) -> Any:
     if node.data == "object_literal":
         out: dict[str, Any] = {}
         for pair in trees(node):
-            key_node = pair.children[0]
+            key_node = part(pair, "key")
             if isinstance(key_node, Token) and key_node.type == "STRING":
                 key = ctx.string(key_node) or ""
             else:
                 key = key_text(key_node)
-            out[key] = literal(ctx, pair.children[-1])
+            out[key] = literal(ctx, part(pair, "value"))
         return out
     raise AssertionError(f"unexpected literal {node.data}")
 
@@ -83,18 +84,18 @@ def _attributes(
     if node is None:
         return
     for attribute in trees(node):
-        path = key_text(attribute.children[0]).split(".")
+        path = key_text(part(attribute, "path")).split(".")
         if roots and path[0] not in roots:
             ctx.error(
                 "E0306",
                 f"unknown attribute root `{path[0]}`",
-                attribute.children[0],
+                part(attribute, "path"),
                 help="request attributes start with " + ", ".join(f"`{r}`" for r in roots),
             )
             continue
         cursor = target
-        for part in path[:-1]:
-            nxt = cursor.setdefault(part, {})
+        for step in path[:-1]:
+            nxt = cursor.setdefault(step, {})
             if not isinstance(nxt, dict):
                 ctx.error(
                     "E0208", f"`{'.'.join(path)}` extends a value that is not an object", attribute
@@ -102,7 +103,7 @@ def _attributes(
                 break
             cursor = nxt
         else:
-            cursor[path[-1]] = literal(ctx, attribute.children[-1])
+            cursor[path[-1]] = literal(ctx, part(attribute, "value"))
 
 
 def _request(ctx: Context, clause: Tree[Token]) -> dict[str, Any] | None:
@@ -120,7 +121,7 @@ def _request(ctx: Context, clause: Tree[Token]) -> dict[str, Any] | None:
             return None
     action_tree = child_tree(clause, "action")
     assert action_tree is not None
-    action = str(action_tree.children[0])
+    action = str(part(action_tree, "name"))
     request: dict[str, Any] = {
         "principal": {"type": principal.type, "id": principal.ids[0]},  # type: ignore[index]
         "action": action,
@@ -266,10 +267,10 @@ def _expect(ctx: Context, clause: Tree[Token]) -> m.Expectation | None:
             obligations = tuple(sorted(str(t) for t in tokens(clause, "NAME")))
         return m.Expectation(kind="decision", allowed=allowed, obligations=obligations, span=span)
     if data == "expect_risk":
-        value = ctx.read(clause.children[2], units.read_number)
+        value = ctx.read(part(clause, "value"), units.read_number)
         return None if value is None else m.Expectation(kind="risk", risk=value, span=span)
     if data == "expect_replicas":
-        replicas = ctx.count(clause.children[2], 0, 100000)
+        replicas = ctx.count(part(clause, "value"), 0, 100000)
         if replicas is None:
             return None
         return m.Expectation(kind="replicas", replicas=replicas, span=span)

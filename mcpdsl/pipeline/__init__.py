@@ -1,7 +1,9 @@
 """The compiler as a tuple of named stages.
 
-    STAGES = (read, parse, lower, resolve, typecheck, analyze)
+    read(files), then STAGES = (parse, lower, resolve, typecheck, analyze)
 
+`read` runs first and is not in `STAGES`: it is the one step that takes the file
+list (and does I/O); every stage in `STAGES` takes only the `Compilation`.
 Ordering: `parse` needs the decoded text of `read`; `lower` works per file and
 needs only its syntax tree; `resolve` needs every file's unit (names cross
 files); `typecheck` needs resolved names; `analyze` (z3, opt-in with

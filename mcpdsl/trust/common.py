@@ -10,6 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mcpdsl.outdir import IR_ARTIFACT as IR_ARTIFACT  # re-exported: one definition
+from mcpdsl.outdir import MANIFEST as MANIFEST
+
 #: The two signature algorithms of a build signature; both must verify (hybrid).
 ALGORITHMS: tuple[str, ...] = ("ed25519", "ml-dsa-65")
 #: The algorithm of the JWT inside a signed OPA bundle (OPA cannot verify the others).
@@ -17,10 +20,12 @@ OPA_ALGORITHM = "ES256"
 
 KEY_FORMAT = "mcpdsl-key/1"  # key.json of a private key directory
 ENTRY_FORMAT = "mcpdsl-key-entry/1"  # public.json: one keyring entry
+
 KEYRING_FORMAT = "mcpdsl-keyring/1"
 SIGNATURE_FORMAT = "mcpdsl-signature/1"
 
-MANIFEST = "manifest.json"
+# The layout of a build: `MANIFEST` and `IR_ARTIFACT` come from `mcpdsl.outdir` (the
+# lowest layer that needs them); the signer's own names are defined here.
 SIGNATURE = "signature.json"
 OPA_BUNDLE = "opa/bundle.tar.gz"
 

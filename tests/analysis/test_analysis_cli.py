@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from analysis_support import CASES_DIR, REPO, run
 from click.testing import CliRunner
 
@@ -76,3 +77,56 @@ def test_same_output_in_fresh_processes() -> None:
         for _ in range(2)
     ]
     assert outs[0] == outs[1] and '"A0104"' in outs[0]
+
+
+def _crashing_authorize(self: object, request: dict[str, object]) -> object:
+    raise ZeroDivisionError("injected engine crash")
+
+
+def test_an_engine_crash_on_a_witness_surfaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash is a bug: it is raised with the question and request, never read as "no"."""
+    from mcpdsl.analysis.witness import WitnessCrash
+    from mcpdsl.evaluate.project import PreparedProject
+
+    monkeypatch.setattr(PreparedProject, "authorize", _crashing_authorize)
+    with pytest.raises(WitnessCrash) as caught:
+        run(CASES_DIR / "A0104-overlap")
+    crash = caught.value
+    assert isinstance(crash.error, ZeroDivisionError) and crash.__cause__ is crash.error
+    assert "injected engine crash" in str(crash) and "request: {" in str(crash)
+    assert crash.what
+
+
+def test_check_reports_an_engine_crash_as_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mcpdsl.evaluate.project import PreparedProject
+
+    monkeypatch.setattr(PreparedProject, "authorize", _crashing_authorize)
+    out = check(str(CASES_DIR / "A0104-overlap"))
+    assert out.exit_code == 2, out.output
+    assert "error: internal error: the engine crashed confirming a witness" in out.output
+    assert "ZeroDivisionError: injected engine crash" in out.output
+    assert "Traceback" not in out.output
+
+
+def test_only_the_encode_package_imports_z3() -> None:
+    """z3 stays behind `mcpdsl.analysis.encode`: every other module goes through it."""
+    import ast
+
+    package = REPO / "mcpdsl"
+    encode = package / "analysis" / "encode"
+    importers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(n == "z3" or n.startswith("z3.") for n in names):
+                importers.add(path)
+    assert importers, "the scan found no z3 import at all"
+    assert {p for p in importers if encode not in p.parents} == set()

@@ -211,3 +211,19 @@ def test_a_git_side_without_dir_compares_the_other_sides_directory(
     (outside / "shop.mcp").write_text((BASE / "shop.mcp").read_text())
     bad = cli("git:HEAD", str(outside))
     assert bad.exit_code == 2 and "outside the repository" in bad.output
+
+
+def test_an_engine_crash_on_a_witness_is_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A crashing evaluator must not read as "not confirmed" (a silently lost change)."""
+    from mcpdsl.evaluate.project import PreparedProject
+
+    def crash(self: object, request: dict[str, object]) -> object:
+        raise ZeroDivisionError("injected engine crash")
+
+    monkeypatch.setattr(PreparedProject, "authorize", crash)
+    out = cli(str(BASE), str(DIFFS / "deny-removed"), "--fail-on", "widen")
+    assert out.exit_code == 2, out.output
+    assert "error: internal error: the engine crashed confirming a witness (access" in out.output
+    assert "ZeroDivisionError: injected engine crash" in out.output

@@ -24,7 +24,7 @@ from validators import promql_available, validate_kubernetes, validate_promql
 
 from mcpdsl._version import __version__
 from mcpdsl.builder.artifacts import compile_artifacts
-from mcpdsl.compile import TargetContext, TargetOutput, kubernetes
+from mcpdsl.compile import PlacementPlan, TargetContext, TargetOutput, kubernetes
 from mcpdsl.compile.kubernetes_common import (
     assign_names,
     cpu_quantity,
@@ -44,7 +44,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # ------------------------------------------------------------------ helpers
 
 
-def compile_dir(path: Path, plan: object | None = None) -> TargetOutput:
+def compile_dir(path: Path, plan: PlacementPlan | None = None) -> TargetOutput:
     """Run the front end and the Kubernetes target on a tree; the tree must be clean."""
     compilation = compile_tree(path)
     errors = [f"{d.code}: {d.message}" for d in compilation.diagnostics if d.is_error]
@@ -52,7 +52,7 @@ def compile_dir(path: Path, plan: object | None = None) -> TargetOutput:
     return kubernetes.compile(compilation.project, TargetContext(version=__version__, plan=plan))
 
 
-def compile_text(tmp_path: Path, text: str, plan: object | None = None) -> TargetOutput:
+def compile_text(tmp_path: Path, text: str, plan: PlacementPlan | None = None) -> TargetOutput:
     """Compile one policy file written into a fresh tree."""
     tree = tmp_path / "tree"
     tree.mkdir(exist_ok=True)
