@@ -23,10 +23,12 @@ from typing import Any
 
 from mcpdsl.engine.values import (
     ERROR,
-    MISSING,
     INT_LIMIT,
+    MISSING,
     checked,
     fast_literal,
+    go_lower,
+    go_upper,
     json_eq,
     json_in,
     lookup_slow,
@@ -535,7 +537,7 @@ def call(function: str, args: list[Any]) -> Any:
         s = args[0]
         if type(s) is not str:
             return ERROR
-        return s.lower() if function == "lower" else s.upper()
+        return go_lower(s) if function == "lower" else go_upper(s)  # OPA's (Go's) mapping
     if function == "len":
         x = args[0]
         if type(x) is str or type(x) is list or type(x) is tuple:

@@ -15,6 +15,7 @@ when there are more than `MAX_BUCKETS` of them (a full bucket carries no state).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -48,6 +49,11 @@ class TokenBucket:
             elapsed = now - self.last
             if elapsed > 0:
                 self.tokens = min(self.capacity, self.tokens + elapsed * self.per_second)
+                self.last = now
+            elif elapsed < 0:
+                # the clock went back (or an earlier `now` was far ahead): start
+                # counting from here, else the bucket would not refill until the
+                # clock caught up with the old value (a frozen bucket)
                 self.last = now
             if self.tokens >= 1 - _EPSILON:
                 self.tokens -= 1
@@ -88,6 +94,12 @@ class Limiter:
     def admit(self, specs: Mapping[str, BucketSpec], key: str, now: float | None = None) -> bool:
         if now is None:
             now = time.monotonic()
+        elif isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
+            raise ValueError(f"`now` must be a finite number of seconds, found {now!r}")
+        else:
+            now = float(now)
+        if not isinstance(key, str):
+            raise KeyError(f"a limit key is a string, found {key!r}")
         bucket = self._buckets.get(key)
         if bucket is None:
             spec = specs.get(key)

@@ -18,8 +18,8 @@ from typing import Any
 
 from mcpdsl.engine.compile_expr import Fn, compile_expr, path_matcher
 from mcpdsl.engine.values import MISSING, Refused, checked, now_fields, plain_request
-from mcpdsl.ir.globs import path_problem
 from mcpdsl.ir import model as m
+from mcpdsl.ir.globs import path_problem
 from mcpdsl.source import Span
 
 ZERO = Decimal(0)

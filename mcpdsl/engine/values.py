@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any, Final
 
 
@@ -203,9 +204,8 @@ def plain_request(request: Any) -> Any:
     integers beyond a float's range, lone surrogates in strings, nesting deeper
     than `MAX_DEPTH` (and so cycles), and any other Python type.
     """
-    if type(request) is not dict:
-        if not isinstance(request, dict):
-            raise Refused(f"the request is {_what(request)}, not a JSON object")
+    if type(request) is not dict and not isinstance(request, dict):
+        raise Refused(f"the request is {_what(request)}, not a JSON object")
     return _object(request, 1)
 
 
@@ -322,12 +322,8 @@ def checked(value: Any) -> Any:
     and subclasses copied to their plain type.
     """
     t = type(value)
-    if t is int:
-        if value.bit_length() <= MAX_INT_BITS:
-            return value
-    elif t is float:
-        if value - value == 0.0:
-            return value
+    if (t is int and -INT_LIMIT < value < INT_LIMIT) or (t is float and value - value == 0.0):
+        return value
     return _value(value, 1)
 
 
@@ -340,3 +336,43 @@ def lookup_slow(value: Any, steps: tuple[str, ...]) -> Any:
     if value is MISSING:
         return value
     return checked(value)
+
+
+# ------------------------------------------------------------ case mapping
+
+
+@cache
+def _simple_upper() -> dict[str, str]:
+    """The characters whose full uppercase (Python's) is not their simple one (Go's).
+
+    Every character whose `str.upper()` has several characters (`ß` -> `SS`,
+    `ᾀ` -> `ἈΙ`; all in the BMP, tests/engine/test_engine_strings.py checks
+    the whole code space) maps to its simple uppercase: the single-character
+    titlecase when there is one (`ᾀ` -> `ᾈ`, as in UnicodeData.txt), else itself.
+    """
+    out: dict[str, str] = {}
+    for code in range(0x80, 0x10000):
+        c = chr(code)
+        if len(c.upper()) > 1:
+            title = c.title()
+            out[c] = title if len(title) == 1 else c
+    return out
+
+
+def go_lower(text: str) -> str:
+    """`strings.ToLower` of Go (OPA's `lower`): each character's simple lowercase.
+
+    Python's `str.lower` differs in two places only: `İ` becomes `i̇` (two
+    characters; Go: `i`) and a final `Σ` becomes `ς` (Go: always `σ`).
+    """
+    if text.isascii():
+        return text.lower()
+    return text.replace("\u0130", "i").replace("\u03a3", "\u03c3").lower()
+
+
+def go_upper(text: str) -> str:
+    """`strings.ToUpper` of Go (OPA's `upper`): each character's simple uppercase."""
+    if text.isascii():
+        return text.upper()
+    table = _simple_upper()
+    return "".join([table[c] if c in table else c.upper() for c in text])

@@ -74,9 +74,7 @@ def strip_query(path: str) -> str:
 #: unreserved characters of RFC 3986 (letters, digits, `-`, `.`, `_`, `~`), whose
 #: escapes a normaliser may or may not decode.  The same text is used as an RE2
 #: pattern in the Rego (`lib.path_refusal`): it means the same in both.
-NON_NORMAL_ESCAPE = (
-    "%(?:2[FfDdEe]|5[CcFf]|00|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|7[Ee])"
-)
+NON_NORMAL_ESCAPE = "%(?:2[FfDdEe]|5[CcFf]|00|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|7[Ee])"
 #: A `.` or `..` segment, also with `;params` (`/..;x/` is `..` to many servers).
 DOT_SEGMENT = "(?:^|/)\\.\\.?(?:;[^/]*)?(?:/|$)"
 
