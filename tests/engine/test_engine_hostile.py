@@ -445,3 +445,17 @@ def _engine(factory: pytest.TempPathFactory) -> Engine:
     if "e" not in _ENGINES:
         _ENGINES["e"] = engine_for(factory.mktemp("history"), SOURCE)
     return _ENGINES["e"]
+
+
+def test_the_decision_log_records_hostile_requests_without_raising(tmp_path: Path) -> None:
+    lines: list[str] = []
+    logged = engine_for(tmp_path, SOURCE, decision_log=lines.append)
+    cyclic: dict[str, Any] = base()
+    cyclic["context"]["self"] = cyclic["context"]
+    for req in (base(score=math.nan), cyclic, base(other=10**5000), [], base(s="\ud800")):
+        assert not logged.authorize(req).allowed  # type: ignore[arg-type]
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 5
+    assert "NaN" in records[0]["decision"]["refusal"]
+    assert "not plain JSON" in records[1]["input"]["not_logged"]
+    assert records[3]["decision"]["refusal"] == "the request is a list, not a JSON object"
