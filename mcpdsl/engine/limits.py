@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from mcpdsl.ir import model as m
 
 MAX_BUCKETS = 100_000
+#: A `now` this many seconds before a bucket's last one re-anchors the bucket.
+MAX_CLOCK_SKEW = 3600.0
 _EPSILON = 1e-9
 
 
@@ -50,10 +52,12 @@ class TokenBucket:
             if elapsed > 0:
                 self.tokens = min(self.capacity, self.tokens + elapsed * self.per_second)
                 self.last = now
-            elif elapsed < 0:
-                # the clock went back (or an earlier `now` was far ahead): start
-                # counting from here, else the bucket would not refill until the
-                # clock caught up with the old value (a frozen bucket)
+            elif elapsed < -MAX_CLOCK_SKEW:
+                # the clock went back by more than an hour (an earlier `now` was
+                # bogus, far ahead): count from here, else the bucket would not
+                # refill until the clock caught up (a frozen bucket).  Smaller
+                # steps back (threads with interleaved clocks) are ignored, so
+                # they never refill an interval twice.
                 self.last = now
             if self.tokens >= 1 - _EPSILON:
                 self.tokens -= 1
