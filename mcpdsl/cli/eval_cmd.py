@@ -10,7 +10,8 @@ script or CI step can gate on a decision: without either flag 0 whatever the
 decision; `--fail` exits 1 when the decision is *negative* (deny, no route, a
 transform error); `--fail-defined` exits 1 when it is *positive* (allow, a
 route, a transform output, a replica count).  2 when the tree does not compile
-or the input is not usable.
+or the input is not usable (not a JSON object; NaN, a number too large or a lone
+surrogate inside).
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def eval_command(
     from mcpdsl.cli.common import project_or_exit
     from mcpdsl.engine.engine import Engine
     from mcpdsl.evaluate.project import prepare_project
+    from mcpdsl.evaluate.values import Refused, plain_request
 
     if fail and fail_defined:
         raise click.UsageError("--fail and --fail-defined exclude each other")
@@ -163,15 +165,24 @@ def eval_command(
         else:
             with open(input_file, encoding="utf-8") as fh:
                 text = fh.read()
-        data = json.loads(text)
+        data = plain_request(json.loads(text, parse_constant=_no_constant))
     except OSError as exc:
         _fail_input(f"cannot read `{input_file}`: {exc.strerror}")
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except UnicodeDecodeError as exc:
+        _fail_input(f"`{input_file}` is not UTF-8 text: {exc.reason}")
+    except json.JSONDecodeError as exc:
         _fail_input(f"`{input_file}` is not JSON: {exc}")
-    if not isinstance(data, dict):
-        _fail_input("the input must be a JSON object")
+    except RecursionError:
+        _fail_input(f"`{input_file}` is nested too deeply")
+    except (Refused, ValueError) as exc:  # NaN, 5,000-digit numbers, not an object
+        _fail_input(f"`{input_file}` is not usable input: {exc}")
     engine = Engine(prepare_project(project, project.root))
     out, positive = DECIDERS[kind](engine, data, explain)
     click.echo(json.dumps(out, sort_keys=True, indent=2, ensure_ascii=False))
     if (fail and not positive) or (fail_defined and positive):
         sys.exit(EXIT_FINDINGS)
+
+
+def _no_constant(name: str) -> object:
+    """`json.loads` accepts NaN and Infinity, which are not JSON: refuse them."""
+    raise ValueError(f"`{name}` is not a JSON number")

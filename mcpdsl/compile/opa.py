@@ -42,7 +42,7 @@ from mcpdsl.compile.opa_expr import (
 )
 from mcpdsl.compile.serialize import dump_json, dump_yaml
 from mcpdsl.ir import model as m
-from mcpdsl.ir.globs import glob_regex
+from mcpdsl.ir.globs import PATH_PROBLEMS, glob_regex
 from mcpdsl.resources import read_text
 
 NAME = "opa"
@@ -132,6 +132,8 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["rego"] = lambda value: rego_string(str(value))
     env.filters["comment"] = comment
+    # the normal-form checks of request paths, shared with the engine (lib.rego.j2)
+    env.globals["path_problems"] = PATH_PROBLEMS
     return env
 
 

@@ -124,6 +124,12 @@ class DecisionLog:
             self._file.flush()
 
     def record(self, request: Any, decision: Decision, latency_us: float) -> dict[str, Any]:
+        from mcpdsl.evaluate.values import Refused, plain_request
+
+        try:
+            request = plain_request(request)  # NaN, huge numbers, cycles cannot be logged
+        except Refused as exc:
+            request = {"not_logged": f"the request is not plain JSON data: {exc}"}
         masked, hidden = mask_request(request, self.paths)
         secrets = _secrets(hidden)
         if secrets:
@@ -138,6 +144,7 @@ class DecisionLog:
                 "obligations": list(decision.obligations),
                 "risk": _default(decision.risk),
                 "default_applied": decision.default_applied,
+                **({"refusal": decision.refusal} if decision.refusal is not None else {}),
             },
             "rules": list(decision.rules),
             "latency_us": round(latency_us, 3),

@@ -24,9 +24,10 @@ from mcpdsl.evaluate.limits import Limiter
 from mcpdsl.evaluate.policy import Decision
 from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.evaluate.route import PreparedGateway, RouteDecision, find
-from mcpdsl.evaluate.scale import ScaleDecision, decide, find_scale
+from mcpdsl.evaluate.scale import ScaleDecision, ScaleError, decide, find_scale
 from mcpdsl.evaluate.transform import PreparedTransform
 from mcpdsl.ir import model as m
+from mcpdsl.ir.paths import PathRejected
 
 _log = logging.getLogger("mcpdsl.engine")
 
@@ -266,13 +267,20 @@ class Engine:
         pairs for the stabilisation windows.  `now`: a datetime (naive = UTC) or epoch
         seconds; None is the current time.
         """
+        if not isinstance(service, str):
+            raise ScaleError(f"a service name is a string, found {service!r}")
         scale = find_scale(self._compiled.project.scales, service)
         if now is None:
             moment = datetime.now(UTC)
         elif isinstance(now, datetime):
             moment = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+        elif isinstance(now, (int, float)) and not isinstance(now, bool):
+            try:
+                moment = datetime.fromtimestamp(float(now), UTC)
+            except (OverflowError, ValueError, OSError) as exc:
+                raise ScaleError(f"`now` is not a representable time: {now!r}") from exc
         else:
-            moment = datetime.fromtimestamp(float(now), UTC)
+            raise ScaleError(f"`now` must be a datetime or epoch seconds, found {now!r}")
         return decide(scale, metrics, current_replicas, history, moment)
 
     # ------------------------------------------------------------ routing
@@ -284,14 +292,34 @@ class Engine:
         path: str,
         headers: Mapping[str, str] | None = None,
     ) -> RouteDecision | None:
-        """The first route of `gateway` taking `method path`, or None."""
+        """The first route of `gateway` taking `method path`, or None.
+
+        Raises `PathRejected` (a ValueError) for a path Envoy answers with 400,
+        and ValueError for arguments that are not strings (headers: a mapping
+        of strings).
+        """
+        if not isinstance(gateway, str) or not isinstance(method, str):
+            raise ValueError("the gateway and the method are strings")
+        if not isinstance(path, str):
+            raise PathRejected(repr(path), "the path is not a string")
+        if headers is not None and (
+            not isinstance(headers, Mapping)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+        ):
+            raise ValueError("headers must be a mapping of strings to strings")
         compiled: PreparedGateway = find(self._compiled.gateways, gateway, "gateway")
-        return compiled.route(method, path, headers)
+        return compiled.route(str.__str__(method), str.__str__(path), headers)
 
     # ----------------------------------------------------------- transform
 
     def transform(self, integration: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Apply the integration's `map` block; raises `TransformError`."""
+        """Apply the integration's `map` block; raises `TransformError`.
+
+        A payload value the mapping reads that is not JSON (NaN, a huge
+        integer, a foreign type, nesting too deep) is a `TransformError` too.
+        """
+        if not isinstance(integration, str):
+            raise KeyError(f"an integration name is a string, found {integration!r}")
         compiled: PreparedTransform = find(self._compiled.transforms, integration, "integration")
         return compiled.apply(payload)
 
@@ -300,7 +328,9 @@ class Engine:
     def admit(self, key: str, now: float | None = None) -> bool:
         """Take a token from the bucket of `key` (see mcpdsl.evaluate.limits); False = limited.
 
-        `now` is a monotonic clock in seconds (default `time.monotonic()`).
+        `now` is a monotonic clock in seconds (default `time.monotonic()`); a
+        `now` that is not a finite number raises ValueError (it would freeze the
+        bucket), an unknown or non-string key KeyError.
         """
         return self._limiter.admit(self._compiled.limits, key, now)
 

@@ -23,10 +23,15 @@ from typing import Any
 
 from mcpdsl.evaluate.values import (
     ERROR,
+    INT_LIMIT,
     MISSING,
+    checked,
     fast_literal,
+    go_lower,
+    go_upper,
     json_eq,
     json_in,
+    lookup_slow,
     num_cmp,
     num_eq,
     to_decimal,
@@ -97,11 +102,17 @@ def getter(root: str, path: tuple[str, ...]) -> Fn:
     if root == "risk":
         return lambda inp, risk: risk
     lines = ["def get(inp, risk):", f"    v = inp.get({root!r}, M)"]
-    for step in path:
-        lines.append("    if type(v) is not dict: return M")
+    for i, step in enumerate(path):
+        rest = path[i:]
+        lines.append(f"    if type(v) is not dict: return S(v, {rest!r}) if v is not M else M")
         lines.append(f"    v = v.get({step!r}, M)")
-    lines.append("    return v")
-    namespace: dict[str, Any] = {"M": MISSING}
+    # a plain string, boolean, null or MISSING is returned as it is; anything
+    # else is checked (a number's range, a container's contents, a subclass)
+    lines.append("    t = type(v)")
+    lines.append("    if t is str or t is bool or v is M or v is None: return v")
+    lines.append("    if t is int and -L < v < L or t is float and v - v == 0.0: return v")
+    lines.append("    return C(v)")
+    namespace: dict[str, Any] = {"M": MISSING, "S": lookup_slow, "C": checked, "L": INT_LIMIT}
     exec(compile("\n".join(lines), f"<attr {root}.{'.'.join(path)}>", "exec"), namespace)
     fn: Fn = namespace["get"]
     return fn
@@ -526,7 +537,7 @@ def call(function: str, args: list[Any]) -> Any:
         s = args[0]
         if type(s) is not str:
             return ERROR
-        return s.lower() if function == "lower" else s.upper()
+        return go_lower(s) if function == "lower" else go_upper(s)  # OPA's (Go's) mapping
     if function == "len":
         x = args[0]
         if type(x) is str or type(x) is list or type(x) is tuple:

@@ -60,7 +60,13 @@ def explain_decision(
     policies: PreparedPolicies, request: dict[str, Any], decision: Decision
 ) -> str:
 
-    inp = request
+    from mcpdsl.evaluate.values import Refused, plain_request
+
+    try:
+        inp = plain_request(request)
+    except Refused as exc:
+        verdict = "allow" if decision.allowed else "deny"
+        return f"decision: {verdict}\nno explanation: the request is not plain JSON data: {exc}"
     if policies.reads_now and "now" not in inp:
         from datetime import UTC, datetime
 

@@ -15,6 +15,7 @@ when there are more than `MAX_BUCKETS` of them (a full bucket carries no state).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from mcpdsl.ir import model as m
 
 MAX_BUCKETS = 100_000
+#: A `now` this many seconds before a bucket's last one re-anchors the bucket.
+MAX_CLOCK_SKEW = 3600.0
 _EPSILON = 1e-9
 
 
@@ -48,6 +51,13 @@ class TokenBucket:
             elapsed = now - self.last
             if elapsed > 0:
                 self.tokens = min(self.capacity, self.tokens + elapsed * self.per_second)
+                self.last = now
+            elif elapsed < -MAX_CLOCK_SKEW:
+                # the clock went back by more than an hour (an earlier `now` was
+                # bogus, far ahead): count from here, else the bucket would not
+                # refill until the clock caught up (a frozen bucket).  Smaller
+                # steps back (threads with interleaved clocks) are ignored, so
+                # they never refill an interval twice.
                 self.last = now
             if self.tokens >= 1 - _EPSILON:
                 self.tokens -= 1
@@ -88,6 +98,12 @@ class Limiter:
     def admit(self, specs: Mapping[str, BucketSpec], key: str, now: float | None = None) -> bool:
         if now is None:
             now = time.monotonic()
+        elif isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
+            raise ValueError(f"`now` must be a finite number of seconds, found {now!r}")
+        else:
+            now = float(now)
+        if not isinstance(key, str):
+            raise KeyError(f"a limit key is a string, found {key!r}")
         bucket = self._buckets.get(key)
         if bucket is None:
             spec = specs.get(key)

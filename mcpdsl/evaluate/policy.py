@@ -17,8 +17,9 @@ from decimal import Decimal
 from typing import Any
 
 from mcpdsl.evaluate.closures import Fn, path_matcher, prepare_expr
-from mcpdsl.evaluate.values import MISSING, now_fields
+from mcpdsl.evaluate.values import MISSING, Refused, checked, now_fields, plain_request
 from mcpdsl.ir import model as m
+from mcpdsl.ir.globs import path_problem
 from mcpdsl.source import Span
 
 ZERO = Decimal(0)
@@ -44,23 +45,30 @@ class Decision:
     enforced: bool
     spans: tuple[Span | None, ...] = ()
     _origin: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
+    refusal: str | None = None  # why the request was refused unevaluated (then a deny)
 
     def explain(self) -> str:
         """Which rules matched, which conditions failed and why (a slow, tree-walking pass).
 
         The request is re-read at this point: do not mutate it in between.
         """
+        if self.refusal is not None:
+            return f"decision: deny (request refused: {self.refusal})"
         if self._origin is None:
             return "no explanation recorded for this decision"
         from mcpdsl.evaluate.explain import explain_decision
 
         policies, request = self._origin
-        return explain_decision(policies, request, self)
+        try:
+            return explain_decision(policies, request, self)
+        except (RecursionError, ValueError, TypeError) as exc:  # mutated since authorize
+            verdict = "allow" if self.allowed else "deny"
+            return f"decision: {verdict}\nno explanation: {type(exc).__name__}: {exc}"
 
     def as_dict(self) -> dict[str, Any]:
         """The decision as JSON data (`risk` as a number)."""
         risk = self.risk
-        return {
+        out: dict[str, Any] = {
             "allowed": self.allowed,
             "default_applied": self.default_applied,
             "enforced": self.enforced,
@@ -68,6 +76,14 @@ class Decision:
             "risk": int(risk) if risk == risk.to_integral_value() else float(risk),
             "rules": list(self.rules),
         }
+        if self.refusal is not None:
+            out["refusal"] = self.refusal
+        return out
+
+
+def refused(reason: str) -> Decision:
+    """The decision for a request the engine does not evaluate: deny, risk 1, no rules."""
+    return Decision(False, (), ONE, (), False, False, (), None, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,10 +218,19 @@ class PreparedPolicies:
         except TypeError:  # an unhashable id (a list): only the typed wildcards apply
             found = None
             key = None  # type: ignore[assignment]
+        except Exception as exc:  # a foreign object's __hash__/__eq__ failing
+            raise Refused(f"an entity key or the action is not JSON: {exc}") from exc
         if found is not None:
             return found
+        exact = True
+        for x in (ptype, pid, rtype, rid, action):
+            if type(x) is not str and x is not None:
+                exact = False
+                checked(x)  # refuses a foreign type, NaN, a huge number
         found = self._lookup(ptype, pid, rtype, rid, action)
-        if key is not None:
+        # only plain keys are memoised: a `str` subclass hashes and compares like
+        # its string, and must never decide what a later plain request gets
+        if key is not None and exact:
             memo = self._memo
             if len(memo) >= MEMO_LIMIT:
                 memo.clear()
@@ -217,6 +242,8 @@ class PreparedPolicies:
     ) -> tuple[CompiledRule, ...]:
         pkeys = _request_keys(ptype, pid)
         rkeys = _request_keys(rtype, rid)
+        if type(action) is not str and isinstance(action, str):
+            action = str.__str__(action)
         actions: tuple[str | None, ...] = (None, action) if type(action) is str else (None,)
         index = self._index
         out: list[CompiledRule] = []
@@ -248,6 +275,10 @@ class PreparedPolicies:
 
     def matched(self, request: dict[str, Any]) -> list[CompiledRule]:
         """Rules whose principal, resource, action and path match (fired or not)."""
+        try:
+            request = plain_request(request)
+        except Refused:
+            return []
         p, r = request.get("principal"), request.get("resource")
         ptype, pid = (p.get("type"), p.get("id")) if type(p) is dict else (None, None)
         rtype, rid = (r.get("type"), r.get("id")) if type(r) is dict else (None, None)
@@ -260,24 +291,86 @@ class PreparedPolicies:
         ]
 
     def authorize(self, request: dict[str, Any], origin: bool = True) -> Decision:
-        """The decision for one request (see docs/semantics.md)."""
-        inp = request
-        if type(inp) is not dict:
-            raise TypeError("a request is a JSON object (dict)")
+        """The decision for one request (see docs/semantics.md).
+
+        Hostile input is denied with `Decision.refusal` saying why, never
+        raised: a request that is not a JSON object, a `request.path` not in
+        normal form (`globs.path_problem`), or a value the evaluation reads that
+        is not JSON (NaN, a huge integer, a foreign type, nesting too deep).
+        `str`/`dict`/... subclasses are read as the plain values they hold:
+        the fast path checks the exact types of what it reads (the entity
+        keys here, attributes in `closures.getter`) and only a request
+        that fails that check is copied to plain data (`plain_request`).
+        """
+        try:
+            inp = request
+            if type(inp) is not dict:
+                inp = request = plain_request(inp)
+            p = inp.get("principal")
+            r = inp.get("resource")
+            req = inp.get("request")
+            # the entity keys are classified by value in `candidates` (a `str`
+            # subclass as its string); a container that is not exactly a dict,
+            # or a path that is not exactly a str, takes the slow path
+            if type(p) is dict:
+                ptype, pid = p.get("type"), p.get("id")
+            elif p is None or not isinstance(p, dict):
+                ptype = pid = None
+            else:
+                return self._decide(plain_request(inp), origin)
+            if type(r) is dict:
+                rtype, rid = r.get("type"), r.get("id")
+            elif r is None or not isinstance(r, dict):
+                rtype = rid = None
+            else:
+                return self._decide(plain_request(inp), origin)
+            path: Any = MISSING
+            if type(req) is dict:
+                path = req.get("path", MISSING)
+                if type(path) is not str and isinstance(path, str):
+                    return self._decide(plain_request(inp), origin)
+            elif req is not None and isinstance(req, dict):
+                return self._decide(plain_request(inp), origin)
+            if type(path) is str and (
+                path[:1] != "/" or "%" in path or "\\" in path or "//" in path or "/." in path
+            ):  # `path_problem`'s own fast test, inlined: most paths never call it
+                problem = path_problem(path)
+                if problem is not None:
+                    return refused(f"request.path is not in normal form: {problem}")
+            if self.reads_now and "now" not in inp:
+                inp = dict(inp)
+                inp["now"] = now_fields(datetime.now(UTC))
+            cands = self.candidates(ptype, pid, rtype, rid, inp.get("action"))
+            return self._evaluate(inp, request, origin, cands, path)
+        except Refused as exc:
+            return refused(str(exc))
+        except RecursionError:  # pragma: no cover - nesting is bounded by MAX_DEPTH
+            return refused("the request is nested too deeply")
+
+    def _decide(self, inp: dict[str, Any], origin: bool) -> Decision:
+        """`authorize` for a request already made plain (the slow path)."""
+        p, r, req = inp.get("principal"), inp.get("resource"), inp.get("request")
+        ptype, pid = (p.get("type"), p.get("id")) if type(p) is dict else (None, None)
+        rtype, rid = (r.get("type"), r.get("id")) if type(r) is dict else (None, None)
+        path = req.get("path", MISSING) if type(req) is dict else MISSING
+        if type(path) is str:
+            problem = path_problem(path)
+            if problem is not None:
+                return refused(f"request.path is not in normal form: {problem}")
         if self.reads_now and "now" not in inp:
             inp = dict(inp)
             inp["now"] = now_fields(datetime.now(UTC))
-        p = inp.get("principal")
-        r = inp.get("resource")
-        if type(p) is dict:
-            ptype, pid = p.get("type"), p.get("id")
-        else:
-            ptype = pid = None
-        if type(r) is dict:
-            rtype, rid = r.get("type"), r.get("id")
-        else:
-            rtype = rid = None
         cands = self.candidates(ptype, pid, rtype, rid, inp.get("action"))
+        return self._evaluate(inp, inp, origin, cands, path)
+
+    def _evaluate(
+        self,
+        inp: dict[str, Any],
+        request: Any,
+        origin: bool,
+        cands: tuple[CompiledRule, ...],
+        path: Any,
+    ) -> Decision:
         policies = self.policies
         if not policies:
             return Decision(
@@ -298,10 +391,6 @@ class PreparedPolicies:
                 total = ZERO
             risks.append(total)
 
-        path: Any = MISSING
-        req = inp.get("request")
-        if type(req) is dict:
-            path = req.get("path", MISSING)
         n = len(policies)
         denies: list[list[CompiledRule]] = [[] for _ in range(n)]
         allows: list[list[CompiledRule]] = [[] for _ in range(n)]
@@ -375,6 +464,10 @@ def _proven(inp: dict[str, Any], obligations: tuple[str, ...]) -> bool:
 
 
 def _request_keys(etype: Any, eid: Any) -> tuple[Any, ...]:
+    if type(etype) is not str and isinstance(etype, str):
+        etype = str.__str__(etype)  # a subclass is read as the string it holds
+    if type(eid) is not str and isinstance(eid, str):
+        eid = str.__str__(eid)
     if type(etype) is not str:
         return (_WILD,)
     if type(eid) is not str:

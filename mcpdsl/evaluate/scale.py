@@ -44,6 +44,12 @@ DEFAULT_DOWN_WINDOW = 300
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+#: Kubernetes replica counts are int32.
+MAX_REPLICAS = 2**31 - 1
+#: The largest metric value `scale` accepts is 10**MAX_METRIC_DIGITS (beyond any real metric).
+MAX_METRIC_DIGITS = 15
+
+
 class ScaleError(ValueError):
     """Unusable scaling input (unknown metric, negative value, unknown service)."""
 
@@ -117,14 +123,59 @@ def metric_key(target: m.Target) -> str:
 
 def _as_decimal(name: str, value: object) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
-        raise ScaleError(f"metric `{name}` must be a number, found {value!r}")
+        raise ScaleError(f"metric `{name}` must be a number, found {_brief(value)}")
     try:
         d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     except ArithmeticError as exc:
-        raise ScaleError(f"metric `{name}` is not a number: {value!r}") from exc
+        raise ScaleError(f"metric `{name}` is not a number: {_brief(value)}") from exc
     if not d.is_finite() or d < 0:
-        raise ScaleError(f"metric `{name}` must be a non-negative number, found {value!r}")
+        raise ScaleError(f"metric `{name}` must be a non-negative number, found {_brief(value)}")
+    if d and d.adjusted() > MAX_METRIC_DIGITS:
+        raise ScaleError(
+            f"metric `{name}` is too large: {_brief(value)} (at most 1e{MAX_METRIC_DIGITS})"
+        )
     return d
+
+
+def _brief(value: object) -> str:
+    """`repr` for a message, also for an integer too long to print."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _history(history: object) -> list[tuple[float, int]]:
+    """(epoch seconds, recommendation) pairs, checked: a malformed entry is a ScaleError."""
+    if history is None:
+        return []
+    if isinstance(history, (str, bytes, Mapping)):
+        raise ScaleError("history must be (timestamp, recommendation) pairs")
+    out: list[tuple[float, int]] = []
+    try:
+        entries = list(history)  # type: ignore[call-overload]
+    except TypeError as exc:
+        raise ScaleError("history must be (timestamp, recommendation) pairs") from exc
+    for entry in entries:
+        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+            raise ScaleError(
+                f"a history entry must be (timestamp, recommendation), found {_brief(entry)}"
+            )
+        ts, rec = entry
+        if isinstance(rec, bool) or not isinstance(rec, int) or not 0 <= rec <= MAX_REPLICAS:
+            raise ScaleError(f"a recommendation must be a replica count, found {_brief(rec)}")
+        if isinstance(ts, bool) or not isinstance(ts, (datetime, int, float)):
+            raise ScaleError(
+                f"a history timestamp must be a datetime or epoch seconds: {_brief(ts)}"
+            )
+        try:
+            t = timestamp(ts)
+        except (OverflowError, ValueError) as exc:
+            raise ScaleError(f"a history timestamp is out of range: {_brief(ts)}") from exc
+        if not math.isfinite(t):
+            raise ScaleError(f"a history timestamp must be finite, found {_brief(ts)}")
+        out.append((t, int(rec)))
+    return out
 
 
 def _show_ratio(d: Decimal) -> str:
@@ -147,8 +198,18 @@ def decide(
     now: datetime | None,
 ) -> ScaleDecision:
     """The HPA decision for one `scale` declaration (see the module docstring)."""
-    if isinstance(current, bool) or not isinstance(current, int) or current < 0:
-        raise ScaleError(f"current replicas must be a non-negative integer, found {current!r}")
+    if (
+        isinstance(current, bool)
+        or not isinstance(current, int)
+        or not 0 <= current <= MAX_REPLICAS
+    ):
+        raise ScaleError(
+            f"current replicas must be an integer in 0..{MAX_REPLICAS}, found {_brief(current)}"
+        )
+    current = int(current)
+    if not isinstance(metrics, Mapping) or not all(isinstance(k, str) for k in metrics):
+        raise ScaleError("metrics must be a mapping from metric names to numbers")
+    checked_history = _history(history)
     keys = {metric_key(t): t for t in scale.targets}
     unknown = sorted(set(metrics) - set(keys))
     if unknown:
@@ -225,12 +286,11 @@ def decide(
     up_window = _window(scale.up, DEFAULT_UP_WINDOW)
     down_window = _window(scale.down, DEFAULT_DOWN_WINDOW)
     up_rec = down_rec = proposal
-    for ts, rec in history or ():
-        t = timestamp(ts)
+    for t, rec in checked_history:
         if t > now_ts - up_window:
-            up_rec = min(up_rec, int(rec))
+            up_rec = min(up_rec, rec)
         if t > now_ts - down_window:
-            down_rec = max(down_rec, int(rec))
+            down_rec = max(down_rec, rec)
     stabilized = current
     if stabilized < up_rec:
         stabilized = up_rec

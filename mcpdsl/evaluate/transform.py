@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from mcpdsl.evaluate.closures import Fn, prepare_expr
-from mcpdsl.evaluate.values import ERROR, MISSING, to_json
+from mcpdsl.evaluate.values import ERROR, MISSING, Refused, to_json
 from mcpdsl.ir import model as m
 
 ZERO = Decimal(0)
@@ -43,7 +43,15 @@ class PreparedTransform:
         inp = {"$": payload}
         out: dict[str, Any] = {}
         for mp in self.mappings:
-            v = mp.fn(inp, ZERO)
+            try:
+                v = mp.fn(inp, ZERO)
+            except Refused as exc:  # a value the mapping read is not JSON
+                name = ".".join(mp.target)
+                raise TransformError(
+                    f"field `{name}` of `{self.ir.name}` reads a value that is not JSON: {exc}",
+                    name,
+                    mp.ir.span,
+                ) from None
             if v is MISSING or v is ERROR:
                 raise _failure(self.ir, mp, inp, v)
             t = type(v)
@@ -74,7 +82,10 @@ def _failure(
     from mcpdsl.evaluate.interp import why
 
     name = ".".join(mp.target)
-    _, reasons = why(mp.ir.expr, inp, ZERO)
+    try:
+        _, reasons = why(mp.ir.expr, inp, ZERO)
+    except (ValueError, TypeError, RecursionError):  # a hostile payload: no reasons
+        reasons = []
     detail = "; ".join(reasons) or ("missing" if value is MISSING else "an evaluation error")
     where = f" ({mp.ir.span})" if mp.ir.span is not None else ""
     if value is MISSING:

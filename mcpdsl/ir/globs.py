@@ -66,3 +66,54 @@ def strip_query(path: str) -> str:
         if index != -1:
             path = path[:index]
     return path
+
+
+# ------------------------------------------------------------ normal form
+
+#: A percent-escape a normal-form path never carries: `/`, `\` and NUL, and the
+#: unreserved characters of RFC 3986 (letters, digits, `-`, `.`, `_`, `~`), whose
+#: escapes a normaliser may or may not decode.  The same text is used as an RE2
+#: pattern in the Rego (`lib.path_refusal`): it means the same in both.
+NON_NORMAL_ESCAPE = "%(?:2[FfDdEe]|5[CcFf]|00|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|7[Ee])"
+#: A `.` or `..` segment, also with `;params` (`/..;x/` is `..` to many servers).
+DOT_SEGMENT = "(?:^|/)\\.\\.?(?:;[^/]*)?(?:/|$)"
+
+#: (pattern, why) in the order both the engine and the Rego report them.
+_PROBLEMS = (
+    ("\\\\", "it contains a backslash"),
+    (NON_NORMAL_ESCAPE, "it percent-encodes `/`, `\\`, NUL or an unreserved character"),
+    ("//", "it contains an empty segment (`//`)"),
+    (DOT_SEGMENT, "it contains a `.` or `..` segment"),
+)
+PATH_PROBLEMS: tuple[tuple[str, str], ...] = (
+    ("^[^/]", "it does not start with `/`"),
+    *_PROBLEMS,
+)
+_PROBLEM_RES = tuple((re.compile(rx), why) for rx, why in _PROBLEMS)
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` (query and fragment aside) is not in normal form, or None.
+
+    Why: a rule's glob is matched on the path as written, so a path that a
+    server would resolve differently (`/a/../admin`, `/a//admin`, `/%61dmin`,
+    `/x/..;p/admin`) could otherwise walk around a `deny` on `/admin/**`.  A
+    normal-form path is left unchanged by the Envoy target's normalisation
+    (`normalize_path`, `merge_slashes`, escaped slashes rejected), so the
+    engine, the Rego and Envoy all see the same path.  See docs/semantics.md.
+    """
+    if (
+        path[:1] == "/"
+        and "%" not in path
+        and "\\" not in path
+        and "//" not in path
+        and "/." not in path
+    ):
+        return None  # the common case, decided without cutting the query
+    bare = strip_query(path)
+    if bare[:1] != "/":
+        return PATH_PROBLEMS[0][1]
+    for rx, why in _PROBLEM_RES:
+        if rx.search(bare) is not None:
+            return why
+    return None

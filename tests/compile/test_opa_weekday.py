@@ -13,10 +13,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from mcpdsl.engine.values import now_fields
 from validators import opa_available, run_opa, run_rego
 
 from mcpdsl.compile import opa as target
+from mcpdsl.evaluate.values import now_fields
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 LEAP_YEAR = [date(2028, 1, 1) + timedelta(days=i) for i in range(366)]

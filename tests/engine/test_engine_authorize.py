@@ -342,9 +342,12 @@ def test_load_raises_compile_error(tmp_path: Path) -> None:
         mcpdsl.Engine.load(tmp_path / "absent")
 
 
-def test_non_dict_request_is_a_type_error(zt: Engine) -> None:
-    with pytest.raises(TypeError):
-        zt.authorize([])  # type: ignore[arg-type]
+def test_non_dict_request_is_denied_with_a_reason(zt: Engine) -> None:
+    d = zt.authorize([])  # type: ignore[arg-type]
+    assert not d.allowed and not d.enforced
+    assert d.refusal == "the request is a list, not a JSON object"
+    assert d.as_dict()["refusal"] == d.refusal
+    assert "request refused" in d.explain()
 
 
 def test_import_mcpdsl_does_not_import_the_engine() -> None:
