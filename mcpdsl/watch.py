@@ -77,10 +77,26 @@ class FrontEndCache:
             return c, CacheStats(compiled=len(c.raw))
         root, files = find_files(Path(path))
         c = Compilation(root=root)
-        stats = CacheStats()
         start = time.perf_counter()
         read(c, files)
         c.timings["read"] = time.perf_counter() - start
+        return self.compile_read(c)
+
+    def compile_read(self, c: Compilation) -> tuple[Compilation, CacheStats]:
+        """The stages after `read`, on a compilation whose `raw` bytes are already set.
+
+        Callers that hold file contents themselves (the language server's unsaved
+        buffers) fill `c.raw` and come here, so that they share this cache.
+        """
+        root = c.root
+        if not self.enabled:
+            for _name, stage in STAGES:
+                stage(c)
+            c.diagnostics = sort_diagnostics(c.diagnostics)
+            if c.has_errors:
+                c.project = None
+            return c, CacheStats(compiled=len(c.raw))
+        stats = CacheStats()
         start = time.perf_counter()
         per_file = dict(STAGES)
         for display, data in c.raw.items():

@@ -15,6 +15,7 @@ from mcpdsl.cli.diff_cmd import diff_command
 from mcpdsl.cli.eval_cmd import eval_command
 from mcpdsl.cli.fmt_cmd import fmt_command
 from mcpdsl.cli.keys_cmd import keys_command
+from mcpdsl.cli.lsp_cmd import lsp_command
 from mcpdsl.cli.plan_cmd import plan_command
 from mcpdsl.cli.report_cmd import report_command
 from mcpdsl.cli.sign_cmd import sign_command, verify_command
@@ -44,6 +45,7 @@ main.add_command(test_command)
 main.add_command(eval_command)
 main.add_command(plan_command)
 main.add_command(report_command)
+main.add_command(lsp_command)
 
 
 def run() -> None:

@@ -1,0 +1,137 @@
+"""The policy trees an editor has open, checked with unsaved buffers laid over the disk.
+
+Each workspace folder is one policy tree (as `mcpdsl build DIR` sees it); a
+file outside every folder is a tree of its own.  Checking a tree reads the
+`.mcp` files on disk, replaces the bytes of every open document with the
+editor's text, and runs the front end through the per-file cache of
+`mcpdsl watch` (`FrontEndCache.compile_read`): a keystroke re-parses and
+re-lowers only the edited file, then re-resolves and re-typechecks the tree.
+The name index of each file is cached beside it under the same content digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcpdsl.diagnostics import Diagnostic, make
+from mcpdsl.ir import model as m
+from mcpdsl.lsp.index import FileIndex, build_index
+from mcpdsl.pipeline import SUFFIX, Compilation
+from mcpdsl.source import SourceFile, Span
+from mcpdsl.syntax.parser import ParsedFile
+from mcpdsl.watch import FrontEndCache
+
+#: Upper bound on the `.mcp` files of one tree the server checks as you type.
+MAX_TREE_FILES = 5_000
+
+
+@dataclass
+class Snapshot:
+    """One check of one tree: the compilation and the per-file name indexes."""
+
+    root: Path  # the tree's directory
+    compilation: Compilation
+    indexes: dict[str, FileIndex] = field(default_factory=dict)  # by display path
+    parsed: dict[str, ParsedFile] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+
+    def path_of(self, display: str) -> Path:
+        return self.root / display
+
+    def display_of(self, path: Path) -> str | None:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return None
+
+    def source(self, display: str) -> SourceFile | None:
+        return self.compilation.sources.get(display)
+
+    def unit(self, display: str) -> m.FileUnit | None:
+        for unit in self.compilation.units:
+            if unit.path == display:
+                return unit
+        return None
+
+    def diagnostics_by_file(self) -> dict[str, list[Diagnostic]]:
+        out: dict[str, list[Diagnostic]] = {display: [] for display in self.compilation.raw}
+        for d in self.compilation.diagnostics:
+            if d.span is not None:
+                out.setdefault(d.span.file, []).append(d)
+        return out
+
+
+class TreeChecker:
+    """Checks one tree again and again, reusing the work of unchanged files."""
+
+    def __init__(self, root: Path, *, single_file: bool = False) -> None:
+        self.root = root
+        self.single_file = single_file
+        self.cache = FrontEndCache(keep_parsed=True)
+        self._indexes: dict[str, tuple[str, FileIndex]] = {}
+
+    def files(self) -> list[Path]:
+        """The `.mcp` files of the tree on disk, sorted like `find_files` sorts them."""
+        if self.single_file:
+            return [self.root]
+        found: list[Path] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            found.extend(Path(dirpath) / n for n in filenames if n.endswith(SUFFIX))
+            if len(found) > MAX_TREE_FILES:
+                break
+        return found
+
+    @property
+    def base(self) -> Path:
+        return self.root.parent if self.single_file else self.root
+
+    def check(self, overlays: Mapping[Path, str]) -> Snapshot:
+        """Check the tree with `overlays` (open documents) in place of their files."""
+        base = self.base
+        c = Compilation(root=base)
+        problems: list[Diagnostic] = []
+        paths = {p: None for p in self.files()}
+        for path in overlays:
+            if self.single_file or base in path.parents:
+                paths.setdefault(path, None)
+        displays = sorted((p.relative_to(base).as_posix(), p) for p in paths)
+        for display, path in displays:
+            text = overlays.get(path)
+            if text is not None:
+                c.raw[display] = text.encode("utf-8", errors="surrogatepass")
+                continue
+            try:
+                c.raw[display] = path.read_bytes()
+            except OSError as exc:
+                problems.append(
+                    make(
+                        "E0501",
+                        f"cannot read `{display}`: {exc.strerror}",
+                        Span.point(display, 1, 1),
+                    )
+                )
+        c.diagnostics.extend(problems)
+        c, _stats = self.cache.compile_read(c)
+        snapshot = Snapshot(root=base, compilation=c)
+        for parsed in c.parsed:
+            if isinstance(parsed, ParsedFile):
+                snapshot.parsed[parsed.source.path] = parsed
+        fresh: dict[str, tuple[str, FileIndex]] = {}
+        for display, data in c.raw.items():
+            digest = hashlib.sha256(data).hexdigest()
+            snapshot.digests[display] = digest
+            cached = self._indexes.get(display)
+            if cached is None or cached[0] != digest:
+                parsed = snapshot.parsed.get(display)
+                if parsed is None:
+                    continue
+                cached = (digest, build_index(parsed))
+            fresh[display] = cached
+            snapshot.indexes[display] = cached[1]
+        self._indexes = fresh
+        return snapshot
