@@ -11,6 +11,7 @@ file's parse, so it is cached with that parse (keyed by content).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from lark import Token, Tree
@@ -48,6 +49,8 @@ _ENTITY_KINDS = {"service": "service", "tool": "tool"}
 
 #: Kinds whose names are global to the tree rather than per package.
 GLOBAL_KINDS = ("tool", "package")
+
+_PACKAGE = re.compile(r"^[ \t]*package[ \t]+([A-Za-z_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)", re.M)
 
 Key = tuple[str, str, str]  # (kind, package, name); package "" for global kinds
 
@@ -170,6 +173,14 @@ def build_index(parsed: ParsedFile) -> FileIndex:
             span = token_span(path, names[0])
             full = tree_span(path, parsed.package) or span
             index.symbols.append(Symbol("package", package, package, span, full))
+    if parsed.package is None:  # recovery parses items only: find the package line itself
+        match = _PACKAGE.search(source.text)
+        if match is not None:
+            package = match.group(1)
+            line = source.text.count("\n", 0, match.start(1)) + 1
+            column = match.start(1) - (source.text.rfind("\n", 0, match.start(1)) + 1) + 1
+            span = Span(path, line, column, line, column + len(package))
+            index.symbols.append(Symbol("package", package, package, span, span))
     index.package = package
     for item in parsed.items:
         _index_item(index, source, item)
