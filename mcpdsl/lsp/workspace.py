@@ -73,6 +73,7 @@ class TreeChecker:
         self.single_file = single_file
         self.cache = FrontEndCache(keep_parsed=True)
         self._indexes: dict[str, tuple[str, FileIndex]] = {}
+        self._types: dict[str, tuple[str, list[Diagnostic]]] = {}
 
     def files(self) -> list[Path]:
         """The `.mcp` files of the tree on disk, sorted like `find_files` sorts them."""
@@ -85,6 +86,37 @@ class TreeChecker:
             if len(found) > MAX_TREE_FILES:
                 break
         return found
+
+    def _typecheck(self, c: Compilation) -> None:
+        """The `typecheck` stage, reusing the result of every file whose bytes did not change.
+
+        Typechecking looks at one expression at a time and never at a name's
+        binding, so the diagnostics of a file's policies and integrations depend
+        on that file's text alone (tests/lsp/test_workspace.py checks the result
+        equals the whole-project stage).
+        """
+        from mcpdsl.ir.typecheck import typecheck
+
+        if c.project is None:
+            return
+        groups: dict[str, tuple[list[m.Policy], list[m.Integration]]] = {}
+        for policy in c.project.policies:
+            groups.setdefault(policy.span.file if policy.span else "", ([], []))[0].append(policy)
+        for integration in c.project.integrations:
+            file = integration.span.file if integration.span else ""
+            groups.setdefault(file, ([], []))[1].append(integration)
+        fresh: dict[str, tuple[str, list[Diagnostic]]] = {}
+        for file, (policies, integrations) in sorted(groups.items()):
+            data = c.raw.get(file)
+            digest = hashlib.sha256(data).hexdigest() if data is not None and file else ""
+            cached = self._types.get(file)
+            if not digest or cached is None or cached[0] != digest:
+                part = m.Project(policies=tuple(policies), integrations=tuple(integrations))
+                cached = (digest, typecheck(part))
+            if digest:
+                fresh[file] = cached
+            c.diagnostics.extend(cached[1])
+        self._types = fresh
 
     @property
     def base(self) -> Path:
@@ -116,7 +148,7 @@ class TreeChecker:
                     )
                 )
         c.diagnostics.extend(problems)
-        c, _stats = self.cache.compile_read(c)
+        c, _stats = self.cache.compile_read(c, replace={"typecheck": self._typecheck})
         snapshot = Snapshot(root=base, compilation=c)
         for parsed in c.parsed:
             if isinstance(parsed, ParsedFile):
