@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,8 @@ class McpdslServer(LanguageServer):
         return sorted(set(out), key=lambda p: -len(p.parts))
 
     def tree_of(self, path: Path) -> TreeState:
-        root = next((f for f in self.folders() if f in path.parents), None)
+        folder = next((f for f in self.folders() if f in path.parents), None)
+        root = tree_root(path, folder) if folder is not None else None
         key = root if root is not None else path
         state = self.trees.get(key)
         if state is None:
@@ -238,6 +240,33 @@ class McpdslServer(LanguageServer):
             return to_point(source, position, self.encoding)
         except BadPosition as exc:
             raise JsonRpcInvalidParams(f"invalid position: {exc}") from None
+
+
+def tree_root(path: Path, folder: Path) -> Path:
+    """The policy tree of a file inside a workspace folder.
+
+    A repository often holds several trees (`policies/`, `examples/a/`,
+    `examples/b/`) that must not be checked as one.  The tree is the highest
+    directory reached from the file's own by walking up through directories
+    that themselves hold `.mcp` files (so `policies/tools/x.mcp` belongs to
+    `policies/`), never above the workspace folder.
+    """
+    root = path.parent
+    while root != folder and folder in root.parents:
+        parent = root.parent
+        if not _holds_policy_files(parent):
+            break
+        root = parent
+    return root
+
+
+def _holds_policy_files(directory: Path) -> bool:
+    try:
+        return any(
+            entry.name.endswith(SUFFIX) and entry.is_file() for entry in os.scandir(directory)
+        )
+    except OSError:
+        return False
 
 
 def _analyze(

@@ -58,3 +58,22 @@ def test_unchanged_files_are_not_parsed_again(tmp_path: Path) -> None:
         same = first.parsed[display] is second.parsed[display]
         assert same == (display != "access.mcp"), display
         assert (first.indexes[display] is second.indexes[display]) == same
+
+
+def test_a_repository_holds_several_trees(tmp_path: Path) -> None:
+    from mcpdsl.lsp.server import tree_root
+
+    for rel in (
+        "policies/a.mcp",
+        "policies/tools/b.mcp",
+        "examples/one/c.mcp",
+        "examples/two/d.mcp",
+    ):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("package p\n")
+    assert tree_root(tmp_path / "policies/tools/b.mcp", tmp_path) == tmp_path / "policies"
+    assert tree_root(tmp_path / "policies/a.mcp", tmp_path) == tmp_path / "policies"
+    assert tree_root(tmp_path / "examples/one/c.mcp", tmp_path) == tmp_path / "examples/one"
+    (tmp_path / "top.mcp").write_text("package p\n")  # the folder itself is a tree now
+    assert tree_root(tmp_path / "examples/one/c.mcp", tmp_path) == tmp_path / "examples/one"
+    assert tree_root(tmp_path / "policies/a.mcp", tmp_path) == tmp_path
