@@ -48,6 +48,15 @@ def register(server: McpdslServer) -> None:
             return
         ls.schedule(params.text_document.uri)
 
+    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def watched(ls: McpdslServer, params: types.DidChangeWatchedFilesParams) -> None:
+        """Files changed on disk (a checkout, a generator): check their trees again."""
+        for uri in sorted({change.uri for change in params.changes}):
+            # an open document's text comes from the editor, not the disk (and a save
+            # reports its own file here: that must not cancel the analysis it started)
+            if uri.endswith(".mcp") and uri not in ls.workspace.text_documents:
+                ls.schedule(uri)
+
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     def hover(ls: McpdslServer, params: types.HoverParams) -> types.Hover | None:
         snapshot, display, source = ls.resolve(params.text_document.uri)

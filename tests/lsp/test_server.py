@@ -534,3 +534,18 @@ async def test_an_unknown_document_is_a_clear_error(
         )
     symbols = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query=""))
     assert symbols is not None  # still alive
+
+
+async def test_a_change_on_disk_is_picked_up(client: LanguageClient, workspace: Path) -> None:
+    path = workspace / "scaling.mcp"
+    uri = open_doc(client, path)
+    await wait_diagnostics(client, uri)
+    services = workspace / "services.mcp"
+    services.write_text(services.read_text().replace("service mcp-api {", "service mcp-apx {"))
+    client.workspace_did_change_watched_files(
+        types.DidChangeWatchedFilesParams(
+            changes=[types.FileEvent(uri=services.as_uri(), type=types.FileChangeType.Changed)]
+        )
+    )
+    diags = await wait_diagnostics(client, uri, lambda d: any(x.code == "E0402" for x in d))
+    assert any("mcp-api" in d.message for d in diags)
