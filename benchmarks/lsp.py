@@ -95,7 +95,12 @@ class Client:
         ident = self.send("shutdown", None, request=True)
         self.wait(lambda m: m.get("id") == ident, timeout=30)
         self.send("exit", None)
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # report it, but do not leave the process behind
+            print(f"note: server {self.proc.pid} did not exit within 60 s of `exit`", file=sys.stderr)
+            self.proc.kill()
+            self.proc.wait()
 
 
 def session(tree: Path, file: Path) -> tuple[Client, str, str]:
@@ -188,7 +193,7 @@ def main() -> int:
             )
         print("| tree | files | edits | keystroke → diagnostics p50 ms | p90 ms | max ms |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        print("\n".join(rows))
+        print("\n".join(rows), flush=True)
 
         client, uri, text = session(policies, policies / "services.mcp")
         keystrokes(client, uri, text, "image", 10)

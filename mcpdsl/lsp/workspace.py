@@ -11,7 +11,6 @@ The name index of each file is cached beside it under the same content digest.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,7 +36,6 @@ class Snapshot:
     compilation: Compilation
     indexes: dict[str, FileIndex] = field(default_factory=dict)  # by display path
     parsed: dict[str, ParsedFile] = field(default_factory=dict)
-    digests: dict[str, str] = field(default_factory=dict)
 
     def path_of(self, display: str) -> Path:
         return self.root / display
@@ -72,8 +70,11 @@ class TreeChecker:
         self.root = root
         self.single_file = single_file
         self.cache = FrontEndCache(keep_parsed=True)
-        self._indexes: dict[str, tuple[str, FileIndex]] = {}
-        self._types: dict[str, tuple[str, list[Diagnostic]]] = {}
+        # Keyed by the cached parse object of the file: the front-end cache hands
+        # back the same object exactly when the file's bytes did not change.
+        self._indexes: dict[str, tuple[ParsedFile, FileIndex]] = {}
+        self._types: dict[str, tuple[ParsedFile, list[Diagnostic]]] = {}
+        self._disk: dict[Path, tuple[int, int, bytes]] = {}  # (mtime ns, size, bytes)
 
     def files(self) -> list[Path]:
         """The `.mcp` files of the tree on disk, sorted like `find_files` sorts them."""
@@ -105,16 +106,19 @@ class TreeChecker:
         for integration in c.project.integrations:
             file = integration.span.file if integration.span else ""
             groups.setdefault(file, ([], []))[1].append(integration)
-        fresh: dict[str, tuple[str, list[Diagnostic]]] = {}
+        parses = {p.source.path: p for p in c.parsed if isinstance(p, ParsedFile)}
+        fresh: dict[str, tuple[ParsedFile, list[Diagnostic]]] = {}
         for file, (policies, integrations) in sorted(groups.items()):
-            data = c.raw.get(file)
-            digest = hashlib.sha256(data).hexdigest() if data is not None and file else ""
+            parsed = parses.get(file)
             cached = self._types.get(file)
-            if not digest or cached is None or cached[0] != digest:
+            if parsed is None or cached is None or cached[0] is not parsed:
                 part = m.Project(policies=tuple(policies), integrations=tuple(integrations))
-                cached = (digest, typecheck(part))
-            if digest:
-                fresh[file] = cached
+                diags = typecheck(part)
+                if parsed is None:
+                    c.diagnostics.extend(diags)
+                    continue
+                cached = (parsed, diags)
+            fresh[file] = cached
             c.diagnostics.extend(cached[1])
         self._types = fresh
 
@@ -138,7 +142,7 @@ class TreeChecker:
                 c.raw[display] = text.encode("utf-8", errors="surrogatepass")
                 continue
             try:
-                c.raw[display] = path.read_bytes()
+                c.raw[display] = self._read(path)
             except OSError as exc:
                 problems.append(
                     make(
@@ -153,17 +157,23 @@ class TreeChecker:
         for parsed in c.parsed:
             if isinstance(parsed, ParsedFile):
                 snapshot.parsed[parsed.source.path] = parsed
-        fresh: dict[str, tuple[str, FileIndex]] = {}
-        for display, data in c.raw.items():
-            digest = hashlib.sha256(data).hexdigest()
-            snapshot.digests[display] = digest
+        fresh: dict[str, tuple[ParsedFile, FileIndex]] = {}
+        for display, parsed in snapshot.parsed.items():
             cached = self._indexes.get(display)
-            if cached is None or cached[0] != digest:
-                parsed = snapshot.parsed.get(display)
-                if parsed is None:
-                    continue
-                cached = (digest, build_index(parsed))
+            if cached is None or cached[0] is not parsed:
+                cached = (parsed, build_index(parsed))
             fresh[display] = cached
             snapshot.indexes[display] = cached[1]
         self._indexes = fresh
+        self._disk = {p: v for p, v in self._disk.items() if p in paths}
         return snapshot
+
+    def _read(self, path: Path) -> bytes:
+        """A file's bytes, read again only when its modification time or size changed."""
+        stat = path.stat()
+        known = self._disk.get(path)
+        if known is not None and known[:2] == (stat.st_mtime_ns, stat.st_size):
+            return known[2]
+        data = path.read_bytes()
+        self._disk[path] = (stat.st_mtime_ns, stat.st_size, data)
+        return data
