@@ -98,7 +98,9 @@ class Client:
         try:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:  # report it, but do not leave the process behind
-            print(f"note: server {self.proc.pid} did not exit within 60 s of `exit`", file=sys.stderr)
+            print(
+                f"note: server {self.proc.pid} did not exit within 60 s of `exit`", file=sys.stderr
+            )
             self.proc.kill()
             self.proc.wait()
 
