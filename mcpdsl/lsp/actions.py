@@ -3,10 +3,11 @@
 A fix is only offered when it is a plain text edit the diagnostic names
 exactly: `did you mean `X`?` replaces the diagnostic's span with `X`
 (`did you mean `X` instead of `W`?` replaces the word `W` before it).  The
-`unless` rewrite turns a deny whose condition is a negation (`when not C`,
-`when a not in b`, `when a != b`) into `unless` form: with `when`, a missing
-attribute makes the negated condition false and the deny does not fire
-(fail open); with `unless` it fires (fail closed, docs/language.md 4.7).
+`unless` rewrite turns `deny ... when a not in b` and `deny ... when a != b`
+into `unless a in b` / `unless a == b`: `not in` and `!=` are false when a side
+is missing (docs/semantics.md), so the `when` form does not fire on a request
+without the attribute (fail open); the `unless` form does (fail closed).
+`when not C` needs no rewrite: `not` of a missing value is already true.
 """
 
 from __future__ import annotations
@@ -103,18 +104,7 @@ def _rewrite(path: str, cond: Tree[Token]) -> Fix | None:
     if not isinstance(when, Token) or not isinstance(expr, Tree):
         return None
     when_edit = Edit(token_span(path, when), "unless")
-    if expr.data == "not_op":
-        op, operand = expr.children[0], expr.children[1]
-        if not isinstance(op, Token):
-            return None
-        start = token_span(path, when)
-        inner = _first_token(operand)
-        if inner is None:
-            return None
-        end = token_span(path, inner)
-        span = Span(path, start.line, start.column, end.line, end.column)
-        edits: tuple[Edit, ...] = (Edit(span, "unless "),)
-    elif expr.data == "not_member":
+    if expr.data == "not_member":
         not_tok = expr.children[1]
         in_tok = expr.children[2]
         if not isinstance(not_tok, Token) or not isinstance(in_tok, Token):
@@ -128,14 +118,6 @@ def _rewrite(path: str, cond: Tree[Token]) -> Fix | None:
     else:
         return None
     return Fix("fail closed: rewrite the deny with `unless`", edits)
-
-
-def _first_token(tree: Tree[Token] | Token) -> Token | None:
-    if isinstance(tree, Token):
-        return tree
-    for tok in tree.scan_values(lambda v: isinstance(v, Token)):
-        return tok
-    return None
 
 
 def overlaps(span: Span, line: int, end_line: int) -> bool:

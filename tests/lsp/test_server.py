@@ -391,28 +391,33 @@ async def test_unless_code_action_for_a_fail_open_deny(
     text = (
         "package platform\n\npolicy guard {\n"
         '  deny any -> service postgres when source.namespace not in ["core", "data"]\n'
+        '  deny any -> service postgres when request.auth.level != "high"\n'
         "  deny any -> service postgres when not request.auth.mfa\n}\n"
     )
     uri = open_doc(client, workspace / "guard.mcp", text)
     await wait_diagnostics(client, uri)
-    titles = []
-    results = []
-    for needle in ("not in", "not request"):
+
+    async def actions_at(needle: str) -> list[types.CodeAction]:
         at = pos(text, needle)
-        actions = await client.text_document_code_action_async(
+        found = await client.text_document_code_action_async(
             types.CodeActionParams(
                 text_document=doc(uri),
                 range=types.Range(start=at, end=at),
                 context=types.CodeActionContext(diagnostics=[]),
             )
         )
-        assert actions and isinstance(actions[0], types.CodeAction)
-        titles.append(actions[0].title)
+        return [a for a in found or [] if isinstance(a, types.CodeAction)]
+
+    results = []
+    for needle in ("not in", "!="):
+        actions = await actions_at(needle)
+        assert len(actions) == 1 and "unless" in actions[0].title
         assert actions[0].edit and actions[0].edit.changes
         results.append(apply(text, list(actions[0].edit.changes[uri])))
-    assert all("unless" in t for t in titles)
-    assert 'unless source.namespace in ["core", "data"]' in results[0]
-    assert "unless request.auth.mfa" in results[1]
+    assert 'postgres unless source.namespace in ["core", "data"]\n' in results[0]
+    assert 'postgres unless request.auth.level == "high"\n' in results[1]
+    # `not` of a missing attribute is true already: nothing to rewrite
+    assert await actions_at("not request") == []
 
 
 # --------------------------------------------------------------- semantic tokens
