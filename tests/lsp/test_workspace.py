@@ -77,3 +77,27 @@ def test_a_repository_holds_several_trees(tmp_path: Path) -> None:
     (tmp_path / "top.mcp").write_text("package p\n")  # the folder itself is a tree now
     assert tree_root(tmp_path / "examples/one/c.mcp", tmp_path) == tmp_path / "examples/one"
     assert tree_root(tmp_path / "policies/a.mcp", tmp_path) == tmp_path
+
+
+def test_hover_on_a_clause_literal_names_its_unit() -> None:
+    from mcpdsl.lsp import navigate
+
+    snapshot = TreeChecker(REPO / "policies").check({})
+    source = snapshot.source("services.mcp")
+    assert source is not None
+    line = next(n for n, t in enumerate(source.lines, 1) if t.strip().startswith("cpu "))
+    text = source.line(line)
+    value = text.split()[1]
+    column = text.index(value, text.index("cpu ") + 3) + 1
+    found = navigate.hover(snapshot, "services.mcp", line, column)
+    assert found is not None and "unit: cpu" in found[0]
+
+
+def test_completion_of_a_pool_reference_offers_declared_pools() -> None:
+    from mcpdsl.lsp.complete import complete
+
+    snapshot = TreeChecker(REPO / "policies").check({})
+    text = "package platform\nservice s {\n  pool \n}\n"
+    labels = {c.label for c in complete(snapshot, text, 3, 8, "platform")}
+    pools = {s.name for i in snapshot.indexes.values() for s in i.symbols if s.kind == "pool"}
+    assert pools and labels == pools
