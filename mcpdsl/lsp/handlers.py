@@ -57,6 +57,15 @@ def register(server: McpdslServer) -> None:
             if uri.endswith(".mcp") and uri not in ls.workspace.text_documents:
                 ls.schedule(uri)
 
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: McpdslServer, params: None) -> None:
+        """Drop queued analyses so that `exit` does not wait for z3."""
+        for state in ls.trees.values():
+            if state.pending is not None:
+                state.pending.cancel()
+            state.generation += 1  # a running analysis's result is discarded
+        ls.analysis_pool.shutdown(wait=False, cancel_futures=True)
+
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     def hover(ls: McpdslServer, params: types.HoverParams) -> types.Hover | None:
         snapshot, display, source = ls.resolve(params.text_document.uri)
