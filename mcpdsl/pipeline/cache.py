@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +61,34 @@ class FrontEndCache:
             return c, CacheStats(compiled=len(c.raw))
         root, files = find_files(Path(path))
         c = Compilation(root=root)
-        stats = CacheStats()
         start = time.perf_counter()
         read(c, files)
         c.timings["read"] = time.perf_counter() - start
+        return self.compile_read(c)
+
+    def compile_read(
+        self,
+        c: Compilation,
+        *,
+        replace: Mapping[str, Callable[[Compilation], None]] | None = None,
+    ) -> tuple[Compilation, CacheStats]:
+        """The stages after `read`, on a compilation whose `raw` bytes are already set.
+
+        Callers that hold file contents themselves (the language server's unsaved
+        buffers) fill `c.raw` and come here, so that they share this cache.
+        `replace` swaps cross-file stages by name for equivalent ones (the language
+        server's typecheck that reuses the results of unchanged files).
+        """
+        replace = replace or {}
+        root = c.root
+        if not self.enabled:
+            for _name, stage in STAGES:
+                stage(c)
+            c.diagnostics = sort_diagnostics(c.diagnostics)
+            if c.has_errors:
+                c.project = None
+            return c, CacheStats(compiled=len(c.raw))
+        stats = CacheStats()
         start = time.perf_counter()
         per_file = dict(STAGES)
         for display, data in c.raw.items():
@@ -89,7 +114,7 @@ class FrontEndCache:
         c.timings["+".join(PER_FILE_STAGES)] = time.perf_counter() - start
         for name, stage in STAGES[len(PER_FILE_STAGES) :]:
             start = time.perf_counter()
-            stage(c)
+            replace.get(name, stage)(c)
             c.timings[name] = time.perf_counter() - start
         c.diagnostics = sort_diagnostics(c.diagnostics)
         if c.has_errors:
