@@ -81,7 +81,7 @@ def test_watch_reports_a_fifo_and_recovers_when_it_is_removed(tmp_path: Path) ->
     os.mkfifo(root / "pipe.mcp")
     script = (
         "import os, sys\n"
-        "from mcpdsl.watch import Watcher\n"
+        "from mcpdsl.builder.watch import Watcher\n"
         "w = Watcher(sys.argv[1], sys.argv[2], echo=lambda s: None)\n"
         "first = w.rebuild()\n"
         "os.unlink(os.path.join(sys.argv[1], 'pipe.mcp'))\n"

@@ -175,7 +175,10 @@ def eval_command(
     except RecursionError:
         _fail_input(f"`{input_file}` is nested too deeply")
     except (Refused, ValueError) as exc:  # NaN, 5,000-digit numbers, not an object
-        _fail_input(f"`{input_file}` is not usable input: {exc}")
+        why = str(exc)
+        if "integer string conversion" in why:  # Python's own words name an internal knob
+            why = "a number in it has more digits than any JSON consumer accepts"
+        _fail_input(f"`{input_file}` is not usable input: {why}")
     engine = Engine(prepare_project(project, project.root))
     out, positive = DECIDERS[kind](engine, data, explain)
     click.echo(json.dumps(out, sort_keys=True, indent=2, ensure_ascii=False))

@@ -290,7 +290,7 @@ def test_transform_answers_non_json_payload_values_with_a_transform_error(
     [
         ('{"action": NaN}', "`NaN` is not a JSON number"),
         ('{"action": Infinity}', "`Infinity` is not a JSON number"),
-        ('{"n": ' + "9" * 5000 + "}", "is not a request"),
+        ('{"n": ' + "9" * 5000 + "}", "is not usable input"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         ('{"a": "\\ud800"}', "lone surrogate"),
         ("[]", "not a JSON object"),
