@@ -54,7 +54,7 @@ def test_the_default_server_command_is_a_real_subcommand() -> None:
     settings = manifest["contributes"]["configuration"]["properties"]
     command = settings["mcpdsl.server.command"]["default"]
     client = (EXTENSION / "extension.js").read_text(encoding="utf-8")
-    assert json.dumps(command) .replace(" ", "") in client.replace(" ", "")
+    assert json.dumps(command).replace(" ", "") in client.replace(" ", "")
     assert command[0] == "mcpdsl"
     assert CliRunner().invoke(main, [*command[1:], "--help"]).exit_code == 0
     # The client id is `mcpdsl`, so VS Code reads the trace level from `mcpdsl.trace.server`.
