@@ -22,7 +22,9 @@ SERVICES = (
     'service api {\n  image "ghcr.io/x/api:1"\n  port 80\n}\n'
     'service web {\n  image "ghcr.io/x/web:1"\n  port 80\n}\n'
 )
-POLICY = 'policy access {\n  default deny\n  r: allow service web -> service api on GET "/v1/**"\n}\n'
+POLICY = (
+    'policy access {\n  default deny\n  r: allow service web -> service api on GET "/v1/**"\n}\n'
+)
 TEST = 'test "reads" {\n  request service web -> service api GET "/v1/x"\n  expect allow\n}\n'
 
 
