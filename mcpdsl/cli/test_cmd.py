@@ -5,7 +5,8 @@ then the explanation indented), last line exactly `N passed, M failed`; `-v`
 adds each test's location and duration.  `json` is one document for scripts
 (the shape is in `docs/ci.md`); `junit` is JUnit XML, which CI systems
 (GitHub, GitLab, Jenkins) render as a test report.  `--run` keeps the tests whose
-name matches a Python regular expression (searched, as `opa test --run` does).
+name matches a Python regular expression (searched, as `opa test --run` does);
+when it matches none, a warning on stderr says so.
 
 Exit 0 when all selected tests pass, 1 on a failure (or coverage below
 `--threshold`), 2 when the tree does not compile or cannot be read, or when
@@ -160,8 +161,17 @@ def test_command(
     project = project_or_exit(path)
     root = Path(path) if Path(path).is_dir() else Path(path).parent
     compiled = prepare_project(project, project.root)
+    selected = _select(sorted(project.tests, key=_sort_key), pattern)
+    if run_pattern is not None and not selected and project.tests:
+        # Still exit 0 (as `opa test --run` does), but say so: a typo in the
+        # expression would otherwise read as a green run of nothing.
+        click.echo(
+            f"warning: no test name matches `--run {run_pattern}` "
+            f"({len(project.tests)} tests in the tree)",
+            err=True,
+        )
     outcomes, results = [], []
-    for test in _select(sorted(project.tests, key=_sort_key), pattern):
+    for test in selected:
         start = time.perf_counter()
         outcome = run_test(compiled, test)
         elapsed = time.perf_counter() - start

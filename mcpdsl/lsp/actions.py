@@ -1,7 +1,8 @@
 """Code actions: fixes the diagnostics already suggest, and `unless` for fail-open denies.
 
 A fix is only offered when it is a plain text edit the diagnostic names
-exactly: `did you mean `X`?` replaces the diagnostic's span with `X`
+exactly: `did you mean `X`?` replaces the name the message quotes (`unknown
+service `ap``), found once inside the diagnostic's span, with `X`
 (`did you mean `X` instead of `W`?` replaces the word `W` before it).  The
 `unless` rewrite turns `deny ... when a not in b` and `deny ... when a != b`
 into `unless a in b` / `unless a == b`: `not in` and `!=` are false when a side
@@ -47,18 +48,63 @@ def suggestion_fix(source: SourceFile, diagnostic: Diagnostic) -> Fix | None:
     if match is None:
         return None
     replacement = match.group(2) if match.group(2) is not None else f'"{match.group(3)}"'
-    span = diagnostic.span
+    span: Span | None = diagnostic.span
     instead = match.group(5)
     if instead is not None:
-        found = _word_before(source, span, instead)
-        if found is None:
-            return None
-        span = found
-    elif span.line == span.end_line:
-        current = source.line(span.line)[span.column - 1 : span.end_column - 1]
-        if current == replacement:
-            return None
+        span = _word_before(source, diagnostic.span, instead)
+    else:
+        quoted = match.group(3) is not None
+        span = _the_wrong_name(source, diagnostic.span, diagnostic.message, quoted=quoted)
+    if span is None or _text(source, span) == replacement:
+        return None
     return Fix(f"replace with `{replacement}`", (Edit(span, replacement),), diagnostic, True)
+
+
+_NAMED = re.compile(r"`([^`]+)`")
+
+
+def _text(source: SourceFile, span: Span) -> str | None:
+    if span.line != span.end_line:
+        return None
+    return source.line(span.line)[span.column - 1 : span.end_column - 1]
+
+
+def _the_wrong_name(source: SourceFile, span: Span, message: str, *, quoted: bool) -> Span | None:
+    """The span of the one name the message calls wrong, inside the diagnostic's span.
+
+    A diagnostic's span is often wider than the name: `service ap` in a rule,
+    or a whole `test` block for a test request naming an unknown service.
+    Replacing all of it would delete code, so the edit covers only the name the
+    message quotes first (`unknown service `ap``), found once as a whole word
+    outside string literals (or once as a string, when the suggestion is one).
+    Not found, or found more than once: no fix rather than a guess.
+    """
+    named = _NAMED.search(message)
+    if named is None:
+        text = _text(source, span)
+        return span if text is not None and text.strip() == text and " " not in text else None
+    wrong = f'"{named.group(1)}"' if quoted else named.group(1)
+    if _text(source, span) == wrong:
+        return span
+    edge = "" if quoted else r"(?<![A-Za-z0-9_.-])"
+    tail = "" if quoted else r"(?![A-Za-z0-9_.-])"
+    pattern = re.compile(edge + re.escape(wrong) + tail)
+    hits: list[Span] = []
+    for line in range(span.line, span.end_line + 1):
+        text = source.line(line)
+        first = span.column - 1 if line == span.line else 0
+        last = span.end_column - 1 if line == span.end_line else len(text)
+        for hit in pattern.finditer(text, first, last):
+            if not quoted and _inside_string(text, hit.start()):
+                continue
+            hits.append(Span(source.path, line, hit.start() + 1, line, hit.end() + 1))
+    return hits[0] if len(hits) == 1 else None
+
+
+def _inside_string(line: str, offset: int) -> bool:
+    """Whether `offset` is inside a double-quoted literal (escaped quotes skipped)."""
+    before = re.sub(r"\\.", "", line[:offset])
+    return before.count('"') % 2 == 1
 
 
 def _word_before(source: SourceFile, span: Span, word: str) -> Span | None:

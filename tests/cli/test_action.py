@@ -106,3 +106,29 @@ def test_diff_step_gates_a_widening_change(runner: tuple[Path, Any]) -> None:
     hostile = _run("mcpdsl diff", repo, {**env, "MCPDSL_BASE": "main; touch pwned"})
     assert hostile.returncode != 0
     assert not (repo / "pwned").exists()
+
+
+def test_diff_base_may_name_a_branch_the_checkout_has_only_on_origin(
+    runner: tuple[Path, Any], tmp_path: Path
+) -> None:
+    """`diff-base: main` in a pull request's checkout, which has `origin/main` but no `main`."""
+    repo, env = runner
+    subprocess.run(["git", "branch", "-M", "main"], cwd=repo, env=env, check=True)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], env=env, check=True)
+    for args in (["checkout", "-q", "-b", "feature"], ["branch", "-q", "-D", "main"]):
+        subprocess.run(["git", *args], cwd=clone, env=env, check=True)
+    access = clone / "policies" / "access.mcp"
+    access.write_text(
+        access.read_text(encoding="utf-8").replace('on GET "/v1/**"', 'on GET, POST "/v1/**"'),
+        encoding="utf-8",
+    )
+    env = {**env, "MCPDSL_PATH": "policies/", "MCPDSL_FAIL_ON_WIDEN": "true"}
+    for base in ("main", "origin/main"):
+        widened = _run("mcpdsl diff", clone, {**env, "MCPDSL_BASE": base})
+        assert widened.returncode == 1, widened.stdout + widened.stderr
+        summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text(encoding="utf-8")
+        assert "git:origin/main:policies/" in summary
+    missing = _run("mcpdsl diff", clone, {**env, "MCPDSL_BASE": "no-such-branch"})
+    assert missing.returncode == 2
+    assert "no-such-branch" in missing.stderr

@@ -82,6 +82,8 @@ def test_run_selects_tests_by_regular_expression(failing_tree: Path) -> None:
     none = cli("test", str(failing_tree), "--run", "nothing-matches")
     assert none.exit_code == 0
     assert none.output.splitlines()[-1] == "0 passed, 0 failed"
+    assert "no test name matches `--run nothing-matches` (2 tests in the tree)" in none.stderr
+    assert "warning" not in result.stderr
 
 
 def test_run_rejects_an_invalid_expression(failing_tree: Path) -> None:
