@@ -34,7 +34,7 @@ from typing import Any
 from mcpdsl.diagnostics import Diagnostic, make
 from mcpdsl.ir import model as m
 from mcpdsl.optimize.coefficients import provider_of
-from mcpdsl.reader import read_regular
+from mcpdsl.reader import Refused, read_regular, read_source
 from mcpdsl.source import SourceFile, Span
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -222,8 +222,9 @@ def _clause_span(project: m.Project, carbon: m.Carbon) -> Span | None:
     if span is None:
         return None
     try:
-        text = (Path(project.root or ".") / span.file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        root = Path(project.root or ".")  # read as every source is read (docs/sources.md)
+        text = read_source(root, root / span.file).decode("utf-8")
+    except (Refused, UnicodeDecodeError):
         return span
     lines = text.split("\n")
     needle = json.dumps(carbon.intensity_file)
