@@ -147,6 +147,8 @@ MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
 MAX_BUNDLE_MEMBERS = 100_000
 MAX_BUNDLE_UNPACKED = 512 * 1024 * 1024
+#: The whole decompressed tar stream: the members plus their headers (pax, long names).
+MAX_BUNDLE_TAR = MAX_BUNDLE_UNPACKED + 64 * 1024 * 1024
 MAX_NAME = 1024  # a whole relative name
 MAX_NAME_PART = 255  # one component (the usual file-system limit)
 #: The largest revision: a signed 64-bit integer, so every consumer can store it.
