@@ -214,7 +214,10 @@ def test_explain_never_raises_on_a_request_mutated_after_authorize(engine: Engin
 # ------------------------------------------------------------ other entry points
 
 
-@pytest.mark.parametrize("now", [math.nan, math.inf, -math.inf, "1", None.__class__, True])
+@pytest.mark.parametrize(
+    "now",
+    [math.nan, math.inf, -math.inf, "1", None.__class__, True, 10**400, -(10**400), Decimal(1)],
+)
 def test_admit_refuses_a_now_that_is_not_a_finite_number(engine: Engine, now: Any) -> None:
     with pytest.raises(ValueError, match="finite number"):
         engine.admit("gateway:edge", now)
