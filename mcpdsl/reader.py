@@ -18,6 +18,7 @@ the same rules hold everywhere (docs/sources.md):
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -135,6 +136,53 @@ def read_source(root: Path, file: Path) -> bytes:
     if len(data) > MAX_FILE_BYTES:  # grew after the fstat
         raise Refused(too_large(display))
     return data
+
+
+class NotRegularFile(OSError):
+    """An auxiliary input that is not read: a FIFO, device, directory, or too large.
+
+    An `OSError`, so that every caller that already reports an unreadable file
+    (`cannot read `x`: <strerror>`) reports these too, with no second path.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(errno.EINVAL, reason, os.fspath(path))
+
+
+def read_regular(path: str | os.PathLike[str], limit: int, *, follow: bool = True) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, else an `OSError`.
+
+    For the files a command reads besides its policy tree (`eval --input`, key and
+    keyring files, intensity CSVs, the language server's files): opened with
+    `O_NONBLOCK` and checked with `fstat` on the descriptor, so a FIFO, socket or
+    device (`/dev/zero`, a named pipe) is refused instead of blocking or filling
+    memory, and the read is bounded.  `follow=False` refuses a final symlink too.
+    Raises `NotRegularFile` (an `OSError` whose `strerror` says why) or the
+    `OSError` of the failing system call.
+    """
+    flags = _OPEN_FLAGS if not follow else _OPEN_FLAGS & ~getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow and os.path.islink(path):
+            raise NotRegularFile(path, "a symlink, not followed") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(path, f"not a regular file ({_kind(st.st_mode)})")
+        if st.st_size > limit:
+            raise NotRegularFile(path, f"larger than {_size(limit)}")
+        data = _read_bounded(fd, limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # grew after the fstat
+        raise NotRegularFile(path, f"larger than {_size(limit)}")
+    return data
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 and not limit % (1 << 20) else f"{limit} bytes"
 
 
 def _check_kind_and_size(display: str, mode: int, size: int, span: Span) -> None:

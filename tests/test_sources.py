@@ -25,6 +25,7 @@ from mcpdsl.cli import main
 from mcpdsl.diagnostics.render import escape_controls, json_safe, render_human, render_json
 from mcpdsl.pipeline import InputError, compile_tree
 from mcpdsl.reader import MAX_FILE_BYTES
+from mcpdsl.trust.common import MAX_KEY_FILE_BYTES
 
 GOOD = (
     'package shop\n\nservice api {\n  image "ghcr.io/shop/api:1.0.0"\n  port 8080\n  stateful\n}\n'
@@ -262,3 +263,100 @@ def test_any_mix_of_file_kinds_and_contents_gives_diagnostics_never_a_crash(
         assert not UNSAFE_OUTPUT.search(render_json(c.diagnostics))
         refused = {d.span.file for d in c.diagnostics if d.code in ("E0502", "E0503", "E0504")}
         assert refused.isdisjoint(c.raw)
+
+
+# --------------------------------------------------------- the other files commands read
+
+
+def _special(tmp_path: Path, kind: str, name: str, limit: int = MAX_FILE_BYTES) -> Path:
+    """A FIFO, a symlink to `/dev/zero`, or a (sparse) file one byte over `limit`."""
+    path = tmp_path / name
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "zero":
+        path.symlink_to("/dev/zero")
+    else:
+        with path.open("wb") as fh:
+            fh.truncate(limit + 1)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "huge"])
+def test_eval_input_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    """`eval --input` used to block on a FIFO and fill memory from `/dev/zero`."""
+    root = tree(tmp_path)
+    special = _special(tmp_path, kind, "input.json")
+    done = cli("eval", str(root), "--input", str(special))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert ("not a regular file" if kind != "huge" else "larger than 8 MiB") in done.stderr
+
+
+def test_eval_standard_input_is_bounded(tmp_path: Path) -> None:
+    root = tree(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mcpdsl", "eval", str(root), "--input", "-"],
+        input=b" " * (MAX_FILE_BYTES + 1),
+        capture_output=True,
+        timeout=TIMEOUT,
+        env=env,
+    )
+    assert done.returncode == 2 and b"larger than 8 MiB" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+def test_an_intensity_file_that_is_not_a_regular_file_is_e0701(tmp_path: Path, kind: str) -> None:
+    """`intensity from` is read by the loader and by the carbon analysis: both refuse."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "carbon.mcp").write_text(
+        "package t\n\ncarbon grid {\n"
+        '  intensity from "forecast.csv"\n'
+        "  budget 1000kg per month\n"
+        '  region "eu-north-1" { intensity 30g/kWh }\n}\n'
+    )
+    _special(root, kind, "forecast.csv")
+    checked = cli("check", str(root))  # the analysis skips it (it used to block on a FIFO)
+    assert checked.returncode == 0 and "Traceback" not in checked.stderr, checked.stderr
+    planned = cli("plan", str(root))  # the loader says why
+    assert planned.returncode != 0 and "Traceback" not in planned.stderr, planned.stderr
+    assert "error[E0701]:" in planned.stdout and "file `forecast.csv`" in planned.stdout
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "huge"])
+def test_key_files_that_are_not_regular_files_are_refused(tmp_path: Path, kind: str) -> None:
+    """`keys add` reads entries and keyrings: a FIFO or a device is an error, not a hang."""
+    special = _special(tmp_path, kind, "public.json", MAX_KEY_FILE_BYTES)
+    done = cli("keys", "add", "--keyring", str(tmp_path / "ring.json"), str(special))
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert "cannot read key entry" in done.stderr + done.stdout
+
+
+def test_the_language_server_reads_sources_like_every_command(tmp_path: Path) -> None:
+    """Out-of-tree symlinks, FIFOs and devices: the LSP says E0503/E0504, reads none of them."""
+    code = f"""
+import os, pathlib, sys
+from mcpdsl.lsp.workspace import TreeChecker
+root = pathlib.Path(sys.argv[1])
+snap = TreeChecker(root).check({{}})
+print(sorted(d.code for d in snap.compilation.diagnostics if d.is_error))
+print({SECRET.strip()!r} in repr(snap.compilation.raw))
+"""
+    root = tree(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text(SECRET)
+    (root / "leak.mcp").symlink_to(secret)
+    os.mkfifo(root / "pipe.mcp")
+    (root / "zero.mcp").symlink_to("/dev/zero")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    found, leaked = done.stdout.splitlines()
+    assert found == "['E0503', 'E0503', 'E0504']" and leaked == "False", done.stdout

@@ -94,12 +94,18 @@ def carbon(a: Analysis) -> None:
 def forecast_minimum(root: str, name: str) -> dict[str, Decimal] | None:
     """The cleanest hour per region of an `intensity from` CSV (region,timestamp,g_per_kwh)."""
     import csv
+    import io
     from pathlib import Path
 
-    path = Path(root or ".") / name
-    try:
-        with path.open(encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f))
+    from mcpdsl.optimize.intensity import MAX_FILE_BYTES, in_tree
+    from mcpdsl.reader import read_regular
+
+    path = in_tree(Path(root or "."), name)  # the loader reports E0701 for what is skipped
+    if path is None:
+        return None
+    try:  # a FIFO, device or huge file: not read (the loader says why)
+        text = read_regular(path, MAX_FILE_BYTES).decode("utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
     out: dict[str, Decimal] = {}

@@ -98,11 +98,21 @@ def checkout(spec: str, stack: ExitStack, other: str | None = None) -> Path:
         args += ["--", sub]
     data = _git(args, top)
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mcpdsl-diff-")))
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(tmp, filter="data")
-        else:  # Python < 3.11.4: git archive output is trusted, members stay below `tmp`
-            tar.extractall(tmp)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp, filter="data")
+            else:  # Python < 3.11.4: git archive output is trusted, members stay below `tmp`
+                tar.extractall(tmp)
+    except (tarfile.TarError, OSError) as exc:
+        # `tarfile.FilterError` (Python >= 3.11.4) names the member: a committed symlink
+        # to `/etc/passwd` or `../..`, refused as E0503 refuses it in a work tree.
+        member = getattr(exc, "tarinfo", None)
+        if isinstance(member, tarfile.TarInfo):
+            raise SideError(
+                f"`{spec}`: `{member.name}` is a link that leaves the tree; it is not read"
+            ) from None
+        raise SideError(f"`{spec}`: cannot export the revision: {exc}") from None
     target = tmp / sub if sub else tmp
     if not target.exists():
         raise SideError(f"`{sub}` does not exist at `{rev}`")

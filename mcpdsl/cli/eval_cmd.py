@@ -155,16 +155,20 @@ def eval_command(
     from mcpdsl.engine.engine import Engine
     from mcpdsl.evaluate.project import prepare_project
     from mcpdsl.evaluate.values import Refused, plain_request
+    from mcpdsl.reader import MAX_FILE_BYTES as MAX_INPUT_BYTES
+    from mcpdsl.reader import NotRegularFile, read_regular
 
     if fail and fail_defined:
         raise click.UsageError("--fail and --fail-defined exclude each other")
     project = project_or_exit(path)
     try:
-        if input_file == "-":
-            text = sys.stdin.read()
-        else:
-            with open(input_file, encoding="utf-8") as fh:
-                text = fh.read()
+        if input_file == "-":  # a pipe is what `-` is for; only its length is bounded
+            raw = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+            if len(raw) > MAX_INPUT_BYTES:
+                raise NotRegularFile("-", f"larger than {MAX_INPUT_BYTES >> 20} MiB")
+        else:  # a FIFO or `/dev/zero` named as a file is refused, not read forever
+            raw = read_regular(input_file, MAX_INPUT_BYTES)
+        text = raw.decode("utf-8")
         data = plain_request(json.loads(text, parse_constant=_no_constant))
     except OSError as exc:
         _fail_input(f"cannot read `{input_file}`: {exc.strerror}")

@@ -106,10 +106,12 @@ def getter(root: str, path: tuple[str, ...]) -> Fn:
         rest = path[i:]
         lines.append(f"    if type(v) is not dict: return S(v, {rest!r}) if v is not M else M")
         lines.append(f"    v = v.get({step!r}, M)")
-    # a plain string, boolean, null or MISSING is returned as it is; anything
+    # an ASCII string, boolean, null or MISSING is returned as it is; anything
     # else is checked (a number's range, a container's contents, a subclass)
     lines.append("    t = type(v)")
-    lines.append("    if t is str or t is bool or v is M or v is None: return v")
+    # a non-ASCII string is checked for lone surrogates (OPA's JSON reads them as U+FFFD)
+    lines.append("    if t is str: return v if v.isascii() else C(v)")
+    lines.append("    if t is bool or v is M or v is None: return v")
     lines.append("    if t is int and -L < v < L or t is float and v - v == 0.0: return v")
     lines.append("    return C(v)")
     namespace: dict[str, Any] = {"M": MISSING, "S": lookup_slow, "C": checked, "L": INT_LIMIT}

@@ -88,6 +88,19 @@ def limit_specs(project: m.Project) -> dict[str, BucketSpec]:
     return specs
 
 
+def _seconds(now: object) -> float:
+    """`now` as float seconds; ValueError for anything else, an int too large for a float too."""
+    if isinstance(now, (int, float)) and not isinstance(now, bool):
+        try:
+            value = float(now)
+        except OverflowError:
+            value = math.inf
+        if math.isfinite(value):
+            return value
+    shown = repr(now) if not isinstance(now, int) or abs(now) < 10**30 else "a huge integer"
+    raise ValueError(f"`now` must be a finite number of seconds, found {shown}")
+
+
 class Limiter:
     """Every bucket of one engine; safe to call from many threads."""
 
@@ -96,12 +109,7 @@ class Limiter:
         self._prune_lock = threading.Lock()
 
     def admit(self, specs: Mapping[str, BucketSpec], key: str, now: float | None = None) -> bool:
-        if now is None:
-            now = time.monotonic()
-        elif isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
-            raise ValueError(f"`now` must be a finite number of seconds, found {now!r}")
-        else:
-            now = float(now)
+        now = time.monotonic() if now is None else _seconds(now)
         if not isinstance(key, str):
             raise KeyError(f"a limit key is a string, found {key!r}")
         bucket = self._buckets.get(key)

@@ -337,10 +337,14 @@ class PreparedPolicies:
                 problem = path_problem(path)
                 if problem is not None:
                     return refused(f"request.path is not in normal form: {problem}")
+            action = inp.get("action")
+            for key in (ptype, pid, rtype, rid, action, path):
+                if type(key) is str and not key.isascii():
+                    checked(key)  # a lone surrogate: refused, as `plain_request` refuses it
             if self.reads_now and "now" not in inp:
                 inp = dict(inp)
                 inp["now"] = now_fields(datetime.now(UTC))
-            cands = self.candidates(ptype, pid, rtype, rid, inp.get("action"))
+            cands = self.candidates(ptype, pid, rtype, rid, action)
             return self._evaluate(inp, request, origin, cands, path)
         except Refused as exc:
             return refused(str(exc))

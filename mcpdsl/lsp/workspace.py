@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcpdsl.diagnostics import Diagnostic, make
+from mcpdsl.diagnostics import Diagnostic
 from mcpdsl.ir import model as m
 from mcpdsl.lsp.index import FileIndex, build_index
 from mcpdsl.pipeline import SUFFIX, Compilation
 from mcpdsl.pipeline.cache import FrontEndCache
-from mcpdsl.source import SourceFile, Span
+from mcpdsl.reader import Refused, read_source
+from mcpdsl.source import SourceFile
 from mcpdsl.syntax.parser import ParsedFile
 
 #: Upper bound on the `.mcp` files of one tree the server checks as you type.
@@ -143,14 +144,8 @@ class TreeChecker:
                 continue
             try:
                 c.raw[display] = self._read(path)
-            except OSError as exc:
-                problems.append(
-                    make(
-                        "E0501",
-                        f"cannot read `{display}`: {exc.strerror}",
-                        Span.point(display, 1, 1),
-                    )
-                )
+            except Refused as exc:  # the rules of every other command (docs/sources.md)
+                problems.append(exc.diagnostic)
         c.diagnostics.extend(problems)
         c, _stats = self.cache.compile_read(c, replace={"typecheck": self._typecheck})
         snapshot = Snapshot(root=base, compilation=c)
@@ -170,10 +165,24 @@ class TreeChecker:
 
     def _read(self, path: Path) -> bytes:
         """A file's bytes, read again only when its modification time or size changed."""
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError:
+            stat = None
         known = self._disk.get(path)
-        if known is not None and known[:2] == (stat.st_mtime_ns, stat.st_size):
+        if (
+            stat is not None
+            and known is not None
+            and known[:2]
+            == (
+                stat.st_mtime_ns,
+                stat.st_size,
+            )
+        ):
             return known[2]
-        data = path.read_bytes()
+        # A symlink out of the tree, a FIFO, a device or a huge file: refused (Refused).
+        data = read_source(self.base, path)
+        if stat is None:
+            return data
         self._disk[path] = (stat.st_mtime_ns, stat.st_size, data)
         return data

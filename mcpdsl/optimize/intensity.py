@@ -34,6 +34,7 @@ from typing import Any
 from mcpdsl.diagnostics import Diagnostic, make
 from mcpdsl.ir import model as m
 from mcpdsl.optimize.coefficients import provider_of
+from mcpdsl.reader import Refused, read_regular, read_source
 from mcpdsl.source import SourceFile, Span
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -144,6 +145,22 @@ class Loaded:
     sources: list[SourceFile]
 
 
+def in_tree(root: Path, relative: str) -> Path | None:
+    """The real path of an `intensity from` file, or None when it leaves the tree.
+
+    One rule for the loader and the carbon analysis: a relative name whose real
+    path (symlinks and `..` resolved) stays under the tree root.
+    """
+    if Path(relative).is_absolute():
+        return None
+    try:
+        path = (root / relative).resolve()
+        path.relative_to(root.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return None
+    return path
+
+
 def load(project: m.Project, carbon: m.Carbon) -> Loaded:
     """The carbon block's intensity table, reading its forecast file if it names one."""
     facts = region_facts(carbon)
@@ -153,13 +170,8 @@ def load(project: m.Project, carbon: m.Carbon) -> Loaded:
     clause = _clause_span(project, carbon)
     root = Path(project.root or ".")
     relative = carbon.intensity_file
-    path = (root / relative).resolve()
-    try:
-        path.relative_to(root.resolve())
-        inside = not Path(relative).is_absolute()
-    except ValueError:
-        inside = False
-    if not inside:
+    path = in_tree(root, relative)
+    if path is None:
         diag = make(
             "E0701",
             f"intensity file `{relative}` is outside the policy tree",
@@ -169,15 +181,12 @@ def load(project: m.Project, carbon: m.Carbon) -> Loaded:
         )
         return Loaded(table, [diag], [])
     display = path.relative_to(root.resolve()).as_posix()
-    try:
-        data = path.read_bytes()
+    try:  # a FIFO or a device named `data.csv` is refused, not read forever
+        data = read_regular(path, MAX_FILE_BYTES)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         reason = reason[:1].lower() + reason[1:]
         diag = make("E0701", f"cannot read intensity file `{display}`: {reason}", clause)
-        return Loaded(table, [diag], [])
-    if len(data) > MAX_FILE_BYTES:
-        diag = make("E0701", f"intensity file `{display}` is larger than 64 MiB", clause)
         return Loaded(table, [diag], [])
     try:
         text = data.decode("utf-8-sig")
@@ -213,8 +222,9 @@ def _clause_span(project: m.Project, carbon: m.Carbon) -> Span | None:
     if span is None:
         return None
     try:
-        text = (Path(project.root or ".") / span.file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        root = Path(project.root or ".")  # read as every source is read (docs/sources.md)
+        text = read_source(root, root / span.file).decode("utf-8")
+    except (Refused, UnicodeDecodeError):
         return span
     lines = text.split("\n")
     needle = json.dumps(carbon.intensity_file)

@@ -12,6 +12,7 @@ from typing import Any
 
 from mcpdsl.outdir import IR_ARTIFACT as IR_ARTIFACT  # re-exported: one definition
 from mcpdsl.outdir import MANIFEST as MANIFEST
+from mcpdsl.reader import read_regular
 
 #: The two signature algorithms of a build signature; both must verify (hybrid).
 ALGORITHMS: tuple[str, ...] = ("ed25519", "ml-dsa-65")
@@ -119,8 +120,8 @@ def write_file_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 def read_json(path: Path, what: str) -> Any:
     """A key, entry or keyring file, parsed strictly (see `strict_json`)."""
-    try:
-        data = path.read_bytes()
+    try:  # a FIFO or `/dev/zero` given as a keyring: refused, not read forever
+        data = read_regular(path, MAX_KEY_FILE_BYTES)
     except FileNotFoundError:
         raise TrustInputError(f"{what} `{path}` does not exist") from None
     except OSError as exc:
@@ -141,10 +142,13 @@ def read_json(path: Path, what: str) -> Any:
 #: Upper bounds on what a verifier reads; far above any real build, low enough that a
 #: hostile build cannot exhaust memory.
 MAX_SIGNATURE_BYTES = 64 * 1024
+MAX_KEY_FILE_BYTES = 16 * 1024 * 1024  # a key, keyring entry or keyring (thousands of keys)
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
 MAX_BUNDLE_MEMBERS = 100_000
 MAX_BUNDLE_UNPACKED = 512 * 1024 * 1024
+#: The whole decompressed tar stream: the members plus their headers (pax, long names).
+MAX_BUNDLE_TAR = MAX_BUNDLE_UNPACKED + 64 * 1024 * 1024
 MAX_NAME = 1024  # a whole relative name
 MAX_NAME_PART = 255  # one component (the usual file-system limit)
 #: The largest revision: a signed 64-bit integer, so every consumer can store it.

@@ -33,10 +33,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PrivateKey, MLDSA65PublicKey
 
+from mcpdsl.reader import read_regular
 from mcpdsl.trust.common import (
     ENTRY_FORMAT,
     KEY_FORMAT,
     KEYRING_FORMAT,
+    MAX_KEY_FILE_BYTES,
     MAX_REVISION,
     TrustInputError,
     format_time,
@@ -246,7 +248,7 @@ def load_signing_key(path: Path, passphrase: bytes | None = None) -> SigningKey:
                 f"`{meta_path}`: private key path `{name}` must be a plain file name"
             )
         try:
-            data = file.read_bytes()
+            data = read_regular(file, MAX_KEY_FILE_BYTES)
         except OSError as exc:
             raise TrustInputError(f"cannot read `{file}`: {exc.strerror}") from None
         try:

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from mcpdsl.trust.common import (
     MAX_BUNDLE_MEMBERS,
+    MAX_BUNDLE_TAR,
     MAX_BUNDLE_UNPACKED,
     OPA_ALGORITHM,
     TrustError,
@@ -180,8 +181,9 @@ def _members(bundle: bytes) -> list[tuple[tarfile.TarInfo, bytes | None]]:
     """
     members: list[tuple[tarfile.TarInfo, bytes | None]] = []
     unpacked = 0
+    tar_bytes = _gunzip_bounded(bundle, MAX_BUNDLE_TAR)
     try:
-        with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
             while (info := tar.next()) is not None:
                 if len(members) >= MAX_BUNDLE_MEMBERS:
                     raise TrustError(
@@ -217,6 +219,36 @@ def _members(bundle: bytes) -> list[tuple[tarfile.TarInfo, bytes | None]]:
             "opa-bundle",
         )
     return members
+
+
+def _gunzip_bounded(bundle: bytes, limit: int) -> bytes:
+    """The tar stream inside a gzipped bundle, refused beyond `limit` bytes.
+
+    tarfile reads a pax or GNU long-name header in one piece, whatever size it
+    claims, before any member check can run: a 1 MB bundle of zeros behind a
+    header claiming gigabytes would fill memory.  Decompressing with a bound
+    first keeps every later read inside `limit` (gzip members concatenated, as
+    gzip allows, are followed).
+    """
+    out: list[bytes] = []
+    total = 0
+    rest = bundle
+    try:
+        while rest:
+            inflater = zlib.decompressobj(wbits=31)
+            chunk = inflater.decompress(rest, limit - total + 1)
+            total += len(chunk)
+            out.append(chunk)
+            if total > limit or inflater.unconsumed_tail:
+                raise TrustError(
+                    f"opa bundle: more than {limit} bytes once decompressed", "opa-bundle"
+                )
+            if not inflater.eof:
+                raise TrustError("opa bundle: not a gzipped tar file (truncated)", "opa-bundle")
+            rest = inflater.unused_data.lstrip(b"\0")  # zero padding, as gzip allows
+    except zlib.error as exc:
+        raise TrustError(f"opa bundle: not a gzipped tar file ({exc})", "opa-bundle") from None
+    return b"".join(out)
 
 
 def _name(info: tarfile.TarInfo) -> str:

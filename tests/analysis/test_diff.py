@@ -227,3 +227,24 @@ def test_an_engine_crash_on_a_witness_is_an_internal_error(
     assert out.exit_code == 2, out.output
     assert "error: internal error: the engine crashed confirming a witness (access" in out.output
     assert "ZeroDivisionError: injected engine crash" in out.output
+
+
+@pytest.mark.parametrize("link", ["/etc/passwd", "../../../../etc/passwd", "../.."])
+def test_a_committed_link_that_leaves_the_tree_is_a_side_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: str
+) -> None:
+    """A git side whose tree holds a symlink out of it: exit 2 with the member, no traceback."""
+    repo = tmp_path / "repo"
+    (repo / "tree").mkdir(parents=True)
+    (repo / "tree" / "shop.mcp").write_text((BASE / "shop.mcp").read_text())
+    (repo / "tree" / "evil.mcp").symlink_to(link)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "base")
+    (repo / "tree" / "evil.mcp").unlink()
+    monkeypatch.chdir(repo)
+    for args in (("git:HEAD:tree", "tree"), ("git:HEAD", "tree"), ("tree", "git:HEAD:tree")):
+        out = cli(*args)
+        assert out.exit_code == 2, out.output
+        assert "`tree/evil.mcp` is a link that leaves the tree" in out.output
+        assert out.exception is None or isinstance(out.exception, SystemExit)

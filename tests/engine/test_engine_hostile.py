@@ -214,7 +214,10 @@ def test_explain_never_raises_on_a_request_mutated_after_authorize(engine: Engin
 # ------------------------------------------------------------ other entry points
 
 
-@pytest.mark.parametrize("now", [math.nan, math.inf, -math.inf, "1", None.__class__, True])
+@pytest.mark.parametrize(
+    "now",
+    [math.nan, math.inf, -math.inf, "1", None.__class__, True, 10**400, -(10**400), Decimal(1)],
+)
 def test_admit_refuses_a_now_that_is_not_a_finite_number(engine: Engine, now: Any) -> None:
     with pytest.raises(ValueError, match="finite number"):
         engine.admit("gateway:edge", now)
@@ -459,3 +462,42 @@ def test_the_decision_log_records_hostile_requests_without_raising(tmp_path: Pat
     assert "NaN" in records[0]["decision"]["refusal"]
     assert "not plain JSON" in records[1]["input"]["not_logged"]
     assert records[3]["decision"]["refusal"] == "the request is a list, not a JSON object"
+
+
+# ------------------------------------------------------------ lone surrogates
+
+SURROGATES = """
+policy access {
+  default deny
+  no-files: deny any -> any on * "/files/**"
+  gold: deny any -> any when context.tier == "g\ufffd"
+  open: allow any -> any
+}
+"""
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        request(path="/v1/\ud83d\ude00"),  # one character to OPA (a pair), two to Python
+        request(path="/v1/\ud800"),
+        request(principal=("service", "front\ud800end")),
+        request(resource=("service", "a\udfff")),
+        request(action="G\ud800T"),
+        request(context__tier="g\ud800"),  # U+FFFD to OPA: `gold` denies
+    ],
+    ids=["pair-in-path", "path", "principal", "resource", "action", "attribute"],
+)
+def test_a_lone_surrogate_the_evaluation_reads_is_refused(
+    tmp_path: Path, hostile: dict[str, Any]
+) -> None:
+    """Python strings may hold lone surrogates, JSON text cannot: OPA's decoder turns them
+    into U+FFFD (or joins a pair into one character), so the engine read them differently
+    and allowed what the Rego denies.  Every read refuses them, fast path and slow path."""
+    engine = engine_for(tmp_path, SURROGATES)
+    decision = engine.authorize(hostile)
+    assert not decision.allowed
+    assert decision.refusal == "a string contains a lone surrogate (not a Unicode scalar value)"
+    assert engine.authorize(request(path="/files/é")).rules == ("access/no-files",)
+    assert engine.authorize(request(path="/v1/é")).allowed
+    assert not engine.authorize(request(context__tier="g\ufffd")).allowed

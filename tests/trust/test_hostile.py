@@ -242,6 +242,63 @@ def test_hostile_opa_bundle_member_is_refused_everywhere(
         assert TAR_CASES[kind] in error.reason, error.reason
 
 
+def pax_bomb(claimed: int) -> bytes:
+    """A gzipped tar whose first header is a pax header claiming `claimed` bytes of zeros."""
+    info = tarfile.TarInfo("././@PaxHeader")
+    info.type = tarfile.XHDTYPE
+    info.size = claimed
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz:
+        gz.write(info.tobuf(format=tarfile.USTAR_FORMAT))
+        for _ in range(claimed // 65536 + 1):
+            gz.write(bytes(65536))
+    return out.getvalue()
+
+
+def test_a_decompression_bomb_in_the_opa_bundle_is_refused_everywhere(
+    tmp_path: Path,
+    keys: dict[str, SigningKey],
+    keyring: Keyring,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tarfile reads a pax header in one piece, whatever size it claims: a small bundle
+    of zeros used to fill memory (MemoryError or the OOM killer) before any check ran.
+    The limit is lowered here so the test stays small; the mechanism is the same."""
+    monkeypatch.setattr("mcpdsl.trust.opa.MAX_BUNDLE_TAR", 1 << 20)
+    build = unsigned(tmp_path)
+    bundle = pax_bomb(2 << 20)
+    assert len(bundle) < 64 * 1024
+    (build / "opa" / "bundle.tar.gz").write_bytes(bundle)
+
+    def replace(entries: list[dict[str, object]]) -> None:
+        for item in entries:
+            if item["path"] == "opa/bundle.tar.gz":
+                item.update(entry("opa/bundle.tar.gz", bundle))
+
+    edit_manifest(build, replace)
+    resign(build, keys["k1"])
+    for error in refusals(build, keyring, keys["k1"]):
+        assert error.kind == "opa-bundle", error.reason
+        assert "bytes once decompressed" in error.reason, error.reason
+
+
+def test_padded_and_concatenated_gzip_bundles_still_read(keys: dict[str, SigningKey]) -> None:
+    """What gzip itself accepts (zero padding, several members) is not refused."""
+    from trust_helpers import tarball
+
+    from mcpdsl.trust.opa import _members
+
+    good = tarball({".manifest": b'{"roots": ["x"]}\n', "x/x.rego": b"package x\n"})
+    for variant in (good + bytes(512), good[:-8] + good[-8:]):
+        assert [m.name for m, _ in _members(variant)] == [".manifest", "x/x.rego"]
+    raw = gzip.decompress(good)
+    half = len(raw) // 2
+    two = gzip.compress(raw[:half], mtime=0) + gzip.compress(raw[half:], mtime=0)
+    assert [m.name for m, _ in _members(two)] == [".manifest", "x/x.rego"]
+    with pytest.raises(TrustError, match="truncated"):
+        _members(good[: len(good) // 2])
+
+
 # ------------------------------------------------------------------ signature.json shapes
 
 
