@@ -18,9 +18,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mcpdsl.diagnostics import sort_diagnostics
 from mcpdsl.pipeline import STAGES, Compilation, compile_tree, find_files, read
+
+if TYPE_CHECKING:
+    from mcpdsl.ir.resolve import ResolveMemo
 
 #: The stages that look at one file only; they must come first in `STAGES`.
 PER_FILE_STAGES = ("parse", "lower")
@@ -54,6 +58,17 @@ class FrontEndCache:
         # If the pipeline is ever reordered so that a cross-file stage runs before a
         # per-file one, caching would be wrong: fall back to the uncached pipeline.
         self.enabled = names[: len(PER_FILE_STAGES)] == PER_FILE_STAGES
+        self._resolve_memo: ResolveMemo | None = None
+
+    def _resolve(self, c: Compilation) -> None:
+        """The `resolve` stage, re-binding only the files whose result can have changed."""
+        from mcpdsl.ir.resolve import ResolveMemo, resolve
+
+        if self._resolve_memo is None:
+            self._resolve_memo = ResolveMemo()
+        project, diags = resolve(c.units, str(c.root), self._resolve_memo)
+        c.diagnostics.extend(diags)
+        c.project = project
 
     def compile(self, path: str | Path) -> tuple[Compilation, CacheStats]:
         if not self.enabled:
@@ -79,7 +94,7 @@ class FrontEndCache:
         `replace` swaps cross-file stages by name for equivalent ones (the language
         server's typecheck that reuses the results of unchanged files).
         """
-        replace = replace or {}
+        replace = {"resolve": self._resolve, **(replace or {})}
         root = c.root
         if not self.enabled:
             for _name, stage in STAGES:
