@@ -214,7 +214,7 @@ class ResolveMemo:
     in the new scope; otherwise it is bound again.  So a keystroke re-binds the
     edited file, plus exactly the files that asked about a declaration the
     keystroke added, removed or changed.  The result equals `resolve` without
-    a memo (tests/ir/test_resolve_memo.py, with random edit sequences).
+    a memo (tests/lsp/test_incremental_resolve.py, random edit sequences).
     """
 
     def __init__(self) -> None:

@@ -4,7 +4,8 @@
 per-file cache: the per-file stages (`parse`, `lower`) run only for files
 whose bytes changed (keyed by path and sha256); their results are reused
 otherwise, and the cross-file stages (`resolve`, `typecheck`, and whatever
-follows them in `STAGES`) run on the whole project every time.  The result
+follows them in `STAGES`) run on the whole project every time, `resolve`
+re-binding only the files whose result can have changed (`ResolveMemo`).  The result
 equals `compile_tree(path)` (tested).  It lives beside the pipeline because it
 is the pipeline, cached: the build watcher (`mcpdsl.builder.watch`) and the
 engine's tree source (`mcpdsl.engine.reload`) both use it without importing
