@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mcpdsl.diagnostics import sort_diagnostics
-from mcpdsl.pipeline import STAGES, Compilation, compile_tree, find_files, read
+from mcpdsl.pipeline import STAGES, Compilation, _no_gc, compile_tree, find_files, read
 
 if TYPE_CHECKING:
     from mcpdsl.ir.resolve import ResolveMemo
@@ -95,7 +95,12 @@ class FrontEndCache:
         `replace` swaps cross-file stages by name for equivalent ones (the language
         server's typecheck that reuses the results of unchanged files).
         """
-        replace = {"resolve": self._resolve, **(replace or {})}
+        with _no_gc():  # as `compile_tree` does, for the same reason
+            return self._compile_read(c, {"resolve": self._resolve, **(replace or {})})
+
+    def _compile_read(
+        self, c: Compilation, replace: Mapping[str, Callable[[Compilation], None]]
+    ) -> tuple[Compilation, CacheStats]:
         root = c.root
         if not self.enabled:
             for _name, stage in STAGES:
