@@ -38,7 +38,11 @@ from mcpdsl.source import SourceFile
 
 log = logging.getLogger(__name__)
 
-DEBOUNCE_SECONDS = 0.02
+#: How long a check waits for more edits.  Human keystrokes come 80 ms or more
+#: apart, so a longer pause would only add latency; what it must coalesce is a
+#: burst already on the pipe (an editor's multi-part change, edits that queued
+#: while a check ran), which pygls hands over within a few milliseconds.
+DEBOUNCE_SECONDS = 0.005
 _SEVERITY = {
     Severity.ERROR: types.DiagnosticSeverity.Error,
     Severity.WARNING: types.DiagnosticSeverity.Warning,
