@@ -9,6 +9,7 @@ does not import, and declarations that claim the same thing.  Returns a
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mcpdsl.diagnostics import Diagnostic, Label, make
@@ -17,6 +18,8 @@ from mcpdsl.source import Span
 from mcpdsl.syntax.parser import closest
 
 D = TypeVar("D", bound=m.Decl)
+
+_UNASKED = object()
 
 _KIND_WORD = {
     "service": "service",
@@ -57,17 +60,72 @@ class _Scope:
                     continue
                 self.table[key] = decl
 
-    def names(self, kind: str, packages: set[str]) -> list[str]:
-        return sorted(n if p in packages else f"{p}.{n}" for (k, p, n) in self.table if k == kind)
+    def names(self, kind: str, packages: frozenset[str]) -> tuple[str, ...]:
+        return tuple(
+            sorted(n if p in packages else f"{p}.{n}" for (k, p, n) in self.table if k == kind)
+        )
+
+    def answer(self, query: tuple[Any, ...], unit: m.FileUnit, tools: frozenset[str]) -> object:
+        """The answer to one question a file's binding asks about the rest of the tree.
+
+        Every read of the scope during binding goes through here (via
+        `_FileResolver.ask`), so that the questions and answers of a file are
+        a complete record of what its result depends on.
+        """
+        what = query[0]
+        if what == "declared":
+            return query[1:] in self.table
+        if what == "failed":
+            return query[1:] in self.failed
+        if what == "packages":
+            return frozenset(self.packages)
+        if what == "names":
+            return self.names(query[1], query[2])
+        if what == "tools":
+            return tools
+        if what == "service names":
+            return frozenset(n for (k, _, n) in self.table if k == "service")
+        if what == "scale targets":
+            scale = self.table.get(("scale", query[1], query[2]))
+            if not isinstance(scale, m.Scale):
+                return None
+            return frozenset(
+                t.metric if t.metric != "pods" else (t.name or "") for t in scale.targets
+            )
+        if what == "wins":  # is the file's declaration number `query[1]` the one in the table?
+            decl = unit.decls[query[1]]
+            return self.table.get((decl.kind, decl.package, decl.name)) is decl  # type: ignore[attr-defined]
+        raise ValueError(f"unknown scope question {what!r}")  # pragma: no cover
 
 
 class _FileResolver:
-    def __init__(self, scope: _Scope, unit: m.FileUnit, diags: list[Diagnostic]) -> None:
-        self.scope = scope
+    """Binds one file; reads the tree's scope only through `ask`, which records it."""
+
+    def __init__(
+        self, scope: _Scope, unit: m.FileUnit, diags: list[Diagnostic], tools: frozenset[str]
+    ) -> None:
+        self._scope = scope
+        self._tools = tools
         self.unit = unit
         self.diags = diags
         self.imported = {i.package for i in unit.imports}
         self.used: set[str] = set()
+        self.asked: dict[tuple[Any, ...], object] = {}
+
+    def ask(self, *query: Any) -> Any:
+        answer = self.asked.get(query, _UNASKED)
+        if answer is _UNASKED:
+            answer = self.asked[query] = self._scope.answer(query, self.unit, self._tools)
+        return answer
+
+    def declared(self, kind: str, package: str, name: str) -> bool:
+        return bool(self.ask("declared", kind, package, name))
+
+    def packages(self) -> frozenset[str]:
+        return self.ask("packages")  # type: ignore[no-any-return]
+
+    def tools(self) -> frozenset[str]:
+        return self.ask("tools")  # type: ignore[no-any-return]
 
     def ref(self, ref: m.Ref | None, kind: str, what: str | None = None) -> m.Ref | None:
         """Bind a reference to a declaration of `kind`; report if unknown."""
@@ -87,13 +145,13 @@ class _FileResolver:
                 )
                 return None
             self.used.add(ref.package)
-        if (kind, package, ref.name) in self.scope.table:
+        if self.declared(kind, package, ref.name):
             return ref.model_copy(update={"package": package})
-        if (kind, package, ref.name) in self.scope.failed:
+        if self.ask("failed", kind, package, ref.name):
             return None  # already reported where it is declared
         if ref.package is None:
             # An unqualified name may live in an imported package when unambiguous.
-            hits = [p for p in sorted(self.imported) if (kind, p, ref.name) in self.scope.table]
+            hits = [p for p in sorted(self.imported) if self.declared(kind, p, ref.name)]
             if len(hits) == 1:
                 self.used.add(hits[0])
                 return ref.model_copy(update={"package": hits[0]})
@@ -101,7 +159,7 @@ class _FileResolver:
         word = what or _KIND_WORD.get(kind, kind)
         if ref.package is None:
             elsewhere = sorted(
-                p for p in self.scope.packages - visible if (kind, p, ref.name) in self.scope.table
+                p for p in self.packages() - visible if self.declared(kind, p, ref.name)
             )
             if elsewhere:
                 self.diags.append(
@@ -115,7 +173,7 @@ class _FileResolver:
                     )
                 )
                 return None
-        guess = closest(ref.name, self.scope.names(kind, visible))
+        guess = closest(ref.name, self.ask("names", kind, frozenset(visible)))
         self.diags.append(
             make(
                 "E0402",
@@ -134,10 +192,92 @@ def _labels(*pairs: tuple[Span | None, str]) -> list[Label]:
     return [Label(span=s, message=t) for s, t in pairs if s is not None]
 
 
-def resolve(units: list[m.FileUnit], root: str = "") -> tuple[m.Project, list[Diagnostic]]:
-    """Bind names across all files; returns the project and diagnostics."""
+@dataclass(frozen=True)
+class _UnitResult:
+    """What resolving one file produced, and every question it asked of the rest of the tree."""
+
+    bound: tuple[tuple[str, m.Decl], ...]  # (kind, declaration) in the file's order
+    diags: tuple[Diagnostic, ...]
+    asked: tuple[tuple[tuple[Any, ...], object], ...]  # (question, answer) pairs
+
+
+class ResolveMemo:
+    """Per-file results of `resolve`, reused when they cannot have changed.
+
+    Binding a file is a function of the file's unit and of the answers to the
+    questions it asks about the rest of the tree (is `service a` declared in
+    package `p`, which packages exist, which tools are exposed, ...); every such
+    read goes through `_FileResolver.ask`, which records it.  On the next call,
+    a file whose unit is the very same object as before (the front-end cache
+    hands back the same unit exactly when the file's bytes did not change) keeps
+    its previous result if every recorded question still has the same answer
+    in the new scope; otherwise it is bound again.  So a keystroke re-binds the
+    edited file, plus exactly the files that asked about a declaration the
+    keystroke added, removed or changed.  The result equals `resolve` without
+    a memo (tests/lsp/test_incremental_resolve.py, random edit sequences).
+    """
+
+    def __init__(self) -> None:
+        self._results: dict[str, tuple[m.FileUnit, _UnitResult]] = {}
+        self.reused = 0  # files whose result the last call reused
+
+    def _get(self, unit: m.FileUnit, scope: _Scope, tools: frozenset[str]) -> _UnitResult | None:
+        entry = self._results.get(unit.path)
+        if entry is None or entry[0] is not unit:
+            return None
+        result = entry[1]
+        for question, answer in result.asked:
+            if scope.answer(question, unit, tools) != answer:
+                return None
+        self.reused += 1
+        return result
+
+    def _keep(self, fresh: dict[str, tuple[m.FileUnit, _UnitResult]]) -> None:
+        self._results = fresh  # only the files of this call: the memo never grows
+
+
+def resolve(
+    units: list[m.FileUnit], root: str = "", memo: ResolveMemo | None = None
+) -> tuple[m.Project, list[Diagnostic]]:
+    """Bind names across all files; returns the project and diagnostics.
+
+    With a `memo`, files whose result cannot have changed since the previous
+    call with the same memo are not bound again (see `ResolveMemo`).
+    """
     diags: list[Diagnostic] = []
     scope = _Scope(units, diags)
+    tools = frozenset(_exposed_tools(scope, diags))
+    _check_service_names(scope, diags)
+    if memo is not None:
+        memo.reused = 0
+    fresh: dict[str, tuple[m.FileUnit, _UnitResult]] = {}
+    out: dict[str, list[Any]] = defaultdict(list)
+    for unit in units:
+        result = memo._get(unit, scope, tools) if memo is not None else None
+        if result is None:
+            result = _resolve_unit(scope, unit, tools)
+        fresh[unit.path] = (unit, result)
+        diags.extend(result.diags)
+        for kind, bound in result.bound:
+            out[kind].append(bound)
+    if memo is not None:
+        memo._keep(fresh)
+    project = m.Project(
+        root=root,
+        packages=tuple(sorted(scope.packages)),
+        **{
+            field: tuple(sorted(out[kind], key=lambda d: (d.package, d.name)))
+            for kind, field in m.DECL_KINDS.items()
+        },
+    )
+    broken_scales = {
+        (unit.package, name) for unit in units for kind, name in unit.failed if kind == "scale"
+    }
+    _check_conflicts(project, diags, broken_scales)
+    return project, diags
+
+
+def _exposed_tools(scope: _Scope, diags: list[Diagnostic]) -> dict[str, m.Integration]:
     tools: dict[str, m.Integration] = {}
     for decl in scope.table.values():
         if isinstance(decl, m.Integration) and decl.tool:
@@ -154,6 +294,10 @@ def resolve(units: list[m.FileUnit], root: str = "") -> tuple[m.Project, list[Di
                 )
             else:
                 tools[decl.tool] = decl
+    return tools
+
+
+def _check_service_names(scope: _Scope, diags: list[Diagnostic]) -> None:
     services_by_name: dict[str, m.Service] = {}
     for decl in scope.table.values():
         if isinstance(decl, m.Service):
@@ -171,44 +315,38 @@ def resolve(units: list[m.FileUnit], root: str = "") -> tuple[m.Project, list[Di
                 )
             else:
                 services_by_name[decl.name] = decl
-    out: dict[str, list[Any]] = defaultdict(list)
-    for unit in units:
-        resolver = _FileResolver(scope, unit, diags)
-        for imp in unit.imports:
-            _check_import(imp, unit.package, scope, diags)
-        for decl in unit.decls:
-            if scope.table.get((decl.kind, decl.package, decl.name)) is not decl:  # type: ignore[attr-defined]
-                continue
-            bound = _bind(resolver, decl, tools)
-            if bound is not None:
-                out[decl.kind].append(bound)  # type: ignore[attr-defined]
-        for imp in unit.imports:
-            if imp.package in scope.packages and imp.package not in resolver.used:
-                diags.append(
-                    make(
-                        "W0101",
-                        f"import `{imp.package}` is never used",
-                        imp.span,
-                        label="unused import",
-                        help="remove the import",
-                    )
+
+
+def _resolve_unit(scope: _Scope, unit: m.FileUnit, tools: frozenset[str]) -> _UnitResult:
+    """One file's imports checked and declarations bound against the whole tree's scope."""
+    diags: list[Diagnostic] = []
+    bound_decls: list[tuple[str, m.Decl]] = []
+    resolver = _FileResolver(scope, unit, diags, tools)
+    for imp in unit.imports:
+        _check_import(imp, unit.package, resolver.packages(), diags)
+    for index, decl in enumerate(unit.decls):
+        if not resolver.ask("wins", index):  # a duplicate, reported by the scope
+            continue
+        bound = _bind(resolver, decl)
+        if bound is not None:
+            bound_decls.append((decl.kind, bound))  # type: ignore[attr-defined]
+    for imp in unit.imports:
+        if imp.package in resolver.packages() and imp.package not in resolver.used:
+            diags.append(
+                make(
+                    "W0101",
+                    f"import `{imp.package}` is never used",
+                    imp.span,
+                    label="unused import",
+                    help="remove the import",
                 )
-    project = m.Project(
-        root=root,
-        packages=tuple(sorted(scope.packages)),
-        **{
-            field: tuple(sorted(out[kind], key=lambda d: (d.package, d.name)))
-            for kind, field in m.DECL_KINDS.items()
-        },
-    )
-    broken_scales = {
-        (unit.package, name) for unit in units for kind, name in unit.failed if kind == "scale"
-    }
-    _check_conflicts(project, diags, broken_scales)
-    return project, diags
+            )
+    return _UnitResult(tuple(bound_decls), tuple(diags), tuple(resolver.asked.items()))
 
 
-def _check_import(imp: m.Import, own: str, scope: _Scope, diags: list[Diagnostic]) -> None:
+def _check_import(
+    imp: m.Import, own: str, packages: frozenset[str], diags: list[Diagnostic]
+) -> None:
     text = imp.package
     if text.startswith("/") or ".." in text.split("/") or "\\" in text:
         diags.append(
@@ -220,8 +358,8 @@ def _check_import(imp: m.Import, own: str, scope: _Scope, diags: list[Diagnostic
             )
         )
         return
-    if text not in scope.packages:
-        guess = closest(text, scope.packages - {own})  # never suggest importing oneself
+    if text not in packages:
+        guess = closest(text, packages - {own})  # never suggest importing oneself
         diags.append(
             make(
                 "E0403",
@@ -233,7 +371,7 @@ def _check_import(imp: m.Import, own: str, scope: _Scope, diags: list[Diagnostic
         )
 
 
-def _bind(r: _FileResolver, decl: m.Decl, tools: dict[str, m.Integration]) -> m.Decl | None:
+def _bind(r: _FileResolver, decl: m.Decl) -> m.Decl | None:
     if isinstance(decl, m.Service):
         return decl.model_copy(update={"pool": r.ref(decl.pool, "pool")})
     if isinstance(decl, (m.Scale, m.Balance)):
@@ -251,7 +389,7 @@ def _bind(r: _FileResolver, decl: m.Decl, tools: dict[str, m.Integration]) -> m.
             update={"carbon": r.ref(decl.carbon, "carbon"), "pool": r.ref(decl.pool, "pool")}
         )
     if isinstance(decl, m.Policy):
-        rules = tuple(_bind_rule(r, rule, tools) for rule in decl.rules)
+        rules = tuple(_bind_rule(r, rule) for rule in decl.rules)
         return decl.model_copy(update={"rules": rules})
     if isinstance(decl, m.Gateway):
         routes = []
@@ -265,19 +403,20 @@ def _bind(r: _FileResolver, decl: m.Decl, tools: dict[str, m.Integration]) -> m.
                 )
         return decl.model_copy(update={"routes": tuple(routes)})
     if isinstance(decl, m.Test):
-        return _bind_test(r, decl, tools)
+        return _bind_test(r, decl)
     return decl
 
 
-def _bind_entity(
-    r: _FileResolver, pattern: m.EntityPattern, tools: dict[str, m.Integration]
-) -> m.EntityPattern:
+def _bind_entity(r: _FileResolver, pattern: m.EntityPattern) -> m.EntityPattern:
     if pattern.ids is None or pattern.type not in ("service", "tool"):
         return pattern
     ids = []
     for ident in pattern.ids:
-        local = ("service", r.unit.package, ident)
-        if pattern.type == "service" and "." not in ident and local in r.scope.table:
+        if (
+            pattern.type == "service"
+            and "." not in ident
+            and r.declared("service", r.unit.package, ident)
+        ):
             ids.append(ident)  # the common case, without building a Ref
             continue
         if pattern.type == "service":
@@ -286,8 +425,8 @@ def _bind_entity(
             bound = r.ref(ref, "service")
             ids.append(bound.name if bound is not None else name)
         else:
-            if ident not in tools:
-                guess = closest(ident, tools)
+            if ident not in r.tools():
+                guess = closest(ident, r.tools())
                 r.diags.append(
                     make(
                         "E0402",
@@ -305,15 +444,15 @@ def _bind_entity(
     return pattern.model_copy(update={"ids": tuple(ids)})
 
 
-def _bind_rule(r: _FileResolver, rule: m.Rule, tools: dict[str, m.Integration]) -> m.Rule:
-    principal = _bind_entity(r, rule.principal, tools)
-    resource = _bind_entity(r, rule.resource, tools)
+def _bind_rule(r: _FileResolver, rule: m.Rule) -> m.Rule:
+    principal = _bind_entity(r, rule.principal)
+    resource = _bind_entity(r, rule.resource)
     if principal is rule.principal and resource is rule.resource:
         return rule
     return rule.model_copy(update={"principal": principal, "resource": resource})
 
 
-def _bind_test(r: _FileResolver, test: m.Test, tools: dict[str, m.Integration]) -> m.Test:
+def _bind_test(r: _FileResolver, test: m.Test) -> m.Test:
     update: dict[str, Any] = {}
     if test.scale is not None:
         service = r.ref(test.scale.service, "service")
@@ -339,8 +478,8 @@ def _bind_test(r: _FileResolver, test: m.Test, tools: dict[str, m.Integration]) 
     if test.request is not None:
         for side in ("principal", "resource"):
             entity = test.request[side]
-            if entity["type"] == "tool" and entity["id"] not in tools:
-                guess = closest(entity["id"], tools)
+            if entity["type"] == "tool" and entity["id"] not in r.tools():
+                guess = closest(entity["id"], r.tools())
                 r.diags.append(
                     make(
                         "E0402",
@@ -357,7 +496,7 @@ def _bind_test(r: _FileResolver, test: m.Test, tools: dict[str, m.Integration]) 
 
 def _check_test_service(r: _FileResolver, ident: str, test: m.Test) -> None:
     """A test request naming a service that does not exist would pass by default deny."""
-    names = {n for (k, _, n) in r.scope.table if k == "service"}
+    names: frozenset[str] = r.ask("service names")
     name = ident.rpartition(".")[2]
     if name in names:
         return
@@ -375,8 +514,8 @@ def _check_test_service(r: _FileResolver, ident: str, test: m.Test) -> None:
 
 def _check_scale_given(r: _FileResolver, given: m.ScaleGiven, service: m.Ref) -> None:
     """`given scale` needs a `scale` block, and its metrics must be the block's targets."""
-    scale = r.scope.table.get(("scale", service.package or "", service.name))
-    if scale is None:
+    known: frozenset[str] | None = r.ask("scale targets", service.package or "", service.name)
+    if known is None:
         r.diags.append(
             make(
                 "E0208",
@@ -386,8 +525,6 @@ def _check_scale_given(r: _FileResolver, given: m.ScaleGiven, service: m.Ref) ->
             )
         )
         return
-    assert isinstance(scale, m.Scale)
-    known = {t.metric if t.metric != "pods" else (t.name or "") for t in scale.targets}
     for metric in given.metrics:
         if metric not in known:
             guess = closest(metric, known)

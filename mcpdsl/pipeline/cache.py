@@ -4,7 +4,8 @@
 per-file cache: the per-file stages (`parse`, `lower`) run only for files
 whose bytes changed (keyed by path and sha256); their results are reused
 otherwise, and the cross-file stages (`resolve`, `typecheck`, and whatever
-follows them in `STAGES`) run on the whole project every time.  The result
+follows them in `STAGES`) run on the whole project every time, `resolve`
+re-binding only the files whose result can have changed (`ResolveMemo`).  The result
 equals `compile_tree(path)` (tested).  It lives beside the pipeline because it
 is the pipeline, cached: the build watcher (`mcpdsl.builder.watch`) and the
 engine's tree source (`mcpdsl.engine.reload`) both use it without importing
@@ -18,9 +19,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mcpdsl.diagnostics import sort_diagnostics
-from mcpdsl.pipeline import STAGES, Compilation, compile_tree, find_files, read
+from mcpdsl.pipeline import STAGES, Compilation, _no_gc, compile_tree, find_files, read
+
+if TYPE_CHECKING:
+    from mcpdsl.ir.resolve import ResolveMemo
 
 #: The stages that look at one file only; they must come first in `STAGES`.
 PER_FILE_STAGES = ("parse", "lower")
@@ -54,6 +59,17 @@ class FrontEndCache:
         # If the pipeline is ever reordered so that a cross-file stage runs before a
         # per-file one, caching would be wrong: fall back to the uncached pipeline.
         self.enabled = names[: len(PER_FILE_STAGES)] == PER_FILE_STAGES
+        self._resolve_memo: ResolveMemo | None = None
+
+    def _resolve(self, c: Compilation) -> None:
+        """The `resolve` stage, re-binding only the files whose result can have changed."""
+        from mcpdsl.ir.resolve import ResolveMemo, resolve
+
+        if self._resolve_memo is None:
+            self._resolve_memo = ResolveMemo()
+        project, diags = resolve(c.units, str(c.root), self._resolve_memo)
+        c.diagnostics.extend(diags)
+        c.project = project
 
     def compile(self, path: str | Path) -> tuple[Compilation, CacheStats]:
         if not self.enabled:
@@ -79,7 +95,12 @@ class FrontEndCache:
         `replace` swaps cross-file stages by name for equivalent ones (the language
         server's typecheck that reuses the results of unchanged files).
         """
-        replace = replace or {}
+        with _no_gc():  # as `compile_tree` does, for the same reason
+            return self._compile_read(c, {"resolve": self._resolve, **(replace or {})})
+
+    def _compile_read(
+        self, c: Compilation, replace: Mapping[str, Callable[[Compilation], None]]
+    ) -> tuple[Compilation, CacheStats]:
         root = c.root
         if not self.enabled:
             for _name, stage in STAGES:
