@@ -24,13 +24,14 @@ from typing import Any
 
 import click
 
+from mcpdsl.cli.common import echo_error
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_USAGE
 
 KINDS = ("authorize", "scale", "route", "transform")
 
 
 def _fail_input(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    echo_error(f"{message}")
     sys.exit(EXIT_USAGE)
 
 
