@@ -212,6 +212,34 @@ def test_a_file_name_with_escapes_is_shown_escaped(tmp_path: Path) -> None:
     assert "E0504" in text and not UNSAFE_OUTPUT.search(text)
 
 
+EVIL = "\x1b]0;pwned\x07\x1b[2J\u202e"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("fmt", "--check", "{root}"),  # a tree file name: `would reformat ...`
+        ("fmt", "{root}"),  # `reformatted ...`
+        ("diff", "{root}/" + EVIL, "{root}"),  # a side that does not exist
+        ("eval", "{root}", "--input", "{root}/" + EVIL),
+        ("keys", "list", "--keyring", "{root}/" + EVIL),
+        ("init", "{root}/" + EVIL + ".mcp"),  # exists and is not a directory
+    ],
+    ids=["fmt-check", "fmt", "diff", "eval", "keys", "init"],
+)
+def test_one_line_errors_and_file_lists_escape_terminal_controls(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Names chosen by a hostile tree or by a typo never reach the terminal raw."""
+    root = tree(tmp_path)
+    (root / (EVIL + ".mcp")).write_text(GOOD.replace("  port", "port"))  # needs formatting
+    done = cli(*(a.format(root=root) for a in args))
+    out = done.stdout + done.stderr
+    assert done.returncode != 0 or "reformatted" in out, out
+    assert "pwned" in out or "U+202E" in out or "<U+202E>" in out, out
+    assert not UNSAFE_OUTPUT.search(out), out
+
+
 # ------------------------------------------------------------------ property
 
 KINDS = ("regular", "fifo", "inside-link", "outside-link", "oversized", "directory-link")

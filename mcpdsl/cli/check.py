@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mcpdsl.cli.common import echo_error
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def check_command(
     if explain:
         text = explain_code(explain)
         if text is None:
-            click.echo(f"error: unknown diagnostic code `{explain}`", err=True)
+            echo_error(f"unknown diagnostic code `{explain}`")
             sys.exit(EXIT_USAGE)
         click.echo(text, nl=False)
         return
@@ -84,7 +85,7 @@ def _compile(path: str, fmt: str, analyze: bool) -> Compilation:
     try:
         return compile_or_exit(path, fmt, analyze=True)
     except WitnessCrash as exc:
-        click.echo(f"error: internal error: {exc}", err=True)
+        echo_error(f"internal error: {exc}")
         click.echo(
             "  = help: this is a bug in mcpdsl, not in the policy; please report it", err=True
         )

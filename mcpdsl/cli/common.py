@@ -20,6 +20,18 @@ if TYPE_CHECKING:
     from mcpdsl.pipeline import Compilation
 
 
+def echo_error(message: str) -> None:
+    """Print `error: message` on stderr with control and bidi characters made visible.
+
+    Messages name files and revisions a hostile tree or repository chooses (a file
+    called `\x1b]0;...\x07` retitles the terminal, `\x1b[2J` clears it): every
+    one-line error goes through here, as diagnostics go through the renderer.
+    """
+    from mcpdsl.diagnostics.render import escape_controls
+
+    click.echo(f"error: {escape_controls(message)}", err=True)
+
+
 def use_colour(stream: object = None) -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set."""
     if os.environ.get("NO_COLOR"):

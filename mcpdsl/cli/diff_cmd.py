@@ -25,6 +25,7 @@ from pathlib import Path
 
 import click
 
+from mcpdsl.cli.common import echo_error
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 
 FAIL_ON = ("widen", "narrow", "any", "never")
@@ -155,22 +156,22 @@ def diff_command(old: str, new: str, fmt: str, fail_on: str) -> None:
                 root = checkout(spec, stack, other)
                 compilation = compile_tree(root)
             except SideError as exc:
-                click.echo(f"error: {exc}", err=True)
+                echo_error(f"{exc}")
                 sys.exit(EXIT_USAGE)
             except InputError as exc:
-                click.echo(f"error: {spec}: {exc.diagnostic.message}", err=True)
+                echo_error(f"{spec}: {exc.diagnostic.message}")
                 sys.exit(EXIT_USAGE)
             if compilation.project is None:
                 from mcpdsl.diagnostics.render import render_human
 
                 click.echo(render_human(compilation.diagnostics, compilation.sources), err=True)
-                click.echo(f"error: `{spec}` has errors; fix them before diffing", err=True)
+                echo_error(f"`{spec}` has errors; fix them before diffing")
                 sys.exit(EXIT_USAGE)
             projects.append(compilation.project)
     try:
         result = diff(projects[0], projects[1])
     except WitnessCrash as exc:  # a bug in mcpdsl, not a difference: nothing was judged
-        click.echo(f"error: internal error: {exc}", err=True)
+        echo_error(f"internal error: {exc}")
         click.echo(
             "  = help: this is a bug in mcpdsl, not in the policy; please report it", err=True
         )

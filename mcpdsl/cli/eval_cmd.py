@@ -19,17 +19,19 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import click
 
+from mcpdsl.cli.common import echo_error
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_USAGE
 
 KINDS = ("authorize", "scale", "route", "transform")
 
 
 def _fail_input(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    echo_error(f"{message}")
     sys.exit(EXIT_USAGE)
 
 
@@ -169,7 +171,10 @@ def eval_command(
         else:  # a FIFO or `/dev/zero` named as a file is refused, not read forever
             raw = read_regular(input_file, MAX_INPUT_BYTES)
         text = raw.decode("utf-8")
-        data = plain_request(json.loads(text, parse_constant=_no_constant))
+        # `authorize` compares numbers exactly, as OPA does: `0.49999999999999999999`
+        # read as a float is 0.5, and `score < 0.5` would not fire where the Rego's does
+        parse_float = Decimal if kind == "authorize" else float
+        data = plain_request(json.loads(text, parse_constant=_no_constant, parse_float=parse_float))
     except OSError as exc:
         _fail_input(f"cannot read `{input_file}`: {exc.strerror}")
     except UnicodeDecodeError as exc:

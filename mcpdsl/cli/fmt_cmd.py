@@ -19,7 +19,9 @@ from pathlib import Path
 
 import click
 
+from mcpdsl.cli.common import echo_error
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_USAGE
+from mcpdsl.diagnostics.render import escape_controls
 
 STDIN = "-"
 
@@ -91,7 +93,6 @@ def _format_stdin(check: bool, diff: bool, outcome: _Outcome) -> None:
 
 def _format_file(root: Path, file: Path, check: bool, diff: bool, outcome: _Outcome) -> None:
     from mcpdsl.cli.common import emit_diagnostics
-    from mcpdsl.diagnostics.render import escape_controls
     from mcpdsl.reader import Refused, read_source
     from mcpdsl.source import SourceMap
 
@@ -102,7 +103,7 @@ def _format_file(root: Path, file: Path, check: bool, diff: bool, outcome: _Outc
         emit_diagnostics([refused.diagnostic], SourceMap(), summary=False)
         if refused.diagnostic.code == "E0501":  # an unreadable path is exit 2, as documented
             sys.exit(EXIT_USAGE)
-        click.echo(f"error: `{escape_controls(display)}` left unchanged", err=True)
+        echo_error(f"`{display}` left unchanged")
         outcome.failed += 1
         return
     formatted = _formatted(display, data, outcome)
@@ -117,16 +118,16 @@ def _format_file(root: Path, file: Path, check: bool, diff: bool, outcome: _Outc
         _print_diff(display, data.decode("utf-8", "replace"), formatted)
     if check:
         if not diff:
-            click.echo(f"would reformat {display}")
+            click.echo(f"would reformat {escape_controls(display)}")
         return
     if diff:
         return
     try:
         write_atomically(file, new)
     except OSError as exc:
-        click.echo(f"error: cannot write `{display}`: {exc.strerror or exc}", err=True)
+        echo_error(f"cannot write `{display}`: {exc.strerror or exc}")
         sys.exit(EXIT_USAGE)
-    click.echo(f"reformatted {display}")
+    click.echo(f"reformatted {escape_controls(display)}")
 
 
 def _formatted(display: str, data: bytes, outcome: _Outcome) -> str | None:
@@ -139,7 +140,7 @@ def _formatted(display: str, data: bytes, outcome: _Outcome) -> str | None:
     source, problems = decode(display, data)
     if source is None:
         emit_diagnostics(problems, SourceMap(), summary=False)
-        click.echo(f"error: `{display}` left unchanged", err=True)
+        echo_error(f"`{display}` left unchanged")
         outcome.failed += 1
         return None
     try:
@@ -148,12 +149,11 @@ def _formatted(display: str, data: bytes, outcome: _Outcome) -> str | None:
         sources = SourceMap()
         sources.add(exc.source)
         emit_diagnostics(exc.diagnostics, sources, summary=False)
-        click.echo(f"error: `{display}` has syntax errors; left unchanged", err=True)
+        echo_error(f"`{display}` has syntax errors; left unchanged")
     except InternalError as exc:
-        click.echo(
-            f"error: internal formatter error in `{display}`: {exc}; the file was left "
+        echo_error(
+            f"internal formatter error in `{display}`: {exc}; the file was left "
             "unchanged (this is a bug in `mcpdsl fmt`, please report it)",
-            err=True,
         )
     outcome.failed += 1
     return None

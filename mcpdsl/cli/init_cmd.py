@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from mcpdsl.cli.common import echo_error
 from mcpdsl.cli.exit import EXIT_USAGE
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
@@ -103,17 +104,16 @@ def init_command(directory: str, package: str | None) -> None:
     if not name or not name[0].isalpha():
         name = "starter"
     if not _NAME.match(name):
-        click.echo(f"error: `{name}` is not a package name (a-z, 0-9 and `-`)", err=True)
+        echo_error(f"`{name}` is not a package name (a-z, 0-9 and `-`)")
         sys.exit(EXIT_USAGE)
     if root.exists() and not root.is_dir():
-        click.echo(f"error: `{directory}` exists and is not a directory", err=True)
+        echo_error(f"`{directory}` exists and is not a directory")
         sys.exit(EXIT_USAGE)
     if root.is_dir():
         existing = sorted(p.name for p in root.glob("*.mcp"))
         if existing:
-            click.echo(
-                f"error: `{directory}` already holds a policy tree ({', '.join(existing)})",
-                err=True,
+            echo_error(
+                f"`{directory}` already holds a policy tree ({', '.join(existing)})",
             )
             click.echo("help: run `mcpdsl init` in a new or empty directory", err=True)
             sys.exit(EXIT_USAGE)
@@ -124,7 +124,7 @@ def init_command(directory: str, package: str | None) -> None:
             # O_EXCL: never replace a file that appeared since the check above.
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            click.echo(f"error: `{target}` already exists; nothing was replaced", err=True)
+            echo_error(f"`{target}` already exists; nothing was replaced")
             sys.exit(EXIT_USAGE)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(template.format(package=name))

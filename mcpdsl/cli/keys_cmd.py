@@ -9,6 +9,7 @@ from typing import NoReturn
 
 import click
 
+from mcpdsl.cli.common import echo_error
 from mcpdsl.cli.exit import EXIT_USAGE
 
 
@@ -23,7 +24,7 @@ def passphrase_from_env(var: str | None) -> bytes | None:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    echo_error(f"{message}")
     sys.exit(code)
 
 

@@ -26,7 +26,9 @@ from xml.etree import ElementTree as ET
 
 import click
 
+from mcpdsl.cli.common import echo_error
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+from mcpdsl.diagnostics.render import escape_controls
 
 FORMATS = ("text", "json", "junit")
 
@@ -65,7 +67,8 @@ def _render_text(results: list[_Result], verbose: bool) -> list[str]:
         suffix = f", {r.seconds * 1000:.2f} ms" if verbose else ""
         lines.append(f"FAIL {r.name} ({r.location}{suffix}): {r.message}")
         lines.extend(f"    {line}" for line in r.details)
-    return lines
+    # test names, locations and values come from the tree: no terminal escapes
+    return [escape_controls(line) for line in lines]
 
 
 def _render_json(results: list[_Result], coverage: dict[str, Any] | None) -> str:
@@ -156,7 +159,7 @@ def test_command(
         try:
             pattern = re.compile(run_pattern)
         except re.error as exc:
-            click.echo(f"error: `--run {run_pattern}` is not a regular expression: {exc}", err=True)
+            echo_error(f"`--run {run_pattern}` is not a regular expression: {exc}")
             sys.exit(EXIT_USAGE)
     project = project_or_exit(path)
     root = Path(path) if Path(path).is_dir() else Path(path).parent

@@ -501,3 +501,20 @@ def test_a_lone_surrogate_the_evaluation_reads_is_refused(
     assert engine.authorize(request(path="/files/é")).rules == ("access/no-files",)
     assert engine.authorize(request(path="/v1/é")).allowed
     assert not engine.authorize(request(context__tier="g\ufffd")).allowed
+
+
+def test_eval_cli_reads_numbers_exactly_as_opa_does(tmp_path: Path) -> None:
+    """`0.49999999999999999999` is below 0.5 for OPA (exact JSON numbers); read as a Python
+    float it is 0.5, so `eval` allowed what the Rego denies.  Decimal keeps it exact."""
+    tree = write_tree(tmp_path, SOURCE)
+    text = json.dumps(request(context__tier="x")).replace(
+        '"tier": "x"', '"tier": "x", "score": 0.49999999999999999999'
+    )
+    (tmp_path / "in.json").write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["eval", str(tree), "--input", str(tmp_path / "in.json")])
+    assert result.exit_code == 0, result.output
+    decision = json.loads(result.output)
+    assert decision["allowed"] is False and decision["rules"] == ["access/low-score"]
+    (tmp_path / "in.json").write_text(text.replace("0.49999999999999999999", "0.5"))
+    result = CliRunner().invoke(cli, ["eval", str(tree), "--input", str(tmp_path / "in.json")])
+    assert json.loads(result.output)["allowed"] is True, result.output
