@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mcpdsl.cli.common import echo_error
+from mcpdsl.cli.common import echo_error, fail
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
@@ -55,8 +55,7 @@ def check_command(
     if explain:
         text = explain_code(explain)
         if text is None:
-            echo_error(f"unknown diagnostic code `{explain}`")
-            sys.exit(EXIT_USAGE)
+            fail(f"unknown diagnostic code `{explain}`")
         click.echo(text, nl=False)
         return
     if path is None:

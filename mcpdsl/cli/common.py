@@ -32,6 +32,12 @@ def echo_error(message: str) -> None:
     click.echo(f"error: {escape_controls(message)}", err=True)
 
 
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """`echo_error(message)`, then end the command (by default: usage or input error)."""
+    echo_error(message)
+    sys.exit(code)
+
+
 def use_colour(stream: object = None) -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set."""
     if os.environ.get("NO_COLOR"):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import click
 
-from mcpdsl.cli.common import echo_error
+from mcpdsl.cli.common import echo_error, fail
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 
 FAIL_ON = ("widen", "narrow", "any", "never")
@@ -156,17 +156,14 @@ def diff_command(old: str, new: str, fmt: str, fail_on: str) -> None:
                 root = checkout(spec, stack, other)
                 compilation = compile_tree(root)
             except SideError as exc:
-                echo_error(f"{exc}")
-                sys.exit(EXIT_USAGE)
+                fail(str(exc))
             except InputError as exc:
-                echo_error(f"{spec}: {exc.diagnostic.message}")
-                sys.exit(EXIT_USAGE)
+                fail(f"{spec}: {exc.diagnostic.message}")
             if compilation.project is None:
                 from mcpdsl.diagnostics.render import render_human
 
                 click.echo(render_human(compilation.diagnostics, compilation.sources), err=True)
-                echo_error(f"`{spec}` has errors; fix them before diffing")
-                sys.exit(EXIT_USAGE)
+                fail(f"`{spec}` has errors; fix them before diffing")
             projects.append(compilation.project)
     try:
         result = diff(projects[0], projects[1])

@@ -24,21 +24,16 @@ from typing import Any
 
 import click
 
-from mcpdsl.cli.common import echo_error
-from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_USAGE
+from mcpdsl.cli.common import fail
+from mcpdsl.cli.exit import EXIT_FINDINGS
 
 KINDS = ("authorize", "scale", "route", "transform")
-
-
-def _fail_input(message: str) -> None:
-    echo_error(f"{message}")
-    sys.exit(EXIT_USAGE)
 
 
 def _field(data: dict[str, Any], name: str, kind: type, what: str) -> Any:
     value = data.get(name)
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        _fail_input(f"the `{what}` input needs `{name}` ({kind.__name__})")
+        fail(f"the `{what}` input needs `{name}` ({kind.__name__})")
     return value
 
 
@@ -57,17 +52,17 @@ def _scale(engine: Any, data: dict[str, Any], explain: bool) -> tuple[dict[str, 
     replicas = _field(data, "replicas", int, "scale")
     metrics = data.get("metrics", {})
     if not isinstance(metrics, dict):
-        _fail_input("the `scale` input's `metrics` must be an object")
+        fail("the `scale` input's `metrics` must be an object")
     now = None
     if "at" in data:
         try:
             now = parse_at(_field(data, "at", str, "scale"))
         except (ValueError, KeyError) as exc:
-            _fail_input(f"`at` is not a moment: {exc}")
+            fail(f"`at` is not a moment: {exc}")
     try:
         decision = engine.scale(service, metrics, replicas, now=now)
     except (ScaleError, KeyError, ValueError, TypeError) as exc:
-        _fail_input(str(exc.args[0] if exc.args else exc))
+        fail(str(exc.args[0] if exc.args else exc))
     out: dict[str, Any] = {"replicas": decision.desired, "reason": decision.reason}
     if explain:
         out["explain"] = list(decision.steps)
@@ -82,11 +77,11 @@ def _route(engine: Any, data: dict[str, Any], explain: bool) -> tuple[dict[str, 
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
-        _fail_input("the `route` input's `headers` must map names to strings")
+        fail("the `route` input's `headers` must map names to strings")
     try:
         decision = engine.route(gateway, method, path, headers)
     except KeyError as exc:
-        _fail_input(str(exc.args[0] if exc.args else exc))
+        fail(str(exc.args[0] if exc.args else exc))
     except ValueError as exc:  # a path the gateway rejects (400)
         return {"route": None, "rejected": str(exc)}, False
     if decision is None:
@@ -114,8 +109,7 @@ def _transform(engine: Any, data: dict[str, Any], explain: bool) -> tuple[dict[s
     except TransformError as exc:
         return {"error": str(exc), "field": exc.field}, False
     except KeyError as exc:
-        _fail_input(str(exc.args[0] if exc.args else exc))
-    raise AssertionError("unreachable")
+        fail(str(exc.args[0] if exc.args else exc))
 
 
 DECIDERS: dict[str, Callable[[Any, dict[str, Any], bool], tuple[dict[str, Any], bool]]] = {
@@ -145,12 +139,17 @@ DECIDERS: dict[str, Callable[[Any, dict[str, Any], bool], tuple[dict[str, Any], 
 @click.option(
     "--explain", is_flag=True, help="Add the reasons: rules matched, conditions that failed."
 )
-@click.option("--fail", is_flag=True, help="Exit 1 when the decision is negative (deny, no route).")
+@click.option(
+    "--fail",
+    "fail_negative",
+    is_flag=True,
+    help="Exit 1 when the decision is negative (deny, no route).",
+)
 @click.option(
     "--fail-defined", is_flag=True, help="Exit 1 when the decision is positive (allow, a route)."
 )
 def eval_command(
-    path: str, input_file: str, kind: str, explain: bool, fail: bool, fail_defined: bool
+    path: str, input_file: str, kind: str, explain: bool, fail_negative: bool, fail_defined: bool
 ) -> None:
     """Evaluate one input against a policy tree and print the decision."""
     from mcpdsl.cli.common import project_or_exit
@@ -160,7 +159,7 @@ def eval_command(
     from mcpdsl.reader import MAX_FILE_BYTES as MAX_INPUT_BYTES
     from mcpdsl.reader import NotRegularFile, read_regular
 
-    if fail and fail_defined:
+    if fail_negative and fail_defined:
         raise click.UsageError("--fail and --fail-defined exclude each other")
     project = project_or_exit(path)
     try:
@@ -176,22 +175,22 @@ def eval_command(
         parse_float = Decimal if kind == "authorize" else float
         data = plain_request(json.loads(text, parse_constant=_no_constant, parse_float=parse_float))
     except OSError as exc:
-        _fail_input(f"cannot read `{input_file}`: {exc.strerror}")
+        fail(f"cannot read `{input_file}`: {exc.strerror}")
     except UnicodeDecodeError as exc:
-        _fail_input(f"`{input_file}` is not UTF-8 text: {exc.reason}")
+        fail(f"`{input_file}` is not UTF-8 text: {exc.reason}")
     except json.JSONDecodeError as exc:
-        _fail_input(f"`{input_file}` is not JSON: {exc}")
+        fail(f"`{input_file}` is not JSON: {exc}")
     except RecursionError:
-        _fail_input(f"`{input_file}` is nested too deeply")
+        fail(f"`{input_file}` is nested too deeply")
     except (Refused, ValueError) as exc:  # NaN, 5,000-digit numbers, not an object
         why = str(exc)
         if "integer string conversion" in why:  # Python's own words name an internal knob
             why = "a number in it has more digits than any JSON consumer accepts"
-        _fail_input(f"`{input_file}` is not usable input: {why}")
+        fail(f"`{input_file}` is not usable input: {why}")
     engine = Engine(prepare_project(project, project.root))
     out, positive = DECIDERS[kind](engine, data, explain)
     click.echo(json.dumps(out, sort_keys=True, indent=2, ensure_ascii=False))
-    if (fail and not positive) or (fail_defined and positive):
+    if (fail_negative and not positive) or (fail_defined and positive):
         sys.exit(EXIT_FINDINGS)
 
 

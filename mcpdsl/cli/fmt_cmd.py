@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from mcpdsl.cli.common import echo_error
+from mcpdsl.cli.common import echo_error, fail
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_USAGE
 from mcpdsl.diagnostics.render import escape_controls
 
@@ -125,8 +125,7 @@ def _format_file(root: Path, file: Path, check: bool, diff: bool, outcome: _Outc
     try:
         write_atomically(file, new)
     except OSError as exc:
-        echo_error(f"cannot write `{display}`: {exc.strerror or exc}")
-        sys.exit(EXIT_USAGE)
+        fail(f"cannot write `{display}`: {exc.strerror or exc}")
     click.echo(f"reformatted {escape_controls(display)}")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from mcpdsl.cli.common import echo_error
+from mcpdsl.cli.common import echo_error, fail
 from mcpdsl.cli.exit import EXIT_USAGE
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
@@ -104,11 +104,9 @@ def init_command(directory: str, package: str | None) -> None:
     if not name or not name[0].isalpha():
         name = "starter"
     if not _NAME.match(name):
-        echo_error(f"`{name}` is not a package name (a-z, 0-9 and `-`)")
-        sys.exit(EXIT_USAGE)
+        fail(f"`{name}` is not a package name (a-z, 0-9 and `-`)")
     if root.exists() and not root.is_dir():
-        echo_error(f"`{directory}` exists and is not a directory")
-        sys.exit(EXIT_USAGE)
+        fail(f"`{directory}` exists and is not a directory")
     if root.is_dir():
         existing = sorted(p.name for p in root.glob("*.mcp"))
         if existing:
@@ -124,8 +122,7 @@ def init_command(directory: str, package: str | None) -> None:
             # O_EXCL: never replace a file that appeared since the check above.
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            echo_error(f"`{target}` already exists; nothing was replaced")
-            sys.exit(EXIT_USAGE)
+            fail(f"`{target}` already exists; nothing was replaced")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(template.format(package=name))
         click.echo(f"created {target}")

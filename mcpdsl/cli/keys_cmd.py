@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
-from mcpdsl.cli.common import echo_error
-from mcpdsl.cli.exit import EXIT_USAGE
+from mcpdsl.cli.common import fail
 
 
 def passphrase_from_env(var: str | None) -> bytes | None:
@@ -21,11 +18,6 @@ def passphrase_from_env(var: str | None) -> bytes | None:
     if not value:
         fail(f"environment variable `{var}` is not set or empty")
     return value.encode("utf-8")
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    echo_error(f"{message}")
-    sys.exit(code)
 
 
 def _time(value: str | None, what: str):  # type: ignore[no-untyped-def]

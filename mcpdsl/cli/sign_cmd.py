@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
+from mcpdsl.cli.common import fail
 from mcpdsl.cli.exit import EXIT_FINDINGS
-from mcpdsl.cli.keys_cmd import fail, passphrase_from_env
+from mcpdsl.cli.keys_cmd import passphrase_from_env
 
 
 @click.command("sign")

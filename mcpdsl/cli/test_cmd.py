@@ -26,8 +26,8 @@ from xml.etree import ElementTree as ET
 
 import click
 
-from mcpdsl.cli.common import echo_error
-from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+from mcpdsl.cli.common import fail
+from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK
 from mcpdsl.diagnostics.render import escape_controls
 
 FORMATS = ("text", "json", "junit")
@@ -159,8 +159,7 @@ def test_command(
         try:
             pattern = re.compile(run_pattern)
         except re.error as exc:
-            echo_error(f"`--run {run_pattern}` is not a regular expression: {exc}")
-            sys.exit(EXIT_USAGE)
+            fail(f"`--run {run_pattern}` is not a regular expression: {exc}")
     project = project_or_exit(path)
     root = Path(path) if Path(path).is_dir() else Path(path).parent
     compiled = prepare_project(project, project.root)
