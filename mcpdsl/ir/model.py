@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -537,6 +537,17 @@ class Policy(Decl):
     # `strict`: a build that cannot enforce a rule as written refuses (B0121/B0122 are
     # errors). A build setting, not evaluation: not in the IR JSON the engine loads.
     strict: bool = Field(default=False, exclude=True)
+
+    def conditions(self) -> Iterator[Expr]:
+        """Every expression of the policy: rule conditions, risk terms, `require` conditions."""
+        for rule in self.rules:
+            if rule.condition is not None:
+                yield rule.condition
+        for term in self.risk:
+            yield term.condition
+        for req in self.requires:
+            if req.condition is not None:
+                yield req.condition
 
 
 class Retry(Node):

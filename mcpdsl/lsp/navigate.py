@@ -234,14 +234,7 @@ def _size(span: Span) -> tuple[int, int]:
 def _expressions(unit: m.FileUnit) -> Iterator[m.Node]:
     for decl in unit.decls:
         if isinstance(decl, m.Policy):
-            for rule in decl.rules:
-                if rule.condition is not None:
-                    yield rule.condition
-            for term in decl.risk:
-                yield term.condition
-            for req in decl.requires:
-                if req.condition is not None:
-                    yield req.condition
+            yield from decl.conditions()
         elif isinstance(decl, m.Integration):
             for mapping in decl.mappings:
                 yield mapping.expr

@@ -341,11 +341,4 @@ def attrs_of(e: m.Node) -> Iterator[m.Attr]:
 
 def project_exprs(project: m.Project) -> Iterator[m.Node]:
     for p in project.policies:
-        for r in p.rules:
-            if r.condition is not None:
-                yield r.condition
-        for t in p.risk:
-            yield t.condition
-        for q in p.requires:
-            if q.condition is not None:
-                yield q.condition
+        yield from p.conditions()
