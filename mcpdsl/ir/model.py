@@ -589,12 +589,68 @@ class Route(Node):
     retries: int | None = None
 
 
+class Provider(Decl):
+    """An OIDC/JWT issuer the policy trusts to vouch for principals (docs/runtime.md).
+
+    A verified token's claims become principal attributes as mapped here; the
+    same fields drive Envoy's `jwt_authn`, Istio's `RequestAuthentication`, the
+    CheckRequest mapping (evaluator and Rego) and `mcpdsl serve`.
+    """
+
+    kind: Literal["provider"] = "provider"
+    issuer: str
+    jwks_uri: str | None = None  # remote JWKS (https), fetched by the enforcement point
+    jwks_file: str | None = None  # local JWKS, relative to the tree root, read at build time
+    audiences: tuple[str, ...] = ()  # empty: any audience
+    clock_skew: int = 60  # seconds
+    principal_type: str = "user"  # the type of the principals it vouches for ...
+    type_claim: str | None = None  # ... unless a claim names it per token
+    id_claim: str = "sub"
+    email_claim: str | None = "email"
+    groups_claim: str | None = "groups"
+    mfa_claim: str | None = "amr"  # request.auth.mfa is true when this claim holds ...
+    mfa_values: tuple[str, ...] = ("mfa",)  # ... one of these values (RFC 8176 `amr`)
+
+
+class Mesh(Decl):
+    """The service mesh whose workload certificates name services (SPIFFE)."""
+
+    kind: Literal["mesh"] = "mesh"
+    trust_domain: str
+
+
+class TrustedHeader(Node):
+    """A request header the gateway accepts as `context.<attribute>`.
+
+    The gateway strips it from outside traffic, so only a hop inside the trust
+    boundary (or the gateway itself) can have set it.
+    """
+
+    header: str  # lower-case
+    attribute: tuple[str, ...]  # path under `context`
+    type: Literal["string", "number", "bool", "list"] = "string"
+
+
+class GatewayTls(Node):
+    """Downstream TLS of a gateway listener."""
+
+    cert_sds: str | None = None  # SDS secret name (e.g. a SPIFFE id served by the mesh agent)
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_certs: Literal["required", "optional", "none"] = "none"
+    client_ca_file: str | None = None
+    client_ca_sds: str | None = None
+
+
 class Gateway(Decl):
     kind: Literal["gateway"] = "gateway"
     port: int
     hosts: tuple[str, ...] = ()
     routes: tuple[Route, ...] = ()
     limit: Limit | None = None
+    tls: GatewayTls | None = None
+    providers: tuple[Ref, ...] = ()  # JWT providers this gateway accepts
+    trusted_headers: tuple[TrustedHeader, ...] = ()
 
 
 class ScaleGiven(Node):
@@ -671,6 +727,8 @@ class Project(Node):
     integrations: tuple[Integration, ...] = ()
     gateways: tuple[Gateway, ...] = ()
     tests: tuple[Test, ...] = ()
+    providers: tuple[Provider, ...] = ()
+    meshes: tuple[Mesh, ...] = ()
 
 
 DECL_KINDS: dict[str, str] = {
