@@ -629,6 +629,10 @@ class TrustedHeader(Node):
     header: str  # lower-case
     attribute: tuple[str, ...]  # path under `context`
     type: Literal["string", "number", "bool", "list"] = "string"
+    # CIDRs of the hops allowed to set it (e.g. the load balancer in front); a
+    # request from any other peer address has it stripped / ignored.  Empty:
+    # stripped from every request entering the gateway.
+    sources: tuple[str, ...] = ()
 
 
 class GatewayTls(Node):
