@@ -684,6 +684,10 @@ class EnvoyModel:
         self.tls = self._tls(self.chain.get("transport_socket"))
         self.jwks = jwks or {}
         self.now = now
+        # A check of the chain behind TLS terminated elsewhere: the client
+        # certificate is taken as what the handshake verified (an untrusted one
+        # is refused), whatever the listener's own transport socket says.
+        self.assume_peer_verified = False
         if "rds" in self.hcm or "scoped_routes" in self.hcm:
             raise Unsupported("dynamic route configuration")
 
@@ -700,6 +704,10 @@ class EnvoyModel:
 
     def _handshake(self, req: HttpRequest) -> tuple[Peer | None, Outcome | None]:
         """The peer certificate TLS verified, or the refusal of the connection."""
+        if self.assume_peer_verified:
+            if req.peer is not None and not req.peer.trusted:
+                return None, Outcome(0, "tls", "the client certificate does not verify")
+            return req.peer, None
         if self.tls is None:
             if req.tls:
                 return None, Outcome(0, "tls", "a TLS client meets a plaintext listener")

@@ -46,8 +46,13 @@ class Expected:
 
     allowed: bool
     stage: str  # tls, hcm, route, jwt, policy
-    reason: str
+    why: str = ""
     canonical: dict[str, Any] | None = None
+    decision: Any = None  # the engine's Decision; explained only when a report shows it
+
+    @property
+    def reason(self) -> str:
+        return self.decision.explain() if self.decision is not None else self.why
 
 
 def _qualified(decl: m.Decl) -> str:
@@ -120,8 +125,9 @@ class Expectation:
 
     def _peer(self, req: HttpRequest) -> tuple[str | None, Expected | None]:
         if self.assume_mtls:
-            uri = req.peer.uri_sans[0] if req.peer and req.peer.uri_sans else None
-            return (uri if req.peer and req.peer.trusted else None), None
+            if req.peer is not None and not req.peer.trusted:
+                return None, Expected(False, "tls", "an untrusted client certificate")
+            return (req.peer.uri_sans[0] if req.peer and req.peer.uri_sans else None), None
         tls = self.gateway.tls
         if tls is None or tls.client_certs == "none":
             return None, None
@@ -259,4 +265,4 @@ class Expectation:
             "context": self._context(headers, req.source_ip),
         }
         decision = self.engine.authorize(canonical)
-        return Expected(decision.enforced, "policy", decision.explain(), canonical)
+        return Expected(decision.enforced, "policy", "", canonical, decision)

@@ -78,6 +78,8 @@ def _odd(path: str, rng: random.Random) -> str:
 
 def _non_normal(path: str, rng: random.Random) -> str:
     head, _, tail = path.rpartition("/")
+    if not head:  # `\\x` is not an origin-form request target: keep the leading slash
+        head, tail = f"/{tail}", "x"
     return rng.choice(
         (
             f"{head}/./{tail}",
@@ -100,6 +102,7 @@ class Traffic:
         self.now = now
         self.tls = tls
         self.creds = Credentials.make()
+        self._pool: dict[tuple[str, str], list[str]] = {}
         by_name = {p.qualified: p for p in project.providers}
         self.providers = [by_name[str(r)] for r in gateway.providers if str(r) in by_name]
         domain = project.meshes[0].trust_domain if project.meshes else "cluster.local"
@@ -173,7 +176,7 @@ class Traffic:
             headers=tuple(headers),
             source_ip=source,
             tls=self.tls,
-            peer=peer if self.tls or peer is None else peer,
+            peer=peer,
         )
         return Drawn(request, tuple(sorted(axes.items())))
 
@@ -197,9 +200,20 @@ class Traffic:
         issuer = provider.issuer if provider else "https://idp.test"
         audience = provider.audiences[0] if provider and provider.audiences else None
         skew = provider.clock_skew if provider else 60
-        token = self.creds.token(
-            variant, self._claims(rng), issuer=issuer, audience=audience, now=self.now, skew=skew
-        )
+        # a pool of a few tokens per variant and provider: signing is the slow part
+        pool = self._pool.setdefault((variant, issuer), [])
+        if len(pool) < 6:
+            pool.append(
+                self.creds.token(
+                    variant,
+                    self._claims(rng),
+                    issuer=issuer,
+                    audience=audience,
+                    now=self.now,
+                    skew=skew,
+                )
+            )
+        token = rng.choice(pool)
         headers.append(("Authorization", f"Bearer {token}"))
         return f"{variant}@query" if rng.random() < 0.05 else variant
 
