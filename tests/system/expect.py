@@ -25,7 +25,7 @@ by hand), so the two sides do not share a verifier.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ from mcpdsl.ir import model as m
 from mcpdsl.ir.paths import PathRejected, normalize_request_path
 from mcpdsl.ir.workload import DEFAULT_TRUST_DOMAIN, parse_spiffe, workload_identity
 
-__all__ = ["Expectation", "Expected"]
+__all__ = ["Expectation", "Expected", "verify_token"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,38 @@ def _inside(ip: str, cidrs: tuple[str, ...]) -> bool:
         if address.version == net.version and address in net:
             return True
     return False
+
+
+def verify_token(
+    token: str, providers: Sequence[m.Provider], jwks: Mapping[str, Mapping[str, Any]]
+) -> tuple[m.Provider, dict[str, Any]] | None:
+    """The provider whose issuer, audiences, clock skew and JWKS (by qualified name) accept `token`."""
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        return None
+    for provider in providers:
+        if unverified.get("iss") != provider.issuer:
+            continue
+        for key in jwks.get(provider.qualified, {}).get("keys", []):
+            if key.get("kid") not in (None, header.get("kid")):
+                continue
+            alg = key.get("alg") or header.get("alg")
+            try:
+                claims = jwt.decode(
+                    token,
+                    jwt.PyJWK(key, algorithm=alg).key,
+                    algorithms=[alg],
+                    issuer=provider.issuer,
+                    audience=list(provider.audiences) or None,
+                    leeway=provider.clock_skew,
+                    options={"verify_aud": bool(provider.audiences), "require": []},
+                )
+            except (jwt.PyJWTError, ValueError, TypeError):
+                continue
+            return provider, claims
+    return None
 
 
 class Expectation:
@@ -144,32 +176,7 @@ class Expectation:
         return value[len("Bearer ") :].strip() or None
 
     def _verify(self, token: str) -> tuple[m.Provider, dict[str, Any]] | None:
-        try:
-            unverified = jwt.decode(token, options={"verify_signature": False})
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            return None
-        for provider in self.providers:
-            if unverified.get("iss") != provider.issuer:
-                continue
-            for key in self.jwks.get(_qualified(provider), {}).get("keys", []):
-                if key.get("kid") not in (None, header.get("kid")):
-                    continue
-                alg = key.get("alg") or header.get("alg")
-                try:
-                    claims = jwt.decode(
-                        token,
-                        jwt.PyJWK(key, algorithm=alg).key,
-                        algorithms=[alg],
-                        issuer=provider.issuer,
-                        audience=list(provider.audiences) or None,
-                        leeway=provider.clock_skew,
-                        options={"verify_aud": bool(provider.audiences), "require": []},
-                    )
-                except (jwt.PyJWTError, ValueError, TypeError):
-                    continue
-                return provider, claims
-        return None
+        return verify_token(token, self.providers, self.jwks)
 
     @staticmethod
     def _claims_principal(

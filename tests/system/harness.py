@@ -49,8 +49,10 @@ JWKS_URI = "https://idp.sysdiff.test/.well-known/jwks.json"
 ProjectEdit = Callable[[m.Project], m.Project]
 
 
-def build(tree: Path, edit: ProjectEdit | None = None) -> tuple[Engine, dict[str, bytes]]:
-    """The engine and the envoy/opa artifacts of `tree` (optionally with its IR edited first).
+def build(
+    tree: Path, edit: ProjectEdit | None = None, targets: tuple[str, ...] = ("envoy", "opa")
+) -> tuple[Engine, dict[str, bytes]]:
+    """The engine and the artifacts of `tree` (optionally with its IR edited first).
 
     A provider whose JWKS is a file gets the test key set written there (in a
     copy of the tree), so that the artifacts that inline it trust the test keys.
@@ -76,7 +78,7 @@ def build(tree: Path, edit: ProjectEdit | None = None) -> tuple[Engine, dict[str
             project = compilation.project
             assert project is not None
         compilation.project = project
-        result = compile_artifacts(compilation, ("envoy", "opa"))
+        result = compile_artifacts(compilation, targets)
         files = {a.path: a.content for a in result.artifacts}
         return Engine.from_project(project), files
     finally:

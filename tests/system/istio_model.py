@@ -25,6 +25,7 @@ field.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -253,7 +254,8 @@ def decide(
         token = auth[len("Bearer ") :]
         for rule in rules:
             provider = {"issuer": rule["issuer"], "audiences": rule.get("audiences", [])}
-            keys = jwks.get(rule.get("jwksUri", ""), {"keys": []})
+            inline = rule.get("jwks")
+            keys = json.loads(inline) if inline else jwks.get(rule.get("jwksUri", ""), {"keys": []})
             payload, _ = verify_jwt(token, provider, keys, now)
             if payload is not None:
                 claims = payload
