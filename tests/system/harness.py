@@ -138,6 +138,8 @@ class Report:
 
     total: int = 0
     agree: int = 0
+    allowed: int = 0  # requests both sides allowed (an all-deny run proves little)
+    stages: Counter[str] = field(default_factory=Counter)  # where the artifacts decided
     by_axis: Counter[tuple[str, str, bool]] = field(default_factory=Counter)
     by_stage: Counter[str] = field(default_factory=Counter)
     examples: dict[str, tuple[Drawn, Expected, Outcome]] = field(default_factory=dict)
@@ -150,6 +152,8 @@ class Report:
         self.total += 1
         same = expected.allowed == outcome.allowed
         self.agree += same
+        self.allowed += same and outcome.allowed
+        self.stages[f"{outcome.stage} {'allow' if outcome.allowed else 'deny'}"] += 1
         for axis, value in drawn.axes:
             self.by_axis[(axis, value, same)] += 1
         if not same:
@@ -167,6 +171,8 @@ class Report:
     def merge(self, other: Report) -> None:
         self.total += other.total
         self.agree += other.agree
+        self.allowed += other.allowed
+        self.stages.update(other.stages)
         self.by_axis.update(other.by_axis)
         self.by_stage.update(other.by_stage)
         for key, example in other.examples.items():
@@ -176,7 +182,12 @@ class Report:
         return self.by_axis[(axis, value, False)]
 
     def summary(self) -> str:
-        lines = [f"{self.total} requests: {self.agree} agree, {self.disagree} disagree"]
+        lines = [
+            f"{self.total} requests: {self.agree} agree ({self.allowed} allowed by both), "
+            f"{self.disagree} disagree",
+            "  artifact decided at: "
+            + ", ".join(f"{k} {n}" for k, n in sorted(self.stages.items())),
+        ]
         axes = sorted({(a, v) for a, v, _ in self.by_axis})
         for axis, value in axes:
             ok, bad = self.by_axis[(axis, value, True)], self.by_axis[(axis, value, False)]
