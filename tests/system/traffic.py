@@ -114,6 +114,22 @@ class Traffic:
                 if s.identity is None or s.identity.startswith("spiffe://")
             }
         )
+        # per route target, the services some allow rule lets call it: drawn more
+        # often, so that a good share of requests is allowed (all-deny proves little)
+        spiffe = {
+            s.name: s.identity or f"spiffe://{domain}/ns/{s.namespace}/sa/{s.name}"
+            for s in project.services
+            if s.identity is None or s.identity.startswith("spiffe://")
+        }
+        self.callers: dict[str, list[str]] = {}
+        for policy in project.policies:
+            for rule in policy.rules:
+                who, what = rule.principal, rule.resource
+                if rule.effect != "allow" or who.type != "service" or what.type != "service":
+                    continue
+                callers = [spiffe[n] for n in who.ids or spiffe if n in spiffe]
+                for target in what.ids or [s.name for s in project.services]:
+                    self.callers.setdefault(target, []).extend(callers)
         self.principal_ids = sorted(
             {
                 pid
@@ -157,10 +173,14 @@ class Traffic:
             token = headers.pop()[1].removeprefix("Bearer ")
             path += ("&" if "?" in path else "?") + f"access_token={token}"
         axes["spoof"] = self._spoof(rng, headers)
-        peer_kind = rng.choice(("none", "service", "service", "unknown", "untrusted"))
+        peer_kind = rng.choice(("none", "service", "service", "service", "unknown", "untrusted"))
         peer = None
+        target = (
+            route.target.ref.name if route is not None and route.target.kind == "service" else ""
+        )
         if peer_kind == "service" and self.spiffe_ids:
-            peer = peer_for(rng.choice(self.spiffe_ids))
+            pool = self.callers.get(target) if rng.random() < 0.7 else None
+            peer = peer_for(rng.choice(pool or self.spiffe_ids))
         elif peer_kind == "unknown":
             peer = peer_for(f"spiffe://{self.trust_domain}/ns/elsewhere/sa/stranger")
         elif peer_kind == "untrusted" and self.spiffe_ids:
