@@ -197,13 +197,19 @@ class Report:
             req = drawn.request
             lines.append(f"  DISAGREE x{count}: {key}")
             lines.append(
-                f"    e.g. {req.method} {req.path} headers={list(req.headers)} "
+                f"    e.g. {req.method} {req.path} headers={_short(req.headers)} "
                 f"source={req.source_ip} peer={req.peer.uri_sans if req.peer else None} "
                 f"axes={dict(drawn.axes)}"
             )
-            lines.append(f"    expected: {expected.reason.splitlines()[0][:200]}")
+            why = " | ".join(expected.reason.splitlines()[:3])
+            lines.append(f"    expected: {why[:300]}")
             lines.append(f"    artifact: {outcome.status} {outcome.reason}")
         return "\n".join(lines)
+
+
+def _short(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Headers for a report line: long values (tokens) cut to their start."""
+    return [(k, v if len(v) <= 48 else v[:40] + "...") for k, v in headers]
 
 
 def _bootstraps(files: Mapping[str, bytes]) -> dict[str, dict[str, Any]]:

@@ -16,6 +16,7 @@ Envoy target emits downstream TLS and jwt_authn (issue 12, part `ident`).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,8 @@ def test_edge_agrees_with_the_engine(name: str) -> None:
     assert mtls.disagree == 0, mtls.summary()
 
 
-def with_identity(project: m.Project) -> m.Project:
-    """Every gateway accepts a JWT provider and requires client certificates."""
+def with_identity(project: m.Project, *, tls: bool = True) -> m.Project:
+    """Every gateway accepts a JWT provider (and, with `tls`, asks for client certificates)."""
     provider = m.Provider(
         package="platform",
         name="sysdiff-idp",
@@ -65,10 +66,12 @@ def with_identity(project: m.Project) -> m.Project:
         groups_claim="groups",
     )
     ref = m.Ref(package=provider.package, name=provider.name)
-    tls = m.GatewayTls(cert_sds="gateway-cert", client_certs="optional", client_ca_sds="mesh-ca")
-    gateways = tuple(
-        g.model_copy(update={"providers": (ref,), "tls": tls}) for g in project.gateways
-    )
+    update: dict[str, object] = {"providers": (ref,)}
+    if tls:
+        update["tls"] = m.GatewayTls(
+            cert_sds="gateway-cert", client_certs="optional", client_ca_sds="mesh-ca"
+        )
+    gateways = tuple(g.model_copy(update=update) for g in project.gateways)
     return project.model_copy(
         update={"providers": (*project.providers, provider), "gateways": gateways}
     )
@@ -79,9 +82,10 @@ def with_identity(project: m.Project) -> m.Project:
     reason="the Envoy target emits no downstream TLS and no jwt_authn yet (issue 12: ident); "
     "flip this after merging it",
 )
-def test_acceptance_identity_at_the_edge() -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["jwt", "jwt+mtls"])
+def test_acceptance_identity_at_the_edge(tls: bool) -> None:
     """Tokens (valid, expired, forged, wrong audience/issuer, alg none) and client certificates."""
-    engine, files = build(REPO / "policies", with_identity)
+    engine, files = build(REPO / "policies", functools.partial(with_identity, tls=tls))
     report = differential(engine, files, requests=2000, seed=14)
     print(report.summary())
     assert report.disagree == 0, report.summary()
