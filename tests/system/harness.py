@@ -64,7 +64,8 @@ def build(
         compilation = compile_tree(copy)
         project = compilation.project
         if project is None:
-            raise AssertionError(f"{tree} does not compile: {compilation.diagnostics}")
+            errors = [f"{d.code} {d.message}" for d in compilation.diagnostics if d.is_error]
+            raise AssertionError(f"{tree} does not compile: {errors}")
         if edit is not None:
             project = edit(project)
         jwks = json.dumps(Credentials.make().jwks())
