@@ -299,3 +299,53 @@ def test_istio_order_and_matching() -> None:
     }
     assert istio([strict], IstioRequest("foo", mtls=False)) == 0
     assert istio([strict], IstioRequest("foo", mtls=True)) == 200
+
+
+def test_istio_custom_then_deny_then_allow() -> None:
+    def policy(action: str, rules: list[dict]) -> dict:
+        spec = {"action": action, "rules": rules}
+        if action == "CUSTOM":
+            spec["provider"] = {"name": "ext"}
+        return {"kind": "AuthorizationPolicy", "metadata": {"namespace": "foo"}, "spec": spec}
+
+    custom = policy("CUSTOM", [{"to": [{"operation": {"paths": ["/admin/*"]}}]}])
+    allow = policy("ALLOW", [{}])  # one empty rule matches every request
+    asked: list[str] = []
+
+    def ext(req: IstioRequest) -> bool:
+        asked.append(req.path)
+        return req.headers.get("x-ok") == "1"
+
+    def run(docs: list[dict], req: IstioRequest) -> int:
+        return decide(docs, req, jwks={}, now=NOW, ext_authz=ext).status
+
+    assert run([custom, allow], IstioRequest("foo", path="/admin/x")) == 403
+    assert run([custom, allow], IstioRequest("foo", path="/admin/x", headers={"x-ok": "1"})) == 200
+    assert run([custom, allow], IstioRequest("foo", path="/public")) == 200  # CUSTOM not asked
+    assert asked == ["/admin/x", "/admin/x"]
+    # a missing value never matches a positive field and always satisfies a negative one
+    deny_plain = policy("DENY", [{"from": [{"source": {"notPrincipals": ["*"]}}]}])
+    assert run([deny_plain], IstioRequest("foo", mtls=False)) == 403
+    assert run([deny_plain], IstioRequest("foo", peer="td/ns/a/sa/b")) == 200
+    by_ns = policy("ALLOW", [{"from": [{"source": {"namespaces": ["web"]}}]}])
+    assert run([by_ns], IstioRequest("foo", peer="td/ns/web/sa/x")) == 200
+    assert run([by_ns], IstioRequest("foo", mtls=False, peer="td/ns/web/sa/x")) == 403
+    blocks = policy(
+        "ALLOW",
+        [
+            {
+                "from": [{"source": {"ipBlocks": ["10.0.0.0/8"], "notIpBlocks": ["10.9.0.0/16"]}}],
+                "to": [{"operation": {"hosts": ["API.example"], "ports": ["8080"]}}],
+            }
+        ],
+    )
+    assert run([blocks], IstioRequest("foo", source_ip="10.1.1.1", host="api.EXAMPLE")) == 200
+    assert run([blocks], IstioRequest("foo", source_ip="10.9.1.1", host="api.example")) == 403
+    assert (
+        run([blocks], IstioRequest("foo", source_ip="10.1.1.1", host="api.example", port=9090))
+        == 403
+    )
+    # a policy in another namespace, or selecting other labels, does not apply
+    other = {**allow, "spec": {"selector": {"matchLabels": {"app": "db"}}, "rules": []}}
+    assert run([other], IstioRequest("foo", labels={"app": "web"})) == 200
+    assert run([other], IstioRequest("foo", labels={"app": "db"})) == 403
