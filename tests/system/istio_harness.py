@@ -92,6 +92,15 @@ def istio_differential(
     report = Report()
     rng = random.Random(seed)
     callers = list(project.services)
+    # callers some allow rule lets reach each destination, drawn more often
+    allowed: dict[str, list[m.Service]] = {}
+    rules = [r for p in project.policies for r in p.rules if r.effect == "allow"]
+    for r in rules:
+        if r.principal.type == "service" and r.resource.type == "service":
+            for target in r.resource.ids or [s.name for s in callers]:
+                allowed.setdefault(target, []).extend(
+                    s for s in callers if r.principal.ids is None or s.name in r.principal.ids
+                )
     for dest in project.services:
         labels = workloads.get((dest.namespace, dest.name))
         if labels is None:
@@ -99,7 +108,8 @@ def istio_differential(
         paths = [r.path for p in project.policies for r in p.rules if r.path] or ["/"]
         for _ in range(requests):
             axes: dict[str, str] = {}
-            caller = rng.choice([*callers, None, None])
+            pool = allowed.get(dest.name) if rng.random() < 0.5 else None
+            caller = rng.choice(pool) if pool else rng.choice([*callers, None, None])
             mtls = caller is not None or rng.random() < 0.5
             peer_id = identity(caller) if caller is not None else None
             if caller is None and mtls:
@@ -111,7 +121,10 @@ def istio_differential(
                 axes["path"] = "non-normal"
             else:
                 axes["path"] = "rule"
-            method = rng.choice(METHODS)
+            actions = sorted(
+                {a for r in rules if dest.name in (r.resource.ids or ()) for a in r.actions}
+            )
+            method = rng.choice(actions) if actions and rng.random() < 0.6 else rng.choice(METHODS)
             headers: dict[str, str] = {"host": dest.name}
             variant = rng.choice(("none", *TOKEN_VARIANTS))
             axes["token"] = variant

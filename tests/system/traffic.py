@@ -30,7 +30,15 @@ from mcpdsl.ir import model as m
 __all__ = ["Drawn", "Traffic"]
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
-SOURCES = ("10.1.2.3", "10.250.0.7", "192.168.7.20", "203.0.113.9", "100.64.3.2", "2001:db8::7")
+SOURCES = (
+    "10.1.2.3",
+    "10.20.0.5",
+    "10.250.0.7",
+    "192.168.7.20",
+    "203.0.113.9",
+    "100.64.3.2",
+    "2001:db8::7",
+)
 SEGMENTS = ("items", "a", "42", "x.y", "tool-1", "%20sp", "caf%C3%A9", "~u", "v1.0", "A")
 GROUPS = ("support", "platform-admins", "sre", "users")
 IDENTITY_HEADERS = (
