@@ -13,6 +13,8 @@ at gateway G,
   (issuer, audiences, clock skew, JWKS) through the provider's claim mapping;
   a token that does not verify is a 401; otherwise the verified peer's SPIFFE
   id names a service (`workload_identity`); otherwise nobody (`{}`);
+* a token in the `access_token` query parameter is no credential (OAuth 2.1
+  and the MCP authorization spec forbid tokens in URIs): it names nobody;
 * `request.auth.mfa` from the provider's `mfa` claim mapping;
 * `source.ip` is the peer address, `source.namespace` the verified peer's;
 * `context` only from G's trusted headers, and only from a peer inside the
