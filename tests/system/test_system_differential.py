@@ -35,8 +35,26 @@ pytestmark = pytest.mark.skipif(
     reason="system component missing: the OPA engine (opa-golib-python-bindings)",
 )
 
+
+def _declares(tree: Path, keyword: str) -> bool:
+    return any(
+        line.startswith(f"{keyword} ")
+        for f in tree.rglob("*.mcp")
+        for line in f.read_text(encoding="utf-8").splitlines()
+    )
+
+
+# every example with a gateway: those with access policies are asserted below,
+# those without go to test_tree_without_policies
+EXAMPLES = sorted(
+    p for p in (REPO / "examples").iterdir() if p.is_dir() and _declares(p, "gateway")
+)
+WITH_POLICIES = {f"examples/{p.name}": (p, 1000) for p in EXAMPLES if _declares(p, "policy")}
+WITHOUT_POLICIES = {f"examples/{p.name}": p for p in EXAMPLES if not _declares(p, "policy")}
+
 # tree -> requests per gateway (plaintext run; the mTLS run draws as many again)
 TREES = {
+    **WITH_POLICIES,
     "policies": (REPO / "policies", 3000),
     "B0121": (FIXTURES / "B0121-deny-reads-context", 600),
     "B0122": (FIXTURES / "B0122-allow-requires-auth", 600),
@@ -113,8 +131,8 @@ def test_acceptance_identity_at_the_edge(tls: bool) -> None:
 )
 @pytest.mark.parametrize(
     "tree",
-    [FIXTURES / "B0110-limit-per-team", REPO / "examples" / "integration"],
-    ids=["B0110", "integration"],
+    [FIXTURES / "B0110-limit-per-team", *WITHOUT_POLICIES.values()],
+    ids=["B0110", *WITHOUT_POLICIES],
 )
 def test_tree_without_policies(tree: Path) -> None:
     engine, files = build(tree)
