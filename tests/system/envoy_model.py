@@ -540,7 +540,10 @@ class EnvoyModel:
             **route.get("typed_per_filter_config", {}),
         }
         metadata: dict[str, Any] = {}
-        facts = lambda: _Facts(headers, req.source_ip, self.port, peer, metadata)  # noqa: E731
+
+        def facts() -> _Facts:  # what RBAC sees now (earlier filters may have changed it)
+            return _Facts(headers, req.source_ip, self.port, peer, metadata)
+
         for http_filter in hcm.get("http_filters", []):
             fname = http_filter["name"]
             config = http_filter.get("typed_config", {})
