@@ -374,7 +374,9 @@ def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
     cidr = sources or any(_policy_uses_cidr(p) for p in project.policies)
     lib = render_template("lib.rego.j2", version=ctx.version, cidr=cidr)
     main = render_template("main.rego.j2", version=ctx.version, policies=main_policies)
-    envoy = render_template("envoy.rego.j2", version=ctx.version, **rego_constants())
+    envoy = render_template(
+        "envoy.rego.j2", version=ctx.version, sources=sources, **rego_constants()
+    )
     files[f"{ROOT}/lib.rego"] = lib.encode("utf-8")
     files[f"{ROOT}/main.rego"] = main.encode("utf-8")
     files[f"{ROOT}/envoy.rego"] = envoy.encode("utf-8")
