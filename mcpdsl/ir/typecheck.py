@@ -12,6 +12,7 @@ import ipaddress
 
 from mcpdsl.diagnostics import Diagnostic, make
 from mcpdsl.ir import model as m
+from mcpdsl.ir.lints import missing_attribute_lints
 from mcpdsl.ir.globs import glob_error
 
 CONDITION_ROOTS = ("principal", "resource", "source", "request", "context", "now", "risk", "action")
@@ -263,6 +264,7 @@ def typecheck(project: m.Project) -> list[Diagnostic]:
     for integration in project.integrations:
         for mp in integration.mappings:
             mapping.type_of(mp.expr)
+    diags.extend(missing_attribute_lints(project))
     return diags
 
 
