@@ -12,8 +12,8 @@ import ipaddress
 
 from mcpdsl.diagnostics import Diagnostic, make
 from mcpdsl.ir import model as m
-from mcpdsl.ir.lints import missing_attribute_lints
 from mcpdsl.ir.globs import glob_error
+from mcpdsl.ir.lints import missing_attribute_lints
 
 CONDITION_ROOTS = ("principal", "resource", "source", "request", "context", "now", "risk", "action")
 MAPPING_ROOTS = ("$",)
