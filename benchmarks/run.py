@@ -14,7 +14,17 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("frontend", "ir", "build", "engine", "analysis", "optimize", "watch", "lsp")
+ORDER = (
+    "frontend",
+    "ir",
+    "build",
+    "engine",
+    "checkrequest",
+    "analysis",
+    "optimize",
+    "watch",
+    "lsp",
+)
 
 
 def main(argv: list[str]) -> int:

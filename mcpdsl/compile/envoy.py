@@ -40,6 +40,7 @@ from mcpdsl.compile.envoy_matchers import (
 )
 from mcpdsl.compile.serialize import dump_json
 from mcpdsl.ir import model as m
+from mcpdsl.ir.door import door_mapping
 from mcpdsl.ir.paths import rewrite_path, route_rewrite
 
 __all__ = ["NAME", "compile", "rewrite_path"]
@@ -82,6 +83,7 @@ class _Index:
     """Lookups over the project (declarations by package and name)."""
 
     def __init__(self, project: m.Project) -> None:
+        self.project = project
         self.services = {(s.package, s.name): s for s in project.services}
         self.integrations = {(i.package, i.name): i for i in project.integrations}
         self.balances: dict[tuple[str, str], m.Balance] = {}
@@ -183,7 +185,11 @@ class _Gateway:
         for t in targets:
             if t not in self.upstreams:
                 self.upstreams.append(t)
-        self.authz = [self._authz(r, t) for r, t in zip(gateway.routes, targets, strict=True)]
+        self.door = door_mapping(index.project, gateway)
+        self.authz = [
+            self._authz(i, r, t)
+            for i, (r, t) in enumerate(zip(gateway.routes, targets, strict=True))
+        ]
         self.delegated = any(a.delegated for a in self.authz)
         self.clusters = cluster_names(
             [u for u in self.upstreams if isinstance(u, m.Service)],
@@ -202,13 +208,13 @@ class _Gateway:
 
     # ------------------------------------------------------------ authz
 
-    def _authz(self, route: m.Route, upstream: m.Service | m.Integration) -> RouteAuthz:
-        if isinstance(upstream, m.Service):
-            resource = Resource("service", upstream.name)
-        else:
-            resource = Resource("tool", upstream.tool) if upstream.tool else Resource(None, None)
+    def _authz(self, i: int, route: m.Route, upstream: m.Service | m.Integration) -> RouteAuthz:
+        named = self.door.routes[i]  # the resource the CheckRequest mapping gives the route
+        resource = Resource(*named) if named is not None else Resource(None, None)
         where = f"{self.where}, route {route.path}"
-        authz = route_authz(self.index.policies, resource, route, self.index.identities, where)
+        authz = route_authz(
+            self.index.policies, resource, route, self.index.identities, where, self.door
+        )
         for r in authz.records:
             record = Enforcement(rule=r.rule, target=NAME, where=r.where, status=r.status)
             if r.status is Status.ENFORCED:

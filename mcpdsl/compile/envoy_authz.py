@@ -16,13 +16,14 @@ policy (its allow rules; none = deny all).  Otherwise the route goes through
 ext_authz to OPA, and RBAC keeps only the expressible deny rules (safe:
 deny overrides allow).  Allow rules are never encoded partially.
 
-What ext_authz hands OPA is less than the request document: the OPA-Envoy
-entry point (targets/opa/envoy.rego.j2) has no `context`, an empty
-`request.auth`, a principal with only `type`, `id` and `identity`, and it
-denies a decision carrying obligations.  A delegated
-rule reading those attributes is therefore recorded as `not-enforced` (a deny
-that cannot fire: fails open) or `narrowed` (an allow that cannot fire, or
-whose obligations nothing proves: fails closed); `mcpdsl build` reports both.
+What ext_authz hands OPA is what the gateway's door provides
+(`mcpdsl.ir.door.DoorMapping.provides`, the table both the evaluator's and
+the Rego's CheckRequest mapping read): the peer's service identity always;
+principal claims and `request.auth.mfa` only from an accepted provider;
+`context` only from its trusted headers.  A delegated rule reading anything
+else is recorded as `not-enforced` (a deny that cannot fire: fails open) or
+`narrowed` (an allow that cannot fire, or whose obligations the door cannot
+prove: fails closed); `mcpdsl build` reports both.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 
 from mcpdsl.diagnostics import Status
 from mcpdsl.ir import model as m
+from mcpdsl.ir.door import DoorMapping
 from mcpdsl.ir.globs import glob_regex, is_literal
 from mcpdsl.ir.paths import globs_overlap
 from mcpdsl.source import Span
@@ -86,17 +88,9 @@ class Record:
     effect: str = "allow"
 
 
-#: Attribute prefixes the ext_authz entry point does not provide (envoy.rego.j2).
-UNPROVIDED = ("context", "request.auth")
-#: The principal attributes it does provide (`type`, `id`, `identity`): no others.
-PRINCIPAL_PROVIDED = frozenset({"type", "id", "identity"})
-
-
-def _unprovided(attr: m.Attr) -> bool:
-    if attr.root == "principal":
-        return bool(attr.path) and attr.path[0] not in PRINCIPAL_PROVIDED
-    dotted = attr.dotted()
-    return any(dotted == p or dotted.startswith(p + ".") for p in UNPROVIDED)
+def _unprovided(attr: m.Attr, door: DoorMapping) -> bool:
+    """Whether the door never fills `attr` (so a request through it always lacks it)."""
+    return not door.provides(attr)
 
 
 # ---------------------------------------------------------------- formulas
@@ -349,14 +343,14 @@ def _invisible_reads(e: m.Node | None) -> list[str]:
     return out
 
 
-def unprovided_reads(expr: m.Node | None) -> list[str]:
-    """The attributes `expr` reads that ext_authz leaves missing (`UNPROVIDED`), in order."""
+def unprovided_reads(expr: m.Node | None, door: DoorMapping) -> list[str]:
+    """The attributes `expr` reads that the door never provides, in source order."""
     out: list[str] = []
 
     def walk(x: object) -> None:
         if isinstance(x, m.Attr):
             dotted = x.dotted()
-            if _unprovided(x) and dotted not in out:
+            if _unprovided(x, door) and dotted not in out:
                 out.append(dotted)
         elif isinstance(x, m.Node):
             for name in type(x).model_fields:
@@ -380,22 +374,26 @@ def _reads_risk(expr: m.Node | None) -> bool:
 
 
 def delegated_status(
-    rule: m.Rule, policy: m.Policy, obligations: list[str]
+    rule: m.Rule, policy: m.Policy, obligations: list[str], door: DoorMapping
 ) -> tuple[Status, tuple[str, ...]]:
     """How ext_authz -> OPA carries a rule (module docstring), and why when not fully.
 
-    `risk` is the policy's risk terms, so a rule reading it reads what they read.
+    The facts are the door's (`DoorMapping.provides`, `auth_fields`): what its
+    CheckRequest mapping can fill, given the gateway's providers and trusted
+    headers.  `risk` is the policy's risk terms, so a rule reading it reads
+    what they read.
     """
-    reads = unprovided_reads(rule.condition)
+    reads = unprovided_reads(rule.condition, door)
     if _reads_risk(rule.condition):
         for term in policy.risk:
-            reads.extend(r for r in unprovided_reads(term.condition) if r not in reads)
+            reads.extend(r for r in unprovided_reads(term.condition, door) if r not in reads)
     why: list[str] = []
     if reads:
         names = ", ".join(f"`{r}`" for r in reads)
         why.append(f"it reads {names}, which the ext_authz request does not carry")
-    if rule.effect == "allow" and obligations:
-        names = ", ".join(f"`{o}`" for o in obligations)
+    unproven = [o for o in obligations if o not in door.auth_fields]
+    if rule.effect == "allow" and unproven:
+        names = ", ".join(f"`{o}`" for o in unproven)
         why.append(f"its policy may require {names}, which nothing proves at ext_authz")
     if not why:
         return Status.ENFORCED, ()
@@ -500,6 +498,7 @@ def route_authz(
     route: m.Route,
     identities: dict[str, list[str | None]],
     where: str,
+    door: DoorMapping,
 ) -> RouteAuthz:
     """Split the route's access control between RBAC and ext_authz (module docstring)."""
     out = RouteAuthz(resource)
@@ -535,7 +534,7 @@ def route_authz(
                 out.records.append(Record(key, f"rbac deny, {where}", span))
             elif out.delegated:
                 because = why or f"route delegated: {out.reason}"
-                status, missing = delegated_status(rule, policy, obligations)
+                status, missing = delegated_status(rule, policy, obligations, door)
                 text = f"ext_authz -> opa, {where} ({because})"
                 out.records.append(Record(key, text, span, status, missing, where, rule.effect))
             elif policy.default == "allow":

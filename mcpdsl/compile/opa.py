@@ -6,7 +6,8 @@ Output (paths relative to the build root):
     opa/mcp/lib.rego              package mcp.lib: the three-valued expression helpers
     opa/mcp/main.rego             package mcp.main: decision and allow over every policy
     opa/mcp/envoy.rego            package mcp.envoy: allow for an Envoy ext_authz CheckRequest
-    opa/data.json                 {"mcp": {"meta": ...}}: policy metadata, service identities
+    opa/data.json                 {"mcp": {"meta": ...}}: policy metadata, service identities,
+                                  the CheckRequest mapping of every door (`mcpdsl.ir.door`)
     opa/bundle.tar.gz             an OPA bundle of the above with a `.manifest`
     opa/config.yaml               OPA configuration: the OPA-Envoy plugin and the bundle source
 
@@ -42,6 +43,7 @@ from mcpdsl.compile.opa_expr import (
 )
 from mcpdsl.compile.serialize import dump_json, dump_yaml
 from mcpdsl.ir import model as m
+from mcpdsl.ir.door import doors, doors_data, rego_constants
 from mcpdsl.ir.globs import PATH_PROBLEMS, glob_regex
 from mcpdsl.resources import read_text
 
@@ -311,6 +313,8 @@ def data_document(
         "policies": policies,
         "services": services,
         "identities": dict(sorted(identities.items())),
+        # the CheckRequest mapping of every door (mcp.envoy reads it; docs/runtime.md)
+        "doors": doors_data(doors(project)),
     }
     return {ROOT: {"meta": meta}}
 
@@ -365,10 +369,14 @@ def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
         for rule in policy.rules:
             record = Enforcement(rule=f"{policy.name}/{rule.id}", target=NAME, where=where)
             output.enforced(record, rule.span or policy.span)
-    cidr = any(_policy_uses_cidr(p) for p in project.policies)
+    # `_ip_in` also serves the trusted headers' `sources` in mcp.envoy
+    sources = any(h.sources for g in project.gateways for h in g.trusted_headers)
+    cidr = sources or any(_policy_uses_cidr(p) for p in project.policies)
     lib = render_template("lib.rego.j2", version=ctx.version, cidr=cidr)
     main = render_template("main.rego.j2", version=ctx.version, policies=main_policies)
-    envoy = render_template("envoy.rego.j2", version=ctx.version)
+    envoy = render_template(
+        "envoy.rego.j2", version=ctx.version, sources=sources, **rego_constants()
+    )
     files[f"{ROOT}/lib.rego"] = lib.encode("utf-8")
     files[f"{ROOT}/main.rego"] = main.encode("utf-8")
     files[f"{ROOT}/envoy.rego"] = envoy.encode("utf-8")

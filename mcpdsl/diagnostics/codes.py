@@ -381,6 +381,22 @@ _TABLE: tuple[Code, ...] = (
         "A gateway routes to a service that has no `balance` block; it gets round-robin\n"
         "balancing, no health checks, no outlier ejection and no rate limit.\n",
     ),
+    Code(
+        "W0106",
+        _W,
+        "deny does not fire when an attribute is missing",
+        "A `deny` condition tests `X != v` or `X not in [...]`, and a request may lack `X`.\n"
+        "Both comparisons are false when `X` is missing (docs/semantics.md: a MISSING side\n"
+        "makes `==`, `!=`, `in` and `not in` false), so the deny does not fire for a request\n"
+        "without the attribute, which is rarely what was meant:\n\n"
+        '    deny any -> service billing when context.tier != "gold"\n\n'
+        "does not deny a request that carries no `context.tier` at all. Say it with\n"
+        "`unless`, which fires when the attribute is missing:\n\n"
+        '    deny any -> service billing unless context.tier == "gold"\n\n'
+        "(`unless C` is `when not C`, and `not` of a MISSING comparison is true.) If a\n"
+        "request without the attribute should pass, keep the rule: the warning only says\n"
+        "what it does. `action`, `now` and `risk` are never missing.\n",
+    ),
     # ------------------------------------------------ carbon and the optimiser (E07xx)
     Code(
         "E0701",

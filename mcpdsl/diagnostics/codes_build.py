@@ -151,12 +151,14 @@ BUILD_TABLE: tuple[Code, ...] = (
         _W,
         "deny rule not enforced at the gateway",
         "The rule is delegated from an Envoy gateway to OPA through ext_authz, but it reads\n"
-        "attributes that enforcement point does not provide: the ext_authz request carries\n"
-        "no `context`, an empty `request.auth` and a principal with only `type`, `id` and\n"
-        "`identity`. Those attributes are missing there, so a deny reading them (directly\n"
-        "or through `risk`) cannot fire at the gateway: it fails open. Enforce the rule where\n"
-        "the attributes exist (the embedded engine, or OPA queried with the full request), or\n"
-        "deny on attributes the gateway sees (identity, method, path, headers, source ip).\n",
+        "attributes that gateway's door never provides (docs/runtime.md): the peer's service\n"
+        "identity, method, path, query, headers and source are always there; principal\n"
+        "claims (`email`, `groups`, ...) and `request.auth.mfa` only from a provider the\n"
+        "gateway accepts; `context` only from the headers it trusts. Those attributes are\n"
+        "missing there, so a deny reading them (directly or through `risk`) cannot fire at\n"
+        "the gateway: it fails open. Accept a provider or trust a header that supplies the\n"
+        "attribute, enforce the rule where it exists (the embedded engine, or OPA queried\n"
+        "with the full request), or deny on attributes the gateway sees.\n",
         strict=True,
     ),
     Code(
@@ -164,9 +166,10 @@ BUILD_TABLE: tuple[Code, ...] = (
         _W,
         "allow rule narrowed at the gateway",
         "The rule is delegated from an Envoy gateway to OPA through ext_authz, but it reads\n"
-        "attributes that enforcement point does not provide (`context`, `request.auth`,\n"
-        "principal attributes other than `type`, `id` and `identity`), or its policy may\n"
-        "require an obligation, which nothing proves there.\n"
+        "attributes that gateway's door never provides (principal claims or\n"
+        "`request.auth.mfa` without an accepted provider, `context` without a trusted\n"
+        "header; docs/runtime.md), or its policy may require an obligation the door cannot\n"
+        "prove (only `mfa`, from an accepted provider's token, is proven there).\n"
         "An allow reading them cannot fire there, so the gateway denies requests the policy\n"
         "allows: it fails closed.\n",
         strict=True,

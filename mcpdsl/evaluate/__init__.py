@@ -23,6 +23,8 @@ One module per concern:
 | `limits` | token buckets for `limit` clauses |
 | `project` | `PreparedProject`, `prepare_project`: all of the above, prepared once |
 | `testing` | running `test` blocks (`mcpdsl test`) with rule coverage |
+| `target` | `split_target`: a request target to `request.path` and `request.query` |
+| `checkrequest` | an Envoy/Istio CheckRequest to the canonical request (docs/runtime.md) |
 
 This `__init__` imports nothing: `import mcpdsl.evaluate.values` loads only
 what it needs, and the package has no facade cycle.  The host's facade,

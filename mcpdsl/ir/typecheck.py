@@ -13,6 +13,7 @@ import ipaddress
 from mcpdsl.diagnostics import Diagnostic, make
 from mcpdsl.ir import model as m
 from mcpdsl.ir.globs import glob_error
+from mcpdsl.ir.lints import missing_attribute_lints
 
 CONDITION_ROOTS = ("principal", "resource", "source", "request", "context", "now", "risk", "action")
 MAPPING_ROOTS = ("$",)
@@ -263,6 +264,7 @@ def typecheck(project: m.Project) -> list[Diagnostic]:
     for integration in project.integrations:
         for mp in integration.mappings:
             mapping.type_of(mp.expr)
+    diags.extend(missing_attribute_lints(project))
     return diags
 
 

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 
 # spiffe://<trust domain>/ns/<namespace>/sa/<service account>, nothing more.
-_K8S_SPIFFE = re.compile(
+K8S_SPIFFE_PATTERN = (
     r"^spiffe://(?P<td>[a-z0-9._-]+)/ns/(?P<ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)"
     r"/sa/(?P<sa>[a-z0-9]([-a-z0-9.]*[a-z0-9])?)$"
 )
+_K8S_SPIFFE = re.compile(K8S_SPIFFE_PATTERN)
 
 
 @dataclass(frozen=True, order=True)
@@ -49,7 +50,7 @@ class WorkloadIdentity:
 
 def parse_spiffe(uri: str) -> WorkloadIdentity | None:
     """The identity of a Kubernetes-shaped SPIFFE id, or None for any other shape."""
-    found = _K8S_SPIFFE.match(uri)
+    found = _K8S_SPIFFE.fullmatch(uri)  # not `match`: `$` would accept a final newline
     if found is None:
         return None
     return WorkloadIdentity(found["td"], found["ns"], found["sa"])

@@ -616,41 +616,41 @@ def test_ipv6_network() -> None:
 
 
 def check_request(
-    peer: str | None, method: str, path: str, ip: str, resource: tuple[str, str] | None
+    peer: str | None, method: str, path: str, ip: str, destination: str | None
 ) -> dict[str, Any]:
-    """An Envoy ext_authz CheckRequest as the OPA-Envoy plugin gives it to OPA."""
+    """An east-west CheckRequest (Istio CUSTOM) as the OPA-Envoy plugin gives it to OPA."""
     source: dict[str, Any] = {"address": {"socketAddress": {"address": ip, "portValue": 40000}}}
     if peer is not None:
         source["principal"] = peer
     attributes: dict[str, Any] = {
         "source": source,
         "request": {"http": {"method": method, "path": path, "headers": {"x-a": "1"}}},
-        "contextExtensions": {"mcpdsl.gateway": "platform.public", "mcpdsl.route": "0"},
     }
-    if resource is not None:
-        attributes["contextExtensions"]["mcpdsl.resource.type"] = resource[0]
-        attributes["contextExtensions"]["mcpdsl.resource.id"] = resource[1]
+    if destination is not None:
+        attributes["destination"] = {"principal": destination}
     return {"attributes": attributes, "parsed_path": [], "parsed_query": {}}
 
 
 API_IDENTITY = "spiffe://mcp.local/ns/core/sa/api"
+# postgres declares no identity: it runs as its workload identity (mcpdsl.ir.workload)
+POSTGRES_IDENTITY = "spiffe://cluster.local/ns/data/sa/postgres"
 
 
 def test_envoy_entry_point_maps_a_check_request() -> None:
     query = "x := [data.mcp.envoy.request, data.mcp.envoy.decision, data.mcp.envoy.allow]"
-    inside = check_request(API_IDENTITY, "CONNECT", "/", "10.1.2.3", POSTGRES)
+    inside = check_request(API_IDENTITY, "CONNECT", "/?a=%41", "10.1.2.3", POSTGRES_IDENTITY)
     got = opa_eval(NETWORK, inside, query)["x"]
     assert got[0] == {
         "principal": {"type": "service", "id": "api", "identity": API_IDENTITY},
         "action": "CONNECT",
         "resource": {"type": "service", "id": "postgres"},
-        "request": {"path": "/", "headers": {"x-a": "1"}, "auth": {}},
+        "request": {"path": "/", "query": {"a": "A"}, "headers": {"x-a": "1"}, "auth": {}},
         "source": {"ip": "10.1.2.3", "namespace": "core"},
         "context": {},
     }
     assert same(got[1], decision(True, ["network/pod-network"]))
     assert got[1] == opa_eval(NETWORK, got[0]) and got[2] is True
-    outside = check_request(API_IDENTITY, "CONNECT", "/", "192.168.0.1", POSTGRES)
+    outside = check_request(API_IDENTITY, "CONNECT", "/", "192.168.0.1", POSTGRES_IDENTITY)
     assert opa_eval(NETWORK, outside, query)["x"][1:] == [
         decision(False, ["network/outside"]),
         False,
@@ -660,7 +660,7 @@ def test_envoy_entry_point_maps_a_check_request() -> None:
 def test_envoy_entry_point_without_a_known_identity() -> None:
     query = "x := [data.mcp.envoy.request, data.mcp.envoy.allow]"
     stranger = "spiffe://mcp.local/ns/data/sa/etl"
-    got = opa_eval(NETWORK, check_request(stranger, "GET", "/", "10.1.2.3", API), query)["x"]
+    got = opa_eval(NETWORK, check_request(stranger, "GET", "/", "10.1.2.3", None), query)["x"]
     assert got[0]["principal"] == {"identity": stranger}
     assert got[0]["source"] == {"ip": "10.1.2.3", "namespace": "data"}
     assert got[1] is False
@@ -669,11 +669,13 @@ def test_envoy_entry_point_without_a_known_identity() -> None:
     assert got[1] is False
     for garbage in ({"attributes": "x"}, {"attributes": {"request": 5, "source": []}}, []):
         assert opa_eval(NETWORK, garbage, "data.mcp.envoy.allow") is False
+        refusal = opa_eval(NETWORK, garbage, "data.mcp.envoy.decision")["refusal"]
+        assert refusal.startswith("the CheckRequest ")
 
 
-def test_envoy_entry_point_never_proves_obligations() -> None:
+def test_envoy_entry_point_proves_no_obligation_without_a_provider() -> None:
     frontend = "spiffe://mcp.local/ns/web/sa/frontend"
-    req = check_request(frontend, "DELETE", "/v1/items/1", "10.0.0.1", API)
+    req = check_request(frontend, "DELETE", "/v1/items/1", "10.0.0.1", API_IDENTITY)
     got = opa_eval(ACCESS, req, "x := [data.mcp.envoy.decision, data.mcp.envoy.allow]")["x"]
     assert same(got[0], decision(True, ["zero-trust/deletes"], ["audit"], risk=0.4))
     assert got[1] is False

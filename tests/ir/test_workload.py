@@ -38,6 +38,7 @@ def test_the_namespace_the_pods_run_in_wins() -> None:
         "https://td/ns/core/sa/x",
         "spiffe://td/sa/x/ns/core",
         "spiffe:///ns/core/sa/x",
+        "spiffe://td/ns/core/sa/x\n",  # `$` alone would accept a final newline
     ],
 )
 def test_other_shapes_are_not_kubernetes_identities(uri: str) -> None:
