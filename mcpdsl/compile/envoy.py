@@ -209,7 +209,9 @@ class _Gateway:
             self._limit(r, t) for r, t in zip(gateway.routes, targets, strict=True)
         ]
         self._note_shared_limits(targets)
-        self.jwt, self.jwks_clusters = jwt_authn(index.project, accepted(index.project, gateway), out)
+        self.jwt, self.jwks_clusters = jwt_authn(
+            index.project, accepted(index.project, gateway), out
+        )
 
     def cluster_of(self, upstream: m.Service | m.Integration) -> str:
         return self.clusters[(upstream.kind, upstream.package, upstream.name)]

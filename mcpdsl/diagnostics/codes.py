@@ -581,7 +581,7 @@ _TABLE: tuple[Code, ...] = (
         _E,
         "unusable jwks file",
         "The `jwks file` of a provider cannot verify tokens: it is missing, outside the\n"
-        "tree, not JSON, not a JWK set (`{\"keys\": [...]}`), empty, or one of its keys\n"
+        'tree, not JSON, not a JWK set (`{"keys": [...]}`), empty, or one of its keys\n'
         "is unusable: `alg: none` (accepts unsigned tokens), a symmetric `oct` key (its\n"
         "secret would be copied to every gateway), a key with private members (`d`, ...),\n"
         "a key for encryption (`use: enc`), or a key PyJWT cannot load. Export only the\n"
@@ -634,7 +634,7 @@ _TABLE: tuple[Code, ...] = (
         "E0910",
         _E,
         "incomplete gateway tls",
-        "A gateway's `tls` block has no server certificate (`cert sds \"NAME\"` or\n"
+        'A gateway\'s `tls` block has no server certificate (`cert sds "NAME"` or\n'
         '`cert file "cert.pem" key "key.pem"`), or asks for client certificates\n'
         "(`clients required` / `clients optional`) without a `ca` to check them against.\n",
     ),
@@ -642,7 +642,7 @@ _TABLE: tuple[Code, ...] = (
         "E0911",
         _E,
         "invalid network in trust header",
-        'The `from [...]` list of a `trust header` holds something that is not a CIDR\n'
+        "The `from [...]` list of a `trust header` holds something that is not a CIDR\n"
         'network (`"10.0.0.0/8"`; host bits must be zero), or is empty. Only peers in\n'
         "these networks may set the header; everyone else has it ignored.\n",
     ),

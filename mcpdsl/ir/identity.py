@@ -61,9 +61,7 @@ def _check_meshes(meshes: tuple[m.Mesh, ...], diags: list[Diagnostic]) -> m.Mesh
                     f"meshes `{first.name}` and `{other.name}` name different trust domains "
                     f"(`{first.trust_domain}`, `{other.trust_domain}`)",
                     other.span,
-                    secondary=[Label(span=first.span, message="first mesh")]
-                    if first.span
-                    else [],
+                    secondary=[Label(span=first.span, message="first mesh")] if first.span else [],
                     help="services of one tree share one trust domain; keep one `mesh`",
                 )
             )
@@ -123,7 +121,8 @@ def needs_verified_principal(rule: m.Rule) -> bool:
     if rule.condition is None:
         return False
     return any(
-        (a.root, *a.path[:1]) in _CLAIM_ATTRIBUTES or (a.root == "request" and a.path[:1] == ("auth",))
+        (a.root, *a.path[:1]) in _CLAIM_ATTRIBUTES
+        or (a.root == "request" and a.path[:1] == ("auth",))
         for a in _attrs(rule.condition)
     )
 

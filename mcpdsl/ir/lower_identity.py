@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from lark import Token, Tree
 
@@ -78,8 +79,18 @@ def _choice(ctx: Context, tok: Token, choices: tuple[str, ...], what: str) -> st
 def _https(ctx: Context, tok: Token, text: str | None) -> str | None:
     if text is None:
         return None
-    host = text.removeprefix("https://").split("/", 1)[0]
-    if not text.startswith("https://") or not host or any(c.isspace() for c in text):
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # a port that is not a number in 1..65535
+        parts, port_ok = urlsplit(""), False
+    if (
+        parts.scheme != "https"
+        or not parts.hostname
+        or not port_ok
+        or parts.username is not None
+        or any(c.isspace() or ord(c) < 0x20 for c in text)
+    ):
         ctx.error(
             "E0903",
             f"jwks url `{text}` is not an https URL",
@@ -142,7 +153,8 @@ def lower_provider(ctx: Context, decl: Tree[Token]) -> m.Provider | None:
         elif value is not None:
             skew = int(value)
     claims = _claims(ctx, c.one("claims_clause"))
-    mfa_claim, mfa_values = "amr", ("mfa",)
+    mfa_claim = "amr"
+    mfa_values: tuple[str, ...] = ("mfa",)
     if (mc := c.one("mfa_clause")) is not None:
         mfa_claim = ctx.string(clause_value(mc, 0)) or mfa_claim
         mfa_values = string_list(ctx, clause_value(mc, 1)) or mfa_values
@@ -230,7 +242,11 @@ def lower_mesh(ctx: Context, decl: Tree[Token]) -> m.Mesh | None:
 
 
 def _trust_domain_ok(domain: str) -> bool:
-    return bool(domain) and len(domain) <= 255 and all(ch in "abcdefghijklmnopqrstuvwxyz0123456789.-_" for ch in domain)
+    return (
+        bool(domain)
+        and len(domain) <= 255
+        and all(ch in "abcdefghijklmnopqrstuvwxyz0123456789.-_" for ch in domain)
+    )
 
 
 # ----------------------------------------------------------------- gateways
@@ -335,11 +351,6 @@ def _trusted(ctx: Context, clauses: list[Tree[Token]]) -> tuple[m.TrustedHeader,
         if header is None or sources is None:
             continue
         header = header.lower()
-        if not header or not set(header) <= _TOKEN_CHARS:
-            ctx.error(
-                "E0206", f"`{header}` is not an HTTP header name", header_tok, label="not a token"
-            )
-            continue
         if managed_header(header):
             ctx.error(
                 "E0908",
@@ -351,6 +362,11 @@ def _trusted(ctx: Context, clauses: list[Tree[Token]]) -> tuple[m.TrustedHeader,
                 help="carry the fact in a header of its own, e.g. `x-geo`"
                 if header != "authorization"
                 else "accept a `provider` to verify tokens; claims become `principal.*`",
+            )
+            continue
+        if not header or not set(header) <= _TOKEN_CHARS:
+            ctx.error(
+                "E0206", f"`{header}` is not an HTTP header name", header_tok, label="not a token"
             )
             continue
         if len(path) < 2 or path[0] != "context":
@@ -422,6 +438,11 @@ def _cidrs(ctx: Context, node: Tree[Token] | None) -> tuple[str, ...] | None:
             continue
         out.append(str(net))
     if ok and not out:
-        ctx.error("E0911", "`from []` names no network", node, help="list the networks of the hops in front, or drop `from` to strip the header")
+        ctx.error(
+            "E0911",
+            "`from []` names no network",
+            node,
+            help="list the networks of the hops in front, or drop `from` to strip the header",
+        )
         return None
     return tuple(out) if ok else None
