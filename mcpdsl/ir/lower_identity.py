@@ -296,21 +296,18 @@ def _tls(ctx: Context, clause: Tree[Token] | None) -> m.GatewayTls | None:
     if cert.data == "cert_sds":
         fields["cert_sds"] = _nonempty(ctx, clause_value(cert), "an SDS secret name")
     else:
-        fields["cert_file"] = ctx.string(clause_value(cert, 0))
-        fields["key_file"] = ctx.string(clause_value(cert, 1))
-        for i, key in ((0, "cert_file"), (1, "key_file")):
-            if fields[key] is not None:
-                fields[key] = _relative_file(ctx, clause_value(cert, i), fields[key], "tls file")
+        fields["cert_file"] = _runtime_path(ctx, clause_value(cert, 0))
+        fields["key_file"] = _runtime_path(ctx, clause_value(cert, 1))
     clients = "none"
     if (cl := c.one("clients_clause")) is not None:
         clients = _choice(ctx, clause_value(cl), CLIENT_CERTS, "client certificate mode") or "none"
     if cas:
         ca = cas[0]
         key = "client_ca_sds" if ca.data == "ca_sds" else "client_ca_file"
-        value = _nonempty(ctx, clause_value(ca), "a CA")
-        if value is not None and key == "client_ca_file":
-            value = _relative_file(ctx, clause_value(ca), value, "ca file")
-        fields[key] = value
+        if key == "client_ca_file":
+            fields[key] = _runtime_path(ctx, clause_value(ca))
+        else:
+            fields[key] = _nonempty(ctx, clause_value(ca), "a CA")
     elif clients != "none":
         ctx.error(
             "E0910",
@@ -323,6 +320,20 @@ def _tls(ctx: Context, clause: Tree[Token] | None) -> m.GatewayTls | None:
     if any(v is None for v in fields.values()):
         return None
     return m.GatewayTls(client_certs=cast(Any, clients), span=ctx.span(clause), **fields)
+
+
+def _runtime_path(ctx: Context, tok: Token) -> str | None:
+    """A file path as the gateway's container sees it (absolute, or relative to its cwd)."""
+    text = ctx.string(tok)
+    if text is not None and (not text.strip() or any(ord(c) < 0x20 for c in text)):
+        ctx.error(
+            "E0206",
+            "a tls file path must be non-empty and free of control characters",
+            tok,
+            help='write the path the gateway reads it from, e.g. "/etc/envoy/tls/cert.pem"',
+        )
+        return None
+    return text
 
 
 def _nonempty(ctx: Context, tok: Token, what: str) -> str | None:

@@ -36,6 +36,7 @@ CLAUSES: dict[str, tuple[str, ...]] = {
     "gateway": ("listen", "route", "limit", "hosts", "tls", "accept", "trust"),
     "provider": ("issuer", "jwks", "audiences", "skew", "claims", "mfa", "type"),
     "mesh": ("trust",),
+    "tls": ("cert", "clients", "ca"),
     "test": ("request", "given", "expect"),
 }  # fmt: skip
 

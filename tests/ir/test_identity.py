@@ -277,3 +277,13 @@ def test_any_json_is_a_verdict_never_a_traceback(
     (tmp / "keys.json").write_text(json.dumps({"keys": [doc]}), encoding="utf-8")
     loaded = load_jwks(str(tmp), "keys.json")
     assert (loaded.text is None) != (loaded.problem is None)
+
+
+def test_tls_files_are_paths_of_the_gateway_container(tmp_path: Path) -> None:
+    tls = 'tls { cert file "/etc/envoy/tls/c.pem" key "/etc/envoy/tls/k.pem" clients required ca file "/etc/envoy/ca.pem" }'
+    project, codes = build(tmp_path, gateway(tls))
+    assert codes == [] and project is not None
+    assert project.gateways[0].tls is not None
+    assert project.gateways[0].tls.cert_file == "/etc/envoy/tls/c.pem"
+    _, codes = build(tmp_path, gateway('tls { cert file "" key "k.pem" }'))
+    assert "E0206" in codes
