@@ -415,7 +415,9 @@ def providers(draw: st.DrawFn) -> list[Item]:
 
 @st.composite
 def meshes(draw: st.DrawFn) -> list[Item]:
-    return block(draw, ["mesh", draw(NAMES)], {"trust": ["trust", "domain", '"m.local"']}, {"trust"})
+    return block(
+        draw, ["mesh", draw(NAMES)], {"trust": ["trust", "domain", '"m.local"']}, {"trust"}
+    )
 
 
 def object_literal(draw: st.DrawFn, depth: int = 2) -> list[str]:
