@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from mcpdsl.diagnostics import Diagnostic, Label, make
 from mcpdsl.ir import model as m
 from mcpdsl.ir.jwks import load_jwks
+from mcpdsl.ir.lower_identity import shown
 from mcpdsl.ir.workload import parse_spiffe
 
 #: Attributes only a verified token can supply.
@@ -34,7 +35,7 @@ def check_identity(project: m.Project) -> list[Diagnostic]:
                 diags.append(
                     make(
                         "E0904",
-                        f"jwks file `{provider.jwks_file}` of provider `{provider.name}` "
+                        f"jwks file `{shown(provider.jwks_file)}` of provider `{provider.name}` "
                         f"is unusable: {loaded.problem}",
                         provider.span,
                         label="tokens of this provider could not be verified",

@@ -56,6 +56,11 @@ _MANAGED = frozenset(
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
 
+def shown(text: str, limit: int = 60) -> str:
+    """A user string as a diagnostic quotes it: bounded, so a 64 KiB value stays readable."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def managed_header(name: str) -> bool:
     """Whether Envoy manages, rewrites or strips this header on the way in."""
     return name in _MANAGED or name.startswith(_MANAGED_PREFIXES)
@@ -93,7 +98,7 @@ def _https(ctx: Context, tok: Token, text: str | None) -> str | None:
     ):
         ctx.error(
             "E0903",
-            f"jwks url `{text}` is not an https URL",
+            f"jwks url `{shown(text)}` is not an https URL",
             tok,
             label="keys fetched without TLS can be replaced in transit",
             help='write it as "https://HOST/PATH", or ship the keys with `jwks file "..."`',
@@ -191,7 +196,7 @@ def _relative_file(ctx: Context, tok: Token, text: str, what: str) -> str | None
     if not text or text.startswith("/") or ".." in parts or "\x00" in text:
         ctx.error(
             "E0206",
-            f"{what} `{text}` is not a path inside the policy tree",
+            f"{what} `{shown(text)}` is not a path inside the policy tree",
             tok,
             help="name a file relative to the tree root, e.g. `keys/idp.jwks.json`",
         )
@@ -231,7 +236,7 @@ def lower_mesh(ctx: Context, decl: Tree[Token]) -> m.Mesh | None:
     if domain is not None and not _trust_domain_ok(domain):
         ctx.error(
             "E0206",
-            f"`{domain}` is not a SPIFFE trust domain",
+            f"`{shown(domain)}` is not a SPIFFE trust domain",
             clause_value(clause),
             help='a trust domain is lower-case letters, digits, `.`, `-` and `_`, e.g. "mcp.local"',
         )
@@ -365,7 +370,7 @@ def _trusted(ctx: Context, clauses: list[Tree[Token]]) -> tuple[m.TrustedHeader,
         if managed_header(header):
             ctx.error(
                 "E0908",
-                f"header `{header}` cannot be trusted",
+                f"header `{shown(header)}` cannot be trusted",
                 header_tok,
                 label="set, rewritten or stripped by the gateway itself"
                 if header != "authorization"
@@ -377,7 +382,10 @@ def _trusted(ctx: Context, clauses: list[Tree[Token]]) -> tuple[m.TrustedHeader,
             continue
         if not header or not set(header) <= _TOKEN_CHARS:
             ctx.error(
-                "E0206", f"`{header}` is not an HTTP header name", header_tok, label="not a token"
+                "E0206",
+                f"`{shown(header)}` is not an HTTP header name",
+                header_tok,
+                label="not a token",
             )
             continue
         if len(path) < 2 or path[0] != "context":
@@ -390,7 +398,7 @@ def _trusted(ctx: Context, clauses: list[Tree[Token]]) -> tuple[m.TrustedHeader,
             continue
         duplicate = None
         if header in headers:
-            duplicate = (f"header `{header}` is trusted twice", headers[header])
+            duplicate = (f"header `{shown(header)}` is trusted twice", headers[header])
         elif path[1:] in attributes:
             duplicate = (f"`{'.'.join(path)}` is set by two trusted headers", attributes[path[1:]])
         if duplicate is not None:
@@ -441,7 +449,7 @@ def _cidrs(ctx: Context, node: Tree[Token] | None) -> tuple[str, ...] | None:
             ok = False
             ctx.error(
                 "E0911",
-                f"`{text}` is not a CIDR network",
+                f"`{shown(text)}` is not a CIDR network",
                 item,
                 label=str(exc)[:80],
                 help='write a network like "10.0.0.0/8" (host bits zero)',

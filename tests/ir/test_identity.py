@@ -287,3 +287,16 @@ def test_tls_files_are_paths_of_the_gateway_container(tmp_path: Path) -> None:
     assert project.gateways[0].tls.cert_file == "/etc/envoy/tls/c.pem"
     _, codes = build(tmp_path, gateway('tls { cert file "" key "k.pem" }'))
     assert "E0206" in codes
+
+
+def test_huge_values_give_bounded_diagnostics(tmp_path: Path) -> None:
+    url = "http://" + "a" * 60000
+    (tmp_path / "main.mcp").write_text(
+        f'package shop\nprovider p {{ issuer "https://a" jwks url "{url}" skew 99999999999999999999s }}\n'
+        + gateway(f'trust header "{"x" * 50000}" as context.{"a" * 1000} from ["{"1" * 5000}"]'),
+        encoding="utf-8",
+    )
+    c = compile_tree(tmp_path)
+    codes = {d.code for d in c.diagnostics}
+    assert {"E0903", "E0911"} <= codes
+    assert all(len(d.message) < 400 for d in c.diagnostics)
