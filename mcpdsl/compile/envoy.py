@@ -32,6 +32,18 @@ from mcpdsl.compile.envoy_clusters import (
     opa_cluster,
     service_cluster,
 )
+from mcpdsl.compile.envoy_identity import (
+    JWT_FILTER,
+    JWT_METADATA_NAMESPACE,
+    STRIP_FILTER,
+    accepted,
+    downstream_tls,
+    jwt_authn,
+    sds_cluster,
+    strip_untrusted,
+    stripped_headers,
+    uses_sds,
+)
 from mcpdsl.compile.envoy_matchers import (
     method_matcher,
     path_match,
@@ -202,6 +214,9 @@ class _Gateway:
             self._limit(r, t) for r, t in zip(gateway.routes, targets, strict=True)
         ]
         self._note_shared_limits(targets)
+        self.jwt, self.jwks_clusters = jwt_authn(
+            index.project, accepted(index.project, gateway), out
+        )
 
     def cluster_of(self, upstream: m.Service | m.Integration) -> str:
         return self.clusters[(upstream.kind, upstream.package, upstream.name)]
@@ -406,6 +421,9 @@ class _Gateway:
 
     def _filters(self) -> list[dict[str, Any]]:
         filters: list[dict[str, Any]] = []
+        strip = strip_untrusted(self.gw)
+        if strip is not None:  # first: no filter after it sees a header the caller made up
+            filters.append(_filter(STRIP_FILTER, strip))
         if self.gw.limit is not None:
             if self.gw.limit.key is not None and self.gw.limit.key not in LIMIT_KEYS:
                 self.out.unsupported(
@@ -428,6 +446,8 @@ class _Gateway:
                     {"@type": _T + LOCAL_RATELIMIT, "stat_prefix": "route_limit"},
                 )
             )
+        if self.jwt is not None:  # before every access filter: they read its verdict
+            filters.append(_filter(JWT_FILTER, self.jwt))
         if self.has_deny:
             filters.append(_filter(DENY_FILTER, {"@type": _T + RBAC}))
         for label in self.allow_labels:
@@ -445,6 +465,11 @@ class _Gateway:
                         "transport_api_version": "V3",
                         "failure_mode_allow": False,
                         "include_peer_certificate": True,
+                        **(
+                            {"metadata_context_namespaces": [JWT_METADATA_NAMESPACE]}
+                            if self.jwt is not None
+                            else {}
+                        ),
                     },
                 )
             )
@@ -481,6 +506,11 @@ class _Gateway:
             "route_config": {
                 "name": gw.name,
                 "virtual_hosts": [{"name": gw.name, "domains": domains or ["*"], "routes": routes}],
+                **(
+                    {"request_headers_to_remove": stripped_headers(gw)}
+                    if stripped_headers(gw)
+                    else {}
+                ),
             },
             "http_filters": self._filters(),
         }
@@ -494,6 +524,9 @@ class _Gateway:
                 clusters.append(integration_cluster(name, upstream))
         if self.delegated:
             clusters.append(opa_cluster())
+        clusters.extend(self.jwks_clusters)
+        if uses_sds(gw.tls):
+            clusters.append(sds_cluster())
         clusters.sort(key=lambda c: str(c["name"]))
         return {
             "node": {"id": gw.qualified, "cluster": f"mcpdsl-gateway-{gw.name}"},
@@ -514,7 +547,12 @@ class _Gateway:
                                         "name": "envoy.filters.network.http_connection_manager",
                                         "typed_config": hcm,
                                     }
-                                ]
+                                ],
+                                **(
+                                    {"transport_socket": downstream_tls(gw.tls)}
+                                    if gw.tls is not None
+                                    else {}
+                                ),
                             }
                         ],
                     }

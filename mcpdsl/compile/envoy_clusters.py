@@ -174,6 +174,14 @@ def _is_ip(host: str) -> bool:
 
 def integration_cluster(name: str, integration: m.Integration) -> dict[str, Any]:
     host, port, tls = upstream_host(integration.url)
+    return dns_cluster(name, host, port, tls)
+
+
+def dns_cluster(name: str, host: str, port: int, tls: bool) -> dict[str, Any]:
+    """A LOGICAL_DNS cluster to `host:port`; with `tls`, SNI and a verified server certificate.
+
+    Shared by integrations and the JWKS endpoints of identity providers.
+    """
     cluster: dict[str, Any] = {
         "name": name,
         "type": "LOGICAL_DNS",

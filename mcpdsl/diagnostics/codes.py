@@ -7,7 +7,7 @@ line title and a long explanation printed by `mcpdsl check --explain CODE`.
 Ranges: E01xx syntax, E02xx declarations and clauses, E03xx units, values and
 expressions, E04xx names and imports, E05xx input files, E06xx tests, E07xx
 carbon data and the optimiser, E08xx output directories (mcpdsl/outdir.py),
-W01xx warnings, A01xx analysis findings (z3; docs/analysis.md), B01xx build findings:
+E09xx identity (providers, the mesh, gateway TLS, trusted headers), W01xx warnings, A01xx analysis findings (z3; docs/analysis.md), B01xx build findings:
 what a target or the optimiser could not express as written (docs/diagnostics.md).
 
 A code marked `strict` says that a clause is not enforced, was dropped or is
@@ -397,6 +397,16 @@ _TABLE: tuple[Code, ...] = (
         "request without the attribute should pass, keep the rule: the warning only says\n"
         "what it does. `action`, `now` and `risk` are never missing.\n",
     ),
+    Code(
+        "W0111",
+        _W,
+        "rule needs a verified principal the gateway cannot provide",
+        "An access rule names `user` or `agent` principals (or reads `principal.email`,\n"
+        "`principal.groups` or `request.auth.*`), and the service or tool it protects is\n"
+        "routed only by gateways that `accept` no identity provider. Requests through\n"
+        "those gateways carry no verified principal, so an `allow` can only deny there\n"
+        "and a `deny` never fires. Declare a `provider` and accept it on the gateway.\n",
+    ),
     # ------------------------------------------------ carbon and the optimiser (E07xx)
     Code(
         "E0701",
@@ -553,6 +563,104 @@ _TABLE: tuple[Code, ...] = (
         "cannot be created, inspected or renamed: no permission, a read-only file system,\n"
         "a parent path that is a file, or a full disk. The previous output, if any, is\n"
         "left as it was.\n",
+    ),
+    # ------------------------------------------------------------ identity
+    Code(
+        "E0901",
+        _E,
+        "provider without issuer",
+        "A `provider` has no `issuer`, or an empty one. The issuer is the exact `iss`\n"
+        "claim of the tokens it signs; a gateway rejects tokens of any other issuer, so\n"
+        "without it no token could ever be accepted.\n\n"
+        '    provider corp-idp {\n        issuer "https://idp.example.com/"\n'
+        '        jwks url "https://idp.example.com/.well-known/jwks.json"\n    }\n',
+    ),
+    Code(
+        "E0902",
+        _E,
+        "provider needs exactly one key source",
+        "A `provider` names where its public keys come from with exactly one `jwks`\n"
+        'clause: `jwks url "https://..."` (fetched and refreshed by the gateway) or\n'
+        '`jwks file "keys.json"` (read at build time and shipped inside the artifacts).\n'
+        "Neither or both is an error: which keys verify a token must be unambiguous.\n",
+    ),
+    Code(
+        "E0903",
+        _E,
+        "jwks url is not https",
+        "The keys that verify tokens must arrive over TLS: whoever can change them in\n"
+        "transit can mint any identity. Write an `https://` URL with a host, or ship\n"
+        'the keys with the policy as `jwks file "..."`.\n',
+    ),
+    Code(
+        "E0904",
+        _E,
+        "unusable jwks file",
+        "The `jwks file` of a provider cannot verify tokens: it is missing, outside the\n"
+        'tree, not JSON, not a JWK set (`{"keys": [...]}`), empty, or one of its keys\n'
+        "is unusable: `alg: none` (accepts unsigned tokens), a symmetric `oct` key (its\n"
+        "secret would be copied to every gateway), a key with private members (`d`, ...),\n"
+        "a key for encryption (`use: enc`), or a key PyJWT cannot load. Export only the\n"
+        "issuer's public signing keys (RSA, EC or OKP).\n",
+    ),
+    Code(
+        "E0905",
+        _E,
+        "identity names another namespace",
+        "A service's SPIFFE `identity` is `spiffe://TD/ns/N/sa/S`, and the mesh certifies\n"
+        "a pod as the namespace it runs in. When `N` is not the service's `namespace`\n"
+        "(its package unless given), the declared identity can never be presented and\n"
+        "rules naming it never match. Make the two agree.\n",
+    ),
+    Code(
+        "E0906",
+        _E,
+        "identity outside the mesh's trust domain",
+        "A service's SPIFFE `identity` names a trust domain other than the one the\n"
+        "tree's `mesh` declares: the mesh would never issue that certificate.\n\n"
+        '    mesh platform { trust domain "mcp.local" }\n'
+        '    service api { ... identity "spiffe://cluster.local/ns/core/sa/api" }  # E0906\n',
+    ),
+    Code(
+        "E0907",
+        _E,
+        "meshes disagree on the trust domain",
+        "Two `mesh` declarations name different trust domains. Every service of a tree\n"
+        "is certified by one mesh; keep a single `mesh` (or give both the same domain).\n",
+    ),
+    Code(
+        "E0908",
+        _E,
+        "header cannot be trusted",
+        "A `trust header` names a header the gateway itself sets, rewrites or strips\n"
+        "(`host`, `x-forwarded-*`, `x-envoy-*`, `x-request-id`, pseudo-headers like\n"
+        "`:path`, hop-by-hop headers like `connection`), or `authorization`, which\n"
+        "carries the caller's credentials: its value is not a fact a policy can rely on.\n"
+        "Carry the fact in a header of its own (`x-geo`); identity comes from a\n"
+        "`provider` the gateway accepts.\n",
+    ),
+    Code(
+        "E0909",
+        _E,
+        "header trusted twice",
+        "A gateway trusts the same header twice, or two headers set the same `context`\n"
+        "attribute: which value a rule reads would depend on the order of clauses.\n",
+    ),
+    Code(
+        "E0910",
+        _E,
+        "incomplete gateway tls",
+        'A gateway\'s `tls` block has no server certificate (`cert sds "NAME"` or\n'
+        '`cert file "cert.pem" key "key.pem"`), or asks for client certificates\n'
+        "(`clients required` / `clients optional`) without a `ca` to check them against.\n",
+    ),
+    Code(
+        "E0911",
+        _E,
+        "invalid network in trust header",
+        "The `from [...]` list of a `trust header` holds something that is not a CIDR\n"
+        'network (`"10.0.0.0/8"`; host bits must be zero), or is empty. Only peers in\n'
+        "these networks may set the header; everyone else has it ignored.\n",
     ),
     # ---------------------------------------------------- analysis (z3)
     Code(

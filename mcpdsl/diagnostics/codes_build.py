@@ -139,6 +139,16 @@ BUILD_TABLE: tuple[Code, ...] = (
         "Control characters in an HTTP health check path are sent percent-encoded.\n",
     ),
     Code(
+        "B0150",
+        _W,
+        "identity provider left out of the gateway",
+        "The `jwks file` of an accepted provider could not be read or checked while the\n"
+        "Envoy bootstrap was written (it changed after `mcpdsl check`). The provider is\n"
+        "left out of `jwt_authn`, so its tokens are rejected (401): nothing is allowed\n"
+        "that would not be, but its principals cannot get in. Fix the file and rebuild.\n",
+        strict=True,
+    ),
+    Code(
         "B0120",
         _I,
         "access rule enforced",

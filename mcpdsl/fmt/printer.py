@@ -47,6 +47,8 @@ ALIGNED = {
     "job_decl",
     "integration_decl",
     "gateway_decl",
+    "provider_decl",
+    "mesh_decl",
 }
 
 # Clause kinds whose settings block `{ ... }` is aligned too, as a second column
@@ -219,12 +221,12 @@ class Printer:
         if data == "rule":
             self.rule(node, indent)
             return
-        if data in ("risk_block", "map_clause"):
+        if data in ("risk_block", "map_clause", "tls_clause"):
             kids = node.children
             self.em.line(indent)
             self.em.tok(kids[0])  # type: ignore[arg-type]
             items = [c for c in kids if isinstance(c, Tree)]
-            self.block(kids[1], items, kids[-1], indent, align=data == "map_clause")  # type: ignore[arg-type]
+            self.block(kids[1], items, kids[-1], indent, align=data != "risk_block")  # type: ignore[arg-type]
             return
         line = self.em.line(indent)
         if data in ("risk_term", "mapping", "require_clause"):

@@ -29,6 +29,13 @@ REPEATABLE = {
     "require_clause",
     "route_clause",
     "step_clause",
+    "trust_header_clause",
+    "cert_sds",
+    "cert_file",
+    "ca_sds",
+    "ca_file",
+    "jwks_url",
+    "jwks_file",
 }
 
 

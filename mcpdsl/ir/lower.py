@@ -39,6 +39,7 @@ from mcpdsl.ir.common import (
     tokens,
 )
 from mcpdsl.ir.lower_access import lower_gateway, lower_integration, lower_policy
+from mcpdsl.ir.lower_identity import lower_mesh, lower_provider
 from mcpdsl.ir.parts import part
 from mcpdsl.ir.settings import SettingsReader
 from mcpdsl.ir.tests_lower import lower_test
@@ -699,5 +700,7 @@ _LOWERERS: dict[str, Callable[[Context, Tree[Token]], m.Decl | None]] = {
     "policy_decl": lower_policy,
     "integration_decl": lower_integration,
     "gateway_decl": lower_gateway,
+    "provider_decl": lower_provider,
+    "mesh_decl": lower_mesh,
     "test_decl": lower_test,
 }

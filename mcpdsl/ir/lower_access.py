@@ -30,6 +30,7 @@ from mcpdsl.ir.common import (
 )
 from mcpdsl.ir.expr import lower_expr
 from mcpdsl.ir.globs import glob_error
+from mcpdsl.ir.lower_identity import gateway_identity
 from mcpdsl.ir.parts import part
 
 
@@ -288,6 +289,7 @@ def lower_gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
                 span=ctx.span(clause),
             )
         )
+    identity = gateway_identity(ctx, c)
     if port is None:
         return None
     return m.Gateway(
@@ -298,4 +300,5 @@ def lower_gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
         routes=tuple(routes),
         limit=lower_limit(ctx, c.one("limit_clause")),
         span=ctx.span(decl),
+        **identity,
     )

@@ -746,6 +746,8 @@ DECL_KINDS: dict[str, str] = {
     "integration": "integrations",
     "gateway": "gateways",
     "test": "tests",
+    "provider": "providers",
+    "mesh": "meshes",
 }
 
 _RECURSIVE: tuple[type[Node], ...] = (

@@ -28,6 +28,7 @@ _KIND_WORD = {
     "integration": "integration",
     "gateway": "gateway",
     "scale": "scale block",
+    "provider": "identity provider",
 }
 
 
@@ -401,7 +402,10 @@ def _bind(r: _FileResolver, decl: m.Decl) -> m.Decl | None:
                         update={"target": route.target.model_copy(update={"ref": target})}
                     )
                 )
-        return decl.model_copy(update={"routes": tuple(routes)})
+        providers = tuple(
+            bound for ref in decl.providers if (bound := r.ref(ref, "provider")) is not None
+        )
+        return decl.model_copy(update={"routes": tuple(routes), "providers": providers})
     if isinstance(decl, m.Test):
         return _bind_test(r, decl)
     return decl

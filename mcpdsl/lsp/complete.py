@@ -33,7 +33,10 @@ CLAUSES: dict[str, tuple[str, ...]] = {
     ),
     "policy": ("default", "allow", "deny", "risk", "require"),
     "integration": ("expose", "call", "timeout", "retry", "limit", "map", "description"),
-    "gateway": ("listen", "route", "limit", "hosts"),
+    "gateway": ("listen", "route", "limit", "hosts", "tls", "accept", "trust"),
+    "provider": ("issuer", "jwks", "audiences", "skew", "claims", "mfa", "type"),
+    "mesh": ("trust",),
+    "tls": ("cert", "clients", "ca"),
     "test": ("request", "given", "expect"),
 }  # fmt: skip
 

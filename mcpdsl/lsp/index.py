@@ -28,6 +28,8 @@ DECLARATIONS = {
     "policy_decl": "policy",
     "integration_decl": "integration",
     "gateway_decl": "gateway",
+    "provider_decl": "provider",
+    "mesh_decl": "mesh",
     "test_decl": "test",
 }
 
@@ -280,7 +282,11 @@ def _index_tools(index: FileIndex, source: SourceFile, integration: Tree[Token],
 def _index_refs(index: FileIndex, tree: Tree[Token]) -> None:
     path = index.path
     data = str(tree.data)
-    if data in _REF_KINDS:
+    if data == "accept_clause":
+        for child in tree.children:
+            if isinstance(child, Tree) and child.data == "ref":
+                index.references.append(_ref(index, "provider", child))
+    elif data in _REF_KINDS:
         for child in tree.children:
             if isinstance(child, Tree) and child.data == "ref":
                 index.references.append(_ref(index, _REF_KINDS[data], child))

@@ -26,6 +26,8 @@ _KIND_WORDS = {
     "policy": "policy",
     "integration": "integration",
     "gateway": "gateway",
+    "provider": "identity provider",
+    "mesh": "mesh",
     "test": "test",
     "tool": "tool",
     "package": "package",

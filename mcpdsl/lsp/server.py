@@ -56,6 +56,8 @@ _SYMBOL_KINDS = {
     "policy": types.SymbolKind.Module,
     "integration": types.SymbolKind.Interface,
     "gateway": types.SymbolKind.Namespace,
+    "provider": types.SymbolKind.Key,
+    "mesh": types.SymbolKind.Namespace,
     "test": types.SymbolKind.Method,
     "rule": types.SymbolKind.EnumMember,
     "tool": types.SymbolKind.Function,

@@ -39,6 +39,8 @@ _KIND_TYPES = {
     "policy": "class",
     "integration": "class",
     "gateway": "class",
+    "provider": "class",
+    "mesh": "class",
     "test": "class",
     "rule": "enumMember",
     "tool": "string",

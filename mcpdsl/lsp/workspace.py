@@ -97,10 +97,12 @@ class TreeChecker:
         on that file's text alone (tests/lsp/test_workspace.py checks the result
         equals the whole-project stage).
         """
+        from mcpdsl.ir.identity import check_identity
         from mcpdsl.ir.typecheck import typecheck
 
         if c.project is None:
             return
+        c.diagnostics.extend(check_identity(c.project))  # whole-tree facts, not per file
         groups: dict[str, tuple[list[m.Policy], list[m.Integration]]] = {}
         for policy in c.project.policies:
             groups.setdefault(policy.span.file if policy.span else "", ([], []))[0].append(policy)

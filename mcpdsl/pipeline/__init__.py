@@ -106,10 +106,12 @@ def resolve(c: Compilation) -> None:
 
 
 def typecheck(c: Compilation) -> None:
+    from mcpdsl.ir.identity import check_identity
     from mcpdsl.ir.typecheck import typecheck as typecheck_project
 
     if c.project is not None:
         c.diagnostics.extend(typecheck_project(c.project))
+        c.diagnostics.extend(check_identity(c.project))  # whole-tree facts: keys, SPIFFE ids
 
 
 def analyze(c: Compilation) -> None:

@@ -38,6 +38,8 @@ DECLARATION_KEYWORDS = (
     "policy",
     "integration",
     "gateway",
+    "provider",
+    "mesh",
     "test",
 )
 

@@ -842,8 +842,8 @@ def test_default_allow_policy_has_no_allow_filter() -> None:
 # RBAC-only routes must agree with the engine on every request Envoy can see.
 
 _IDENTITIES = {
-    "frontend": "spiffe://bank.local/ns/web/sa/frontend",
-    "admin-ui": "spiffe://bank.local/ns/web/sa/admin-ui",
+    "frontend": "spiffe://bank.local/ns/bank/sa/frontend",
+    "admin-ui": "spiffe://bank.local/ns/bank/sa/admin-ui",
     "ledger": "spiffe://bank.local/ns/core/sa/ledger",
     "reports": None,  # no identity: Envoy sees an anonymous caller
 }

@@ -381,8 +381,43 @@ def gateways(draw: st.DrawFn) -> list[Item]:
         "hosts": ["hosts", *str_list(draw, ['"a.example"', '"b.example"'])],
         "routes": routes,
         "limit": ["limit", "10000/s", "burst", "20000"],
-    }
+        "tls": [
+            *["tls", "{", *draw(st.sampled_from([["cert", "sds", '"default"'],
+                                                ["cert", "file", '"/c.pem"', "key", '"/k.pem"']]))],
+            *draw(st.sampled_from([[], ["clients", "required", "ca", "sds", '"ROOTCA"'],
+                                   ["ca", "file", '"ca.pem"', "clients", "optional"]])),
+            "}",
+        ],
+        "accept": ["accept", *str_list(draw, ["idp", "lib.idp", "other"])],
+        "trust": [
+            *["trust", "header", '"x-geo"', "as", "context", ".", "geo"],
+            *draw(st.sampled_from([[], ["number"], ["bool"]])),
+            *draw(st.sampled_from([[], ["from", "[", '"10.0.0.0/8"', "]"]])),
+        ],
+    }  # fmt: skip
     return block(draw, ["gateway", draw(NAMES)], clauses, {"listen"})
+
+
+@st.composite
+def providers(draw: st.DrawFn) -> list[Item]:
+    clauses = {
+        "issuer": ["issuer", '"https://login.example.com/"'],
+        "jwks": ["jwks", *draw(st.sampled_from([["url", '"https://l.example/j"'],
+                                                ["file", '"keys/idp.json"']]))],
+        "audiences": ["audiences", *str_list(draw, ['"a"', '"b"'])],
+        "skew": ["skew", "30s"],
+        "claims": ["claims", "{", "id", ":", '"sub"', ",", "groups", ":", '"roles"', "}"],
+        "mfa": ["mfa", '"amr"', "in", *str_list(draw, ['"mfa"', '"hwk"'])],
+        "type": ["type", *draw(st.sampled_from([["user"], ["agent"], ["from", '"kind"']]))],
+    }  # fmt: skip
+    return block(draw, ["provider", draw(NAMES)], clauses, {"issuer", "jwks"})
+
+
+@st.composite
+def meshes(draw: st.DrawFn) -> list[Item]:
+    return block(
+        draw, ["mesh", draw(NAMES)], {"trust": ["trust", "domain", '"m.local"']}, {"trust"}
+    )
 
 
 def object_literal(draw: st.DrawFn, depth: int = 2) -> list[str]:
@@ -442,6 +477,8 @@ DECLARATIONS = st.one_of(
     policies(),
     integrations(),
     gateways(),
+    providers(),
+    meshes(),
     tests(),
 )
 

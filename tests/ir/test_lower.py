@@ -76,7 +76,7 @@ def test_service_units(project: m.Project) -> None:
     assert api.regions == ("eu-north-1", "us-east-1")
     assert api.identity == "spiffe://mcp.local/ns/core/sa/api"
     assert api.labels == {"team": "core"}
-    assert api.namespace == "platform"
+    assert api.namespace == "core"  # as its SPIFFE identity says (E0905)
     assert not api.stateful
 
 
