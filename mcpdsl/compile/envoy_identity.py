@@ -141,6 +141,10 @@ def jwt_authn(
             "forward": False,
             "payload_in_metadata": provider.qualified,
             "clock_skew_seconds": provider.clock_skew,
+            # Only a bearer token in `Authorization`: Envoy's default would also take
+            # one from the `access_token` query parameter, which OAuth 2.1 (and so
+            # MCP) forbids, and which the canonical request never reads.
+            "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
         }
         if provider.audiences:
             config["audiences"] = list(provider.audiences)
@@ -158,13 +162,20 @@ def jwt_authn(
                 "async_fetch": {"fast_listener": False},
             }
         else:
-            assert provider.jwks_file is not None
-            loaded = load_jwks(project.root, provider.jwks_file)
-            if loaded.text is None:
+            loaded = (
+                load_jwks(project.root, provider.jwks_file)
+                if provider.jwks_file is not None
+                else None
+            )
+            if loaded is None or loaded.text is None:
                 out.unsupported(
                     "B0150",
-                    f"jwks file `{provider.jwks_file}` of provider `{provider.name}` became "
-                    f"unusable during the build ({loaded.problem}); its tokens are rejected",
+                    (
+                        f"jwks file `{provider.jwks_file}` of provider `{provider.name}` became "
+                        f"unusable during the build ({loaded.problem}); its tokens are rejected"
+                        if loaded is not None
+                        else f"provider `{provider.name}` has no jwks; its tokens are rejected"
+                    ),
                     provider.span,
                     label="left out of jwt_authn",
                 )

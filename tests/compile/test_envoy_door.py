@@ -31,7 +31,7 @@ balance api {
 
 policy access {
   staff:   allow user any -> service api on GET "/v1/**" when "staff" in principal.groups
-  mfa:     allow user any -> service api on DELETE "/v1/**" when request.auth.mfa == true
+  step-up: allow user any -> service api on DELETE "/v1/**" when request.auth.mfa == true
   embargo: deny any -> any when context.device.managed == false
   require audit
 }
@@ -47,7 +47,12 @@ gateway edge {
 }
 """
 
-IDP = m.Provider(package="shop", name="corp-idp", issuer="https://idp.example")
+IDP = m.Provider(
+    package="shop",
+    name="corp-idp",
+    issuer="https://idp.example",
+    jwks_uri="https://idp.example/jwks",
+)
 MANAGED = m.TrustedHeader(header="x-device-managed", attribute=("device", "managed"), type="bool")
 
 
@@ -109,13 +114,15 @@ def test_door_facts_follow_providers_and_trusted_headers() -> None:
 
 def test_mfa_rules_become_enforced_once_a_provider_vouches(tmp_path: Path) -> None:
     before = _compile(tmp_path, providers=False, trusted=False)
-    assert _status(before, "access/mfa") == {"narrowed"}
+    assert _status(before, "access/step-up") == {"narrowed"}
     assert _status(before, "access/staff") == {"narrowed"}
     after = _compile(tmp_path, providers=True, trusted=False)
     # `request.auth.mfa` and `principal.groups` come from the token now; the obligation
     # `mfa` is proven by the same claim.  `audit` still has no proof at the gateway.
-    assert _status(after, "access/mfa") == {"narrowed"}  # its policy requires `audit`
-    why = [d for d in after.build_diagnostics if d.code == "B0122" and "access/mfa" in d.message]
+    assert _status(after, "access/step-up") == {"narrowed"}  # its policy requires `audit`
+    why = [
+        d for d in after.build_diagnostics if d.code == "B0122" and "access/step-up" in d.message
+    ]
     notes = [n for d in why for n in d.notes]
     assert "its policy may require `audit`, which nothing proves at ext_authz" in notes
     assert not any(n.startswith("it reads") for n in notes)  # mfa is provided now
@@ -130,8 +137,8 @@ def test_without_an_unprovable_obligation_the_mfa_rule_is_enforced(tmp_path: Pat
         after = _compile(tmp_path, providers=True, trusted=False)
     finally:
         TREE = saved
-    assert _status(before, "access/mfa") == {"narrowed"}
-    assert _status(after, "access/mfa") == {"enforced"}
+    assert _status(before, "access/step-up") == {"narrowed"}
+    assert _status(after, "access/step-up") == {"enforced"}
     assert _status(after, "access/staff") == {"enforced"}
     assert not [d for d in after.build_diagnostics if d.code == "B0122"]
 
