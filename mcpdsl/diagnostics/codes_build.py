@@ -172,6 +172,51 @@ BUILD_TABLE: tuple[Code, ...] = (
         strict=True,
     ),
     Code(
+        "B0150",
+        _W,
+        "provider not verifiable by istio",
+        "A declared JWT provider cannot be written into an Istio RequestAuthentication: its\n"
+        "issuer is empty or holds spaces, its JWKS URL is not an http(s) URL, or its JWKS file\n"
+        "cannot be read inside the tree or is not a JSON Web Key Set. The provider is left out,\n"
+        "so the sidecars verify no token it issues and such tokens prove nothing there. Give\n"
+        "the provider an `https://` JWKS URL or a JWKS file inside the policy tree.\n",
+        strict=True,
+    ),
+    Code(
+        "B0151",
+        _W,
+        "services share a workload identity",
+        "Two services run as the same Kubernetes service account in the same namespace, so the\n"
+        "mesh gives their pods the same SPIFFE identity and no sidecar can tell them apart.\n"
+        "Rules naming either of them as a principal cannot be decided on the peer identity:\n"
+        "Istio does not express them, and ext_authz sees the same shared identity. Give each\n"
+        "service its own `identity` (service account).\n",
+        strict=True,
+    ),
+    Code(
+        "B0152",
+        _I,
+        "authorization policy too large for istio",
+        "The rules reaching one workload expand to more Istio rules than one AuthorizationPolicy\n"
+        "is allowed to hold here (512), so the workload's requests are decided by ext_authz\n"
+        "(CUSTOM) instead. Nothing is lost; the sidecar makes one more call per request.\n",
+    ),
+    Code(
+        "B0153",
+        _I,
+        "several mesh trust domains",
+        "The tree declares more than one `mesh` with different trust domains; services without\n"
+        "a declared SPIFFE `identity` are named in the first one (sorted). Declare one mesh.\n",
+    ),
+    Code(
+        "B0154",
+        _I,
+        "provider clock skew differs from istio's",
+        "Istio's RequestAuthentication has no clock-skew setting: its sidecars accept tokens\n"
+        "up to 60 seconds past their expiry. A provider declaring another skew is verified\n"
+        "with 60 seconds at the sidecars.\n",
+    ),
+    Code(
         "B0130",
         _W,
         "carbon schedule not applied",
