@@ -267,6 +267,8 @@ class Translator:
                 sides.append((known, value, side))
             else:
                 known, value = _const(side)
+                if isinstance(side, m.Call):
+                    raise Inexpressible(f"uses `{side.function}()`")
                 if not known:
                     raise Inexpressible("compares a computed value")
                 sides.append((True, value, None))
