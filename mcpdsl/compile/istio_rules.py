@@ -126,9 +126,10 @@ def path_values(glob: str) -> tuple[str, ...]:
             raise Inexpressible(f"matches path `{glob}`, which Istio would read as a pattern")
         return (glob,)
     prefix, sep, rest = glob.rpartition("/")
-    literal = is_literal(prefix) and _PATH_TEXT.match(prefix) and not prefix.endswith("/")
-    if rest == "**" and sep and prefix and literal:
-        return (prefix, prefix + "/*")
+    if rest == "**" and sep and prefix and is_literal(prefix):
+        if _PATH_TEXT.match(prefix) and not prefix.endswith("/"):
+            return (prefix, prefix + "/*")
+        raise Inexpressible(f"matches path `{glob}`, which Istio would read as a pattern")
     raise Inexpressible(
         f"matches path `{glob}`: Istio's `{{*}}`/`{{**}}` templates match fewer characters "
         "than a glob segment, so only literal paths and `PREFIX/**` are exact"

@@ -654,9 +654,18 @@ policy p {
     for name, doc in docs(out).items():
         assert validate_istio(doc) == [], name
     # "Team A" is renamed for Kubernetes: namespace tests cannot be exact any more
-    assert "CUSTOM" in kinds(workload(out, "team-a-2b8c3c", "api-server-2")) or any(
-        "renamed" in e.where for e in out.enforcement
+    renamed = next(
+        d["metadata"]["namespace"]
+        for d in docs(out).values()
+        if "api-server-2" in d["metadata"]["name"]
     )
+    assert renamed.startswith("team-a-")
+    assert kinds(workload(out, renamed, "api-server-2")) == ["CUSTOM"]
+    assert kinds(workload(out, "team-a", "x--koln")) == ["CUSTOM"]
+    reasons = " ".join(e.where for e in out.enforcement)
+    assert "renamed for Kubernetes" in reasons
+    assert "value holding `*`" in reasons
+    assert "`/we ird/**`, which Istio would read as a pattern" in reasons
 
 
 def test_a_huge_rule_set_is_decided_by_ext_authz_with_a_diagnostic(tmp_path: Path) -> None:
