@@ -193,17 +193,17 @@ class _Mesh:
             )
             for s in project.services
         }
-        owners: dict[str, set[str]] = {}
+        owners: dict[str, list[m.Service]] = {}
         for s in project.services:
-            owners.setdefault(identity[s.qualified].principal, set()).add(s.name)
+            owners.setdefault(identity[s.qualified].principal, []).append(s)
         principals: dict[str, tuple[str, ...]] = {}
-        for s in project.services:
-            mine = identity[s.qualified].principal
-            shared = len(owners[mine]) > 1
+        for principal, group in sorted(owners.items()):
+            shared = len({s.name for s in group}) > 1
             if shared:
-                _shared_identity(s, owners[mine], mine, out)
-            known = principals.get(s.name, ())
-            principals[s.name] = tuple(sorted({*known, "" if shared else mine}))
+                _shared_identity(group, principal, out)
+            for s in group:
+                known = principals.get(s.name, ())
+                principals[s.name] = tuple(sorted({*known, "" if shared else principal}))
         names = Counter(p.name for p in project.policies)
         return _Mesh(
             project=project,
@@ -219,15 +219,13 @@ class _Mesh:
         )
 
 
-def _shared_identity(
-    service: m.Service, owners: set[str], principal: str, out: TargetOutput
-) -> None:
-    others = ", ".join(f"`{o}`" for o in sorted(owners - {service.name}))
+def _shared_identity(group: list[m.Service], principal: str, out: TargetOutput) -> None:
+    names = ", ".join(f"`{n}`" for n in sorted({s.name for s in group}))
     out.unsupported(
         "B0151",
-        f"service `{service.name}` runs as the workload identity {_quote(principal)}, which "
-        f"{others} also run as; the mesh cannot tell them apart",
-        service.span,
+        f"services {names} run as one workload identity, {_quote(principal)}; the mesh cannot "
+        "tell them apart",
+        group[0].span,
         help="give each service its own service account (`identity`)",
         notes=(
             "rules naming these services as principals are decided by ext_authz, which sees "

@@ -618,7 +618,7 @@ def test_services_sharing_an_identity_are_reported_and_delegated(tmp_path: Path)
         'namespace "core"\n  identity "spiffe://corp.example/ns/core/sa/api-sa"',
     ) + EXACT.replace("source.namespace", 'source.ip in cidr "10.0.0.0/8" or source.namespace')
     out = istio.compile(tree(tmp_path, text), ctx())
-    assert sum(d.code == "B0151" for d in out.diagnostics) == 2
+    assert sum(d.code == "B0151" for d in out.diagnostics) == 1
     assert "CUSTOM" in kinds(workload(out, "core", "api"))
 
 
