@@ -156,7 +156,10 @@ BUILD_TABLE: tuple[Code, ...] = (
         "`identity`. Those attributes are missing there, so a deny reading them (directly\n"
         "or through `risk`) cannot fire at the gateway: it fails open. Enforce the rule where\n"
         "the attributes exist (the embedded engine, or OPA queried with the full request), or\n"
-        "deny on attributes the gateway sees (identity, method, path, headers, source ip).\n",
+        "deny on attributes the gateway sees (identity, method, path, headers, source ip).\n"
+        "The Istio target reports the same for a workload whose sidecar delegates to ext_authz\n"
+        "(action CUSTOM), and for a deny on a `user`, `agent`, `group` or `tool` principal\n"
+        "when no provider Istio can verify is declared (no token can name one there).\n",
         strict=True,
     ),
     Code(
@@ -168,7 +171,8 @@ BUILD_TABLE: tuple[Code, ...] = (
         "principal attributes other than `type`, `id` and `identity`), or its policy may\n"
         "require an obligation, which nothing proves there.\n"
         "An allow reading them cannot fire there, so the gateway denies requests the policy\n"
-        "allows: it fails closed.\n",
+        "allows: it fails closed. The Istio target reports the same at a sidecar that\n"
+        "delegates to ext_authz (action CUSTOM).\n",
         strict=True,
     ),
     Code(
