@@ -392,9 +392,7 @@ def _negated_name(field: str) -> str:
 def _intersect_values(field: str, left: tuple[str, ...], right: tuple[str, ...]) -> tuple[str, ...]:
     """Values of one single-valued attribute both positive tests admit."""
     if field == "paths":
-        if left != right:
-            raise Inexpressible("tests two different paths in one alternative")
-        return left
+        return tuple(sorted({v for a in left for b in right if (v := _path_meet(a, b))}))
     if field == "ipBlocks":
         nets = []
         for a in left:
@@ -412,6 +410,22 @@ def _intersect_values(field: str, left: tuple[str, ...], right: tuple[str, ...])
     if right == ("*",):
         return left
     return tuple(sorted(set(left) & set(right)))
+
+
+def _path_meet(a: str, b: str) -> str | None:
+    """The one Istio path value matching what both match (exact, `P*` prefix, `*`), if any."""
+    if a == "*":
+        return b
+    if b == "*":
+        return a
+    pa, pb = a.endswith("*"), b.endswith("*")
+    if pa and pb:
+        shorter, longer = sorted((a[:-1], b[:-1]), key=len)
+        return longer + "*" if longer.startswith(shorter) else None
+    if pa or pb:
+        prefix, exact = (a[:-1], b) if pa else (b[:-1], a)
+        return exact if exact.startswith(prefix) else None
+    return a if a == b else None
 
 
 def istio_rule(term: Term) -> dict[str, object] | None:

@@ -317,9 +317,21 @@ _PEERS = {
     "ops-tool": "cluster.local/ns/ops/sa/tool",
     "stranger": "other.example/ns/core/sa/intruder",
     "legacy": "cluster.local/ns/front/sa/legacy",
+    "odd": "other.example/workload/odd",  # a SPIFFE id of another shape: no namespace
 }
 _SERVICE_OF = {"web": "web", "api": "api", "db": "db"}
 _NAMESPACE = {"web": "front", "api": "core", "db": "data"}
+
+
+def _source(ip: str, principal: str, service: str | None) -> dict[str, str]:
+    """`source` as the CheckRequest mapping builds it: a known service's namespace, else the
+    namespace of a Kubernetes-shaped peer identity, else none."""
+    parts = principal.split("/")
+    if service is not None:
+        return {"ip": ip, "namespace": _NAMESPACE[service]}
+    if len(parts) == 5 and parts[1] == "ns" and parts[3] == "sa":
+        return {"ip": ip, "namespace": parts[2]}
+    return {"ip": ip}
 
 
 @cache
@@ -358,13 +370,12 @@ def test_istio_agrees_with_the_engine(
     engine = prepare_project(project)
     principal = _PEERS[caller]
     service = _SERVICE_OF.get(caller)
-    namespace = _NAMESPACE[service] if service else principal.split("/")[2]
     request = {
         "principal": {"type": "service", "id": service} if service else {},
         "action": method,
         "resource": {"type": "service", "id": target},
         "request": {"path": path},
-        "source": {"ip": ip, "namespace": namespace},
+        "source": _source(ip, principal, service),
     }
     expected = "allow" if engine.authorize(request).enforced else "deny"
     mesh = MeshRequest(principal=principal, ip=ip, method=method, path=path)
@@ -702,3 +713,153 @@ def test_build_target_istio_from_the_cli(tmp_path: Path) -> None:
     tops = {p.relative_to(out).parts[0] for p in out.rglob("*") if p.is_file()}
     assert tops == {"istio", "ir", "manifest.json"}
     assert "istio custom -> ext_authz" in " ".join(result.output.split())
+
+
+def test_paths_of_two_policies_meet_exactly(tmp_path: Path) -> None:
+    """Istio ORs ALLOW policies; mcpdsl ANDs its policies: the product meets path values."""
+    from mcpdsl.compile.istio_rules import _path_meet
+
+    assert _path_meet("/v1/*", "/v1/a/*") == "/v1/a/*"
+    assert _path_meet("/v1/*", "/v1/a") == "/v1/a"
+    assert _path_meet("/v1/*", "/v2/*") is None
+    assert _path_meet("*", "/x") == "/x"
+    assert _path_meet("/x", "/y") is None
+    text = SERVICES + (
+        "policy a {\n  default deny\n"
+        '  allow service web -> service api on GET "/v1/**"\n}\n'
+        "policy b {\n  default deny\n"
+        '  allow any -> service api on GET "/v1/items/**"\n'
+        '  allow any -> service api on * "/v2/**"\n}\n'
+    )
+    out = istio.compile(tree(tmp_path, text), ctx())
+    [allow] = workload(out, "core", "api")
+    assert allow["spec"]["rules"] == [
+        {
+            "from": [{"source": {"principals": ["cluster.local/ns/front/sa/web"]}}],
+            "to": [{"operation": {"methods": ["GET"], "paths": ["/v1/items", "/v1/items/*"]}}],
+        }
+    ]
+    web = MeshRequest("cluster.local/ns/front/sa/web", "10.0.0.1", "GET", "/v1/items/3")
+    assert decide([allow], web) == "allow"
+    assert decide([allow], MeshRequest(web.principal, web.ip, "GET", "/v1/other")) == "deny"
+
+
+# ------------------------------------------------- random conditions, exactness
+
+_NS = m.Attr(root="source", path=("namespace",))
+_IP = m.Attr(root="source", path=("ip",))
+_ACTION = m.Attr(root="action")
+_PATH = m.Attr(root="request", path=("path",))
+
+
+def _lit(value: object) -> m.Literal_:
+    return m.Literal_(value=value)  # type: ignore[arg-type]
+
+
+def _list(values: list[str]) -> m.ListExpr:
+    return m.ListExpr(items=tuple(_lit(v) for v in values))
+
+
+_ATOMS = st.one_of(
+    st.builds(
+        lambda op, v: m.Compare(op=op, left=_NS, right=_lit(v)),
+        st.sampled_from(["==", "!="]),
+        st.sampled_from(["core", "front", "data", "ops", "Bad NS"]),
+    ),
+    st.builds(
+        lambda vs, neg: m.In(item=_NS, collection=_list(vs), negated=neg),
+        st.lists(st.sampled_from(["core", "front", "data", "ops"]), max_size=3),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda c: m.InCidr(operand=_IP, cidr=c),
+        st.sampled_from(["10.0.0.0/8", "10.1.0.0/16", "192.168.0.0/16", "0.0.0.0/0"]),
+    ),
+    st.builds(
+        lambda op, v: m.Compare(op=op, left=_ACTION, right=_lit(v)),
+        st.sampled_from(["==", "!="]),
+        st.sampled_from(["GET", "POST"]),
+    ),
+    st.builds(
+        lambda vs, neg: m.In(item=_ACTION, collection=_list(vs), negated=neg),
+        st.lists(st.sampled_from(["GET", "POST", "PUT"]), max_size=3),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda g: m.Matches(operand=_PATH, pattern=g),
+        st.sampled_from(["/v1/**", "/v1/a", "/**", "/v1/a/**"]),
+    ),
+    st.builds(
+        lambda v: m.Compare(op="==", left=m.Attr(root="resource", path=("id",)), right=_lit(v)),
+        st.sampled_from(["api", "web"]),
+    ),
+    st.builds(_lit, st.booleans()),
+)
+
+_CONDITIONS = st.recursive(
+    _ATOMS,
+    lambda inner: st.one_of(
+        st.builds(lambda x: m.Not(operand=x), inner),
+        st.builds(lambda xs: m.And(operands=tuple(xs)), st.lists(inner, min_size=2, max_size=3)),
+        st.builds(lambda xs: m.Or(operands=tuple(xs)), st.lists(inner, min_size=2, max_size=3)),
+    ),
+    max_leaves=6,
+)
+
+_MESH_CALLS = [
+    (caller, ip, method, path)
+    for caller in ("web", "db", "ops-tool", "stranger", "odd")
+    for ip in ("10.1.2.3", "10.200.0.1", "192.168.1.1")
+    for method in ("GET", "POST", "PUT")
+    for path in ("/v1", "/v1/a", "/v1/a/b", "/v10", "/x")
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cond=_CONDITIONS,
+    effect=st.sampled_from(["allow", "deny"]),
+    default=st.sampled_from(["allow", "deny"]),
+    principal=st.sampled_from([m.EntityPattern(), m.EntityPattern(type="service", ids=("web",))]),
+)
+def test_every_exact_condition_decides_like_the_engine(
+    cond: m.Node, effect: str, default: str, principal: m.EntityPattern
+) -> None:
+    base, _ = _exact_tree()
+    rule = m.Rule(
+        id="r",
+        effect=effect,  # type: ignore[arg-type]
+        principal=principal,
+        resource=m.EntityPattern(type="service", ids=("api",)),
+        condition=cond,  # type: ignore[arg-type]
+    )
+    extra = m.Rule(
+        id="probe",
+        effect="allow" if effect == "deny" else "deny",  # type: ignore[arg-type]
+        principal=m.EntityPattern(),
+        resource=m.EntityPattern(type="service"),
+        path="/x",
+    )
+    policy = m.Policy(package="mesh", name="p", default=default, rules=(rule, extra))  # type: ignore[arg-type]
+    project = base.model_copy(update={"policies": (policy,)})
+    out = istio.compile(project, ctx())
+    policies = workload(out, "core", "api")
+    engine = prepare_project(project)
+    delegated = "CUSTOM" in kinds(policies)
+    for caller, ip, method, path in _MESH_CALLS:
+        principal_id = _PEERS[caller]
+        service = _SERVICE_OF.get(caller)
+        request = {
+            "principal": {"type": "service", "id": service} if service else {},
+            "action": method,
+            "resource": {"type": "service", "id": "api"},
+            "request": {"path": path},
+            "source": _source(ip, principal_id, service),
+        }
+        allowed = engine.authorize(request).enforced
+        mesh = MeshRequest(principal=principal_id, ip=ip, method=method, path=path)
+        if delegated:
+            # ext_authz decides; a DENY beside it may only deny what the engine denies
+            assert not (denied(policies, mesh) and allowed), (request, policies)
+        else:
+            assert decide(policies, mesh) == ("allow" if allowed else "deny"), (request, policies)
