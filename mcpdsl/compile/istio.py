@@ -250,9 +250,16 @@ def _mfa_claim(providers: tuple[m.Provider, ...]) -> tuple[str, tuple[str, ...]]
 def _jwt_rules(project: m.Project, out: TargetOutput) -> list[dict[str, Any]]:
     """One `jwtRules` entry per provider Istio can verify; a coded warning for the others."""
     rules: list[dict[str, Any]] = []
+    issuers: dict[str, str] = {}
     for provider in project.providers:
         try:
+            if provider.issuer in issuers:
+                raise ValueError(
+                    f"its issuer is also provider `{issuers[provider.issuer]}`'s, and a "
+                    "sidecar verifies one key set per issuer"
+                )
             rules.append(_jwt_rule(project, provider))
+            issuers[provider.issuer] = provider.name
         except ValueError as exc:
             out.unsupported(
                 "B0150",

@@ -533,9 +533,11 @@ def test_request_authentication_and_claims(tmp_path: Path) -> None:
     base = tree(tmp_path, SERVICES + TOKENS)
     project = _with_providers(
         base,
-        _provider(jwks_uri="https://idp.example/jwks", audiences=("api",)),
+        _provider(jwks_uri="https://idp.example/jwks", audiences=("api",), clock_skew=30),
     )
     out = istio.compile(project, ctx())
+    [skew] = [d.message for d in out.diagnostics if d.code == "B0154"]
+    assert "30s" in skew and "60s" in skew
     for name, doc in docs(out).items():
         assert validate_istio(doc) == [], name
     api = workload(out, "core", "api")
@@ -588,6 +590,7 @@ def test_jwks_files_are_inlined_and_bad_ones_reported(tmp_path: Path) -> None:
         _provider(name="bad", issuer="https://bad.example", jwks_file="broken.json"),
         _provider(name="far", issuer="https://far.example", jwks_file="../../etc/passwd"),
         _provider(name="odd", issuer="https://odd.example", jwks_uri="ftp://x", clock_skew=5),
+        _provider(name="twin", jwks_uri="https://idp.example/other"),
     )
     out = istio.compile(project, ctx())
     ra = next(d for d in workload(out, "core", "api") if d["kind"] == "RequestAuthentication")
@@ -599,7 +602,8 @@ def test_jwks_files_are_inlined_and_bad_ones_reported(tmp_path: Path) -> None:
         }
     ]
     b0150 = [d.message for d in out.diagnostics if d.code == "B0150"]
-    assert len(b0150) == 3 and all("cannot be verified by Istio" in t for t in b0150)
+    assert len(b0150) == 4 and all("cannot be verified by Istio" in t for t in b0150)
+    assert any("also provider `idp`'s" in t for t in b0150)
     assert validate_istio(ra) == []
 
 
@@ -618,6 +622,13 @@ def test_the_mesh_trust_domain_names_services_without_identity(tmp_path: Path) -
     meshed = project.model_copy(
         update={"meshes": (m.Mesh(package="mesh", name="m", trust_domain="prod.example"),)}
     )
+    assert not any(d.code == "B0153" for d in istio.compile(meshed, ctx()).diagnostics)
+    two = meshed.model_copy(
+        update={
+            "meshes": (*meshed.meshes, m.Mesh(package="mesh", name="n", trust_domain="z.example"))
+        }
+    )
+    assert [d.code for d in istio.compile(two, ctx()).diagnostics].count("B0153") == 1
     allow = workload(istio.compile(meshed, ctx()), "core", "api")[-1]
     assert allow["spec"]["action"] == "ALLOW"
     rules = allow["spec"]["rules"]
