@@ -28,6 +28,12 @@ Engines and what backs them:
   ``opa-golib-python-bindings`` wheel is installed, :func:`run_opa` evaluates
   with the real Go OPA engine; both share one result contract.
 * PromQL: ``promql-parser`` (Rust port of the Prometheus parser).
+* Istio: the ``cloudcoil.models.istio`` pydantic models of the CRDs, validated in
+  strict mode and compared with the document after a round trip (the models
+  ignore unknown fields; a field they drop is an error), plus the checks Istio's
+  admission webhook adds (value syntax, CIDRs, `when` keys, CUSTOM providers).
+  ``IstioOperator`` has no model there: the extension provider is checked
+  against the fields of MeshConfig's ``envoyExtAuthzGrpc``.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ __all__ = [
     "run_opa",
     "run_rego",
     "validate_envoy_bootstrap",
+    "validate_istio",
     "validate_kubernetes",
     "validate_promql",
 ]
@@ -1552,3 +1559,160 @@ def validate_promql(expr: str, *, instant: bool = True) -> list[str]:
         if isinstance(node, promql_parser.StringLiteral):
             return ["promql: expression is a string; rules need an instant vector or scalar"]
     return []
+
+
+# ---------------------------------------------------------------------------
+# Istio
+# ---------------------------------------------------------------------------
+
+_ISTIO_KINDS = {
+    ("security.istio.io/v1", "AuthorizationPolicy"): ("security", "v1"),
+    ("security.istio.io/v1", "PeerAuthentication"): ("security", "v1"),
+    ("security.istio.io/v1", "RequestAuthentication"): ("security", "v1"),
+}
+#: MeshConfig.ExtensionProvider.EnvoyExternalAuthorizationGrpcProvider (Istio 1.24).
+_EXT_AUTHZ_GRPC_FIELDS = {
+    "service": str,
+    "port": int,
+    "timeout": str,
+    "failOpen": bool,
+    "clearRouteCache": bool,
+    "statusOnError": str,
+    "includeRequestBodyInCheck": dict,
+}
+_ISTIO_WHEN_KEY = re.compile(
+    r"^(request\.headers\[[^\[\]]+\]|request\.auth\.(principal|audiences|presenter)"
+    r"|request\.auth\.claims(\[[^\[\]]+\])+|source\.(ip|namespace|principal)"
+    r"|remote\.ip|destination\.(ip|port)|connection\.sni|experimental\.envoy\.filters\..+)$"
+)
+
+
+def validate_istio(doc: dict[str, Any]) -> list[str]:
+    """Errors of one generated Istio document (empty: Istio would accept it)."""
+    key = (doc.get("apiVersion"), doc.get("kind"))
+    if key == ("install.istio.io/v1alpha1", "IstioOperator"):
+        return _istio_operator_errors(doc)
+    if key not in _ISTIO_KINDS:
+        return [f"{key}: not an Istio kind this validator knows"]
+    group, version = _ISTIO_KINDS[key]
+    module = importlib.import_module(f"cloudcoil.models.istio.{group}.{version}")
+    model = getattr(module, str(doc["kind"]))
+    from pydantic import ValidationError
+
+    try:
+        parsed = model.model_validate(doc, strict=True)
+    except ValidationError as exc:
+        return [f"{e['loc']}: {e['msg']}" for e in exc.errors()]
+    errors: list[str] = []
+    back = parsed.model_dump(by_alias=True, exclude_none=True, mode="json")
+    errors.extend(_lost_fields(doc, back, ""))
+    meta = doc.get("metadata", {})
+    errors.extend(_name_errors(str(doc["kind"]), meta))
+    errors.extend(_meta_label_errors(meta, "metadata"))
+    spec = doc.get("spec", {})
+    selector = spec.get("selector")
+    if selector is not None:
+        errors.extend(_label_map_errors(selector.get("matchLabels"), "spec.selector.matchLabels"))
+        if not selector.get("matchLabels"):
+            errors.append("spec.selector: empty selector")
+    if doc["kind"] == "AuthorizationPolicy":
+        errors.extend(_authorization_errors(spec))
+    return errors
+
+
+def _lost_fields(sent: Any, kept: Any, at: str) -> list[str]:
+    """Fields of `sent` the strict model did not keep (unknown to the CRD schema)."""
+    if isinstance(sent, dict) and isinstance(kept, dict):
+        out = [f"{at}.{k}: unknown field" for k in sent if k not in kept]
+        for k in sent:
+            if k in kept:
+                out.extend(_lost_fields(sent[k], kept[k], f"{at}.{k}"))
+        return out
+    if isinstance(sent, list) and isinstance(kept, list) and len(sent) == len(kept):
+        return [
+            e
+            for i, (a, b) in enumerate(zip(sent, kept, strict=True))
+            for e in _lost_fields(a, b, f"{at}[{i}]")
+        ]
+    return [] if sent == kept else [f"{at}: {sent!r} became {kept!r}"]
+
+
+def _authorization_errors(spec: dict[str, Any]) -> list[str]:
+    """What Istio's validation adds to the CRD schema for AuthorizationPolicy."""
+    import ipaddress
+
+    errors: list[str] = []
+    action = spec.get("action", "ALLOW")
+    if (action == "CUSTOM") != ("provider" in spec):
+        errors.append("spec.provider: required with, and only with, action CUSTOM")
+    for i, rule in enumerate(spec.get("rules") or []):
+        at = f"spec.rules[{i}]"
+        for j, src in enumerate(rule.get("from") or []):
+            source = src.get("source") or {}
+            if not source:
+                errors.append(f"{at}.from[{j}]: empty source")
+            for name, values in source.items():
+                if not values:
+                    errors.append(f"{at}.from[{j}].source.{name}: empty list")
+                for value in values:
+                    if "ipBlocks" in name or "IpBlocks" in name:
+                        try:
+                            ipaddress.ip_network(value, strict=False)
+                        except ValueError:
+                            errors.append(f"{at}.{name}: {value!r} is not an IP or CIDR")
+                    elif not value or (value != "*" and "*" in value[1:-1]):
+                        errors.append(f"{at}.{name}: {value!r} has an inner `*`")
+        for j, dst in enumerate(rule.get("to") or []):
+            operation = dst.get("operation") or {}
+            if not operation:
+                errors.append(f"{at}.to[{j}]: empty operation")
+            for name, values in operation.items():
+                if not values:
+                    errors.append(f"{at}.to[{j}].operation.{name}: empty list")
+                for value in values:
+                    if name in ("paths", "notPaths") and value != "*" and not value.startswith("/"):
+                        errors.append(f"{at}.{name}: {value!r} does not start with `/`")
+                    if value != "*" and "*" in value[1:-1] and "{" not in value:
+                        errors.append(f"{at}.{name}: {value!r} has an inner `*`")
+        for j, cond in enumerate(rule.get("when") or []):
+            if not _ISTIO_WHEN_KEY.match(str(cond.get("key", ""))):
+                errors.append(f"{at}.when[{j}].key: {cond.get('key')!r} is not a supported key")
+            if not cond.get("values") and not cond.get("notValues"):
+                errors.append(f"{at}.when[{j}]: neither values nor notValues")
+    return errors
+
+
+def _istio_operator_errors(doc: dict[str, Any]) -> list[str]:
+    errors: list[str] = []
+    if set(doc) - {"apiVersion", "kind", "metadata", "spec"}:
+        errors.append("unknown top-level field")
+    spec = doc.get("spec")
+    if not isinstance(spec, dict) or set(spec) != {"meshConfig"}:
+        return [*errors, "spec: expected only meshConfig"]
+    mesh = spec["meshConfig"]
+    if set(mesh) != {"extensionProviders"}:
+        errors.append("spec.meshConfig: expected only extensionProviders")
+    names = []
+    for i, provider in enumerate(mesh.get("extensionProviders", [])):
+        at = f"spec.meshConfig.extensionProviders[{i}]"
+        names.append(provider.get("name"))
+        if set(provider) != {"name", "envoyExtAuthzGrpc"}:
+            errors.append(f"{at}: expected name and envoyExtAuthzGrpc")
+            continue
+        grpc = provider["envoyExtAuthzGrpc"]
+        for name, value in grpc.items():
+            kind = _EXT_AUTHZ_GRPC_FIELDS.get(name)
+            if (
+                kind is None
+                or not isinstance(value, kind)
+                or isinstance(value, bool) is not (kind is bool)
+            ):
+                errors.append(f"{at}.envoyExtAuthzGrpc.{name}: unknown or mistyped")
+        port = grpc.get("port")
+        if not grpc.get("service") or not isinstance(port, int) or not 0 < port < 65536:
+            errors.append(f"{at}.envoyExtAuthzGrpc: service and port are required")
+        if "timeout" in grpc and not re.fullmatch(r"\d+(\.\d+)?(ms|s|m|h)", grpc["timeout"]):
+            errors.append(f"{at}.envoyExtAuthzGrpc.timeout: not a duration")
+    if len(set(names)) != len(names):
+        errors.append("spec.meshConfig.extensionProviders: duplicate names")
+    return errors

@@ -42,7 +42,7 @@ __all__ = [
     "load_target",
 ]
 
-TARGETS: tuple[str, ...] = ("kubernetes", "envoy", "opa", "prometheus")
+TARGETS: tuple[str, ...] = ("kubernetes", "envoy", "opa", "prometheus", "istio")
 
 
 @dataclass(frozen=True)

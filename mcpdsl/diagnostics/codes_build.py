@@ -168,7 +168,10 @@ BUILD_TABLE: tuple[Code, ...] = (
         "missing there, so a deny reading them (directly or through `risk`) cannot fire at\n"
         "the gateway: it fails open. Accept a provider or trust a header that supplies the\n"
         "attribute, enforce the rule where it exists (the embedded engine, or OPA queried\n"
-        "with the full request), or deny on attributes the gateway sees.\n",
+        "with the full request), or deny on attributes the gateway sees.\n"
+        "The Istio target reports the same for a workload whose sidecar delegates to ext_authz\n"
+        "(action CUSTOM), and for a deny on a `user`, `agent`, `group` or `tool` principal\n"
+        "when no provider Istio can verify is declared (no token can name one there).\n",
         strict=True,
     ),
     Code(
@@ -181,8 +184,54 @@ BUILD_TABLE: tuple[Code, ...] = (
         "header; docs/runtime.md), or its policy may require an obligation the door cannot\n"
         "prove (only `mfa`, from an accepted provider's token, is proven there).\n"
         "An allow reading them cannot fire there, so the gateway denies requests the policy\n"
-        "allows: it fails closed.\n",
+        "allows: it fails closed. The Istio target reports the same at a sidecar that\n"
+        "delegates to ext_authz (action CUSTOM).\n",
         strict=True,
+    ),
+    Code(
+        "B0160",
+        _W,
+        "provider not verifiable by istio",
+        "A declared JWT provider cannot be written into an Istio RequestAuthentication: its\n"
+        "issuer is empty or holds spaces, its JWKS URL is not an http(s) URL, or its JWKS file\n"
+        "cannot be read inside the tree or is not a JSON Web Key Set. The provider is left out,\n"
+        "so the sidecars verify no token it issues and such tokens prove nothing there. Give\n"
+        "the provider an `https://` JWKS URL or a JWKS file inside the policy tree.\n",
+        strict=True,
+    ),
+    Code(
+        "B0161",
+        _W,
+        "services share a workload identity",
+        "Two services run as the same Kubernetes service account in the same namespace, so the\n"
+        "mesh gives their pods the same SPIFFE identity and no sidecar can tell them apart.\n"
+        "Rules naming either of them as a principal cannot be decided on the peer identity:\n"
+        "Istio does not express them, and ext_authz sees the same shared identity. Give each\n"
+        "service its own `identity` (service account).\n",
+        strict=True,
+    ),
+    Code(
+        "B0162",
+        _I,
+        "authorization policy too large for istio",
+        "The rules reaching one workload expand to more Istio rules than one AuthorizationPolicy\n"
+        "is allowed to hold here (512), so the workload's requests are decided by ext_authz\n"
+        "(CUSTOM) instead. Nothing is lost; the sidecar makes one more call per request.\n",
+    ),
+    Code(
+        "B0163",
+        _I,
+        "several mesh trust domains",
+        "The tree declares more than one `mesh` with different trust domains; services without\n"
+        "a declared SPIFFE `identity` are named in the first one (sorted). Declare one mesh.\n",
+    ),
+    Code(
+        "B0164",
+        _I,
+        "provider clock skew differs from istio's",
+        "Istio's RequestAuthentication has no clock-skew setting: its sidecars accept tokens\n"
+        "up to 60 seconds past their expiry. A provider declaring another skew is verified\n"
+        "with 60 seconds at the sidecars.\n",
     ),
     Code(
         "B0130",

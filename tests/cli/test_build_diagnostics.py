@@ -216,7 +216,7 @@ def test_the_table_is_the_enforcement_data_of_the_diagnostics(tmp_path: Path) ->
     rows = [d.enforcement for d in result.build_diagnostics if d.enforcement is not None]
     assert sorted(rows, key=lambda e: (e.rule, e.target, e.where)) == result.enforcement
     statuses = {(e.target, e.status.value) for e in result.enforcement}
-    assert statuses == {("envoy", "not-enforced"), ("opa", "enforced")}
+    assert statuses == {("envoy", "not-enforced"), ("istio", "not-enforced"), ("opa", "enforced")}
     text = build(str(GEO), "--out", str(tmp_path / "o")).output
     assert "where each access rule is enforced" in text and "not-enforced" in text
 
