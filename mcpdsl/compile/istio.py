@@ -34,6 +34,7 @@ from typing import Any
 
 from mcpdsl.compile import Artifact, Enforcement, Status, TargetContext, TargetOutput
 from mcpdsl.compile.envoy_authz import Resource, delegated_status, resource_matches
+from mcpdsl.ir.door import DoorMapping, door_mapping
 from mcpdsl.compile.istio_rules import (
     TRUE,
     Dnf,
@@ -170,6 +171,7 @@ class _Mesh:
     namespaces_exact: bool
     jwt_rules: list[dict[str, Any]]
     mfa_claim: tuple[str, tuple[str, ...]] | None
+    door: DoorMapping  # what CUSTOM -> ext_authz sees: the east-west door (docs/runtime.md)
     policies: list[tuple[str, m.Policy]] = field(default_factory=list)
 
     @staticmethod
@@ -215,6 +217,7 @@ class _Mesh:
             ),
             jwt_rules=_jwt_rules(project, out),
             mfa_claim=_mfa_claim(project.providers),
+            door=door_mapping(project, None),
             policies=[(p.name if names[p.name] == 1 else p.qualified, p) for p in project.policies],
         )
 
@@ -468,7 +471,7 @@ class _Workload:
     ) -> None:
         because = why or f"workload delegated: {self.reason}"
         where = f"istio custom -> ext_authz, {self.where} ({because})"
-        status, missing = delegated_status(rule, policy, obligations)
+        status, missing = delegated_status(rule, policy, obligations, self.mesh.door)
         if rule.principal.type in _TOKEN_PRINCIPALS and not self.mesh.jwt_rules:
             status = Status.NOT_ENFORCED if rule.effect == "deny" else Status.NARROWED
             missing = (

@@ -270,10 +270,12 @@ def test_api_runs_in_the_platform_tree_goes_to_ext_authz_and_says_why() -> None:
     assert "CUSTOM" in kinds(policies)
     [(where, status)] = records(out, "zero-trust/api-runs")
     assert where.startswith("istio custom -> ext_authz, workload agents/agent-runtime")
-    assert "workload delegated: zero-trust/" in where
+    # policies/ accepts token providers, so agent-runtime verifies tokens and its
+    # service principals are decided by ext_authz too
+    assert "workload delegated: zero-trust/" in where or "verifies tokens" in where
     # its policy may `require mfa` (risk >= 0.5), which nothing proves at ext_authz: fails closed
     assert status is Status.NARROWED
-    custom = next(d for d in policies if d["spec"]["action"] == "CUSTOM")
+    custom = next(d for d in policies if d["spec"].get("action") == "CUSTOM")
     assert custom["spec"]["provider"] == {"name": istio.EXT_AUTHZ_PROVIDER}
     assert custom["spec"]["rules"] == [{}]
     mesh = docs(out)["istio/mesh-config.yaml"]
@@ -284,7 +286,11 @@ def test_api_runs_in_the_platform_tree_goes_to_ext_authz_and_says_why() -> None:
 
 def test_exact_denies_stay_beside_custom_and_inexact_ones_are_reported() -> None:
     out = istio.compile(_compiled(str(REPO / "policies")), ctx())
-    deny = next(d for d in workload(out, "data", "postgres") if d["spec"]["action"] == "DENY")
+    deny = next(
+        d
+        for d in workload(out, "data", "postgres")
+        if d["kind"] == "AuthorizationPolicy" and d["spec"].get("action") == "DENY"
+    )
     assert deny["metadata"]["annotations"]["mcpdsl.io/rules"] == (
         "zero-trust/db-namespaces, zero-trust/cluster-only"
     )
@@ -292,9 +298,10 @@ def test_exact_denies_stay_beside_custom_and_inexact_ones_are_reported() -> None
         {"from": [{"source": {"notNamespaces": ["core", "data"]}}]},
         {"from": [{"source": {"notIpBlocks": ["10.0.0.0/8"]}}]},
     ]
-    # a deny on a user principal without any provider: nobody is a user at the sidecar
+    # a deny on a user principal: policies/ declares the people's provider, so the
+    # sidecar verifies their tokens and the deny is exact
     [(where, status), *_] = records(out, "zero-trust/no-humans-in-db")
-    assert status is Status.NOT_ENFORCED and "ext_authz" in where
+    assert status is Status.ENFORCED, where
     codes = {d.code for d in out.diagnostics}
     assert {"B0120", "B0121", "B0122"} <= codes
 
