@@ -151,6 +151,21 @@ _TABLE: tuple[Code, ...] = (
         "A `test` block is incomplete or inconsistent: it has no `expect`, or it mixes a\n"
         "`request` with a `given scale`, or its expectation does not fit what it tests.\n",
     ),
+    Code(
+        "E0209",
+        _E,
+        "storage on a service that is not stateful",
+        "A `storage` clause gives every pod of the service its own volume, which only a\n"
+        "StatefulSet can do; a service without `stateful` is a Deployment, whose pods are\n"
+        "interchangeable and share nothing.\n\n"
+        "    service db {\n"
+        '        image "postgres:16"\n'
+        "        port  5432\n"
+        "        storage { size 20Gi }   # error[E0209]: add `stateful`\n"
+        "    }\n\n"
+        "Add `stateful` (the service becomes a StatefulSet with one volume claim per pod)\n"
+        "or remove `storage`.\n",
+    ),
     # ----------------------------------------------- units and expressions
     Code(
         "E0301",
