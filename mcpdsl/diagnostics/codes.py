@@ -703,9 +703,15 @@ _TABLE: tuple[Code, ...] = (
     Code(
         "A0134",
         _W,
-        "team needs more than its quota",
-        "The services of a team (label `team`) in this pool request more at their maximum\n"
-        "replicas than the team's quota allows, so they can never all reach it.\n",
+        "pods need more than their quota",
+        "A team quota becomes one ResourceQuota per namespace its workloads run in,\n"
+        "scoped to the pool (the team's share, split by their demand; teams sharing a\n"
+        "namespace and pool add up). That ResourceQuota counts every pod of the namespace\n"
+        "placed in the pool, with or without a team. Here those pods, at their maximum\n"
+        "replicas (jobs: one pod each), request more than the quota there allows, so\n"
+        "Kubernetes would refuse some of them. The notes list the teams' shares.\n\n"
+        "Raise the quota, lower the maximum replicas, or move a workload to another\n"
+        "namespace or pool. docs/analysis.md describes the mapping.\n",
     ),
     Code(
         "A0135",
