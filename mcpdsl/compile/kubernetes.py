@@ -1,15 +1,16 @@
 """The Kubernetes target: the IR to Kubernetes 1.33 manifests, one object per file.
 
     kubernetes/<package>/<kind>-<name>.yaml
+    kubernetes/<package>/<kind>-<namespace>.<name>.yaml   (ServiceAccount, ResourceQuota)
 
 | mcpdsl | Kubernetes |
 | --- | --- |
-| `service` | Deployment (apps/v1), Service (v1), PodDisruptionBudget (policy/v1) |
+| `service` | Deployment, or StatefulSet when `stateful` (apps/v1); Service, ServiceAccount, headless Service when stateful or balanced (v1); PodDisruptionBudget (policy/v1) |
 | `scale` | HorizontalPodAutoscaler (autoscaling/v2), or a KEDA ScaledObject (keda.sh/v1alpha1) for `during`/`predict` |
-| `pool` | ResourceQuota (v1) per team, PriorityClass (scheduling.k8s.io/v1) per tier, balloon Deployments for reservations |
+| `pool` | PriorityClass (scheduling.k8s.io/v1) per pool, ResourceQuota (v1) per (namespace, pool) as `ir/quotas.py` places team quotas, balloon Deployments for reservations |
 | `policy` | NetworkPolicy (networking.k8s.io/v1) per service, L3/L4 narrowing only |
 | `job` | CronJob (batch/v1) |
-| namespaces used | Namespace (v1) |
+| namespaces used and owned (`owns_namespace`) | Namespace (v1) |
 
 Every document is a plain dict serialised by `dump_yaml` (sorted keys, user
 strings escaped by the serialiser, no timestamps), so two builds of the same
