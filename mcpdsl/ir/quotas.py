@@ -225,20 +225,25 @@ def _sum(values: Iterable[int | None]) -> int | None:
 def quota_plan(project: m.Project) -> QuotaPlan:
     """The ResourceQuotas a tree's team quotas become, with the pods each one counts."""
     placed = workloads(project)
-    shares: list[Share] = []
+    by_team: dict[tuple[str, str | None], list[Workload]] = {}
+    by_scope: dict[tuple[str, str], list[Workload]] = {}
+    for w in placed:
+        by_team.setdefault((w.pool, w.team), []).append(w)
+        by_scope.setdefault((w.namespace, w.pool), []).append(w)
+    shares: dict[tuple[str, str], list[Share]] = {}
     unplaced: list[Unplaced] = []
     for pool in project.pools:
         for position, quota in enumerate(pool.quotas):
-            members = [w for w in placed if w.pool == pool.qualified and w.team == quota.team]
+            members = by_team.get((pool.qualified, quota.team), [])
             if not members:
                 unplaced.append(Unplaced(pool.qualified, position, quota.team))
                 continue
-            shares.extend(team_shares(pool, position, members))
-    scopes = sorted({(s.namespace, s.pool) for s in shares})
+            for share in team_shares(pool, position, members):
+                shares.setdefault((share.namespace, share.pool), []).append(share)
     scoped = []
-    for namespace, pool_name in scopes:
-        here = tuple(s for s in shares if (s.namespace, s.pool) == (namespace, pool_name))
+    for namespace, pool_name in sorted(shares):
+        here = tuple(shares[(namespace, pool_name)])
         hard = Amounts(**{d: _sum(s.hard.get(d) for s in here) for d in DIMENSIONS})
-        counted = tuple(w for w in placed if (w.namespace, w.pool) == (namespace, pool_name))
+        counted = tuple(by_scope.get((namespace, pool_name), ()))
         scoped.append(ScopedQuota(namespace, pool_name, hard, here, counted))
     return QuotaPlan(tuple(scoped), tuple(unplaced))
