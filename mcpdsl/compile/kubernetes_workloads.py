@@ -17,6 +17,7 @@ from typing import Any
 
 from mcpdsl.compile import PlacementPlan, TargetContext, TargetOutput
 from mcpdsl.compile.kubernetes_common import (
+    LABEL_NAME,
     LABEL_POOL,
     LABEL_TIER,
     REGION_KEY,
@@ -351,18 +352,18 @@ def service_account(index: Index, service: m.Service) -> dict[str, Any]:
     (and the principals the Istio target matches) true once deployed.
     """
     identity = index.identity(service)
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": metadata(
-            identity.service_account,
-            package=service.package,
-            component=SERVICE_COMPONENT,
-            namespace=identity.namespace,
-            source=source_of(service.span),
-            annotations={"mcpdsl.io/spiffe-id": identity.spiffe_id},
-        ),
-    }
+    meta = metadata(
+        identity.service_account,
+        package=service.package,
+        component=SERVICE_COMPONENT,
+        namespace=identity.namespace,
+        source=source_of(service.span),
+        annotations={"mcpdsl.io/spiffe-id": identity.spiffe_id},
+    )
+    # An account name may be up to 253 characters, a label value only 63: the
+    # name label says which workload it belongs to (the first, when shared).
+    meta["labels"][LABEL_NAME] = index.service_name(service)
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
 
 
 def disruption_budget(index: Index, service: m.Service) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from mcpdsl.ir.lower_access import lower_gateway, lower_integration, lower_polic
 from mcpdsl.ir.parts import part
 from mcpdsl.ir.settings import SettingsReader
 from mcpdsl.ir.tests_lower import lower_test
+from mcpdsl.ir.workload import parse_spiffe
 from mcpdsl.syntax.parser import ParsedFile, closest
 
 ACCESS_MODES = ("ReadWriteOnce", "ReadWriteOncePod", "ReadOnlyMany", "ReadWriteMany")
@@ -197,6 +198,7 @@ def _service(ctx: Context, decl: Tree[Token]) -> m.Service | None:
             clause_value(c.one("identity_clause")),
             help='write it as "spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/ACCOUNT"',
         )
+    _account_fits(ctx, identity, clause_value(c.one("identity_clause")))
     replicas = ctx.count(clause_value(c.one("replicas_clause")), 0, 10000)
     namespace = ctx.string(clause_value(c.one("namespace_clause"))) or ctx.package
     tier = clause_value(c.one("tier_clause"))
@@ -226,6 +228,18 @@ def _service(ctx: Context, decl: Tree[Token]) -> m.Service | None:
         storage=storage,
         span=ctx.span(decl),
     )
+
+
+def _account_fits(ctx: Context, identity: str | None, node: Any) -> None:
+    """The service account a SPIFFE id names becomes a ServiceAccount: it must be a name."""
+    parsed = parse_spiffe(identity) if identity is not None else None
+    if parsed is not None and not limits.is_dns_subdomain(parsed.service_account):
+        ctx.error(
+            "E0313",
+            "the service account of this identity is longer than a Kubernetes name allows",
+            node,
+            help="a ServiceAccount name has at most 253 characters",
+        )
 
 
 def _team(ctx: Context, clause: Tree[Token] | None) -> str | None:

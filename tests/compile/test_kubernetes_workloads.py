@@ -344,3 +344,14 @@ def test_pods_spread_over_regions_and_zones() -> None:
     assert all(c["whenUnsatisfiable"] == "ScheduleAnyway" and c["maxSkew"] == 1 for c in spread)
     solo = one(docs, "StatefulSet", "solo")["spec"]["template"]["spec"]
     assert "topologySpreadConstraints" not in solo  # one pod: nothing to spread
+
+
+def test_an_account_too_long_for_kubernetes_is_a_front_end_error() -> None:
+    identity = "spiffe://x.local/ns/shop/sa/" + "a" * 254
+    text = f'package shop\nservice a {{\n  image "x/a:1"\n  port 80\n  identity "{identity}"\n}}\n'
+    _, _, diagnostics = compile_text(text)
+    assert "E0313" in {d.code for d in diagnostics if d.is_error}
+    fits = "spiffe://x.local/ns/shop/sa/" + "a" * 253
+    text = f'package shop\nservice a {{\n  image "x/a:1"\n  port 80\n  identity "{fits}"\n  stateful\n}}\n'
+    docs = build(clean(text))
+    assert len(one(docs, "ServiceAccount", "a" * 253)["metadata"]["name"]) == 253
