@@ -9,7 +9,10 @@ clauses that alone already exceed the capacity.
 - `A0130` Σ max replicas × requests of the services > max nodes × node (services
   can all be at their maximum at once; jobs are not counted, a scheduler may
   run them at different times);
-- `A0132` Σ quotas > max nodes × node; `A0134` a team's services > its quota;
+- `A0132` Σ quotas > max nodes × node; `A0134` the pods a namespace's quota
+  counts (its workloads in the pool, at their maximum) > the quota, as
+  `ir/quotas.py` places team quotas (the very mapping the Kubernetes target
+  emits);
 - `A0133` Σ reservations > min nodes × node; `A0135` a reservation for a
   service that declares another pool (one without `pool` may run anywhere).
 
@@ -25,6 +28,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from mcpdsl.ir import model as m
+from mcpdsl.ir.quotas import max_pods, quota_plan
 from mcpdsl.ir.spans import clause
 
 if TYPE_CHECKING:
@@ -57,7 +61,7 @@ def capacity(a: Analysis) -> None:
         for s in project.services:
             if s.pool is not None and (s.pool.package or s.package, s.pool.name) == key:
                 scale = scales.get((s.package, s.name))
-                most = _max_replicas(s, scale)
+                most = max_pods(s, scale)
                 span = clause(a, scale.span, "replicas") if scale else s.span
                 items.append(Item(f"service `{s.name}`", span, most, _resources(s)))
         jobs = [
@@ -108,7 +112,7 @@ def capacity(a: Analysis) -> None:
             for q in pool.quotas
         ]
         _fits(a, pool, "A0132", quotas, pool.max_nodes, node, nodes_span, node_span)
-        _teams(a, pool, items, project, key, scales)
+    _scoped_quotas(a, project)
 
 
 def _fits(
@@ -171,45 +175,45 @@ def _fits(
         )
 
 
-def _teams(
-    a: Analysis,
-    pool: m.Pool,
-    items: list[Item],
-    project: m.Project,
-    key: tuple[str, str],
-    scales: dict[tuple[str, str], m.Scale],
-) -> None:
-    for q in pool.quotas:
-        members = []
-        for s in project.services:
-            if s.labels.get("team") != q.team or s.pool is None:
-                continue
-            if (s.pool.package or s.package, s.pool.name) != key:
-                continue
-            scale = scales.get((s.package, s.name))
-            span = clause(a, scale.span, "replicas") if scale else s.span
-            members.append(
-                Item(f"service `{s.name}`", span, _max_replicas(s, scale), _resources(s))
-            )
-        quota = _resources(q.resources)
+def _scoped_quotas(a: Analysis, project: m.Project) -> None:
+    """A0134: per (namespace, pool), the pods the ResourceQuota counts against its cap."""
+    pools = {p.qualified: p for p in project.pools}
+    spans = {f"{d.package}.{d.name}": d.span for d in (*project.services, *project.jobs)}
+    for scoped in quota_plan(project).scoped:
+        pool = pools[scoped.pool]
         for d in DIMENSIONS:
-            total = sum((i.total(d) for i in members), Fraction(0))
-            if total > quota[d]:
-                a.report(
-                    "A0134",
-                    f"team `{q.team}` needs {_show(d, total)} in pool `{pool.name}` at its "
-                    f"services' maximum, above its quota of {_show(d, quota[d])}",
-                    q.span,
-                    label="the quota is too small",
-                    secondary=tuple((i.span, f"{i.tag}: {_amount(i, d)}") for i in members),
-                    help="raise the quota or lower the maximum replicas",
-                )
+            cap = scoped.hard.get(d)
+            demand = scoped.demand(d)
+            if cap is None or demand <= cap:
+                continue
+            teams = ", ".join(
+                f"team `{s.team}` {_show(d, _units(d, s.hard.get(d) or 0))}" for s in scoped.shares
+            )
+            a.report(
+                "A0134",
+                f"namespace `{scoped.namespace}` needs {_show(d, _units(d, demand))} in pool "
+                f"`{pool.name}` at its workloads' maximum, above its quota of "
+                f"{_show(d, _units(d, cap))}",
+                pool.quotas[scoped.shares[0].position].span or pool.span,
+                label="the quota is too small",
+                secondary=tuple(
+                    (
+                        spans.get(w.qualified),
+                        f"{w.kind} `{w.qualified.split('.', 1)[1]}`: "
+                        f"{_show(d, _units(d, w.total(d)))}",
+                    )
+                    for w in scoped.workloads
+                    if w.total(d)
+                ),
+                notes=(f"the quota there is the sum of {teams}",),
+                help="raise the quota, lower the maximum replicas, or move workloads to "
+                "another namespace or pool",
+            )
 
 
-def _max_replicas(s: m.Service, scale: m.Scale | None) -> int:
-    if scale is None:
-        return s.replicas if s.replicas is not None else 1
-    return max([scale.max_replicas] + [d.max_replicas for d in scale.during if d.max_replicas])
+def _units(d: str, amount: int) -> Fraction:
+    """A mapping amount (millicores, bytes, GPUs) in the unit `_show` prints."""
+    return Fraction(amount, 1000) if d == "cpu" else Fraction(amount)
 
 
 def _resources(x: m.Service | m.Job | m.Resources) -> dict[str, Fraction]:

@@ -50,6 +50,7 @@ from mcpdsl.compile.envoy_matchers import (
     rewrite_action,
     valid_header_value,
 )
+from mcpdsl.compile.kubernetes_index import build_index
 from mcpdsl.compile.serialize import dump_json
 from mcpdsl.ir import model as m
 from mcpdsl.ir.door import door_mapping
@@ -96,6 +97,8 @@ class _Index:
 
     def __init__(self, project: m.Project) -> None:
         self.project = project
+        # The Kubernetes names of the tree: where each service's pods answer in DNS.
+        self.pods = build_index(project)
         self.services = {(s.package, s.name): s for s in project.services}
         self.integrations = {(i.package, i.name): i for i in project.integrations}
         self.balances: dict[tuple[str, str], m.Balance] = {}
@@ -519,7 +522,8 @@ class _Gateway:
             name = self.cluster_of(upstream)
             if isinstance(upstream, m.Service):
                 balance = self.index.balances.get((upstream.package, upstream.name))
-                clusters.append(service_cluster(name, upstream, balance, self.out))
+                fqdn = self.index.pods.headless_fqdn(upstream)
+                clusters.append(service_cluster(name, upstream, balance, self.out, fqdn))
             else:
                 clusters.append(integration_cluster(name, upstream))
         if self.delegated:

@@ -1,6 +1,7 @@
 """Envoy clusters: one per upstream a gateway routes to, plus `opa` for ext_authz.
 
-* a service -> STRICT_DNS to `<name>.<namespace>.svc.cluster.local:<port>`;
+* a service -> STRICT_DNS to its headless Service
+  `<name>-headless.<namespace>.svc.cluster.local:<port>` (one endpoint per pod);
   with `failover [r1, r2, ...]` one locality per region, priority 0, 1, ...,
   addressed `<name>.<namespace>.<region>.svc.cluster.local`;
   `balance` adds lb_policy, health_checks and outlier_detection;
@@ -65,10 +66,18 @@ def _http2() -> dict[str, Any]:
 
 
 def service_cluster(
-    name: str, service: m.Service, balance: m.Balance | None, report: TargetOutput
+    name: str,
+    service: m.Service,
+    balance: m.Balance | None,
+    report: TargetOutput,
+    fqdn: str,
 ) -> dict[str, Any]:
-    """The cluster of a service, shaped by its `balance` declaration (if any)."""
-    fqdn = f"{service.name}.{service.namespace}.svc.cluster.local"
+    """The cluster of a service, shaped by its `balance` declaration (if any).
+
+    `fqdn` is the service's headless Service (`kubernetes_index.Index.headless_fqdn`):
+    STRICT_DNS gets one endpoint per ready pod, so the load balancer, hash
+    affinity and outlier detection act on pods, not on a ClusterIP.
+    """
     failover: list[str] = []
     if balance is not None:
         for region in balance.failover:

@@ -1,15 +1,16 @@
 """The Kubernetes target: the IR to Kubernetes 1.33 manifests, one object per file.
 
     kubernetes/<package>/<kind>-<name>.yaml
+    kubernetes/<package>/<kind>-<namespace>.<name>.yaml   (ServiceAccount, ResourceQuota)
 
 | mcpdsl | Kubernetes |
 | --- | --- |
-| `service` | Deployment (apps/v1), Service (v1), PodDisruptionBudget (policy/v1) |
+| `service` | Deployment, or StatefulSet when `stateful` (apps/v1); Service, ServiceAccount, headless Service when stateful or balanced (v1); PodDisruptionBudget (policy/v1) |
 | `scale` | HorizontalPodAutoscaler (autoscaling/v2), or a KEDA ScaledObject (keda.sh/v1alpha1) for `during`/`predict` |
-| `pool` | ResourceQuota (v1) per team, PriorityClass (scheduling.k8s.io/v1) per tier, balloon Deployments for reservations |
+| `pool` | PriorityClass (scheduling.k8s.io/v1) per pool, ResourceQuota (v1) per (namespace, pool) as `ir/quotas.py` places team quotas, balloon Deployments for reservations |
 | `policy` | NetworkPolicy (networking.k8s.io/v1) per service, L3/L4 narrowing only |
 | `job` | CronJob (batch/v1) |
-| namespaces used | Namespace (v1) |
+| namespaces used and owned (`owns_namespace`) | Namespace (v1) |
 
 Every document is a plain dict serialised by `dump_yaml` (sorted keys, user
 strings escaped by the serialiser, no timestamps), so two builds of the same
@@ -26,7 +27,12 @@ from typing import Any
 
 from mcpdsl.compile import Artifact, Enforcement, TargetContext, TargetOutput, rule_spans
 from mcpdsl.compile.kubernetes_common import is_label_value, metadata
-from mcpdsl.compile.kubernetes_index import RESERVATIONS_KEY, Index, build_index
+from mcpdsl.compile.kubernetes_index import (
+    RESERVATIONS_KEY,
+    Index,
+    build_index,
+    owns_namespace,
+)
 from mcpdsl.compile.kubernetes_network import network_policy
 from mcpdsl.compile.kubernetes_pools import (
     balloon,
@@ -37,9 +43,11 @@ from mcpdsl.compile.kubernetes_pools import (
 from mcpdsl.compile.kubernetes_scale import autoscaler
 from mcpdsl.compile.kubernetes_workloads import (
     cronjob,
-    deployment,
     disruption_budget,
+    headless_service,
+    service_account,
     service_object,
+    workload,
 )
 from mcpdsl.compile.serialize import dump_yaml
 from mcpdsl.ir import model as m
@@ -56,10 +64,17 @@ class _Emitter:
     report: TargetOutput = field(default_factory=TargetOutput)
     namespace_users: dict[str, set[str]] = field(default_factory=dict)
 
-    def add(self, package: str, doc: dict[str, Any] | None) -> None:
+    def add(self, package: str, doc: dict[str, Any] | None, *, per_namespace: bool = False) -> None:
+        """Add one object; `per_namespace` for kinds whose names are unique per namespace only.
+
+        Their file is `<kind>-<namespace>.<name>.yaml` (a dot is in no DNS label, so
+        two (namespace, name) pairs can never share a path).
+        """
         if doc is None:
             return
-        path = f"{NAME}/{package}/{doc['kind'].lower()}-{doc['metadata']['name']}.yaml"
+        meta = doc["metadata"]
+        stem = f"{meta['namespace']}.{meta['name']}" if per_namespace else meta["name"]
+        path = f"{NAME}/{package}/{doc['kind'].lower()}-{stem}.yaml"
         if path in self.docs:
             raise AssertionError(f"kubernetes target produced {path} twice")
         self.docs[path] = doc
@@ -112,9 +127,16 @@ def _quote(text: str) -> str:
 def _services(index: Index, ctx: TargetContext, out: _Emitter) -> None:
     spans = rule_spans(index.project)
     records: list[Enforcement] = []
+    accounts: set[tuple[str, str]] = set()
     for service in index.project.services:
-        out.add(service.package, deployment(index, service, ctx, out.report))
+        out.add(service.package, workload(index, service, ctx, out.report))
         out.add(service.package, service_object(index, service))
+        out.add(service.package, headless_service(index, service))
+        identity = index.identity(service)
+        # Services that declare the same identity share one account: emit it once.
+        if (identity.namespace, identity.service_account) not in accounts:
+            accounts.add((identity.namespace, identity.service_account))
+            out.add(service.package, service_account(index, service), per_namespace=True)
         out.add(service.package, disruption_budget(index, service))
         if index.project.policies:
             result = network_policy(index, service)
@@ -130,15 +152,25 @@ def _scales(index: Index, ctx: TargetContext, out: _Emitter) -> None:
 
 
 def _pools(index: Index, ctx: TargetContext, out: _Emitter) -> None:
-    """Quotas and balloons per pool; one PriorityClass per tier, in its first pool's package."""
-    classes: set[str] = set()
+    """A PriorityClass and balloons per pool; ResourceQuotas as `ir/quotas.py` places them."""
     balloons = False
+    for scoped in index.quotas.scoped:
+        pool = index.pools[scoped.pool]
+        out.add(pool.package, resource_quota(index, scoped), per_namespace=True)
+    for unplaced in index.quotas.unplaced:
+        pool = index.pools[unplaced.pool]
+        quota = pool.quotas[unplaced.position]
+        out.report.unsupported(
+            "B0116",
+            f"quota of team {_quote(unplaced.team)} in pool `{pool.qualified}` governs no "
+            "workload; no ResourceQuota is emitted",
+            quota.span or pool.span,
+            label="no service or job of this team is placed in the pool",
+            help=f'declare `team "{unplaced.team}"` and `pool {pool.name}` on the workloads '
+            "it should cap, or remove the quota",
+        )
     for pool in index.project.pools:
-        if index.priority_class(pool) not in classes:
-            classes.add(index.priority_class(pool))
-            out.add(pool.package, priority_class(index, pool, ctx, out.report))
-        for position in range(len(pool.quotas)):
-            out.add(pool.package, resource_quota(index, pool, position))
+        out.add(pool.package, priority_class(index, pool, ctx, out.report))
         for position in range(len(pool.reservations)):
             headroom = balloon(index, pool, position, out.report)
             if headroom is not None and not balloons:
@@ -153,9 +185,16 @@ def _jobs(index: Index, ctx: TargetContext, out: _Emitter) -> None:
 
 
 def _namespaces(index: Index, out: _Emitter) -> None:
-    """A Namespace for every namespace an object lives in, in its first user's package."""
+    """A Namespace for every namespace the policy owns, in its first user's package.
+
+    Objects may live in `default` or a `kube-` namespace, but the policy does
+    not own those (`owns_namespace`): no Namespace object, so applying or
+    pruning a build never touches them.
+    """
     sources = {name: raw for raw, name in index.namespaces.items() if raw != RESERVATIONS_KEY}
     for namespace, packages in sorted(out.namespace_users.items()):
+        if not owns_namespace(namespace):
+            continue
         package = min(packages)
         out.add(
             package,

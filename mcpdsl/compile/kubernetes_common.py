@@ -31,6 +31,7 @@ ANNOTATION_SOURCE = "mcpdsl.io/source"
 ANNOTATION_SOURCE_NAME = "mcpdsl.io/source-name"
 ANNOTATION_LABELS = "mcpdsl.io/labels"
 REGION_KEY = "topology.kubernetes.io/region"
+ZONE_KEY = "topology.kubernetes.io/zone"
 NAMESPACE_KEY = "kubernetes.io/metadata.name"
 GPU_RESOURCE = "nvidia.com/gpu"
 
@@ -159,6 +160,11 @@ def cpu_quantity(cores: Decimal) -> str:
 def memory_quantity(size: int) -> str:
     """Bytes as `NMi` when whole mebibytes, else as a plain byte count."""
     return f"{size // MI}Mi" if size % MI == 0 else str(size)
+
+
+def storage_quantity(size: int) -> str:
+    """Bytes as `NGi` when whole gibibytes (how volumes are sized), else like memory."""
+    return f"{size // 2**30}Gi" if size % 2**30 == 0 else memory_quantity(size)
 
 
 def decimal_quantity(value: Decimal) -> str:

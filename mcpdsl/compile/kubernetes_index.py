@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from mcpdsl.compile.kubernetes_common import CRONJOB_LIMIT, LABEL_LIMIT, assign_names, dns_label
 from mcpdsl.ir import model as m
+from mcpdsl.ir.quotas import QuotaPlan, quota_plan
+from mcpdsl.ir.workload import WorkloadIdentity, workload_identity
 
 #: PriorityClass values per pool tier (README: "Priority classes").
 TIER_PRIORITY: dict[str, int] = {
@@ -32,6 +34,22 @@ _BALLOON_KEY = "\x00balloon"
 #: (a quota is checked at pod creation and would stop the service the headroom is for).
 RESERVATIONS_NAMESPACE = "mcpdsl-reservations"
 RESERVATIONS_KEY = "\x00reservations"
+#: The cluster's DNS domain (kubelet `--cluster-domain`); Envoy resolves Services under it.
+CLUSTER_DOMAIN = "cluster.local"
+#: Namespaces every cluster has and the policy never owns (README: "Namespaces").
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+
+
+def owns_namespace(namespace: str) -> bool:
+    """Whether the build creates (and so may delete) the Namespace object.
+
+    A policy owns the namespaces its objects live in, except the ones
+    Kubernetes itself creates in every cluster (`default`, `kube-system`,
+    `kube-public`, `kube-node-lease`) and any other `kube-` name, a prefix
+    Kubernetes reserves for its own: applying or pruning those must never be
+    the policy's business.
+    """
+    return namespace not in SYSTEM_NAMESPACES and not namespace.startswith("kube-")
 
 
 def pool_tier(pool: m.Pool) -> str:
@@ -52,9 +70,13 @@ class Index:
     job_names: dict[Hashable, str] = field(default_factory=dict)
     pool_names: dict[Hashable, str] = field(default_factory=dict)
     namespaces: dict[Hashable, str] = field(default_factory=dict)
-    quota_names: dict[Hashable, str] = field(default_factory=dict)
     balloon_names: dict[Hashable, str] = field(default_factory=dict)
-    tier_classes: dict[Hashable, str] = field(default_factory=dict)
+    pool_classes: dict[Hashable, str] = field(default_factory=dict)
+    # Services with a headless Service (StatefulSet governing Service, or the
+    # per-pod DNS an Envoy cluster balances over), by qualified name.
+    headless_names: dict[Hashable, str] = field(default_factory=dict)
+    quotas: QuotaPlan = field(default_factory=lambda: QuotaPlan((), ()))
+    trust_domain: str | None = None
     # Rules of each policy (by position in project.policies) that can reach a
     # service, keyed by service name; "" holds the rules that reach any service.
     # Filled on first use so that NetworkPolicies cost O(rules), not
@@ -75,14 +97,36 @@ class Index:
     def pool_ref(self, ref: m.Ref | None) -> m.Pool | None:
         return None if ref is None else self.pools.get(f"{ref.package}.{ref.name}")
 
-    def quota_name(self, pool: m.Pool, position: int) -> str:
-        return self.quota_names[(pool.qualified, f"{position:04d}")]
-
     def balloon_name(self, pool: m.Pool, position: int) -> str:
         return self.balloon_names[(pool.qualified, f"{position:04d}")]
 
     def priority_class(self, pool: m.Pool) -> str:
-        return self.tier_classes[pool_tier(pool)]
+        """The pool's own PriorityClass (its tier's value): the scope of its quotas."""
+        return self.pool_classes[pool.qualified]
+
+    def identity(self, service: m.Service) -> WorkloadIdentity:
+        """Namespace and service account of the service's pods (the one naming function)."""
+        return workload_identity(
+            namespace=self.namespace(service.namespace),
+            declared=service.identity,
+            fallback_account=self.service_name(service),
+            trust_domain=self.trust_domain,
+        )
+
+    def headless_name(self, service: m.Service) -> str | None:
+        return self.headless_names.get(service.qualified)
+
+    def headless_fqdn(self, service: m.Service) -> str:
+        """The DNS name that resolves to the service's ready pods (one A record per pod).
+
+        Envoy clusters resolve it (STRICT_DNS) so that their load balancing,
+        hash affinity and outlier detection act on pods, not on a virtual IP.
+        Every service a gateway routes to or a `balance` declares has one.
+        """
+        name = self.headless_names.get(service.qualified)
+        if name is None:
+            raise KeyError(f"service {service.qualified} has no headless Service")
+        return f"{name}.{self.namespace(service.namespace)}.svc.{CLUSTER_DOMAIN}"
 
 
 def build_index(project: m.Project) -> Index:
@@ -106,11 +150,18 @@ def build_index(project: m.Project) -> Index:
     if any(p.reservations for p in project.pools):
         raw_namespaces.append((RESERVATIONS_KEY, RESERVATIONS_NAMESPACE))
     index.namespaces = assign_names(raw_namespaces)
-    index.quota_names = assign_names(
-        ((p.qualified, f"{i:04d}"), f"{p.name}-{q.team}")
-        for p in project.pools
-        for i, q in enumerate(p.quotas)
+    headless = sorted(
+        s.qualified
+        for s in project.services
+        if s.stateful or s.qualified in index.balances or s.qualified in index.gateways_to
     )
+    # Headless Services are Services too: never a ClusterIP Service's name.
+    index.headless_names = assign_names(
+        ((q, f"{index.services[q].name}-headless") for q in headless),
+        reserved=index.service_names.values(),
+    )
+    index.quotas = quota_plan(project)
+    index.trust_domain = project.meshes[0].trust_domain if project.meshes else None
     # Balloons are Deployments too: they must not take a service's name.
     index.balloon_names = assign_names(
         (
@@ -120,17 +171,17 @@ def build_index(project: m.Project) -> Index:
         ),
         reserved=index.service_names.values(),
     )
-    tiers: list[tuple[Hashable, str]] = [
-        (t, dns_label(t)) for t in {pool_tier(p) for p in project.pools}
-    ]
-    # The balloon class is reserved first, so a tier named `balloon` cannot take its name.
-    classes = assign_names([(_BALLOON_KEY, "balloon"), *tiers], LABEL_LIMIT - len("mcpdsl-"))
-    index.tier_classes = {tier: f"mcpdsl-{name}" for tier, name in classes.items()}
+    pools: list[tuple[Hashable, str]] = [(p.qualified, dns_label(p.name)) for p in project.pools]
+    # The balloon class is reserved first, so a pool named `balloon` cannot take its name.
+    classes = assign_names([(_BALLOON_KEY, "balloon"), *pools], LABEL_LIMIT - len("mcpdsl-"))
+    index.pool_classes = {key: f"mcpdsl-{name}" for key, name in classes.items()}
     return index
 
 
 def _raw_namespaces(project: m.Project) -> set[str]:
-    """Every namespace string the tree uses: services, jobs and quota teams."""
-    raw = {s.namespace for s in project.services} | {j.namespace for j in project.jobs}
-    raw |= {q.team for p in project.pools for q in p.quotas}
-    return raw
+    """Every namespace string the tree uses: those of its services and jobs.
+
+    Quotas live in their members' namespaces (ir/quotas.py), never in one
+    named after the team.
+    """
+    return {s.namespace for s in project.services} | {j.namespace for j in project.jobs}

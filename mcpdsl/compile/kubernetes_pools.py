@@ -11,6 +11,7 @@ exclusive reservation for the named service; the README says so.
 
 from __future__ import annotations
 
+import json
 import math
 from decimal import Decimal
 from typing import Any
@@ -18,7 +19,6 @@ from typing import Any
 from mcpdsl.compile import TargetContext, TargetOutput
 from mcpdsl.compile.kubernetes_common import (
     GPU_RESOURCE,
-    cpu_quantity,
     memory_quantity,
     metadata,
     pod_metadata,
@@ -36,6 +36,7 @@ from mcpdsl.compile.kubernetes_index import (
 )
 from mcpdsl.compile.kubernetes_workloads import Placement, apply_placement
 from mcpdsl.ir import model as m
+from mcpdsl.ir.quotas import Amounts, ScopedQuota
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 QUOTA_COMPONENT = "quota"
@@ -43,38 +44,67 @@ BALLOON_COMPONENT = "balloon"
 PRIORITY_COMPONENT = "priority"
 
 
-def quota_hard(res: m.Resources) -> dict[str, str]:
-    """`spec.hard` of a team quota; a zero (or absent) amount is not limited.
+def quota_hard(hard: Amounts) -> dict[str, str]:
+    """`spec.hard` of a scoped quota; an uncapped (None) resource is not limited.
 
     Both requests and limits are capped because every pod this target emits
     sets limits equal to requests.  Extended resources (GPUs) can only be
-    quota'd by request.
+    quota'd by request.  A share of 0 is written as 0: that namespace may not
+    use the resource in the pool at all.
     """
-    hard: dict[str, str] = {}
-    if res.cpu > 0:
-        hard["requests.cpu"] = hard["limits.cpu"] = cpu_quantity(res.cpu)
-    if res.memory > 0:
-        hard["requests.memory"] = hard["limits.memory"] = memory_quantity(res.memory)
-    if res.gpu > 0:
-        hard[f"requests.{GPU_RESOURCE}"] = str(res.gpu)
-    return hard
+    out: dict[str, str] = {}
+    if hard.cpu is not None:
+        out["requests.cpu"] = out["limits.cpu"] = f"{hard.cpu}m"
+    if hard.memory is not None:
+        out["requests.memory"] = out["limits.memory"] = memory_quantity(hard.memory)
+    if hard.gpu is not None:
+        out[f"requests.{GPU_RESOURCE}"] = str(hard.gpu)
+    return out
 
 
-def resource_quota(index: Index, pool: m.Pool, position: int) -> dict[str, Any]:
-    """v1 ResourceQuota of one `quota team "T" { ... }` in the team's namespace."""
-    quota = pool.quotas[position]
+def resource_quota(index: Index, scoped: ScopedQuota) -> dict[str, Any]:
+    """v1 ResourceQuota of one (namespace, pool): the team shares placed there (ir/quotas.py).
+
+    Scoped to the pool's PriorityClass, so it counts the namespace's pods
+    placed in that pool and nothing else.
+    """
+    pool = index.pools[scoped.pool]
+    teams = sorted({s.team for s in scoped.shares})
+    first = pool.quotas[min(s.position for s in scoped.shares)]
+    shares = {
+        s.team: {
+            k.removeprefix("requests."): v for k, v in quota_hard(s.hard).items() if k[0] == "r"
+        }
+        for s in scoped.shares
+    }
+    annotations = {
+        "mcpdsl.io/pool": pool.qualified,
+        "mcpdsl.io/teams": json.dumps(teams, ensure_ascii=False),
+        "mcpdsl.io/shares": json.dumps(shares, sort_keys=True, ensure_ascii=False),
+    }
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
         "metadata": metadata(
-            index.quota_name(pool, position),
+            index.pool_names[pool.qualified],
             package=pool.package,
             component=QUOTA_COMPONENT,
-            namespace=index.namespace(quota.team),
-            source=source_of(quota.span or pool.span),
-            annotations={"mcpdsl.io/pool": pool.qualified, "mcpdsl.io/team": quota.team},
+            namespace=index.namespace(scoped.namespace),
+            source=source_of(first.span or pool.span),
+            annotations=annotations,
         ),
-        "spec": {"hard": quota_hard(quota.resources)},
+        "spec": {
+            "hard": quota_hard(scoped.hard),
+            "scopeSelector": {
+                "matchExpressions": [
+                    {
+                        "operator": "In",
+                        "scopeName": "PriorityClass",
+                        "values": [index.priority_class(pool)],
+                    }
+                ]
+            },
+        },
     }
 
 
@@ -86,7 +116,11 @@ def tier_priority(tier: str) -> int | None:
 def priority_class(
     index: Index, pool: m.Pool, ctx: TargetContext, report: TargetOutput
 ) -> dict[str, Any]:
-    """scheduling.k8s.io/v1 PriorityClass of a pool's tier (batch never preempts)."""
+    """scheduling.k8s.io/v1 PriorityClass of a pool, valued by its tier (batch never preempts).
+
+    One class per pool (not per tier) because a ResourceQuota can only select
+    pods by PriorityClass: the pool's quotas are scoped to it (ir/quotas.py).
+    """
     tier = pool_tier(pool)
     value = tier_priority(tier)
     if value is None:
@@ -101,7 +135,7 @@ def priority_class(
     return {
         "apiVersion": "scheduling.k8s.io/v1",
         "kind": "PriorityClass",
-        "description": f"mcpdsl pool tier {tier}",
+        "description": f"mcpdsl pool {pool.qualified} (tier {tier})",
         "globalDefault": False,
         "metadata": metadata(
             index.priority_class(pool),

@@ -40,8 +40,10 @@ _PROMQL_WORDS = frozenset(
 _RESOURCE_TRIGGERS = ("cpu", "memory")
 
 
-def _target_ref(name: str) -> dict[str, str]:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+def _target_ref(name: str, service: m.Service) -> dict[str, str]:
+    """The scaled workload: a StatefulSet for a `stateful` service, else a Deployment."""
+    kind = "StatefulSet" if service.stateful else "Deployment"
+    return {"apiVersion": "apps/v1", "kind": kind, "name": name}
 
 
 def utilization(ratio: Decimal) -> int:
@@ -119,7 +121,7 @@ def hpa(index: Index, scale: m.Scale, ctx: TargetContext, report: TargetOutput) 
     spec: dict[str, Any] = {
         "maxReplicas": max(scale.max_replicas, minimum),
         "minReplicas": minimum,
-        "scaleTargetRef": _target_ref(index.service_name(service)),
+        "scaleTargetRef": _target_ref(index.service_name(service), service),
     }
     if scale.targets:
         spec["metrics"] = [hpa_metric(t) for t in scale.targets]
@@ -302,7 +304,7 @@ def scaled_object(index: Index, scale: m.Scale, triggers: list[dict[str, Any]]) 
     spec: dict[str, Any] = {
         "maxReplicaCount": max(scale.max_replicas, scale.min_replicas),
         "minReplicaCount": scale.min_replicas,
-        "scaleTargetRef": _target_ref(index.service_name(service)),
+        "scaleTargetRef": _target_ref(index.service_name(service), service),
         "triggers": triggers,
     }
     if (rules := behavior(scale)) != {}:

@@ -1,4 +1,5 @@
-"""Workloads: `service` -> Deployment + Service + PodDisruptionBudget, `job` -> CronJob.
+"""Workloads: `service` -> Deployment or StatefulSet + Service(s) + ServiceAccount +
+PodDisruptionBudget, `job` -> CronJob.
 
 The pod spec is assembled from small pieces (resources, probes, placement,
 env) so that services, jobs and reservation balloons place their pods the
@@ -16,9 +17,11 @@ from typing import Any
 
 from mcpdsl.compile import PlacementPlan, TargetContext, TargetOutput
 from mcpdsl.compile.kubernetes_common import (
+    LABEL_NAME,
     LABEL_POOL,
     LABEL_TIER,
     REGION_KEY,
+    ZONE_KEY,
     is_label_value,
     labels_annotation,
     metadata,
@@ -26,14 +29,18 @@ from mcpdsl.compile.kubernetes_common import (
     resources,
     selector,
     source_of,
+    storage_quantity,
     user_labels,
     whole_seconds,
 )
 from mcpdsl.compile.kubernetes_index import Index
 from mcpdsl.ir import model as m
+from mcpdsl.ir.quotas import max_pods
 from mcpdsl.source import Span
 
 SERVICE_COMPONENT = "service"
+#: The name of a stateful service's volume (claim template and mount).
+VOLUME_NAME = "data"
 JOB_COMPONENT = "job"
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
@@ -71,21 +78,41 @@ def _affinity(regions: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+def _spread(key: str, pods: dict[str, str]) -> dict[str, Any]:
+    """Spread the pods evenly over the values of a node label, as a preference.
+
+    `ScheduleAnyway`: a region or zone without room must not leave pods
+    pending (the required region affinity already bounds where they go).
+    """
+    return {
+        "labelSelector": {"matchLabels": dict(pods)},
+        "maxSkew": 1,
+        "topologyKey": key,
+        "whenUnsatisfiable": "ScheduleAnyway",
+    }
+
+
 def apply_placement(
-    spec: dict[str, Any], placement: Placement, spread: dict[str, str] | None
+    spec: dict[str, Any],
+    placement: Placement,
+    spread: dict[str, str] | None,
+    *,
+    several: bool = False,
 ) -> dict[str, Any]:
-    """Add affinity, spread, pool selector/toleration and priority to a pod spec."""
+    """Add affinity, spread, pool selector/toleration and priority to a pod spec.
+
+    `spread` selects the pods to spread; `several` says the workload may run
+    more than one pod, so its pods are also spread over zones.
+    """
+    constraints = []
     if placement.regions:
         spec["affinity"] = _affinity(placement.regions)
         if spread is not None and len(placement.regions) > 1:
-            spec["topologySpreadConstraints"] = [
-                {
-                    "labelSelector": {"matchLabels": dict(spread)},
-                    "maxSkew": 1,
-                    "topologyKey": REGION_KEY,
-                    "whenUnsatisfiable": "ScheduleAnyway",
-                }
-            ]
+            constraints.append(_spread(REGION_KEY, spread))
+    if spread is not None and several:
+        constraints.append(_spread(ZONE_KEY, spread))
+    if constraints:
+        spec["topologySpreadConstraints"] = constraints
     if placement.pool is not None:
         spec["nodeSelector"] = {LABEL_POOL: placement.pool}
         if placement.tolerate_pool:
@@ -188,6 +215,8 @@ def _service_container(
         index.service_name(service), service.image, service.cpu, service.memory, service.gpu
     )
     container["ports"] = [{"containerPort": service.port, "protocol": "TCP"}]
+    if service.stateful and service.storage is not None:
+        container["volumeMounts"] = [{"mountPath": service.storage.path, "name": VOLUME_NAME}]
     balance = index.balances.get(service.qualified)
     container.update(probes(balance.health if balance else None, service.port))
     span = ctx.clause_span(service.span, "env")
@@ -197,10 +226,15 @@ def _service_container(
     return container
 
 
-def deployment(
+def workload(
     index: Index, service: m.Service, ctx: TargetContext, report: TargetOutput
 ) -> dict[str, Any]:
-    """apps/v1 Deployment of a service (also for `stateful` ones, see the README)."""
+    """apps/v1 Deployment of a service, or a StatefulSet when it is `stateful`.
+
+    A StatefulSet gives each pod a stable name (`<name>-0`, `-1`, ...), a DNS
+    record under its headless governing Service, and its own volume from the
+    `storage` clause, kept across restarts and rescheduling.
+    """
     name = index.service_name(service)
     labels, annotations = _pod_labels(service)
     if service.identity is not None:
@@ -213,31 +247,42 @@ def deployment(
         annotations=annotations,
     )
     pod_spec = apply_placement(
-        {"containers": [_service_container(index, service, ctx, report)]},
+        {
+            "containers": [_service_container(index, service, ctx, report)],
+            "serviceAccountName": index.identity(service).service_account,
+        },
         placement_for(index, service.regions, service.pool),
         selector(name, SERVICE_COMPONENT),
+        several=max_pods(service, index.scales.get(service.qualified)) > 1,
     )
     spec: dict[str, Any] = {
         "replicas": replicas_of(index, service),
         "selector": {"matchLabels": selector(name, SERVICE_COMPONENT)},
         "template": {"metadata": pod_meta, "spec": pod_spec},
     }
+    kind = "Deployment"
     if service.stateful:
-        spec["strategy"] = {"type": "Recreate"}
-        annotations = {**annotations, "mcpdsl.io/stateful": "true"}
-        report.unsupported(
-            "B0105",
-            f"stateful service `{service.qualified}` is a Deployment with the Recreate "
-            "strategy (no StatefulSet yet)",
-            ctx.clause_span(service.span, "stateful"),
-            label="no stable pod identity or per-pod volume",
-        )
+        kind = "StatefulSet"
+        spec["serviceName"] = index.headless_name(service)
+        if service.storage is not None:
+            spec["volumeClaimTemplates"] = [_claim_template(service.storage)]
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": kind,
         "metadata": _service_meta(index, service, labels, annotations),
         "spec": spec,
     }
+
+
+def _claim_template(storage: m.Storage) -> dict[str, Any]:
+    """One PersistentVolumeClaim per pod: size, access mode, class (else the default class)."""
+    claim: dict[str, Any] = {
+        "accessModes": [storage.access],
+        "resources": {"requests": {"storage": storage_quantity(storage.size)}},
+    }
+    if storage.storage_class is not None:
+        claim["storageClassName"] = storage.storage_class
+    return {"metadata": {"name": VOLUME_NAME}, "spec": claim}
 
 
 def _service_meta(
@@ -259,7 +304,7 @@ def _service_meta(
 
 
 def service_object(index: Index, service: m.Service) -> dict[str, Any]:
-    """v1 Service (ClusterIP) in front of the Deployment: port -> targetPort."""
+    """v1 Service (ClusterIP) in front of the pods: port -> targetPort."""
     name = index.service_name(service)
     return {
         "apiVersion": "v1",
@@ -273,14 +318,68 @@ def service_object(index: Index, service: m.Service) -> dict[str, Any]:
     }
 
 
+def headless_service(index: Index, service: m.Service) -> dict[str, Any] | None:
+    """v1 Service with `clusterIP: None`: DNS answers with the ready pods' addresses.
+
+    It is the governing Service of a StatefulSet (per-pod DNS names) and
+    what an Envoy cluster resolves (`Index.headless_fqdn`), so that Envoy
+    balances over pods.  None for a service that needs neither.
+    """
+    headless = index.headless_name(service)
+    if headless is None:
+        return None
+    meta = _service_meta(index, service)
+    meta["name"] = headless
+    meta["annotations"] = {**meta.get("annotations", {}), "mcpdsl.io/headless-for": service.name}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "clusterIP": "None",
+            "ports": [{"port": service.port, "protocol": "TCP", "targetPort": service.port}],
+            "selector": selector(index.service_name(service), SERVICE_COMPONENT),
+            "type": "ClusterIP",
+        },
+    }
+
+
+def service_account(index: Index, service: m.Service) -> dict[str, Any]:
+    """v1 ServiceAccount the pods run as: the account of `workload_identity`.
+
+    The mesh certifies the pods as `spiffe://<trust domain>/ns/<ns>/sa/<account>`,
+    so generating exactly this account is what makes a declared `identity`
+    (and the principals the Istio target matches) true once deployed.
+    """
+    identity = index.identity(service)
+    meta = metadata(
+        identity.service_account,
+        package=service.package,
+        component=SERVICE_COMPONENT,
+        namespace=identity.namespace,
+        source=source_of(service.span),
+        annotations={"mcpdsl.io/spiffe-id": identity.spiffe_id},
+    )
+    # An account name may be up to 253 characters, a label value only 63: the
+    # name label says which workload it belongs to (the first, when shared).
+    meta["labels"][LABEL_NAME] = index.service_name(service)
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
+
+
 def disruption_budget(index: Index, service: m.Service) -> dict[str, Any]:
-    """policy/v1 PodDisruptionBudget: keep one pod when there are two, else allow a drain."""
+    """policy/v1 PodDisruptionBudget: at most one pod down by a voluntary disruption.
+
+    `maxUnavailable: 1` (not a `minAvailable` count) because it follows the
+    live replica count: with n healthy pods a drain may always evict one
+    (never blocked, even at one replica or after an autoscaler scaled down)
+    while n - 1 keep serving, and a quorum of a stateful set loses one member
+    at a time.
+    """
     name = index.service_name(service)
-    spec: dict[str, Any] = {"selector": {"matchLabels": selector(name, SERVICE_COMPONENT)}}
-    if replicas_of(index, service) >= 2:
-        spec["minAvailable"] = 1
-    else:
-        spec["maxUnavailable"] = 1
+    spec: dict[str, Any] = {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": selector(name, SERVICE_COMPONENT)},
+    }
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",

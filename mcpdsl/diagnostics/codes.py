@@ -151,6 +151,21 @@ _TABLE: tuple[Code, ...] = (
         "A `test` block is incomplete or inconsistent: it has no `expect`, or it mixes a\n"
         "`request` with a `given scale`, or its expectation does not fit what it tests.\n",
     ),
+    Code(
+        "E0209",
+        _E,
+        "storage on a service that is not stateful",
+        "A `storage` clause gives every pod of the service its own volume, which only a\n"
+        "StatefulSet can do; a service without `stateful` is a Deployment, whose pods are\n"
+        "interchangeable and share nothing.\n\n"
+        "    service db {\n"
+        '        image "postgres:16"\n'
+        "        port  5432\n"
+        "        storage { size 20Gi }   # error[E0209]: add `stateful`\n"
+        "    }\n\n"
+        "Add `stateful` (the service becomes a StatefulSet with one volume claim per pod)\n"
+        "or remove `storage`.\n",
+    ),
     # ----------------------------------------------- units and expressions
     Code(
         "E0301",
@@ -812,9 +827,15 @@ _TABLE: tuple[Code, ...] = (
     Code(
         "A0134",
         _W,
-        "team needs more than its quota",
-        "The services of a team (label `team`) in this pool request more at their maximum\n"
-        "replicas than the team's quota allows, so they can never all reach it.\n",
+        "pods need more than their quota",
+        "A team quota becomes one ResourceQuota per namespace its workloads run in,\n"
+        "scoped to the pool (the team's share, split by their demand; teams sharing a\n"
+        "namespace and pool add up). That ResourceQuota counts every pod of the namespace\n"
+        "placed in the pool, with or without a team. Here those pods, at their maximum\n"
+        "replicas (jobs: one pod each), request more than the quota there allows, so\n"
+        "Kubernetes would refuse some of them. The notes list the teams' shares.\n\n"
+        "Raise the quota, lower the maximum replicas, or move a workload to another\n"
+        "namespace or pool. docs/analysis.md describes the mapping.\n",
     ),
     Code(
         "A0135",

@@ -52,9 +52,9 @@ BUILD_TABLE: tuple[Code, ...] = (
         "B0105",
         _W,
         "stateful service compiled as a deployment",
-        "Kubernetes has no StatefulSet output yet: a `stateful` service becomes a Deployment\n"
-        "with the Recreate strategy (never two versions at once) but without stable pod\n"
-        "identities or per-pod volumes.\n",
+        "Retired: no longer reported. A `stateful` service now becomes a StatefulSet with a\n"
+        "headless governing Service and, with a `storage` clause, one volume per pod. Older\n"
+        "builds compiled it to a Deployment with the Recreate strategy and said so here.\n",
         strict=True,
     ),
     Code(
@@ -146,6 +146,19 @@ BUILD_TABLE: tuple[Code, ...] = (
         "Envoy bootstrap was written (it changed after `mcpdsl check`). The provider is\n"
         "left out of `jwt_authn`, so its tokens are rejected (401): nothing is allowed\n"
         "that would not be, but its principals cannot get in. Fix the file and rebuild.\n",
+    ),
+    Code(
+        "B0116",
+        _W,
+        "team quota governs no workload",
+        'A `quota team "T"` caps the pods of team T\'s workloads placed in the pool; a\n'
+        "ResourceQuota goes into each namespace those workloads run in. No service or job\n"
+        'of the tree declares team T (`team "T"`, or `labels { team: "T" }` on a\n'
+        "service) and this pool, so there is no namespace to put the quota in, and the\n"
+        "Kubernetes target emits nothing for it.\n\n"
+        '    pool standard { ...  quota team "web" { cpu 8 } }\n'
+        '    service api { ...  pool standard  team "web" }   # now the quota caps `api`\n\n'
+        "Declare the team and the pool on the workloads the quota is for, or remove it.\n",
         strict=True,
     ),
     Code(

@@ -123,6 +123,32 @@ read_duration = _bounded(units.read_duration, _duration)
 
 # ------------------------------------------------------------------ formats
 
+_DNS_SUBDOMAIN = re.compile(
+    r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
+)
+MOUNT_PATH_MAX = 4096
+
+
+def is_dns_subdomain(name: str) -> bool:
+    """A Kubernetes object name (StorageClass, ...): an RFC 1123 subdomain, at most 253."""
+    return len(name) <= 253 and _DNS_SUBDOMAIN.fullmatch(name) is not None
+
+
+def is_mount_path(path: str) -> bool:
+    """A container mount path the API server accepts and that means one place.
+
+    Absolute, no `..` element (the API server refuses back-steps), no `:`
+    (refused on Windows nodes), no control characters.
+    """
+    return (
+        path.startswith("/")
+        and len(path) <= MOUNT_PATH_MAX
+        and ".." not in path.split("/")
+        and ":" not in path
+        and all(ch >= " " and ch != "\x7f" for ch in path)
+    )
+
+
 _PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _HOST_COMPONENT = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?")
 _IPV6 = re.compile(r"\[[0-9a-fA-F:.]+\]")

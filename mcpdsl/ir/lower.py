@@ -10,6 +10,7 @@ types by `typecheck`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, cast
@@ -43,8 +44,10 @@ from mcpdsl.ir.lower_identity import lower_mesh, lower_provider
 from mcpdsl.ir.parts import part
 from mcpdsl.ir.settings import SettingsReader
 from mcpdsl.ir.tests_lower import lower_test
+from mcpdsl.ir.workload import parse_spiffe
 from mcpdsl.syntax.parser import ParsedFile, closest
 
+ACCESS_MODES = ("ReadWriteOnce", "ReadWriteOncePod", "ReadOnlyMany", "ReadWriteMany")
 STRATEGIES = ("round-robin", "least-request", "ring-hash", "maglev", "random")
 DAYS = {
     "daily": (0, 1, 2, 3, 4, 5, 6),
@@ -196,9 +199,13 @@ def _service(ctx: Context, decl: Tree[Token]) -> m.Service | None:
             clause_value(c.one("identity_clause")),
             help='write it as "spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/ACCOUNT"',
         )
+    _account_fits(ctx, identity, clause_value(c.one("identity_clause")))
     replicas = ctx.count(clause_value(c.one("replicas_clause")), 0, 10000)
     namespace = ctx.string(clause_value(c.one("namespace_clause"))) or ctx.package
     tier = clause_value(c.one("tier_clause"))
+    labels = string_object(ctx, clause_value(c.one("labels_clause")))
+    stateful = c.one("stateful_clause") is not None
+    storage = _storage(ctx, c.one("storage_clause"), stateful)
     if image is None or port is None:
         return None
     return m.Service(
@@ -212,14 +219,109 @@ def _service(ctx: Context, decl: Tree[Token]) -> m.Service | None:
         tier=str(tier) if tier is not None else None,
         regions=string_list(ctx, clause_value(c.one("regions_clause"))),
         identity=identity,
-        labels=string_object(ctx, clause_value(c.one("labels_clause"))),
+        labels=labels,
         env=string_object(ctx, clause_value(c.one("env_clause"))),
         pool=lower_ref(ctx, clause_value(c.one("pool_ref_clause"))),
         namespace=namespace,
         replicas=replicas,
-        stateful=c.one("stateful_clause") is not None,
+        stateful=stateful,
+        team=_team(ctx, c.one("team_clause")) or labels.get("team"),
+        storage=storage,
         span=ctx.span(decl),
     )
+
+
+def _account_fits(ctx: Context, identity: str | None, node: Any) -> None:
+    """The service account a SPIFFE id names becomes a ServiceAccount: it must be a name."""
+    parsed = parse_spiffe(identity) if identity is not None else None
+    if parsed is not None and not limits.is_dns_subdomain(parsed.service_account):
+        ctx.error(
+            "E0313",
+            "the service account of this identity is longer than a Kubernetes name allows",
+            node,
+            help="a ServiceAccount name has at most 253 characters",
+        )
+
+
+def _team(ctx: Context, clause: Tree[Token] | None) -> str | None:
+    """`team "T"`; an empty name would own nothing, so it is refused."""
+    if clause is None:
+        return None
+    team = ctx.string(clause_value(clause))
+    if team is not None and not team.strip():
+        ctx.error("E0206", "team name is empty", clause_value(clause), help='write `team "NAME"`')
+        return None
+    return team
+
+
+def _storage(ctx: Context, clause: Tree[Token] | None, stateful: bool) -> m.Storage | None:
+    """`storage { size, class, access, path }`: validated so that the PVC template applies."""
+    if clause is None:
+        return None
+    r = SettingsReader(ctx, child_tree(clause, "settings"), "storage")
+    size = r.value("size", limits.read_memory, required=True)
+    size_node = r.raw("size")
+    class_node = r.raw("class")
+    access_node = r.raw("access")
+    path_node = r.raw("path")
+    klass = ctx.string(class_node)
+    access = ctx.string(access_node)
+    path = ctx.string(path_node)
+    r.finish()
+    ok = True
+    if size is not None and size <= 0:
+        ctx.error("E0303", "storage size must be above 0", size_node, help="write e.g. `size 20Gi`")
+        ok = False
+    if klass is not None and not limits.is_dns_subdomain(klass):
+        ctx.error(
+            "E0313",
+            f"storage class {_quoted(klass)} is not a Kubernetes object name",
+            class_node,
+            help="lowercase letters, digits, `-` and `.` (at most 253 characters)",
+        )
+        ok = False
+    if access is not None and access not in ACCESS_MODES:
+        guess = closest(access, ACCESS_MODES)
+        ctx.error(
+            "E0204",
+            f"unknown access mode {_quoted(access)}",
+            access_node,
+            help=f"did you mean `{guess}`?"
+            if guess
+            else "one of " + ", ".join(f"`{a}`" for a in ACCESS_MODES),
+        )
+        ok = False
+    if path is not None and not limits.is_mount_path(path):
+        ctx.error(
+            "E0206",
+            f"storage path {_quoted(path)} is not an absolute path",
+            path_node,
+            help='write an absolute path without `..` or `:`, e.g. `path "/var/lib/data"`',
+        )
+        ok = False
+    if not stateful:
+        ctx.error(
+            "E0209",
+            "`storage` on a service that is not `stateful`",
+            clause,
+            label="a Deployment has no per-pod volumes",
+            help="add `stateful` (the service becomes a StatefulSet) or remove `storage`",
+        )
+        ok = False
+    if size is None or not ok:
+        return None
+    return m.Storage(
+        size=size,
+        storage_class=klass,
+        access=cast(Any, access or "ReadWriteOnce"),
+        path=path or "/data",
+        span=ctx.span(clause),
+    )
+
+
+def _quoted(text: str) -> str:
+    """A user string in a message: JSON-quoted, so control characters stay visible."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
@@ -682,6 +784,7 @@ def _job(ctx: Context, decl: Tree[Token]) -> m.Job | None:
         ),
         pool=lower_ref(ctx, clause_value(c.one("pool_ref_clause"))),
         namespace=ctx.string(clause_value(c.one("namespace_clause"))) or ctx.package,
+        team=_team(ctx, c.one("team_clause")),
         span=ctx.span(decl),
     )
 

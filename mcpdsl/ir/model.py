@@ -315,6 +315,17 @@ class Decl(Node):
         return f"{self.package}.{self.name}"
 
 
+class Storage(Node):
+    """`storage { size, class, access, path }`: one volume per pod of a stateful service."""
+
+    size: int  # bytes
+    storage_class: str | None = None  # None: the cluster's default StorageClass
+    access: Literal["ReadWriteOnce", "ReadWriteOncePod", "ReadOnlyMany", "ReadWriteMany"] = (
+        "ReadWriteOnce"
+    )
+    path: str = "/data"
+
+
 class Service(Decl):
     kind: Literal["service"] = "service"
     image: str
@@ -331,6 +342,10 @@ class Service(Decl):
     namespace: str
     replicas: int | None = None
     stateful: bool = False
+    # The team that owns the service (`team "T"`, else `labels.team`): the
+    # quotas of that team govern its pods (ir/quotas.py).
+    team: str | None = None
+    storage: Storage | None = None
 
 
 class Target(Node):
@@ -486,6 +501,7 @@ class Job(Decl):
     carbon: Ref | None = None
     pool: Ref | None = None
     namespace: str
+    team: str | None = None  # `team "T"`: whose quota its pods count against
 
 
 EntityType = Literal["service", "agent", "user", "tool", "group"]

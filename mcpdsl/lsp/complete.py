@@ -21,7 +21,7 @@ from mcpdsl.syntax.parser import DECLARATION_KEYWORDS
 CLAUSES: dict[str, tuple[str, ...]] = {
     "service": (
         "image", "port", "cpu", "memory", "gpu", "tier", "regions", "identity", "labels",
-        "pool", "namespace", "replicas", "stateful", "env",
+        "pool", "namespace", "replicas", "stateful", "storage", "team", "env",
     ),
     "scale": ("replicas", "target", "up", "down", "during", "predict", "expected"),
     "pool": ("tier", "node", "nodes", "quota", "reserve", "regions"),
@@ -29,7 +29,7 @@ CLAUSES: dict[str, tuple[str, ...]] = {
     "carbon": ("budget", "renewable", "intensity", "region"),
     "job": (
         "image", "cpu", "memory", "gpu", "energy", "runs", "window", "regions", "carbon",
-        "pool", "namespace",
+        "pool", "namespace", "team",
     ),
     "policy": ("default", "allow", "deny", "risk", "require"),
     "integration": ("expose", "call", "timeout", "retry", "limit", "map", "description"),

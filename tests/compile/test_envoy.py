@@ -506,7 +506,7 @@ def test_service_clusters_lb_policies() -> None:
     assert all(x["type"] in ("STRICT_DNS", "LOGICAL_DNS") for x in c.values())
     address = c["catalog"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     assert address["address"]["socket_address"] == {
-        "address": "catalog.catalog.svc.cluster.local",
+        "address": "catalog-headless.catalog.svc.cluster.local",
         "port_value": 9000,
     }
 

@@ -39,6 +39,8 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures" / "kubernetes"
 FULL = FIXTURES / "full"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+#: Kinds whose names are unique per namespace only: their file is `<kind>-<ns>.<name>.yaml`.
+PER_NAMESPACE = {"ServiceAccount", "ResourceQuota"}
 
 
 # ------------------------------------------------------------------ helpers
@@ -73,6 +75,19 @@ def docs_of(out: TargetOutput) -> dict[str, dict[str, Any]]:
 def find(out: TargetOutput, kind: str, name: str) -> dict[str, Any]:
     hits = [d for d in docs_of(out).values() if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(hits) == 1, f"{kind}/{name}: {len(hits)} documents"
+    return hits[0]
+
+
+def find_in(out: TargetOutput, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    """One namespaced object by namespace and name (names repeat across namespaces)."""
+    hits = [
+        d
+        for d in docs_of(out).values()
+        if d["kind"] == kind
+        and d["metadata"]["name"] == name
+        and d["metadata"].get("namespace") == namespace
+    ]
+    assert len(hits) == 1, f"{kind}/{namespace}/{name}: {len(hits)} documents"
     return hits[0]
 
 
@@ -125,7 +140,11 @@ def test_every_document_validates(tree: Path) -> None:
     problems: list[str] = []
     for path, doc in docs_of(out).items():
         problems += [f"{path}: {e}" for e in validate_kubernetes(doc)]
-        expected = f"{doc['kind'].lower()}-{doc['metadata']['name']}.yaml"
+        meta = doc["metadata"]
+        stem = (
+            f"{meta['namespace']}.{meta['name']}" if doc["kind"] in PER_NAMESPACE else meta["name"]
+        )
+        expected = f"{doc['kind'].lower()}-{stem}.yaml"
         assert path.startswith("kubernetes/") and path.endswith("/" + expected), path
         assert doc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "mcpdsl"
     assert problems == []
@@ -159,6 +178,8 @@ def test_fixture_is_clean_and_covers_every_kind() -> None:
         "ResourceQuota",
         "ScaledObject",
         "Service",
+        "ServiceAccount",
+        "StatefulSet",
     }
 
 
@@ -187,9 +208,9 @@ def test_output_does_not_depend_on_declaration_order(tmp_path: Path) -> None:
 
     (tmp_path / "1").mkdir()
     (tmp_path / "2").mkdir()
-    text = service("alpha", 80, "  stateful\n") + service("beta", 81, "  stateful\n")
+    text = service("alpha", 80, "") + service("beta", 81, "")
     one = compile_text(tmp_path / "1", SERVICE_HEADER + text)
-    text = service("beta", 81, "  stateful\n") + service("alpha", 80, "  stateful\n")
+    text = service("beta", 81, "") + service("alpha", 80, "")
     two = compile_text(tmp_path / "2", SERVICE_HEADER + text)
     assert without_positions(one) == without_positions(two)
 
@@ -245,14 +266,14 @@ def test_container_resources_requests_equal_limits_and_gpu_limit(tmp_path: Path)
 def test_replicas_pdb_and_service_port(tmp_path: Path) -> None:
     text = (
         SERVICE_HEADER
-        + service("one", 80, "  replicas 1\n  stateful\n")
+        + service("one", 80, "  replicas 1\n  stateful\n  storage { size 1Gi }\n")
         + service("two", 81, "  replicas 2\n  stateful\n")
         + service("auto", 82)
         + "scale auto { replicas 3..9 target cpu 50% }\n"
     )
     out = compile_text(tmp_path, text)
-    assert find(out, "Deployment", "one")["spec"]["replicas"] == 1
-    assert find(out, "Deployment", "two")["spec"]["replicas"] == 2
+    assert find(out, "StatefulSet", "one")["spec"]["replicas"] == 1
+    assert find(out, "StatefulSet", "two")["spec"]["replicas"] == 2
     assert find(out, "Deployment", "auto")["spec"]["replicas"] == 3
     assert find(out, "PodDisruptionBudget", "one")["spec"] == {
         "maxUnavailable": 1,
@@ -263,23 +284,22 @@ def test_replicas_pdb_and_service_port(tmp_path: Path) -> None:
             }
         },
     }
-    assert find(out, "PodDisruptionBudget", "two")["spec"]["minAvailable"] == 1
-    assert find(out, "PodDisruptionBudget", "auto")["spec"]["minAvailable"] == 1
+    for name in ("two", "auto"):
+        assert find(out, "PodDisruptionBudget", name)["spec"]["maxUnavailable"] == 1
+        assert "minAvailable" not in find(out, "PodDisruptionBudget", name)["spec"]
     svc = find(out, "Service", "two")["spec"]
     assert svc["type"] == "ClusterIP"
     assert svc["ports"] == [{"port": 81, "protocol": "TCP", "targetPort": 81}]
-    assert find(out, "Deployment", "one")["spec"]["strategy"] == {"type": "Recreate"}
-    assert any(
-        d.code == "B0105" and "stateful service `shop.one`" in d.message for d in out.diagnostics
-    )
+    assert kinds(out, "Deployment") == [find(out, "Deployment", "auto")]
+    assert not any(d.code == "B0105" for d in out.diagnostics)
 
 
 def test_probe_timings_from_balance_health(tmp_path: Path) -> None:
     text = (
         SERVICE_HEADER
-        + service("web", 8080, "  stateful\n")
-        + service("rpc", 9090, "  stateful\n")
-        + service("db", 5432, "  stateful\n")
+        + service("web", 8080, "")
+        + service("rpc", 9090, "")
+        + service("db", 5432, "")
         + 'balance web { health http "/ready" every 1500ms timeout 500ms healthy 3 unhealthy 4 }\n'
         + "balance rpc { health grpc every 10s timeout 2s healthy 1 unhealthy 2 }\n"
         + "balance db { health tcp every 5s timeout 5s healthy 2 unhealthy 3 }\n"
@@ -308,10 +328,8 @@ def test_probe_timings_from_balance_health(tmp_path: Path) -> None:
 def test_regions_pool_toleration_and_priority(tmp_path: Path) -> None:
     text = (
         SERVICE_HEADER
-        + service(
-            "spread", extra='  regions ["eu-north-1", "us-east-1"]\n  pool cpus\n  stateful\n'
-        )
-        + service("gpu", extra="  gpu 1\n  pool gpus\n  stateful\n")
+        + service("spread", extra='  regions ["eu-north-1", "us-east-1"]\n  pool cpus\n')
+        + service("gpu", extra="  gpu 1\n  pool gpus\n")
         + "pool cpus { tier gold node { cpu 8, memory 32Gi } nodes 1..3 }\n"
         + 'pool gpus { tier batch node { cpu 8, memory 32Gi, gpu 4 } nodes 1..2 regions ["us-east-1"] }\n'
     )
@@ -332,7 +350,7 @@ def test_regions_pool_toleration_and_priority(tmp_path: Path) -> None:
     assert spread["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/region"
     assert spread["nodeSelector"] == {"mcpdsl.io/pool": "cpus"}
     assert "tolerations" not in spread
-    assert spread["priorityClassName"] == "mcpdsl-gold"
+    assert spread["priorityClassName"] == "mcpdsl-cpus"  # the pool's class, its tier's value
     gpu = pod_spec(find(out, "Deployment", "gpu"))
     assert gpu["tolerations"] == [
         {"effect": "NoSchedule", "key": "mcpdsl.io/pool", "operator": "Equal", "value": "gpus"}
@@ -342,8 +360,8 @@ def test_regions_pool_toleration_and_priority(tmp_path: Path) -> None:
         "nodeSelectorTerms"
     ][0]["matchExpressions"][0]["values"] == ["us-east-1"]
     gold, batch = (
-        find(out, "PriorityClass", "mcpdsl-gold"),
-        find(out, "PriorityClass", "mcpdsl-batch"),
+        find(out, "PriorityClass", "mcpdsl-cpus"),
+        find(out, "PriorityClass", "mcpdsl-gpus"),
     )
     assert (gold["value"], gold["preemptionPolicy"]) == (100000, "PreemptLowerPriority")
     assert (batch["value"], batch["preemptionPolicy"]) == (1000, "Never")
@@ -351,7 +369,7 @@ def test_regions_pool_toleration_and_priority(tmp_path: Path) -> None:
 
 def test_user_labels_cannot_change_selectors(tmp_path: Path) -> None:
     labels = '  labels { team: "core", "app.kubernetes.io/name": "evil", "bad key!": "x" }\n'
-    out = compile_text(tmp_path, SERVICE_HEADER + service("api", extra=labels + "  stateful\n"))
+    out = compile_text(tmp_path, SERVICE_HEADER + service("api", extra=labels + ""))
     dep = find(out, "Deployment", "api")
     assert dep["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "api"
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
@@ -363,7 +381,7 @@ def test_user_labels_cannot_change_selectors(tmp_path: Path) -> None:
 
 def test_invalid_env_names_are_dropped_with_a_note(tmp_path: Path) -> None:
     env = '  env { GOOD: "1", "bad=name": "2", "also bad": "3" }\n'
-    out = compile_text(tmp_path, SERVICE_HEADER + service("api", extra=env + "  stateful\n"))
+    out = compile_text(tmp_path, SERVICE_HEADER + service("api", extra=env + ""))
     assert container(find(out, "Deployment", "api"))["env"] == [{"name": "GOOD", "value": "1"}]
     assert sum(d.code == "B0101" and "env var" in d.message for d in out.diagnostics) == 2
 
@@ -515,28 +533,40 @@ def test_prom_durations(seconds: str, text: str) -> None:
 def test_quota_priority_and_balloon(tmp_path: Path) -> None:
     text = (
         SERVICE_HEADER
-        + service("api", extra="  cpu 1\n  memory 1Gi\n  pool general\n  stateful\n")
+        + service(
+            "api", extra='  cpu 1\n  memory 1Gi\n  pool general\n  team "Core Team"\n  replicas 2\n'
+        )
+        + service("gpu-api", extra='  gpu 1\n  pool general\n  namespace "ml"\n  team "ml"\n')
         + (
-            "pool general {\n  tier standard\n  node { cpu 8, memory 32Gi }\n  nodes 1..3\n"
+            "pool general {\n  tier standard\n  node { cpu 8, memory 32Gi, gpu 4 }\n  nodes 1..3\n"
             '  quota team "Core Team" { cpu 16, memory 64Gi }\n  quota team "ml" { gpu 4 }\n'
             "  reserve api { cpu 10, memory 8Gi }\n}\n"
         )
     )
     out = compile_text(tmp_path, text)
-    core = find(out, "ResourceQuota", "general-core-team")
-    assert core["metadata"]["namespace"] == "core-team"
+    core = find_in(out, "ResourceQuota", "shop", "general")
     assert core["spec"]["hard"] == {
         "limits.cpu": "16000m",
         "limits.memory": "65536Mi",
         "requests.cpu": "16000m",
         "requests.memory": "65536Mi",
     }
-    assert find(out, "ResourceQuota", "general-ml")["spec"]["hard"] == {
+    assert core["spec"]["scopeSelector"] == {
+        "matchExpressions": [
+            {"operator": "In", "scopeName": "PriorityClass", "values": ["mcpdsl-general"]}
+        ]
+    }
+    assert json.loads(core["metadata"]["annotations"]["mcpdsl.io/teams"]) == ["Core Team"]
+    assert find_in(out, "ResourceQuota", "ml", "general")["spec"]["hard"] == {
         "requests.nvidia.com/gpu": "4"
     }
-    ns = find(out, "Namespace", "core-team")
-    assert ns["metadata"]["annotations"]["mcpdsl.io/source-name"] == "Core Team"
-    assert find(out, "PriorityClass", "mcpdsl-standard")["value"] == 10000
+    # No namespace is named after a team any more: quotas go where the team's pods run.
+    assert {d["metadata"]["name"] for d in kinds(out, "Namespace")} == {
+        "shop",
+        "ml",
+        "mcpdsl-reservations",
+    }
+    assert find(out, "PriorityClass", "mcpdsl-general")["value"] == 10000
     balloon = find(out, "Deployment", "balloon-general-api")
     assert balloon["metadata"]["namespace"] == "mcpdsl-reservations"
     assert balloon["spec"]["replicas"] == 2  # 10 cores on 8-core nodes
@@ -547,10 +577,21 @@ def test_quota_priority_and_balloon(tmp_path: Path) -> None:
     find(out, "Namespace", "mcpdsl-reservations")
 
 
+def test_a_quota_without_members_is_reported_not_placed(tmp_path: Path) -> None:
+    text = SERVICE_HEADER + (
+        'pool p { node { cpu 4, memory 8Gi } nodes 1..2 quota team "nobody" { cpu 2 } }\n'
+    )
+    out = compile_text(tmp_path, text)
+    assert kinds(out, "ResourceQuota") == []
+    assert kinds(out, "Namespace") == []
+    (found,) = [d for d in out.diagnostics if d.code == "B0116"]
+    assert '"nobody"' in found.message and "`shop.p`" in found.message
+
+
 def test_unknown_tier_gets_the_default_priority(tmp_path: Path) -> None:
     text = SERVICE_HEADER + "pool p { tier turbo node { cpu 4, memory 8Gi } nodes 1..2 }\n"
     out = compile_text(tmp_path, text)
-    assert find(out, "PriorityClass", "mcpdsl-turbo")["value"] == 1000
+    assert find(out, "PriorityClass", "mcpdsl-p")["value"] == 1000
     assert any(d.code == "B0103" and "turbo" in d.message for d in out.diagnostics)
 
 
@@ -625,8 +666,7 @@ def peers(spec: dict[str, Any]) -> list[str]:
 ZERO_TRUST = (
     SERVICE_HEADER
     + "".join(
-        service(n, 8000 + i, "  stateful\n")
-        for i, n in enumerate(["web", "api", "db", "admin", "cache"])
+        service(n, 8000 + i, "") for i, n in enumerate(["web", "api", "db", "admin", "cache"])
     )
     + "policy access {\n  default deny\n"
     + '  web-api: allow service web -> service api on GET "/v1/**" when request.auth.mfa\n'
@@ -666,8 +706,8 @@ def test_network_policy_sources(tmp_path: Path) -> None:
 def test_default_deny_when_no_allow_reaches_a_service(tmp_path: Path) -> None:
     text = (
         SERVICE_HEADER
-        + service("web", 80, "  stateful\n")
-        + service("vault", 81, "  stateful\n")
+        + service("web", 80, "")
+        + service("vault", 81, "")
         + "policy p {\n  default deny\n  allow service web -> service web\n}\n"
     )
     assert network_policy(compile_text(tmp_path, text), "vault")["ingress"] == []
@@ -691,7 +731,7 @@ def test_enforcement_entries_name_each_contributing_rule(tmp_path: Path) -> None
 def test_policies_intersect_and_default_allow_is_open(tmp_path: Path) -> None:
     text = (
         SERVICE_HEADER
-        + "".join(service(n, 9000 + i, "  stateful\n") for i, n in enumerate(["a", "b", "c"]))
+        + "".join(service(n, 9000 + i, "") for i, n in enumerate(["a", "b", "c"]))
         + "policy one {\n  default deny\n  allow service [a, b] -> service c\n}\n"
         + "policy two {\n  default deny\n  allow service [b] -> service c\n  allow any -> service a\n}\n"
         + "policy three {\n  default allow\n}\n"
@@ -705,7 +745,7 @@ def test_policies_intersect_and_default_allow_is_open(tmp_path: Path) -> None:
 def test_unconditional_denies_narrow_and_conditional_ones_do_not(tmp_path: Path) -> None:
     text = (
         SERVICE_HEADER
-        + "".join(service(n, 9000 + i, "  stateful\n") for i, n in enumerate(["a", "b", "c", "d"]))
+        + "".join(service(n, 9000 + i, "") for i, n in enumerate(["a", "b", "c", "d"]))
         + "policy p {\n  default allow\n  deny any -> service a\n"
         + "  allow service [b, c] -> service d\n"
         + "}\n"
@@ -721,8 +761,8 @@ def test_unconditional_denies_narrow_and_conditional_ones_do_not(tmp_path: Path)
 def test_gateway_routes_admit_the_gateway_pods(tmp_path: Path) -> None:
     text = (
         SERVICE_HEADER
-        + service("api", 8080, "  stateful\n")
-        + service("web", 8081, "  stateful\n")
+        + service("api", 8080, "")
+        + service("web", 8081, "")
         + "balance api { health tcp every 5s timeout 1s healthy 1 unhealthy 3 }\n"
         + 'gateway edge { listen 8443 route "/v1/**" -> service api }\n'
         + "policy p {\n  default deny\n  allow service web -> service api\n}\n"
@@ -742,7 +782,7 @@ def test_gateway_routes_admit_the_gateway_pods(tmp_path: Path) -> None:
 
 
 def test_no_policies_no_network_policies(tmp_path: Path) -> None:
-    out = compile_text(tmp_path, SERVICE_HEADER + service("api", extra="  stateful\n"))
+    out = compile_text(tmp_path, SERVICE_HEADER + service("api", extra=""))
     assert kinds(out, "NetworkPolicy") == []
 
 
@@ -773,8 +813,8 @@ def test_long_names_are_truncated_with_a_hash() -> None:
 
 
 def test_colliding_names_are_made_unique(tmp_path: Path) -> None:
-    text = SERVICE_HEADER + service("Api", 80, "  stateful\n") + service("api", 81, "  stateful\n")
-    text += service("API_", 82, "  stateful\n")
+    text = SERVICE_HEADER + service("Api", 80, "") + service("api", 81, "")
+    text += service("API_", 82, "")
     out = compile_text(tmp_path, text)
     names = sorted(d["metadata"]["name"] for d in kinds(out, "Deployment"))
     assert names[0] == "api" and len(set(names)) == 3
@@ -847,7 +887,8 @@ def nasty_tree(values: list[str], benign: bool) -> str:
         f"service api {{\n  image {dsl(image)}\n"
         f"  port 8080\n  env {{ {env} }}\n  labels {{ {labels} }}\n"
         f"  regions [{dsl(region)}]\n  namespace {dsl(namespace)}\n"
-        f"  identity {dsl('spiffe://x/' + ('plain' if benign else values[0]))}\n}}\n"
+        f"  identity {dsl('spiffe://x/' + ('plain' if benign else values[0]))}\n"
+        f"  pool p\n  team {dsl(team)}\n}}\n"
         f"balance api {{ health http {dsl(path)} every 5s timeout 1s healthy 1 unhealthy 2 }}\n"
         f"scale api {{ replicas 1..3 target metric {dsl(metric)} 5 per pod\n"
         "  during daily 01:00-02:00 UTC { replicas 2..3 } }\n"
@@ -896,7 +937,7 @@ def test_user_strings_round_trip_exactly(tmp_path: Path) -> None:
     if promql_available():
         assert validate_promql(query) == []
     quota = kinds(out, "ResourceQuota")[0]
-    assert quota["metadata"]["annotations"]["mcpdsl.io/team"] == NASTY[2]
+    assert json.loads(quota["metadata"]["annotations"]["mcpdsl.io/teams"]) == [NASTY[2]]
     for doc in docs_of(out).values():
         assert validate_kubernetes(doc) == []
 
@@ -916,7 +957,7 @@ def test_user_strings_add_no_keys_or_documents(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", NASTY)
 def test_each_nasty_value_survives_as_an_env_value(tmp_path: Path, value: str) -> None:
-    text = SERVICE_HEADER + service("api", extra=f"  env {{ V: {dsl(value)} }}\n  stateful\n")
+    text = SERVICE_HEADER + service("api", extra=f"  env {{ V: {dsl(value)} }}\n")
     out = compile_text(tmp_path, text)
     artifact = next(a for a in out.artifacts if a.path.endswith("deployment-api.yaml"))
     doc = yaml.safe_load(artifact.content)
@@ -924,7 +965,7 @@ def test_each_nasty_value_survives_as_an_env_value(tmp_path: Path, value: str) -
 
 
 def test_regions_no_node_can_carry_are_kept_with_a_note(tmp_path: Path) -> None:
-    extra = '  regions ["eu north 1"]\n  stateful\n'
+    extra = '  regions ["eu north 1"]\n'
     out = compile_text(tmp_path, SERVICE_HEADER + service("api", extra=extra))
     affinity = pod_spec(find(out, "Deployment", "api"))["affinity"]
     assert "eu north 1" in json.dumps(affinity)
@@ -936,7 +977,7 @@ def test_regions_no_node_can_carry_are_kept_with_a_note(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", ["1e3", "+1e5", "0o17"])
 def test_number_like_strings_are_quoted_for_go_yaml(tmp_path: Path, value: str) -> None:
-    text = SERVICE_HEADER + service("api", extra=f"  env {{ V: {dsl(value)} }}\n  stateful\n")
+    text = SERVICE_HEADER + service("api", extra=f"  env {{ V: {dsl(value)} }}\n")
     out = compile_text(tmp_path, text)
     content = next(a for a in out.artifacts if a.path.endswith("deployment-api.yaml")).content
     assert f"value: '{value}'" in content.decode() or f'value: "{value}"' in content.decode()
@@ -946,13 +987,13 @@ def test_long_names_stay_within_kubernetes_limits(tmp_path: Path) -> None:
     long = "very-long-name-" * 6
     text = (
         SERVICE_HEADER
-        + service(long + "svc", extra=f"  pool {long}pool\n  stateful\n")
+        + service(long + "svc", extra=f'  pool {long}pool\n  team "{long}team"\n')
         + f"pool {long}pool {{ tier {long.replace('-', '_')}tier node {{ cpu 4, memory 8Gi }}"
         + f' nodes 1..2 quota team "{long}team" {{ cpu 2 }} reserve {long}svc {{ cpu 1 }} }}\n'
         + f'job {long}job {{ image "example/job:1" runs 1h window 01:00-03:00 UTC }}\n'
     )
     out = compile_text(tmp_path, text)
-    assert len(out.artifacts) == 11  # 3 service, 4 pool, 1 job, 3 namespace objects
+    assert len(out.artifacts) == 11  # 4 service, 4 pool, 1 job, 2 namespace objects
     for path, doc in docs_of(out).items():
         assert validate_kubernetes(doc) == [], path
     assert len(kinds(out, "CronJob")[0]["metadata"]["name"]) <= 52
