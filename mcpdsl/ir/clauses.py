@@ -29,6 +29,7 @@ REPEATABLE = {
     "require_clause",
     "route_clause",
     "step_clause",
+    "select_clause",
 }
 
 
