@@ -42,7 +42,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -248,8 +248,9 @@ def _resource(key: str, value: Decimal, target: m.Target, current: int) -> _Prop
 
 
 def _pods(key: str, value: Decimal, target: m.Target, current: int) -> _Proposal:
-    """A Pods AverageValue metric: the average per pod against the target, in milli-units."""
-    used_milli = int((value * 1000).to_integral_value(rounding=ROUND_HALF_UP))
+    """A Pods AverageValue metric: the average per pod against the target, in milli-units
+    (a quantity's `MilliValue()` rounds up)."""
+    used_milli = int((value * 1000).to_integral_value(rounding=ROUND_CEILING))
     wanted_milli = _milli(target.value)
     ratio = float(used_milli) / float(wanted_milli)
     shown = f"{key} {value.normalize():f} per pod vs target {target.value.normalize():f}"
