@@ -23,6 +23,7 @@ import yaml
 from autoscaling_model import Request, cron_active, decision
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from validators import validate_kubernetes
 
 from mcpdsl._version import __version__
 from mcpdsl.compile import TargetContext, kubernetes
@@ -86,6 +87,8 @@ def scale_block(rng: random.Random, name: str) -> str:
             continue
         used.add((days, zone))
         start, end = _hhmm(rng), _hhmm(rng)
+        if start == end:  # an empty window is E0302
+            continue
         floor = rng.randrange(0, high + 1)
         lines.append(f'  during {days} {start}-{end} "{zone}" {{ replicas {floor}..{high} }}')
     if custom and rng.random() < 0.5:
@@ -233,6 +236,8 @@ def test_the_generator_covers_the_language(world: tuple[Engine, dict[str, Any], 
     }
     assert selects == {"Max", "Min", "Disabled"}
     assert any(d["spec"].get("minReplicaCount") == 0 for d in docs.values())
+    # and everything generated is accepted by the real schemas and the strict KEDA model
+    assert [e for d in docs.values() for e in validate_kubernetes(d)] == []
     assert any("predict_linear" in str(d) for d in docs.values())
 
 
