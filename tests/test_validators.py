@@ -247,8 +247,9 @@ def test_keda_scaledobject_structural_check() -> None:
     errors = validate_kubernetes(bad)
     # the strict cloudcoil model reports first, then the structural check
     assert "ScaledObject/web: spec.scaleTargetRef.name: Field required" in errors
-    assert "ScaledObject/web: spec.triggers.0.metadata.threshold: Input should be a valid string" in (
-        errors
+    assert (
+        "ScaledObject/web: spec.triggers.0.metadata.threshold: Input should be a valid string"
+        in (errors)
     )
     assert errors[-4:] == [
         "ScaledObject/web: spec.pollingIntervall: unknown field",
