@@ -78,11 +78,17 @@ class ScaleError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ScaleDecision:
-    """The replica count the HPA would set, and what decided it."""
+    """The replica count the HPA would set, and what decided it.
+
+    `recommendation` is the metrics' proposal before stabilisation and rate
+    limits, which the HPA remembers: feed `(now, recommendation)` back as
+    `history` (and `(now, desired - current)` as `events`) to simulate the
+    controller over time.  None when the HPA did not get that far."""
 
     desired: int
     reason: str
     steps: tuple[str, ...] = ()
+    recommendation: int | None = None
 
 
 @lru_cache(maxsize=64)
@@ -512,7 +518,7 @@ def decide(
             desired = low
             reason = f"raised to the minimum of {bounds}"
             steps.append(reason)
-    return ScaleDecision(desired, reason, tuple(steps))
+    return ScaleDecision(desired, reason, tuple(steps), proposal)
 
 
 def find_scale(scales: tuple[m.Scale, ...], service: str) -> m.Scale:
