@@ -200,3 +200,33 @@ def test_lowering_of_several_policies_and_select(tmp_path: Path) -> None:
 def test_lowering_diagnostics(tmp_path: Path, body: str, error: str) -> None:
     _, errors = _lower(tmp_path, "replicas 1..9\n target cpu 50%\n " + body)
     assert any(e.startswith(error) for e in errors), errors
+
+
+def test_issue_13_example_engine_and_scaled_object_agree() -> None:
+    """`mcp-api` in policies/ at 5 replicas and 95% cpu, Wednesday 10:00 in Stockholm."""
+    import yaml
+    from autoscaling_model import Request, decision
+    from engine_support import REPO
+
+    from mcpdsl._version import __version__
+    from mcpdsl.compile import TargetContext, kubernetes
+
+    compilation = compile_tree(REPO / "policies")
+    assert compilation.project is not None
+    out = kubernetes.compile(compilation.project, TargetContext(version=__version__))
+    (doc,) = [
+        d
+        for a in out.artifacts
+        if (d := yaml.safe_load(a.content))["kind"] == "ScaledObject"
+        and d["metadata"]["name"] == "mcp-api"
+    ]
+    now = datetime.fromisoformat("2026-11-25T10:00:00+01:00")
+    metrics = {"cpu": Decimal("0.95"), "mcp_requests_per_second": Decimal(200)}
+    engine = Engine.from_project(compilation.project)
+    d = engine.scale("mcp-api", metrics, 5, now=now)
+    # max(cron 6, ceil(5 x 95/70) = 7, requests at target 5) = 7, as the ScaledObject gives
+    assert d.desired == 7 == decision(doc, Request(metrics=metrics, current=5, now=now))
+    # with the forecast given too (its trigger reads `predict`), still the maximum
+    metrics["predict"] = Decimal(400)  # 2000 in total over 200 per pod: 10, limited to 10
+    d = engine.scale("mcp-api", metrics, 5, now=now)
+    assert d.desired == 10 == decision(doc, Request(metrics=metrics, current=5, now=now))
