@@ -10,6 +10,7 @@ types by `typecheck`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, cast
@@ -381,6 +382,14 @@ def _step(ctx: Context, clause: Tree[Token]) -> tuple[m.StepPolicy | None, Decim
                 clause_value(clause, 2),
             )
             stabilize = None
+        elif stabilize is not None and stabilize != stabilize.to_integral_value():
+            ctx.error(
+                "E0303",
+                "a stabilisation window is whole seconds (Kubernetes `stabilizationWindowSeconds`)",
+                clause_value(clause, 2),
+                help=f"write `{math.ceil(stabilize)}s`",
+            )
+            stabilize = None
     if amount is None or period is None:
         return None, stabilize
     if period > 1800:
@@ -388,6 +397,14 @@ def _step(ctx: Context, clause: Tree[Token]) -> tuple[m.StepPolicy | None, Decim
             "E0303",
             "a scaling policy period is at most 30m (Kubernetes limit)",
             clause_value(clause, 1),
+        )
+        return None, stabilize
+    if period != period.to_integral_value():
+        ctx.error(
+            "E0303",
+            "a scaling policy period is whole seconds (Kubernetes `periodSeconds`)",
+            clause_value(clause, 1),
+            help=f"write `{math.ceil(period)}s`",
         )
         return None, stabilize
     policy = m.StepPolicy(

@@ -195,6 +195,8 @@ def test_lowering_of_several_policies_and_select(tmp_path: Path) -> None:
         ("up select largest\n", "E0303 unknown policy selection `largest`"),
         ("up by 2 pods every 31m\n", "E0303 a scaling policy period is at most 30m"),
         ("down by 1 pods every 1m stabilize 2h\n", "E0303 stabilisation windows are at most 1h"),
+        ("up by 2 pods every 1500ms\n", "E0303 a scaling policy period is whole seconds"),
+        ("up by 2 pods every 15s stabilize 0.5s\n", "E0303 a stabilisation window is whole"),
     ],
 )
 def test_lowering_diagnostics(tmp_path: Path, body: str, error: str) -> None:
