@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo
 from mcpdsl.ir import model as m
 from mcpdsl.ir.autoscaling import (
     KEDA_COOLDOWN,
+    cron_schedule,
     effective_rules,
     hpa_max_replicas,
     hpa_min_replicas,
@@ -109,6 +110,49 @@ def during_active(during: m.During, moment: datetime) -> bool:
     return (day in during.days and minutes >= window.start) or (
         (day - 1) % 7 in during.days and minutes < window.end
     )
+
+
+def _next_fire(
+    minute: int, days: tuple[int, ...], zone: ZoneInfo | timezone, after: datetime
+) -> datetime:
+    """The next instant after `after` whose wall time in `zone` is `minute` on one of `days`.
+
+    As KEDA's cron library (robfig/cron) finds it, walking forward in time: a wall
+    time that occurs twice (clocks going back) fires at the first occurrence still
+    ahead; one that does not occur (clocks going forward) does not fire that day.
+    """
+    local = after.astimezone(zone)
+    hour, minute_of_hour = divmod(minute, 60)
+    for offset in range(9):
+        day = local.date() + timedelta(days=offset)
+        if day.weekday() not in days:
+            continue
+        for fold in (0, 1):
+            wall = datetime(
+                day.year, day.month, day.day, hour, minute_of_hour, tzinfo=zone, fold=fold
+            )
+            instant = wall.astimezone(UTC)
+            back = instant.astimezone(zone)
+            if (back.date(), back.hour, back.minute) != (day, hour, minute_of_hour):
+                continue  # in the gap of a clock change: this wall time does not exist
+            if instant.timestamp() > math.floor(after.timestamp()):
+                return instant
+    raise AssertionError("a weekly schedule fires within 8 days")  # pragma: no cover
+
+
+def cron_active(during: m.During, moment: datetime) -> bool:
+    """Is the window's KEDA cron trigger active at `moment`?
+
+    KEDA's rule: active when the next end comes no later than the next start
+    (whole seconds).  On ordinary days this is `during_active`; on the days the
+    clocks change it is what KEDA does (e.g. a start in the repeated hour fires
+    the second time round when the first has passed).
+    """
+    (start, start_days), end_days = cron_schedule(during)
+    zone = UTC if during.window.zone.upper() == "UTC" else _zone(during.window.zone)
+    next_start = _next_fire(start, start_days, zone, moment)
+    next_end = _next_fire(during.window.end, end_days, zone, moment)
+    return math.floor(next_end.timestamp()) <= math.floor(next_start.timestamp())
 
 
 def describe_during(during: m.During) -> str:
@@ -311,7 +355,7 @@ def _proposals(
             out.append(_external(key, total, _milli(target.value), current, shown))
     if keda:
         for during in scale.during:
-            active = now is not None and during_active(during, now)
+            active = now is not None and cron_active(during, now)
             reported = float(during.min_replicas or 0) if active else 1.0
             state = "active" if active else "inactive"
             shown = f"{describe_during(during)} {state}: cron reports {reported:g}"

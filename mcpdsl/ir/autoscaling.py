@@ -121,3 +121,14 @@ def policy_spec(step: m.StepPolicy) -> tuple[str, int, int]:
 def window_seconds(rules: m.ScaleRules) -> int:
     """The rules' `stabilizationWindowSeconds`."""
     return whole_seconds(rules.stabilize or Decimal(0), 0)
+
+
+def cron_schedule(during: m.During) -> tuple[tuple[int, tuple[int, ...]], tuple[int, ...]]:
+    """A window as KEDA's cron trigger holds it: (start minute, its days), end days.
+
+    Days are Python weekdays (0 = Monday).  A window that ends at or before its
+    start crosses midnight, so its end fires on the day after each of its days.
+    """
+    overnight = during.window.end <= during.window.start
+    end_days = tuple(sorted({(d + 1) % 7 for d in during.days})) if overnight else during.days
+    return (during.window.start, during.days), end_days

@@ -25,7 +25,10 @@ controllers' code, in our own words):
   and whose metrics are the triggers; cpu/memory are Resource metrics, every
   other trigger an External `AverageValue` metric.  A cron trigger reports
   `desiredReplicas` between a start and the following end (the next end
-  comes before the next start), else 1, against a target of 1.  A
+  comes no later than the next start, in whole seconds), else 1, against a
+  target of 1; the next times are those of KEDA's cron library, robfig/cron,
+  ported below over Go's time arithmetic (which decides what happens on the
+  days the clocks change).  A
   prometheus trigger reports the query's value and is active above 0.  KEDA
   itself raises a workload below `minReplicaCount` to it, activates a
   workload at 0 to 1 when a trigger is active, and scales to 0 when
@@ -43,12 +46,10 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
-
-from croniter import croniter
 
 TOLERANCE = 0.1
 DEFAULT_BEHAVIOR = {
@@ -122,10 +123,102 @@ def external(reported: float | None, target: str, current: int) -> int | None:
 def cron_active(trigger: dict[str, Any], now: datetime) -> bool:
     """KEDA's cron rule: active when the next end comes no later than the next start."""
     meta = trigger["metadata"]
-    local = now.astimezone(ZoneInfo(meta["timezone"]))
-    next_start = croniter(meta["start"], local).get_next(datetime)
-    next_end = croniter(meta["end"], local).get_next(datetime)
-    return not next_start < next_end
+    zone = ZoneInfo(meta["timezone"])
+    current = int(now.timestamp())
+    return robfig_next(meta["end"], zone, current) <= robfig_next(meta["start"], zone, current)
+
+
+# A port of robfig/cron v3 `SpecSchedule.Next` (KEDA's cron library) for the
+# five-field specs KEDA takes, over Go's time arithmetic: instants are Unix
+# seconds, wall-clock fields are read in the zone, `time.Date` resolves a wall
+# time like Go does (see `go_date`), and `Add` moves in absolute time.
+
+
+def _field(text: str, low: int, high: int) -> set[int]:
+    if text == "*":
+        return set(range(low, high + 1))
+    out: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        out.update(range(int(first), int(last or first) + 1))
+    return out
+
+
+def _wall(ts: int, zone: ZoneInfo) -> datetime:
+    return datetime.fromtimestamp(ts, zone)
+
+
+def _offset(ts: int, zone: ZoneInfo) -> int:
+    offset = _wall(ts, zone).utcoffset()
+    assert offset is not None
+    return int(offset.total_seconds())
+
+
+def go_date(y: int, mo: int, d: int, h: int, mi: int, zone: ZoneInfo) -> int:
+    """Go's `time.Date` in `zone`: the wall time's offset, looked up as Go looks it up
+    (normalising overflowing fields, then guessing with the offset at the wall time
+    read as UTC and correcting it once)."""
+    unix = int(
+        (datetime(y, mo, 1) + timedelta(days=d - 1, hours=h, minutes=mi))
+        .replace(tzinfo=ZoneInfo("UTC"))
+        .timestamp()
+    )
+    guess = _offset(unix, zone)
+    return unix - _offset(unix - guess, zone)
+
+
+def robfig_next(spec: str, zone: ZoneInfo, now: int) -> int:
+    minute_s, hour_s, dom_s, month_s, dow_s = spec.split()
+    minutes, hours = _field(minute_s, 0, 59), _field(hour_s, 0, 23)
+    doms, months = _field(dom_s, 1, 31), _field(month_s, 1, 12)
+    dows = {d % 7 for d in _field(dow_s, 0, 7)}
+    star = dom_s == "*" or dow_s == "*"
+    t = now + 1  # the upcoming second
+    added = False
+    for _ in range(10000):
+        w = _wall(t, zone)
+        if w.month not in months:
+            if not added:
+                added, t = True, go_date(w.year, w.month, 1, 0, 0, zone)
+            w = _wall(t, zone)
+            t = (
+                go_date(w.year, w.month + 1, w.day, w.hour, w.minute, zone)
+                if w.month < 12
+                else (go_date(w.year + 1, 1, w.day, w.hour, w.minute, zone))
+            )
+            continue
+        go_weekday = (w.weekday() + 1) % 7
+        day_ok = (
+            (w.day in doms and go_weekday in dows)
+            if star
+            else (w.day in doms or go_weekday in dows)
+        )
+        if not day_ok:
+            if not added:
+                added, t = True, go_date(w.year, w.month, w.day, 0, 0, zone)
+            w = _wall(t, zone)
+            t = go_date(w.year, w.month, w.day + 1, w.hour, w.minute, zone)
+            w = _wall(t, zone)
+            if w.hour != 0:  # DST moved midnight
+                t += (24 - w.hour) * 3600 if w.hour > 12 else -w.hour * 3600
+            continue
+        if w.hour not in hours:
+            if not added:
+                added, t = True, go_date(w.year, w.month, w.day, w.hour, 0, zone)
+            t += 3600
+            continue
+        if w.minute not in minutes:
+            if not added:
+                added, t = True, t - t % 60
+            t += 60
+            continue
+        if w.second != 0:
+            if not added:
+                added = True
+            t += 1
+            continue
+        return t
+    raise AssertionError(f"no next time for {spec!r}")
 
 
 def prometheus_answer(query: str, req: Request) -> float | None:

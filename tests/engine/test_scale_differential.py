@@ -14,8 +14,9 @@ imports nothing from mcpdsl) computes from the YAML.
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -248,3 +249,56 @@ def test_zz_counts() -> None:
         assert COUNTS["agreed"] == COUNTS["requests"] >= 1000
         assert COUNTS["keda"] > 0 and COUNTS["hpa"] > 0
         assert COUNTS["window_active"] > 0 and COUNTS["changed"] > 0 and COUNTS["to_zero"] > 0
+
+
+DST_SOURCE = """package dst
+service a { image "x" port 80 }
+scale a {
+  replicas 1..20
+  target cpu 50%
+  during daily 02:30-04:00 "Europe/Stockholm" { replicas 6..20 }
+}
+service b { image "x" port 80 }
+scale b {
+  replicas 1..20
+  target cpu 50%
+  during daily 01:30-02:30 "America/New_York" { replicas 6..20 }
+}
+service c { image "x" port 80 }
+scale c {
+  replicas 1..20
+  target cpu 50%
+  during weekends 23:30-02:45 "Europe/Stockholm" { replicas 6..20 }
+}
+"""
+
+
+def test_clock_changes_minute_by_minute(tmp_path: Path) -> None:
+    """Windows with a boundary in the hour a clock change skips or repeats, every minute of
+    the four days around each change: the engine answers as KEDA's cron library does."""
+    (tmp_path / "main.mcp").write_text(DST_SOURCE, encoding="utf-8")
+    compilation = compile_tree(tmp_path)
+    assert compilation.project is not None
+    out = kubernetes.compile(compilation.project, TargetContext(version=__version__))
+    docs = {
+        d["metadata"]["name"]: d
+        for d in (yaml.safe_load(a.content) for a in out.artifacts)
+        if d["kind"] == "ScaledObject"
+    }
+    engine = Engine.from_project(compilation.project)
+    checked = active = 0
+    for name, zone_days in (
+        ("a", (datetime(2026, 3, 27, tzinfo=UTC), datetime(2026, 10, 23, tzinfo=UTC))),
+        ("b", (datetime(2026, 3, 6, tzinfo=UTC), datetime(2026, 10, 30, tzinfo=UTC))),
+        ("c", (datetime(2026, 3, 27, tzinfo=UTC), datetime(2026, 10, 23, tzinfo=UTC))),
+    ):
+        for start in zone_days:
+            for minute in range(0, 4 * 24 * 60, 5):
+                now = start + timedelta(minutes=minute)
+                metrics = {"cpu": Decimal("0.5")}
+                got = engine.scale(name, metrics, 5, now=now).desired
+                assert got == decision(docs[name], Request(metrics, 5, now)), (name, now)
+                checked += 1
+                active += got == 6
+    print(f"\nclock changes: {checked} moments, {active} inside a window")
+    assert checked == 3 * 2 * 1152 and active > 0
