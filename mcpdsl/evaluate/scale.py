@@ -8,7 +8,7 @@ controllers' own float64 and milli-unit arithmetic, `pkg/controller/podautoscale
 (replica_calculator.go, horizontal.go: `normalizeDesiredReplicasWithBehaviors`)
 and KEDA's scale loop (scale_scaledobjects.go, the cron and prometheus scalers):
 
-0. KEDA only: below `minReplicaCount` -> that minimum; at 0 replicas (minimum
+1. KEDA only: below `minReplicaCount` -> that minimum; at 0 replicas (minimum
    0) -> 1 when a trigger is active, else 0; no trigger active and the
    cooldown (300s since `last_active`, immediately without one) over -> 0;
 2. HPA: current replicas 0 -> autoscaling is off (0); above `maxReplicas`
@@ -19,12 +19,14 @@ and KEDA's scale loop (scale_scaledobjects.go, the cron and prometheus scalers):
    `usage / (target x replicas)`; no change when |1 - ratio| <= 0.1, else
    ceil(ratio x current) (External: ceil(usage / target)); the maximum over
    metrics; no scale-down while a metric is missing.  A cron trigger reports
-   the window's minimum while the window is active and 1 otherwise;
+   the window's minimum while the window is active (KEDA's rule, see
+   `cron_active`) and 1 otherwise;
 4. stabilisation over `history` (timestamp, recommendation): scale-up takes
    the minimum of the recommendations inside its window, scale-down the
    maximum;
 5. rate limits of the direction's policies, each relative to the replicas at
-   the start of its period (current minus the `events` inside the period),
+   the start of its period (current, minus the replicas the `events` inside
+   the period added, plus those they removed),
    combined by `selectPolicy` (Max: the largest change, Min: the smallest,
    Disabled: none); Percent up `ceil(n x (1 + p))`, down `trunc(n x (1 - p))`,
    Pods `n +/- k`; never past the bounds.
@@ -505,7 +507,7 @@ def decide(
     low, high = hpa_min_replicas(scale), hpa_max_replicas(scale)
     bounds = f"replicas {low}..{high}"
 
-    # 0. KEDA's loop, then 2. the HPA's early exits
+    # 1. KEDA's loop, then 2. the HPA's early exits
     proposals = _proposals(scale, values, max(current, 1), keda, now)
     if keda and (early := _keda_step(scale, proposals, current, now_ts, active_ts)):
         return early
