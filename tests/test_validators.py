@@ -245,7 +245,13 @@ def test_keda_scaledobject_structural_check() -> None:
     bad["spec"]["triggers"][0]["metadata"]["threshold"] = 100
     bad["spec"]["pollingIntervall"] = 30
     errors = validate_kubernetes(bad)
-    assert errors == [
+    # the strict cloudcoil model reports first, then the structural check
+    assert "ScaledObject/web: spec.scaleTargetRef.name: Field required" in errors
+    assert (
+        "ScaledObject/web: spec.triggers.0.metadata.threshold: Input should be a valid string"
+        in (errors)
+    )
+    assert errors[-4:] == [
         "ScaledObject/web: spec.pollingIntervall: unknown field",
         "ScaledObject/web: spec.scaleTargetRef.name: required non-empty string",
         "ScaledObject/web: spec.minReplicaCount (5) must be <= spec.maxReplicaCount (2)",
@@ -256,6 +262,73 @@ def test_keda_scaledobject_structural_check() -> None:
     assert validate_kubernetes(no_triggers) == [
         "ScaledObject/web: spec.triggers: required non-empty list"
     ]
+
+
+def test_keda_models_are_strict() -> None:
+    """cloudcoil's models ignore extra keys and coerce; `strict_model_errors` does neither."""
+    bad = scaled_object()
+    bad["spec"]["minReplicaCount"] = "1"
+    bad["spec"]["advanced"] = {
+        "horizontalPodAutoscalerConfig": {
+            "behavior": {
+                "scaleUp": {
+                    "policies": [{"periodSeconds": 15, "type": "Pods", "value": 4, "typo": 1}],
+                    "selectPolicy": "Maximum",
+                    "stabilizationWindowSeconds": 4000,
+                },
+                "scaleDown": {"policies": [{"periodSeconds": 0, "type": "Pod", "value": 1}]},
+            }
+        }
+    }
+    errors = validate_kubernetes(bad)
+    assert "ScaledObject/web: spec.minReplicaCount: Input should be a valid integer" in errors
+    bad["spec"]["minReplicaCount"] = 1
+    errors = validate_kubernetes(bad)
+    at = "ScaledObject/web: spec.advanced.horizontalPodAutoscalerConfig.behavior"
+    assert (
+        f"{at}.scaleUp.stabilizationWindowSeconds: "
+        "Input should be less than or equal to 3600" in errors
+    )
+    assert f"{at}.scaleUp.stabilizationWindowSeconds: 4000 not in 0..3600" in errors
+    assert f"{at}.scaleUp.selectPolicy: 'Maximum' not Max/Min/Disabled" in errors
+    behavior = bad["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    behavior["scaleUp"]["stabilizationWindowSeconds"] = 0
+    errors = validate_kubernetes(bad)
+    assert f"{at}.scaleUp.policies[0].typo: unknown field" in errors
+    assert f"{at}.scaleDown.policies[0].periodSeconds: 0 not in 1..1800" in errors
+    assert f"{at}.scaleDown.policies[0].type: not Pods/Percent" in errors
+
+
+def test_keda_cron_trigger_metadata() -> None:
+    doc = scaled_object()
+    cron = {"start": "0 8 * * 1-5", "end": "0 20 * * 1-5", "timezone": "Europe/Stockholm"}
+    doc["spec"]["triggers"] = [{"type": "cron", "metadata": {**cron, "desiredReplicas": "6"}}]
+    assert validate_kubernetes(doc) == []
+    cron = {"start": "0 8 * *", "end": "0 8 * *", "timezone": "Europe/Stokholm"}
+    doc["spec"]["triggers"] = [{"type": "cron", "metadata": {**cron, "desiredReplicas": "-1"}}]
+    at = "ScaledObject/web: spec.triggers[0].metadata"
+    assert validate_kubernetes(doc) == [
+        f"{at}.timezone: 'Europe/Stokholm' is not an IANA zone",
+        f"{at}.start: '0 8 * *' is not a 5-field cron",
+        f"{at}.end: '0 8 * *' is not a 5-field cron",
+        f"{at}: start and end must differ",
+        f"{at}.desiredReplicas: '-1' is not a replica count",
+    ]
+
+
+def test_keda_trigger_authentication() -> None:
+    doc = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": {"name": "prom", "namespace": "web"},
+        "spec": {"secretTargetRef": [{"parameter": "bearerToken", "name": "prom", "key": "t"}]},
+    }
+    assert validate_kubernetes(doc) == []
+    doc["spec"]["secretTargetRef"][0]["keyy"] = "t"
+    del doc["spec"]["secretTargetRef"][0]["key"]
+    errors = validate_kubernetes(doc)
+    assert "TriggerAuthentication/prom: spec.secretTargetRef.0.key: Field required" in errors
+    assert "TriggerAuthentication/prom: spec.secretTargetRef[0].keyy: unknown field" not in errors
 
 
 def test_kubernetes_validate_ships_no_keda_schema() -> None:

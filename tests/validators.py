@@ -16,8 +16,11 @@ Engines and what backs them:
 
 * Kubernetes: ``kubernetes-validate`` strict (no additional properties) JSON
   schemas for 1.33, plus checks the OpenAPI schemas cannot express (names,
-  quantities, selectors, cron).  KEDA CRDs are not in that schema set, so
-  ``keda.sh/v1alpha1 ScaledObject`` gets a documented structural check.
+  quantities, selectors, cron).  KEDA CRDs are not in that schema set:
+  ``ScaledObject`` and ``TriggerAuthentication`` are validated with the
+  generated pydantic models of ``cloudcoil-models-keda`` in strict mode
+  (unknown fields reported), plus a structural check and what KEDA's webhook
+  and scalers refuse (behavior ranges and enums, cron and prometheus metadata).
 * Envoy: ``xds-protos`` messages parsed with protobuf ``json_format`` plus the
   ``protoc-gen-validate`` (PGV) rules carried in the descriptors, enforced with
   the ``protoc-gen-validate`` package (also inside ``Any`` payloads), plus
@@ -618,6 +621,7 @@ def _hpa_errors(doc: dict[str, Any]) -> list[str]:
     if isinstance(low, int) and isinstance(high, int) and high < low:
         errors.append(f"spec.maxReplicas: {high} must be at least minReplicas ({low})")
     errors.extend(_behavior_errors(spec.get("behavior"), "spec.behavior"))
+    errors.extend(_behavior_enum_errors(spec.get("behavior"), "spec.behavior"))
     for i, metric in enumerate(_as_list(spec.get("metrics"))):
         for source in ("resource", "pods", "object", "external", "containerResource"):
             target = _get(metric, source, "target")
@@ -876,8 +880,146 @@ def _keda_scaledobject_errors(doc: dict[str, Any]) -> list[str]:
     return errors
 
 
+def _unknown_fields(given: Any, kept: Any, at: str) -> list[str]:
+    """Paths present in `given` but dropped by the model (pydantic ignores extra keys)."""
+    if isinstance(given, dict) and isinstance(kept, dict):
+        errors: list[str] = []
+        for key, value in given.items():
+            where = f"{at}.{key}" if at else str(key)
+            if key not in kept:
+                errors.append(f"{where}: unknown field")
+            else:
+                errors.extend(_unknown_fields(value, kept[key], where))
+        return errors
+    if isinstance(given, list) and isinstance(kept, list):
+        return [
+            e
+            for i, (g, k) in enumerate(zip(given, kept, strict=False))
+            for e in _unknown_fields(g, k, f"{at}[{i}]")
+        ]
+    return []
+
+
+def strict_model_errors(model: Any, doc: dict[str, Any]) -> list[str]:
+    """Validate `doc` with a generated pydantic model of a CRD, strictly.
+
+    Strict mode (no coercion: `"3"` is not an int) and no unknown fields: the
+    cloudcoil models ignore extra keys, so every key the model does not keep
+    is reported, as the API server's strict field validation would.
+    """
+    import pydantic
+
+    try:
+        obj = model.model_validate(doc, strict=True)
+    except pydantic.ValidationError as exc:
+        return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+    kept = obj.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    return _unknown_fields(doc, kept, "")
+
+
+_SELECT_POLICIES = {"Max", "Min", "Disabled"}
+_POLICY_TYPES = {"Pods", "Percent"}
+
+
+def _behavior_enum_errors(behavior: Any, at: str) -> list[str]:
+    errors: list[str] = []
+    for direction in ("scaleUp", "scaleDown"):
+        rules = _get(behavior, direction)
+        if not isinstance(rules, dict):
+            continue
+        select = rules.get("selectPolicy")
+        if select is not None and select not in _SELECT_POLICIES:
+            errors.append(f"{at}.{direction}.selectPolicy: {select!r} not Max/Min/Disabled")
+        policies = _as_list(rules.get("policies"))
+        if "policies" in rules and not policies:
+            errors.append(f"{at}.{direction}.policies: at least one policy is required")
+        for i, policy in enumerate(policies):
+            if _get(policy, "type") not in _POLICY_TYPES:
+                errors.append(f"{at}.{direction}.policies[{i}].type: not Pods/Percent")
+    return errors
+
+
+def _cron_trigger_errors(metadata: dict[str, Any], where: str) -> list[str]:
+    """KEDA's cron scaler: `timezone` an IANA name, `start` != `end` 5-field crons, a count."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from croniter import croniter
+
+    errors: list[str] = []
+    for key in ("timezone", "start", "end", "desiredReplicas"):
+        if key not in metadata:
+            errors.append(f"{where}.metadata.{key}: required")
+    zone = metadata.get("timezone")
+    if isinstance(zone, str):
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            errors.append(f"{where}.metadata.timezone: {zone!r} is not an IANA zone")
+    for key in ("start", "end"):
+        spec = metadata.get(key)
+        if isinstance(spec, str) and (len(spec.split()) != 5 or not croniter.is_valid(spec)):
+            errors.append(f"{where}.metadata.{key}: {spec!r} is not a 5-field cron")
+    if metadata.get("start") == metadata.get("end"):
+        errors.append(f"{where}.metadata: start and end must differ")
+    replicas = metadata.get("desiredReplicas")
+    if isinstance(replicas, str) and not replicas.isdigit():
+        errors.append(f"{where}.metadata.desiredReplicas: {replicas!r} is not a replica count")
+    return errors
+
+
+def _prometheus_trigger_errors(metadata: dict[str, Any], where: str) -> list[str]:
+    errors = [
+        f"{where}.metadata.{key}: required"
+        for key in ("serverAddress", "query", "threshold")
+        if not metadata.get(key)
+    ]
+    threshold = metadata.get("threshold")
+    if isinstance(threshold, str):
+        try:
+            if Decimal(threshold) <= 0:
+                errors.append(f"{where}.metadata.threshold: must be positive")
+        except InvalidOperation:
+            errors.append(f"{where}.metadata.threshold: {threshold!r} is not a number")
+    return errors
+
+
+def keda_scaledobject_errors(doc: dict[str, Any]) -> list[str]:
+    """A ScaledObject: the strict cloudcoil model, the structural check, and what KEDA's
+    webhook and scalers refuse (behavior enums and ranges, cron and prometheus metadata)."""
+    from cloudcoil.models.keda.v1alpha1 import ScaledObject
+
+    errors = strict_model_errors(ScaledObject, doc) + _keda_scaledobject_errors(doc)
+    behavior = _get(doc, "spec", "advanced", "horizontalPodAutoscalerConfig", "behavior")
+    errors += _behavior_enum_errors(
+        behavior, "spec.advanced.horizontalPodAutoscalerConfig.behavior"
+    )
+    for i, trigger in enumerate(_as_list(_get(doc, "spec", "triggers"))):
+        metadata = _get(trigger, "metadata")
+        if not isinstance(metadata, dict):
+            continue
+        where = f"spec.triggers[{i}]"
+        if _get(trigger, "type") == "cron":
+            errors += _cron_trigger_errors(metadata, where)
+        elif _get(trigger, "type") == "prometheus":
+            errors += _prometheus_trigger_errors(metadata, where)
+        elif _get(trigger, "type") in ("cpu", "memory") and _get(trigger, "metricType") not in (
+            "Utilization",
+            "AverageValue",
+        ):
+            errors.append(f"{where}.metricType: cpu/memory need Utilization or AverageValue")
+    return errors
+
+
+def keda_trigger_authentication_errors(doc: dict[str, Any]) -> list[str]:
+    """A TriggerAuthentication, with the strict cloudcoil model."""
+    from cloudcoil.models.keda.v1alpha1 import TriggerAuthentication
+
+    return strict_model_errors(TriggerAuthentication, doc)
+
+
 _CRD_CHECKS: dict[tuple[str, str], Callable[[dict[str, Any]], list[str]]] = {
-    ("keda.sh/v1alpha1", "ScaledObject"): _keda_scaledobject_errors,
+    ("keda.sh/v1alpha1", "ScaledObject"): keda_scaledobject_errors,
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): keda_trigger_authentication_errors,
 }
 
 

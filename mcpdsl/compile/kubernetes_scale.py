@@ -19,11 +19,19 @@ from mcpdsl.compile.kubernetes_common import (
     decimal_quantity,
     metadata,
     source_of,
-    whole_seconds,
 )
 from mcpdsl.compile.kubernetes_index import Index
 from mcpdsl.compile.kubernetes_workloads import SERVICE_COMPONENT
 from mcpdsl.ir import model as m
+from mcpdsl.ir.autoscaling import (
+    effective_rules,
+    policy_spec,
+    predict_threshold,
+    scale_targets,
+    uses_keda,
+    whole_percent,
+    window_seconds,
+)
 
 #: Where KEDA's prometheus triggers read metrics (README: "Autoscaling").
 PROMETHEUS = "http://prometheus.monitoring:9090"
@@ -46,32 +54,36 @@ def _target_ref(name: str, service: m.Service) -> dict[str, str]:
     return {"apiVersion": "apps/v1", "kind": kind, "name": name}
 
 
-def utilization(ratio: Decimal) -> int:
-    """A ratio (0.7) as the whole percent HPA expects (70), at least 1."""
-    return max(1, int((ratio * 100).to_integral_value(rounding=ROUND_HALF_UP)))
+#: A ratio (0.7) as the whole percent HPA expects (70), at least 1.
+utilization = whole_percent
 
 
 def _policy(step: m.StepPolicy) -> dict[str, Any]:
-    if step.unit == "percent":
-        kind, value = "Percent", utilization(step.amount)
-    else:
-        kind, value = "Pods", max(1, int(step.amount))
-    rules: dict[str, Any] = {
-        "policies": [{"periodSeconds": whole_seconds(step.period), "type": kind, "value": value}]
+    kind, value, period = policy_spec(step)
+    return {"periodSeconds": period, "type": kind, "value": value}
+
+
+_SELECT = {"max": "Max", "min": "Min", "disabled": "Disabled"}
+
+
+def _rules(rules: m.ScaleRules) -> dict[str, Any]:
+    return {
+        "policies": [_policy(p) for p in rules.policies],
+        "selectPolicy": _SELECT[rules.select],
+        "stabilizationWindowSeconds": window_seconds(rules),
     }
-    if step.stabilize is not None:
-        rules["stabilizationWindowSeconds"] = whole_seconds(step.stabilize, minimum=0)
-    return rules
 
 
 def behavior(scale: m.Scale) -> dict[str, Any]:
-    """HPA `behavior`: one policy per direction with its stabilisation window."""
-    out: dict[str, Any] = {}
-    if scale.up is not None:
-        out["scaleUp"] = _policy(scale.up)
-    if scale.down is not None:
-        out["scaleDown"] = _policy(scale.down)
-    return out
+    """HPA `behavior`, both directions in full (Kubernetes' defaults written out).
+
+    Written out so that the HPA always runs its `behavior` code path, the one
+    `Engine.scale` models (without `behavior` the controller uses older rules).
+    """
+    return {
+        "scaleDown": _rules(effective_rules(scale, up=False)),
+        "scaleUp": _rules(effective_rules(scale, up=True)),
+    }
 
 
 def hpa_metric(target: m.Target) -> dict[str, Any]:
@@ -123,10 +135,8 @@ def hpa(index: Index, scale: m.Scale, ctx: TargetContext, report: TargetOutput) 
         "minReplicas": minimum,
         "scaleTargetRef": _target_ref(index.service_name(service), service),
     }
-    if scale.targets:
-        spec["metrics"] = [hpa_metric(t) for t in scale.targets]
-    if (rules := behavior(scale)) != {}:
-        spec["behavior"] = rules
+    spec["metrics"] = [hpa_metric(t) for t in scale_targets(scale)]
+    spec["behavior"] = behavior(scale)
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -250,7 +260,6 @@ def keda_triggers(
 ) -> list[dict[str, Any]]:
     """Every trigger of the ScaledObject: targets, `during` windows, the prediction."""
     triggers: list[dict[str, Any]] = []
-    per_pod: dict[str, Decimal] = {}
     for i, target in enumerate(scale.targets, 1):
         if target.metric in _RESOURCE_TRIGGERS:
             triggers.append(
@@ -263,7 +272,6 @@ def keda_triggers(
             )
         else:
             assert target.name is not None
-            per_pod.setdefault(target.name, target.value)
             query = load_query(target.name, namespace)
             triggers.append(_prometheus(f"metric-{i}", query, target.value))
     for i, during in enumerate(scale.during, 1):
@@ -271,31 +279,17 @@ def keda_triggers(
         if during.max_replicas is not None and during.max_replicas != scale.max_replicas:
             report.unsupported(
                 "B0107",
-                f"scale `{scale.qualified}` window {i} caps replicas at {during.max_replicas}; "
-                f"KEDA has one maximum ({scale.max_replicas}), so the cluster does not enforce "
-                "the cap",
+                f"scale `{scale.qualified}` window {i} sets the maximum to {during.max_replicas}; "
+                f"KEDA has one maximum ({scale.max_replicas}), so neither the cluster nor "
+                "`Engine.scale` applies the window's maximum",
                 during.span or scale.span,
-                label="enforced only by the in-process simulator",
+                label=f"maximum stays {scale.max_replicas}",
+                help=f"write `replicas {during.min_replicas}..{scale.max_replicas}` in the window",
             )
-    if scale.predict is not None:
-        threshold = per_pod.get(scale.predict.metric)
-        if threshold is None:
-            report.unsupported(
-                "B0108",
-                f"scale `{scale.qualified}` predicts `{scale.predict.metric}` but has no "
-                "per-pod target for it; the prediction has no threshold and is not compiled",
-                scale.predict.span or scale.span,
-                label="no trigger emitted",
-                help=f"add a `target` for `{scale.predict.metric}`",
-            )
-        else:
-            query = predict_query(scale.predict, namespace)
-            triggers.append(_prometheus("predict", query, threshold))
+    if scale.predict is not None and (threshold := predict_threshold(scale)) is not None:
+        query = predict_query(scale.predict, namespace)
+        triggers.append(_prometheus("predict", query, threshold))
     return triggers
-
-
-def wants_keda(scale: m.Scale) -> bool:
-    return bool(scale.during) or scale.predict is not None or scale.min_replicas == 0
 
 
 def scaled_object(index: Index, scale: m.Scale, triggers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -307,8 +301,7 @@ def scaled_object(index: Index, scale: m.Scale, triggers: list[dict[str, Any]]) 
         "scaleTargetRef": _target_ref(index.service_name(service), service),
         "triggers": triggers,
     }
-    if (rules := behavior(scale)) != {}:
-        spec["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": rules}}
+    spec["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": behavior(scale)}}
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -326,11 +319,19 @@ def autoscaler(
     trigger, and (for a minimum of 0) with a trigger that is not cpu/memory,
     since KEDA cannot scale from zero on resource metrics alone.
     """
-    if wants_keda(scale):
+    if scale.predict is not None and predict_threshold(scale) is None:
+        report.unsupported(
+            "B0108",
+            f"scale `{scale.qualified}` predicts `{scale.predict.metric}` but has no "
+            "per-pod target for it; the prediction has no threshold and is not compiled",
+            scale.predict.span or scale.span,
+            label="no trigger emitted",
+            help=f"add a `target` for `{scale.predict.metric}`",
+        )
+    if uses_keda(scale):
         service = index.service_ref(scale.service)
         triggers = keda_triggers(scale, index.namespace(service.namespace), ctx, report)
-        external = [t for t in triggers if t["type"] not in _RESOURCE_TRIGGERS]
-        if triggers and (scale.min_replicas > 0 or external):
-            return scaled_object(index, scale, triggers)
+        return scaled_object(index, scale, triggers)
+    if scale.during or scale.predict is not None or scale.min_replicas == 0:
         report.report("B0109", f"scale `{scale.qualified}` compiled to a plain HPA", scale.span)
     return hpa(index, scale, ctx, report)

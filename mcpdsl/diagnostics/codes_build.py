@@ -69,9 +69,10 @@ BUILD_TABLE: tuple[Code, ...] = (
         "B0107",
         _W,
         "window cap not enforced by the cluster",
-        "A `during` window caps replicas below the scale's maximum. KEDA has one maximum per\n"
-        "ScaledObject, so the cluster does not enforce the window's cap; only the in-process\n"
-        "simulator does.\n",
+        "A `during` window sets a maximum other than the scale's. KEDA has one maximum per\n"
+        "ScaledObject, so the cluster keeps the scale's maximum inside the window too, and so\n"
+        "does `Engine.scale`, which computes what the cluster does. Write the scale's maximum\n"
+        "in the window, or change the scale's maximum.\n",
         strict=True,
     ),
     Code(

@@ -259,13 +259,19 @@ class Engine:
         current_replicas: int,
         history: Iterable[tuple[datetime | float, int]] | None = None,
         now: datetime | float | None = None,
+        *,
+        events: Iterable[tuple[datetime | float, int]] | None = None,
+        last_active: datetime | float | None = None,
     ) -> ScaleDecision:
-        """The replicas the Kubernetes HPA would set for `service` (mcpdsl.evaluate.scale).
+        """The replicas the emitted HPA or KEDA ScaledObject sets for `service`.
 
         `metrics`: `cpu`/`memory` as utilisation ratios (0.95 = 95%), custom metrics
-        as their average value per pod.  `history`: earlier (timestamp, recommendation)
-        pairs for the stabilisation windows.  `now`: a datetime (naive = UTC) or epoch
-        seconds; None is the current time.
+        (and `predict`, the forecast) as their average value per pod.  `history`:
+        earlier (timestamp, recommendation) pairs for the stabilisation windows;
+        `events`: earlier (timestamp, replica change) scale events for the policies'
+        periods; `last_active`: when a KEDA trigger was last active (the cooldown
+        before scaling to zero).  `now`: a datetime (naive = UTC) or epoch seconds;
+        None is the current time.  See mcpdsl.evaluate.scale.
         """
         if not isinstance(service, str):
             raise ScaleError(f"a service name is a string, found {service!r}")
@@ -281,7 +287,7 @@ class Engine:
                 raise ScaleError(f"`now` is not a representable time: {now!r}") from exc
         else:
             raise ScaleError(f"`now` must be a datetime or epoch seconds, found {now!r}")
-        return decide(scale, metrics, current_replicas, history, moment)
+        return decide(scale, metrics, current_replicas, history, moment, events, last_active)
 
     # ------------------------------------------------------------ routing
 

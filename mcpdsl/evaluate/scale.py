@@ -1,29 +1,41 @@
-"""`Engine.scale`: the Kubernetes HPA v2 replica calculation plus `during` windows.
+"""`Engine.scale`: what the emitted HPA or KEDA ScaledObject makes the cluster do.
 
-This reproduces `pkg/controller/podautoscaler` (replica_calculator.go and
-horizontal.go, `normalizeDesiredReplicasWithBehaviors`) step by step, with
-the controller's own float64 arithmetic so that a `test` block predicts what
-the cluster does, boundary cases included:
+A `scale` compiles to an autoscaling/v2 HPA or, with `during` windows, a
+`predict` clause or a minimum of 0, to a KEDA ScaledObject (which owns an HPA
+built from its triggers); `mcpdsl.ir.autoscaling` decides which, for both the
+target and this module.  This reproduces, step by step and with the
+controllers' own float64 and milli-unit arithmetic, `pkg/controller/podautoscaler`
+(replica_calculator.go, horizontal.go: `normalizeDesiredReplicasWithBehaviors`)
+and KEDA's scale loop (scale_scaledobjects.go, the cron and prometheus scalers):
 
-1. bounds: `replicas LOW..HIGH`, replaced by the bounds of an active `during`
-   window (days and HH:MM in the window's zone, `zoneinfo`);
-2. current replicas 0 -> autoscaling is off (0); above the maximum -> the
-   maximum; below the minimum -> the minimum;
-3. per metric: usage ratio = current / target (cpu/memory in whole percent of
-   requests as the HPA computes them, Pods metrics as the average per pod);
-   no change when |1 - ratio| <= 0.1, else ceil(ratio x current); the maximum
-   over metrics; no scale-down while a metric is missing;
+1. KEDA only: below `minReplicaCount` -> that minimum; at 0 replicas (minimum
+   0) -> 1 when a trigger is active, else 0; no trigger active and the
+   cooldown (300s since `last_active`, immediately without one) over -> 0;
+2. HPA: current replicas 0 -> autoscaling is off (0); above `maxReplicas`
+   -> the maximum; below `minReplicas` (at least 1) -> the minimum;
+3. per metric: usage ratio against its target -- cpu/memory in whole percent
+   of requests, Pods metrics as the average per pod, KEDA's External metrics
+   (`AverageValue`: prometheus totals, cron windows, the forecast) as
+   `usage / (target x replicas)`; no change when |1 - ratio| <= 0.1, else
+   ceil(ratio x current) (External: ceil(usage / target)); the maximum over
+   metrics; no scale-down while a metric is missing.  A cron trigger reports
+   the window's minimum while the window is active (KEDA's rule, see
+   `cron_active`) and 1 otherwise;
 4. stabilisation over `history` (timestamp, recommendation): scale-up takes
    the minimum of the recommendations inside its window, scale-down the
-   maximum (defaults 0s and 5m);
-5. rate limits of the `up`/`down` policies (defaults: max(+4 pods, +100%) and
-   -100% per 15s): Percent up `ceil(n x (1 + p))`, down `trunc(n x (1 - p))`,
-   Pods `n +/- k`, never past the bounds.
+   maximum;
+5. rate limits of the direction's policies, each relative to the replicas at
+   the start of its period (current, minus the replicas the `events` inside
+   the period added, plus those they removed),
+   combined by `selectPolicy` (Max: the largest change, Min: the smallest,
+   Disabled: none); Percent up `ceil(n x (1 + p))`, down `trunc(n x (1 - p))`,
+   Pods `n +/- k`; never past the bounds.
 
 Like the controller, percentages are whole percents and float64 is used for
 ratios: 77% against a 70% target is outside the tolerance in float64
 (|1 - 77/70| = 0.10000000000000009), so the HPA scales and so does this.
-Without scale events the period limit is applied to the current replicas.
+A `during` window's maximum is not applied: KEDA cannot express it (the
+target reports B0107), so the cluster does not apply it either.
 """
 
 from __future__ import annotations
@@ -31,16 +43,29 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from mcpdsl.ir import model as m
+from mcpdsl.ir.autoscaling import (
+    KEDA_COOLDOWN,
+    cron_schedule,
+    effective_rules,
+    hpa_max_replicas,
+    hpa_min_replicas,
+    policy_spec,
+    predict_threshold,
+    scale_targets,
+    uses_keda,
+    whole_percent,
+    window_seconds,
+)
 
 TOLERANCE = 0.1
-DEFAULT_UP_WINDOW = 0
-DEFAULT_DOWN_WINDOW = 300
+#: The request key of the forecast a `predict` trigger reads.
+PREDICT_KEY = "predict"
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -56,39 +81,17 @@ class ScaleError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ScaleDecision:
-    """The replica count the HPA would set, and what decided it."""
+    """The replica count the HPA would set, and what decided it.
+
+    `recommendation` is the metrics' proposal before stabilisation and rate
+    limits, which the HPA remembers: feed `(now, recommendation)` back as
+    `history` (and `(now, desired - current)` as `events`) to simulate the
+    controller over time.  None when the HPA did not get that far."""
 
     desired: int
     reason: str
     steps: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class _Policy:
-    kind: str  # "Pods" | "Percent"
-    value: int
-    period: int
-
-
-def whole_percent(ratio: Decimal) -> int:
-    """A ratio as the whole percent Kubernetes stores (the compiler's rounding), at least 1."""
-    return max(1, int((ratio * 100).to_integral_value(rounding=ROUND_HALF_UP)))
-
-
-def _policies(step: m.StepPolicy | None, up: bool) -> tuple[_Policy, ...]:
-    if step is None:
-        if up:
-            return (_Policy("Pods", 4, 15), _Policy("Percent", 100, 15))
-        return (_Policy("Percent", 100, 15),)
-    if step.unit == "percent":
-        return (_Policy("Percent", whole_percent(step.amount), int(step.period)),)
-    return (_Policy("Pods", max(1, int(step.amount)), int(step.period)),)
-
-
-def _window(step: m.StepPolicy | None, default: int) -> int:
-    if step is None or step.stabilize is None:
-        return default
-    return int(step.stabilize)
+    recommendation: int | None = None
 
 
 @lru_cache(maxsize=64)
@@ -109,6 +112,49 @@ def during_active(during: m.During, moment: datetime) -> bool:
     return (day in during.days and minutes >= window.start) or (
         (day - 1) % 7 in during.days and minutes < window.end
     )
+
+
+def _next_fire(
+    minute: int, days: tuple[int, ...], zone: ZoneInfo | timezone, after: datetime
+) -> datetime:
+    """The next instant after `after` whose wall time in `zone` is `minute` on one of `days`.
+
+    As KEDA's cron library (robfig/cron) finds it, walking forward in time: a wall
+    time that occurs twice (clocks going back) fires at the first occurrence still
+    ahead; one that does not occur (clocks going forward) does not fire that day.
+    """
+    local = after.astimezone(zone)
+    hour, minute_of_hour = divmod(minute, 60)
+    for offset in range(9):
+        day = local.date() + timedelta(days=offset)
+        if day.weekday() not in days:
+            continue
+        for fold in (0, 1):
+            wall = datetime(
+                day.year, day.month, day.day, hour, minute_of_hour, tzinfo=zone, fold=fold
+            )
+            instant = wall.astimezone(UTC)
+            back = instant.astimezone(zone)
+            if (back.date(), back.hour, back.minute) != (day, hour, minute_of_hour):
+                continue  # in the gap of a clock change: this wall time does not exist
+            if instant.timestamp() > math.floor(after.timestamp()):
+                return instant
+    raise AssertionError("a weekly schedule fires within 8 days")  # pragma: no cover
+
+
+def cron_active(during: m.During, moment: datetime) -> bool:
+    """Is the window's KEDA cron trigger active at `moment`?
+
+    KEDA's rule: active when the next end comes no later than the next start
+    (whole seconds).  On ordinary days this is `during_active`; on the days the
+    clocks change it is what KEDA does (e.g. a start in the repeated hour fires
+    the second time round when the first has passed).
+    """
+    (start, start_days), end_days = cron_schedule(during)
+    zone = UTC if during.window.zone.upper() == "UTC" else _zone(during.window.zone)
+    next_start = _next_fire(start, start_days, zone, moment)
+    next_end = _next_fire(during.window.end, end_days, zone, moment)
+    return math.floor(next_end.timestamp()) <= math.floor(next_start.timestamp())
 
 
 def describe_during(during: m.During) -> str:
@@ -190,14 +236,252 @@ def timestamp(value: datetime | float | int) -> float:
     return float(value)
 
 
+def _events(events: object) -> list[tuple[float, int]]:
+    """(epoch seconds, replica change) pairs of earlier scale events, checked."""
+    if events is None:
+        return []
+    if isinstance(events, (str, bytes, Mapping)):
+        raise ScaleError("events must be (timestamp, replica change) pairs")
+    try:
+        entries = list(events)  # type: ignore[call-overload]
+    except TypeError as exc:
+        raise ScaleError("events must be (timestamp, replica change) pairs") from exc
+    out: list[tuple[float, int]] = []
+    for entry in entries:
+        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+            raise ScaleError(f"an event must be (timestamp, replica change), found {_brief(entry)}")
+        ts, change = entry
+        if (
+            isinstance(change, bool)
+            or not isinstance(change, int)
+            or not -MAX_REPLICAS <= change <= MAX_REPLICAS
+        ):
+            raise ScaleError(f"a replica change must be an int32, found {_brief(change)}")
+        out.append((_checked_time("an event timestamp", ts), int(change)))
+    return out
+
+
+def _checked_time(what: str, ts: object) -> float:
+    if isinstance(ts, bool) or not isinstance(ts, (datetime, int, float)):
+        raise ScaleError(f"{what} must be a datetime or epoch seconds: {_brief(ts)}")
+    try:
+        t = timestamp(ts)
+    except (OverflowError, ValueError) as exc:
+        raise ScaleError(f"{what} is out of range: {_brief(ts)}") from exc
+    if not math.isfinite(t):
+        raise ScaleError(f"{what} must be finite, found {_brief(ts)}")
+    return t
+
+
+@dataclass(frozen=True, slots=True)
+class _Proposal:
+    """One metric's replica proposal (None: no value for it) and what it says."""
+
+    key: str
+    replicas: int | None
+    why: str
+    active: bool = False
+
+
+def _within(ratio: float) -> bool:
+    return math.fabs(1.0 - ratio) <= TOLERANCE
+
+
+def _resource(key: str, value: Decimal, target: m.Target, current: int) -> _Proposal:
+    """Resource Utilization: whole percents, as `GetResourceReplicas` computes them."""
+    used = int((value * 100).to_integral_value(rounding=ROUND_DOWN))
+    wanted = whole_percent(target.value)
+    ratio = float(used) / float(wanted)
+    shown = f"{key} {used}% vs target {wanted}%"
+    if _within(ratio):
+        return _Proposal(key, current, f"{shown}: ratio {ratio:.3f} within the 10% tolerance")
+    this = math.ceil(ratio * float(current))
+    return _Proposal(key, this, f"{shown}: ceil({current} x {ratio:.4g}) = {this}")
+
+
+def _pods(key: str, value: Decimal, target: m.Target, current: int) -> _Proposal:
+    """A Pods AverageValue metric: the average per pod against the target, in milli-units
+    (a quantity's `MilliValue()` rounds up)."""
+    used_milli = int((value * 1000).to_integral_value(rounding=ROUND_CEILING))
+    wanted_milli = _milli(target.value)
+    ratio = float(used_milli) / float(wanted_milli)
+    shown = f"{key} {value.normalize():f} per pod vs target {target.value.normalize():f}"
+    if _within(ratio):
+        return _Proposal(key, current, f"{shown}: ratio {ratio:.3f} within the 10% tolerance")
+    this = math.ceil(ratio * float(current))
+    return _Proposal(key, this, f"{shown}: ceil({current} x {ratio:.4g}) = {this}")
+
+
+def _milli(value: Decimal) -> int:
+    """A quantity's `MilliValue()` (rounded up to whole milli-units), at least 1."""
+    return max(1, int((value * 1000).to_integral_value(rounding=ROUND_CEILING)))
+
+
+def _external(key: str, reported: float, target_milli: int, current: int, shown: str) -> _Proposal:
+    """A KEDA External AverageValue metric (`GetExternalPerPodMetricReplicas`).
+
+    KEDA reports `reported` in milli-units truncated (`int64(v * 1000)`); the
+    ratio is usage / (target x replicas), the proposal ceil(usage / target).
+    """
+    usage = int(reported * 1000.0)
+    ratio = float(usage) / (float(target_milli) * float(current))
+    active = reported > 0
+    if _within(ratio):
+        why = f"{shown}: ratio {ratio:.3f} within the 10% tolerance"
+        return _Proposal(key, current, why, active)
+    this = math.ceil(float(usage) / float(target_milli))
+    return _Proposal(key, this, f"{shown}: ceil({usage}m / {target_milli}m) = {this}", active)
+
+
+def _proposals(
+    scale: m.Scale,
+    values: Mapping[str, Decimal],
+    current: int,
+    keda: bool,
+    now: datetime | None,
+) -> list[_Proposal]:
+    """Every metric the HPA sees, in trigger order, with its proposal."""
+    out: list[_Proposal] = []
+    for target in scale_targets(scale):
+        key = metric_key(target)
+        value = values.get(key)
+        if value is None:
+            out.append(_Proposal(key, None, f"no value for `{key}`"))
+        elif target.metric in ("cpu", "memory"):
+            out.append(_resource(key, value, target, current))
+        elif not keda:
+            out.append(_pods(key, value, target, current))
+        else:
+            total = float(value * current)
+            shown = f"{key} {value.normalize():f} per pod x {current} = {total:g} total"
+            out.append(_external(key, total, _milli(target.value), current, shown))
+    if keda:
+        for during in scale.during:
+            active = now is not None and cron_active(during, now)
+            reported = float(during.min_replicas or 0) if active else 1.0
+            state = "active" if active else "inactive"
+            shown = f"{describe_during(during)} {state}: cron reports {reported:g}"
+            proposal = _external("cron", reported, 1000, current, shown)
+            out.append(_Proposal(proposal.key, proposal.replicas, proposal.why, active=active))
+        threshold = predict_threshold(scale)
+        if threshold is not None:
+            value = values.get(PREDICT_KEY)
+            if value is None:
+                out.append(_Proposal(PREDICT_KEY, None, f"no value for `{PREDICT_KEY}`"))
+            else:
+                total = float(value * current)
+                shown = f"forecast {value.normalize():f} per pod x {current} = {total:g} total"
+                out.append(_external(PREDICT_KEY, total, _milli(threshold), current, shown))
+    return out
+
+
+def _keys(scale: m.Scale, keda: bool) -> list[str]:
+    keys = [metric_key(t) for t in scale_targets(scale)]
+    if keda and predict_threshold(scale) is not None:
+        keys.append(PREDICT_KEY)
+    return keys
+
+
+def _keda_step(
+    scale: m.Scale,
+    proposals: list[_Proposal],
+    current: int,
+    now_ts: float,
+    last_active: float | None,
+) -> ScaleDecision | None:
+    """KEDA's own scale loop, which runs before (and instead of) the HPA at the edges."""
+    minimum = scale.min_replicas
+    if current < minimum:
+        why = f"{current} replicas are below KEDA's minReplicaCount {minimum}"
+        return ScaleDecision(minimum, why, (why,))
+    if minimum > 0:
+        return None
+    active = [p for p in proposals if p.active]
+    if current == 0:
+        if active:
+            why = f"scaled from zero to 1: {active[0].why}"
+            return ScaleDecision(1, why, tuple(p.why for p in proposals))
+        why = "no trigger is active: stays at 0"
+        return ScaleDecision(0, why, (*(p.why for p in proposals), why))
+    if not active and (last_active is None or last_active + KEDA_COOLDOWN < now_ts):
+        why = f"no trigger active for the {KEDA_COOLDOWN}s cooldown: scaled to zero"
+        return ScaleDecision(0, why, (*(p.why for p in proposals), why))
+    return None
+
+
+def _stabilize(
+    scale: m.Scale, proposal: int, current: int, history: list[tuple[float, int]], now_ts: float
+) -> tuple[int, str | None]:
+    """`stabilizeRecommendationWithBehaviors`: the windows over earlier recommendations."""
+    up_window = window_seconds(effective_rules(scale, up=True))
+    down_window = window_seconds(effective_rules(scale, up=False))
+    up_rec = down_rec = proposal
+    for t, rec in history:
+        if t > now_ts - up_window:
+            up_rec = min(up_rec, rec)
+        if t > now_ts - down_window:
+            down_rec = max(down_rec, rec)
+    stabilized = max(current, up_rec)
+    stabilized = min(stabilized, down_rec)
+    if stabilized == proposal:
+        return stabilized, None
+    if proposal > current:
+        return stabilized, (
+            f"scale-up stabilisation window {up_window}s: the lowest recommendation "
+            f"in the window is {stabilized}"
+        )
+    return stabilized, (
+        f"scale-down stabilisation window {down_window}s: the highest recommendation "
+        f"in the window is {stabilized}"
+    )
+
+
+def _changed(period: int, events: list[tuple[float, int]], now_ts: float, up: bool) -> int:
+    """Replicas added (up) or removed (down) by the events inside the period."""
+    cutoff = now_ts - period
+    return sum(abs(c) for t, c in events if t > cutoff and c != 0 and (c > 0) == up)
+
+
+def _limit(
+    scale: m.Scale, current: int, events: list[tuple[float, int]], now_ts: float, up: bool
+) -> tuple[int, str]:
+    """`calculateScaleUpLimitWithScalingRules` / `calculateScaleDownLimitWithBehaviors`."""
+    rules = effective_rules(scale, up)
+    if rules.select == "disabled":
+        return current, f"scaling {'up' if up else 'down'} is disabled"
+    # `max` selects the largest change: the highest limit up, the lowest limit down
+    want_higher = (rules.select == "max") == up
+    best: int | None = None
+    chosen = ""
+    for step in rules.policies:
+        kind, value, period = policy_spec(step)
+        start = (
+            current
+            - _changed(period, events, now_ts, up=True)
+            + _changed(period, events, now_ts, up=False)
+        )
+        if up:
+            proposed = start + value if kind == "Pods" else math.ceil(start * (1 + value / 100))
+        else:
+            proposed = start - value if kind == "Pods" else int(start * (1 - value / 100))
+        if best is None or (proposed > best if want_higher else proposed < best):
+            best = proposed
+            sign = "+" if up else "-"
+            chosen = f"{sign}{value}{'%' if kind == 'Percent' else ' pods'} per {period}s"
+    assert best is not None
+    return best, chosen
+
+
 def decide(
     scale: m.Scale,
     metrics: Mapping[str, object],
     current: int,
     history: Iterable[tuple[datetime | float | int, int]] | None,
     now: datetime | None,
+    events: Iterable[tuple[datetime | float | int, int]] | None = None,
+    last_active: datetime | float | int | None = None,
 ) -> ScaleDecision:
-    """The HPA decision for one `scale` declaration (see the module docstring)."""
+    """What the scale's HPA (or ScaledObject) decides (see the module docstring)."""
     if (
         isinstance(current, bool)
         or not isinstance(current, int)
@@ -210,121 +494,54 @@ def decide(
     if not isinstance(metrics, Mapping) or not all(isinstance(k, str) for k in metrics):
         raise ScaleError("metrics must be a mapping from metric names to numbers")
     checked_history = _history(history)
-    keys = {metric_key(t): t for t in scale.targets}
+    checked_events = _events(events)
+    active_ts = None if last_active is None else _checked_time("`last_active`", last_active)
+    keda = uses_keda(scale)
+    keys = _keys(scale, keda)
     unknown = sorted(set(metrics) - set(keys))
     if unknown:
         known = ", ".join(f"`{k}`" for k in keys) or "none"
-        raise ScaleError(f"unknown metric `{unknown[0]}` for `{scale.name}` (its targets: {known})")
+        raise ScaleError(f"unknown metric `{unknown[0]}` for `{scale.name}` (its inputs: {known})")
     values = {k: _as_decimal(k, v) for k, v in metrics.items()}
-    steps: list[str] = []
+    now_ts = timestamp(now) if now is not None else datetime.now(UTC).timestamp()
+    low, high = hpa_min_replicas(scale), hpa_max_replicas(scale)
+    bounds = f"replicas {low}..{high}"
 
-    # 1. bounds, with `during` windows
-    low, high = scale.min_replicas, scale.max_replicas
-    bound_source = f"replicas {low}..{high}"
-    if now is not None:
-        active = [d for d in scale.during if during_active(d, now)]
-        if active:
-            best = max(active, key=lambda d: d.min_replicas or 0)
-            if best.min_replicas is not None:
-                low = best.min_replicas
-            maxes = [d.max_replicas for d in active if d.max_replicas is not None]
-            if maxes:
-                high = max(maxes)
-            high = max(high, low)
-            bound_source = f"{describe_during(best)} (replicas {low}..{high})"
-            steps.append(f"{bound_source} is active")
-
-    # 2. the controller's early exits
-    if current == 0 and low != 0:
-        return ScaleDecision(0, "current replicas are 0: autoscaling is disabled", tuple(steps))
+    # 1. KEDA's loop, then 2. the HPA's early exits
+    proposals = _proposals(scale, values, max(current, 1), keda, now)
+    if keda and (early := _keda_step(scale, proposals, current, now_ts, active_ts)):
+        return early
+    if current == 0:
+        return ScaleDecision(0, "current replicas are 0: autoscaling is disabled")
     if current > high:
-        steps.append(f"{current} replicas are above the maximum of {bound_source}")
-        return ScaleDecision(high, steps[-1], tuple(steps))
+        why = f"{current} replicas are above the maximum of {bounds}"
+        return ScaleDecision(high, why, (why,))
     if current < low:
-        steps.append(f"{current} replicas are below the minimum of {bound_source}")
-        return ScaleDecision(low, steps[-1], tuple(steps))
+        why = f"{current} replicas are below the minimum of {bounds}"
+        return ScaleDecision(low, why, (why,))
 
-    # 3. metrics
-    proposal, reason = current, "no metric values given: no change"
-    missing = [k for k in keys if k not in values]
-    best_proposal: int | None = None
-    for key, target in keys.items():
-        if key not in values:
-            continue
-        value = values[key]
-        if target.metric in ("cpu", "memory"):
-            used = int((value * 100).to_integral_value(rounding=ROUND_DOWN))
-            wanted = whole_percent(target.value)
-            ratio = float(used) / float(wanted)
-            shown = f"{key} {used}% vs target {wanted}%"
-        else:
-            used_milli = int((value * 1000).to_integral_value(rounding=ROUND_HALF_UP))
-            wanted_milli = int((target.value * 1000).to_integral_value(rounding=ROUND_HALF_UP))
-            ratio = float(used_milli) / float(max(wanted_milli, 1))
-            shown = f"{key} {value.normalize():f} per pod vs target {target.value.normalize():f}"
-        if math.fabs(1.0 - ratio) <= TOLERANCE:
-            this, why = current, f"{shown}: ratio {ratio:.3f} within the 10% tolerance, {current}"
-        else:
-            this = math.ceil(ratio * float(current))
-            why = f"{shown}: ceil({current} x {ratio:.4g}) = {this}"
-        steps.append(why)
-        if best_proposal is None or this > best_proposal:
-            best_proposal, reason = this, why
-    if best_proposal is not None:
-        proposal = best_proposal
-        if missing and proposal < current:
-            steps.append(
-                f"no value for {', '.join(f'`{k}`' for k in missing)}: "
-                "the HPA does not scale down on partial metrics"
-            )
-            proposal, reason = current, steps[-1]
-    elif missing:
-        steps.append(reason)
+    # 3. metrics: the maximum of the proposals; no scale-down on partial metrics
+    steps = [p.why for p in proposals]
+    valid = [p for p in proposals if p.replicas is not None]
+    if not valid:
+        reason = "no metric values given: no change" if proposals else "no metrics: no change"
+        return ScaleDecision(current, reason, (*steps, reason))
+    best = max(valid, key=lambda p: p.replicas or 0)
+    proposal, reason = best.replicas or 0, best.why
+    if len(valid) < len(proposals) and proposal < current:
+        missing = ", ".join(f"`{p.key}`" for p in proposals if p.replicas is None)
+        reason = f"no value for {missing}: the HPA does not scale down on partial metrics"
+        return ScaleDecision(current, reason, (*steps, reason))
 
     # 4. stabilisation windows over the recommendation history
-    now_ts = timestamp(now) if now is not None else datetime.now(UTC).timestamp()
-    up_window = _window(scale.up, DEFAULT_UP_WINDOW)
-    down_window = _window(scale.down, DEFAULT_DOWN_WINDOW)
-    up_rec = down_rec = proposal
-    for t, rec in checked_history:
-        if t > now_ts - up_window:
-            up_rec = min(up_rec, rec)
-        if t > now_ts - down_window:
-            down_rec = max(down_rec, rec)
-    stabilized = current
-    if stabilized < up_rec:
-        stabilized = up_rec
-    if stabilized > down_rec:
-        stabilized = down_rec
-    if stabilized != proposal:
-        if proposal > current:
-            why = (
-                f"scale-up stabilisation window {up_window}s: the lowest recommendation "
-                f"in the window is {stabilized}"
-            )
-        else:
-            why = (
-                f"scale-down stabilisation window {down_window}s: the highest recommendation "
-                f"in the window is {stabilized}"
-            )
-        steps.append(why)
-        reason = why
+    desired, window = _stabilize(scale, proposal, current, checked_history, now_ts)
+    if window is not None:
+        steps.append(window)
+        reason = window
 
-    # 5. rate limits and bounds
-    desired = stabilized
+    # 5. rate limits and bounds (`convertDesiredReplicasWithBehaviorRate`)
     if desired > current:
-        limit = -(2**31)
-        chosen = ""
-        for p in _policies(scale.up, up=True):
-            if p.kind == "Pods":
-                proposed = current + p.value
-            else:
-                proposed = math.ceil(float(current) * (1 + float(p.value) / 100))
-            if proposed > limit:
-                limit, chosen = (
-                    proposed,
-                    f"+{p.value}{'%' if p.kind == 'Percent' else ' pods'} per {p.period}s",
-                )
+        limit, chosen = _limit(scale, current, checked_events, now_ts, up=True)
         limit = max(limit, current)
         if high > limit:
             if desired > limit:
@@ -333,21 +550,10 @@ def decide(
                 steps.append(reason)
         elif desired > high:
             desired = high
-            reason = f"clamped to the maximum of {bound_source}"
+            reason = f"clamped to the maximum of {bounds}"
             steps.append(reason)
     elif desired < current:
-        limit = 2**31
-        chosen = ""
-        for p in _policies(scale.down, up=False):
-            if p.kind == "Pods":
-                proposed = current - p.value
-            else:
-                proposed = int(float(current) * (1 - float(p.value) / 100))
-            if proposed < limit:
-                limit, chosen = (
-                    proposed,
-                    f"-{p.value}{'%' if p.kind == 'Percent' else ' pods'} per {p.period}s",
-                )
+        limit, chosen = _limit(scale, current, checked_events, now_ts, up=False)
         limit = min(limit, current)
         if low < limit:
             if desired < limit:
@@ -356,9 +562,9 @@ def decide(
                 steps.append(reason)
         elif desired < low:
             desired = low
-            reason = f"raised to the minimum of {bound_source}"
+            reason = f"raised to the minimum of {bounds}"
             steps.append(reason)
-    return ScaleDecision(desired, reason, tuple(steps))
+    return ScaleDecision(desired, reason, tuple(steps), proposal)
 
 
 def find_scale(scales: tuple[m.Scale, ...], service: str) -> m.Scale:

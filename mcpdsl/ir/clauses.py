@@ -36,6 +36,7 @@ REPEATABLE = {
     "ca_file",
     "jwks_url",
     "jwks_file",
+    "select_clause",
 }
 
 

@@ -11,6 +11,7 @@ types by `typecheck`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, cast
@@ -353,18 +354,8 @@ def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
             targets.append(
                 m.Target(metric="pods", name=metric_name, value=value, span=ctx.span(clause))
             )
-    up = down = None
-    for clause in c.all("step_clause"):
-        direction = str(part(clause, "direction"))
-        policy = _step(ctx, clause)
-        if direction == "up":
-            if up is not None:
-                ctx.error("E0201", "duplicate `up` clause", clause, label="second occurrence")
-            up = policy
-        else:
-            if down is not None:
-                ctx.error("E0201", "duplicate `down` clause", clause, label="second occurrence")
-            down = policy
+    up = _rules(ctx, c, "up")
+    down = _rules(ctx, c, "down")
     during = [d for d in (_during(ctx, clause) for clause in c.all("during_clause")) if d]
     predict = None
     if (pc := c.one("predict_clause")) is not None:
@@ -411,7 +402,63 @@ def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
     )
 
 
-def _step(ctx: Context, clause: Tree[Token]) -> m.StepPolicy | None:
+def _rules(ctx: Context, c: Clauses, direction: str) -> m.ScaleRules | None:
+    """One direction's `up`/`down` clauses: several policies, one window, one `select`."""
+    clauses = [cl for cl in c.all("step_clause") if str(part(cl, "direction")) == direction]
+    selects = [cl for cl in c.all("select_clause") if str(part(cl, "direction")) == direction]
+    if not clauses and not selects:
+        return None
+    policies: list[m.StepPolicy] = []
+    stabilize: Decimal | None = None
+    window_clause: Tree[Token] | None = None
+    for clause in clauses:
+        policy, window = _step(ctx, clause)
+        if policy is not None:
+            policies.append(policy)
+        if window is None:
+            continue
+        if window_clause is not None and window != stabilize:
+            ctx.error(
+                "E0201",
+                f"conflicting `stabilize` windows for `{direction}`",
+                clause,
+                label="second window",
+                secondary=((window_clause, "first window"),),
+                help=f"an `{direction}` direction has one stabilisation window: keep one",
+            )
+            continue
+        stabilize, window_clause = window, clause
+    select = "max"
+    for i, clause in enumerate(selects):
+        choice = str(part(clause, "choice"))
+        if i:
+            ctx.error(
+                "E0201",
+                f"duplicate `{direction} select` clause",
+                clause,
+                label="second occurrence",
+                secondary=((selects[0], "first occurrence"),),
+                help="remove one of them",
+            )
+        elif choice not in ("max", "min", "disabled"):
+            ctx.error(
+                "E0303",
+                f"unknown policy selection `{choice}`",
+                clause,
+                help="use `max` (the largest change), `min` (the smallest) or `disabled`",
+            )
+        else:
+            select = choice
+    return m.ScaleRules(
+        policies=tuple(policies),
+        select=cast(Any, select),
+        stabilize=stabilize,
+        span=ctx.span(clauses[0] if clauses else selects[0]),
+    )
+
+
+def _step(ctx: Context, clause: Tree[Token]) -> tuple[m.StepPolicy | None, Decimal | None]:
+    """A policy and its `stabilize` window (Kubernetes ranges: period 1s..30m, window 0..1h)."""
     amount_node = clause_value(clause, 0)
     has_pods = first_token(clause, "PODS") is not None
     amount: Decimal | int | None
@@ -438,22 +485,35 @@ def _step(ctx: Context, clause: Tree[Token]) -> m.StepPolicy | None:
                 clause_value(clause, 2),
             )
             stabilize = None
+        elif stabilize is not None and stabilize != stabilize.to_integral_value():
+            ctx.error(
+                "E0303",
+                "a stabilisation window is whole seconds (Kubernetes `stabilizationWindowSeconds`)",
+                clause_value(clause, 2),
+                help=f"write `{math.ceil(stabilize)}s`",
+            )
+            stabilize = None
     if amount is None or period is None:
-        return None
+        return None, stabilize
     if period > 1800:
         ctx.error(
             "E0303",
             "a scaling policy period is at most 30m (Kubernetes limit)",
             clause_value(clause, 1),
         )
-        return None
-    return m.StepPolicy(
-        amount=Decimal(amount),
-        unit=cast(Any, unit),
-        period=period,
-        stabilize=stabilize,
-        span=ctx.span(clause),
+        return None, stabilize
+    if period != period.to_integral_value():
+        ctx.error(
+            "E0303",
+            "a scaling policy period is whole seconds (Kubernetes `periodSeconds`)",
+            clause_value(clause, 1),
+            help=f"write `{math.ceil(period)}s`",
+        )
+        return None, stabilize
+    policy = m.StepPolicy(
+        amount=Decimal(amount), unit=cast(Any, unit), period=period, span=ctx.span(clause)
     )
+    return policy, stabilize
 
 
 def _during(ctx: Context, clause: Tree[Token]) -> m.During | None:

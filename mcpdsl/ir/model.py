@@ -357,11 +357,22 @@ class Target(Node):
 
 
 class StepPolicy(Node):
-    """An HPA scaling policy with its stabilisation window."""
+    """One HPA scaling policy: at most `amount` pods or percent per `period` seconds."""
 
     amount: Decimal
     unit: Literal["percent", "pods"]
     period: Decimal
+
+
+class ScaleRules(Node):
+    """One direction's HPA rules (`behavior.scaleUp`/`scaleDown`).
+
+    No policies means Kubernetes' default policies for the direction; `select`
+    is the HPA `selectPolicy` (`max`: the policy allowing the largest change,
+    `min`: the smallest, `disabled`: no scaling in this direction)."""
+
+    policies: tuple[StepPolicy, ...] = ()
+    select: Literal["max", "min", "disabled"] = "max"
     stabilize: Decimal | None = None
 
 
@@ -384,8 +395,8 @@ class Scale(Decl):
     min_replicas: int
     max_replicas: int
     targets: tuple[Target, ...] = ()
-    up: StepPolicy | None = None
-    down: StepPolicy | None = None
+    up: ScaleRules | None = None
+    down: ScaleRules | None = None
     during: tuple[During, ...] = ()
     predict: Predict | None = None
     expected: int | None = None

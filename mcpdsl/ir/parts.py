@@ -39,6 +39,7 @@ PARTS: dict[str, dict[str, int]] = {
     "retry_option": {"value": 1},  # RETRY scalar
     # scaling, jobs
     "step_clause": {"direction": 0},  # (UP | DOWN) BY scalar [PODS] EVERY scalar ...
+    "select_clause": {"direction": 0, "choice": 2},  # (UP | DOWN) SELECT (MAX | NAME)
     "time_window": {"zone": -1},  # TIME MINUS TIME zone
     # tests
     "attribute": {"path": 0, "value": -1},  # key_path COLON literal

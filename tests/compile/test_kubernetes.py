@@ -427,10 +427,17 @@ def test_hpa_numbers(tmp_path: Path) -> None:
             "type": "Pods",
         },
     ]
+    # both directions are written in full (Kubernetes' defaults filled in), so that the
+    # HPA always runs its `behavior` code path, the one `Engine.scale` models
     assert spec["behavior"] == {
-        "scaleDown": {"policies": [{"periodSeconds": 300, "type": "Pods", "value": 2}]},
+        "scaleDown": {
+            "policies": [{"periodSeconds": 300, "type": "Pods", "value": 2}],
+            "selectPolicy": "Max",
+            "stabilizationWindowSeconds": 300,
+        },
         "scaleUp": {
             "policies": [{"periodSeconds": 30, "type": "Percent", "value": 50}],
+            "selectPolicy": "Max",
             "stabilizationWindowSeconds": 60,
         },
     }

@@ -177,11 +177,26 @@ def test_during_window_uses_the_zone(engine: Engine) -> None:
     assert engine.scale("web", {}, 3, now=datetime(2026, 11, 25, 19, 0, tzinfo=UTC)).desired == 3
 
 
-def test_during_window_sets_the_maximum(engine: Engine) -> None:
-    # inside the window the range is 6..30: 25 replicas at 140% go to ceil(25 x 2) = 50 -> 30
-    assert engine.scale("web", {"cpu": 1.4}, 25, now=WED_0900_CET).desired == 30
-    # outside it the maximum is 20 and 25 replicas are above it
+def test_a_window_maximum_is_not_applied_as_keda_cannot_express_it(engine: Engine) -> None:
+    # the window says 6..30, but a ScaledObject has one maxReplicaCount (20; B0107):
+    # the cluster keeps 25 replicas at 20 inside the window too, and so does the engine
+    d = engine.scale("web", {"cpu": 1.4}, 25, now=WED_0900_CET)
+    assert d.desired == 20 and "maximum of replicas 2..20" in d.reason
     assert engine.scale("web", {"cpu": 1.4}, 25, now=SAT).desired == 20
+
+
+def test_a_window_is_a_cron_metric_that_the_others_can_outvote(engine: Engine) -> None:
+    # issue 13: at 5 replicas and 95% cpu inside the window, the cron trigger proposes 6
+    # and cpu ceil(5 x 95/70) = 7: the HPA takes the maximum, 7 (not the window's 6)
+    d = engine.scale("web", {"cpu": 0.95, "rps": 100}, 5, now=WED_0900_CET)
+    assert d.desired == 7 and d.reason.startswith("cpu 95%")
+    # the window's minimum is a metric, so the up policy limits it: 2 -> at most 4
+    d = engine.scale("web", {"cpu": 0.5, "rps": 50}, 2, now=WED_0900_CET)
+    assert d.desired == 4 and "scale-up policy +100% per 15s" in d.reason
+    # and like every metric it has the 10% tolerance: 6/6.5 is within it (KEDA
+    # reports 6 against 1 per pod at 6 replicas: ratio 1; at 7: 6/7 = 0.857, outside)
+    d = engine.scale("web", {"cpu": 0.1, "rps": 10}, 7, now=WED_0900_CET)
+    assert d.desired == 6
 
 
 def test_overnight_window(engine: Engine) -> None:
@@ -198,7 +213,9 @@ def test_overnight_window(engine: Engine) -> None:
 
 
 def test_early_exits(engine: Engine) -> None:
-    assert engine.scale("web", {"cpu": 2.0}, 0, now=SAT).desired == 0  # autoscaling disabled
+    assert engine.scale("plain", {"cpu": 2.0}, 0, now=SAT).desired == 0  # autoscaling disabled
+    # a ScaledObject: KEDA raises 0 replicas to its minReplicaCount before the HPA runs
+    assert engine.scale("web", {"cpu": 2.0}, 0, now=SAT).desired == 2
     assert engine.scale("web", {"cpu": 0.1}, 25, now=SAT).desired == 20  # above the maximum
     assert engine.scale("web", {"cpu": 0.1}, 1, now=SAT).desired == 2  # below the minimum
 

@@ -205,6 +205,7 @@ def scales(draw: st.DrawFn) -> list[Item]:
         "target-metric": ["target", "metric", '"rps"', "150", "per", "pod"],
         "up": ["up", "by", *up, "every", "15s", "stabilize", "0s"],
         "down": ["down", "by", "10%", "every", "60s"],
+        "down-select": ["down", "select", draw(st.sampled_from(["max", "min", "disabled"]))],
         "during": [
             "during",
             draw(st.sampled_from(["weekdays", "daily", "sat"])),

@@ -89,11 +89,13 @@ def test_scale_units(project: m.Project) -> None:
         m.Target(metric="cpu", value=Decimal("0.7")),  # 70%
         m.Target(metric="pods", name="http_requests_per_second", value=Decimal(150)),
     )
-    assert scale.up == m.StepPolicy(
-        amount=Decimal(1), unit="percent", period=Decimal(15), stabilize=Decimal(0)
+    assert scale.up == m.ScaleRules(
+        policies=(m.StepPolicy(amount=Decimal(1), unit="percent", period=Decimal(15)),),
+        select="max",
+        stabilize=Decimal(0),
     )
     assert scale.down is not None
-    assert scale.down.amount == Decimal("0.1")
+    assert scale.down.policies[0].amount == Decimal("0.1")
     assert scale.down.stabilize == Decimal(300)  # 5m where a duration is expected
     (during,) = scale.during
     assert during.days == (0, 1, 2, 3, 4)
