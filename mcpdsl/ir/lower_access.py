@@ -366,12 +366,15 @@ def route_conditions(
             continue
         problem = header_name_problem(name) if is_header else (None if name else "is empty")
         if problem is not None:
-            ctx.error(
-                "E0314",
-                f"{what} name {_shown(name)} {problem}",
-                name_tok,
-                help="a header name is a token: letters, digits and !#$%&'*+-.^_`|~",
-            )
+            if "gateway" in problem:
+                hint = (
+                    "route on the host with the gateway's `hosts`"
+                    if name.lower() == "host"
+                    else "condition on a header the client sends and the gateway passes on"
+                )
+            else:
+                hint = "a header name is a token: letters, digits and !#$%&'*+-.^_`|~"
+            ctx.error("E0314", f"{what} name {_shown(name)} {problem}", name_tok, help=hint)
             continue
         allowed = ("==", "!=") if is_header else ("==",)
         if op != "present" and op not in allowed:
