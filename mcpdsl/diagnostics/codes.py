@@ -275,7 +275,7 @@ _TABLE: tuple[Code, ...] = (
         "E0314",
         _E,
         "invalid route condition",
-        "A route's `header \"NAME\" [== | != \"VALUE\"]` or `query \"NAME\" [== \"VALUE\"]`\n"
+        'A route\'s `header "NAME" [== | != "VALUE"]` or `query "NAME" [== "VALUE"]`\n'
         "condition cannot mean the same in the engine and at the gateway:\n"
         "\n"
         "  * the header name is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~),\n"

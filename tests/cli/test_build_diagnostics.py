@@ -165,7 +165,10 @@ def test_a_strict_policy_refuses_its_own_rules_only(tmp_path: Path) -> None:
     )
     text = text.replace(
         "strategy least-request\n", "strategy least-request\n  limit 9/s\n"
-    ).replace('route  "/**" -> service api\n', 'route  "/**" -> service api\n  route "/x" -> service api\n')
+    ).replace(
+        'route  "/**" -> service api\n',
+        'route  "/**" -> service api\n  route "/x" -> service api\n',
+    )
     (tree / "main.mcp").write_text(text)
     result = build(str(tree), "--out", str(tmp_path / "out"))
     assert result.exit_code == 1, result.output

@@ -13,8 +13,7 @@ import pytest
 from validators import validate_envoy_bootstrap
 
 import mcpdsl
-from mcpdsl.compile import TargetContext
-from mcpdsl.compile import envoy
+from mcpdsl.compile import TargetContext, envoy
 from mcpdsl.pipeline import compile_tree
 
 HTTP = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"

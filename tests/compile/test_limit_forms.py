@@ -72,9 +72,7 @@ def _source(site: str, clause: str) -> str:
 
 
 def _limited_routes(doc: dict[str, Any]) -> tuple[bool, set[str]]:
-    hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
-        "typed_config"
-    ]
+    hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     listener = any(
         f["name"] == envoy.GATEWAY_LIMIT_FILTER and "token_bucket" in f["typed_config"]
         for f in hcm["http_filters"]

@@ -112,7 +112,9 @@ def test_query_problem_accepts_what_split_target_reads_exactly() -> None:
     assert split_target("/x?q=caf%C3%A9")[1] == {"q": "caf\u00e9"}
 
 
-def _compare(decisions: list[Any], engine: Engine, requests: list[dict[str, Any]], who: str) -> None:
+def _compare(
+    decisions: list[Any], engine: Engine, requests: list[dict[str, Any]], who: str
+) -> None:
     for req, theirs in zip(requests, decisions, strict=True):
         mine = engine.authorize(req).as_dict()
         for key in ("allowed", "rules", "obligations", "default_applied"):
@@ -146,7 +148,11 @@ def test_engine_and_opa_agree(engine: Engine, rego: tuple[dict[str, str], dict[s
     query = "out := [d | some r in input.batch; d := data.mcp.main.decision with input as r]"
 
     @settings(max_examples=150, deadline=None)
-    @given(batch=st.lists(st.tuples(st.sampled_from(["GET", "POST", "PUT"]), TARGETS), min_size=10, max_size=10))
+    @given(
+        batch=st.lists(
+            st.tuples(st.sampled_from(["GET", "POST", "PUT"]), TARGETS), min_size=10, max_size=10
+        )
+    )
     def check(batch: list[tuple[str, str]]) -> None:
         requests = [_request(m, t) for m, t in batch]
         out = opa.eval_query(query, {"batch": requests})[0]["out"]
@@ -155,7 +161,9 @@ def test_engine_and_opa_agree(engine: Engine, rego: tuple[dict[str, str], dict[s
     check()
 
 
-def test_engine_and_rego_cpp_agree(engine: Engine, rego: tuple[dict[str, str], dict[str, Any]]) -> None:
+def test_engine_and_rego_cpp_agree(
+    engine: Engine, rego: tuple[dict[str, str], dict[str, Any]]
+) -> None:
     modules, data = rego
     evaluator = RegoEvaluator(modules, data, entrypoints=["mcp/main/decision"])
 

@@ -185,7 +185,7 @@ def test_engine_and_envoy_agree_on_generated_requests(
 ) -> None:
     # lower-case duplicates would be two headers on the wire; keep one spelling each
     seen: dict[str, str] = {}
-    for k, v in headers.items():
+    for k in headers:
         seen.setdefault(k.lower(), k)
     headers = {k: v for k, v in headers.items() if seen[k.lower()] == k}
     path = "/" + "/".join(s for s in segs if s) + tail

@@ -373,7 +373,10 @@ def integrations(draw: st.DrawFn) -> list[Item]:
 def gateways(draw: st.DrawFn) -> list[Item]:
     routes: list[str] = []
     for path in draw(st.lists(st.sampled_from(['"/v1/**"', '"/a/*"', '"/"']), max_size=3)):
-        routes += ["route", path] if draw(st.booleans()) else ["route", "prefix", path]
+        if draw(st.booleans()):
+            routes += ["route", path]
+        else:  # a prefix is text: no wildcards
+            routes += ["route", "prefix", draw(st.sampled_from(['"/v1/bl"', '"/a/"', '"/"']))]
         if draw(st.booleans()):
             routes += ["on", "GET", ",", "POST"]
         if draw(st.booleans()):

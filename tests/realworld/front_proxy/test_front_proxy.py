@@ -25,7 +25,7 @@ from mcpdsl.engine import Engine
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "compile"))
-from envoy_matcher import match_route
+from envoy_matcher import match_route  # noqa: E402
 
 #: (listener port, method, path) -> the cluster the sandbox sends it to (None: 404).
 OUTCOMES: list[tuple[int, str, str, str | None]] = [
