@@ -94,6 +94,7 @@ def test_the_engine_decides_on_the_split_request(engine: Engine) -> None:
     assert d.allowed  # request.path == "/v1/items": the query is not part of the path
     d = engine.authorize(_request("GET", "/v1/items?%61dmin=tru%65"))
     assert not d.allowed and d.rules == ("api/deny-3",)
+    assert '`request.query.admin` is "true"' in d.explain()  # explained on the split request
     d = engine.authorize(_request("GET", "/v1/items?q=caf%C3%A9#top"))
     assert not d.allowed and d.rules == ("api/deny-4",)
     d = engine.authorize(_request("GET", "/v1/items?q=%zz"))
