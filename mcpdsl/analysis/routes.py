@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mcpdsl.analysis.index import actions_overlap, globs_may_overlap
 from mcpdsl.analysis.witness import to_json
 from mcpdsl.ir import model as m
+from mcpdsl.ir.paths import route_glob
 
 if TYPE_CHECKING:
     from mcpdsl.analysis import Analysis
@@ -23,11 +24,14 @@ if TYPE_CHECKING:
 def routes(a: Analysis) -> None:
     for gateway in a.project.gateways:
         for j, route in enumerate(gateway.routes):
+            if route.headers or route.query:
+                continue  # takes requests by header or query, which the encoding leaves out
             earlier = [
                 (i, r)
                 for i, r in enumerate(gateway.routes[:j])
                 if actions_overlap(r.methods, route.methods)
-                and globs_may_overlap(r.path, route.path)
+                and globs_may_overlap(route_glob(r), route_glob(route))
+                and not (r.headers or r.query)
             ]
             if earlier:
                 _check(a, gateway, j, route, earlier)

@@ -45,6 +45,7 @@ from mcpdsl.compile.envoy_identity import (
     uses_sds,
 )
 from mcpdsl.compile.envoy_matchers import (
+    condition_matchers,
     method_matcher,
     path_match,
     rewrite_action,
@@ -54,7 +55,7 @@ from mcpdsl.compile.kubernetes_index import build_index
 from mcpdsl.compile.serialize import dump_json
 from mcpdsl.ir import model as m
 from mcpdsl.ir.door import door_mapping
-from mcpdsl.ir.paths import rewrite_path, route_rewrite
+from mcpdsl.ir.paths import effective_retry, rewrite_path, route_glob, route_rewrite
 
 __all__ = ["NAME", "compile", "rewrite_path"]
 
@@ -230,6 +231,11 @@ class _Gateway:
         named = self.door.routes[i]  # the resource the CheckRequest mapping gives the route
         resource = Resource(*named) if named is not None else Resource(None, None)
         where = f"{self.where}, route {route.path}"
+        if route.prefix:
+            # Rule relevance reasons in globs: a glob covering every path of the
+            # prefix keeps every rule that can apply (the RBAC filters still
+            # check each rule's own path), so nothing relevant is left out.
+            route = route.model_copy(update={"path": route_glob(route), "prefix": False})
         authz = route_authz(
             self.index.policies, resource, route, self.index.identities, where, self.door
         )
@@ -297,9 +303,16 @@ class _Gateway:
     # ----------------------------------------------------------- routes
 
     def _route(self, i: int, route: m.Route, upstream: m.Service | m.Integration) -> dict[str, Any]:
-        match: dict[str, Any] = dict(path_match(route.path))
+        match: dict[str, Any] = (
+            {"prefix": route.path} if route.prefix else dict(path_match(route.path))
+        )
+        headers, query = condition_matchers(route)
         if route.methods:
-            match["headers"] = [method_matcher(route.methods)]
+            headers.insert(0, method_matcher(route.methods))
+        if headers:
+            match["headers"] = headers
+        if query:
+            match["query_parameters"] = query
         action: dict[str, Any] = {"cluster": self.cluster_of(upstream)}
         integration = upstream if isinstance(upstream, m.Integration) else None
         rewrite = route_rewrite(route, integration)
@@ -311,7 +324,7 @@ class _Gateway:
                 route.span or self.gw.span,
                 help="add a `rewrite` to the route",
             )
-        action.update(rewrite_action(rewrite, route.path))
+        action.update(rewrite_action(rewrite, route.path, prefix=route.prefix))
         timeout = route.timeout if route.timeout is not None else getattr(upstream, "timeout", None)
         if timeout is not None:
             action["timeout"] = duration(timeout)
@@ -347,18 +360,19 @@ class _Gateway:
     def _retry_policy(
         self, route: m.Route, integration: m.Integration | None
     ) -> dict[str, Any] | None:
-        retry = integration.retry if integration is not None else None
-        attempts = route.retries if route.retries is not None else (retry.attempts if retry else 0)
-        if not attempts:
+        """`effective_retry` (the route's retry over the integration's) as a RetryPolicy."""
+        retry = effective_retry(route, integration)
+        if retry is None:
             return None
-        on = list(dict.fromkeys(retry.on)) if retry is not None and retry.on else ["5xx"]
-        policy: dict[str, Any] = {"num_retries": attempts, "retry_on": ",".join(on)}
-        if retry is not None and retry.backoff_min is not None:
+        policy: dict[str, Any] = {"num_retries": retry.attempts, "retry_on": ",".join(retry.on)}
+        if retry.backoff_min is not None:
             top = retry.backoff_max if retry.backoff_max is not None else retry.backoff_min
             policy["retry_back_off"] = {
                 "base_interval": duration(retry.backoff_min),
                 "max_interval": duration(max(top, retry.backoff_min)),
             }
+        if retry.per_try_timeout is not None:
+            policy["per_try_timeout"] = duration(retry.per_try_timeout)
         return policy
 
     def _hash_policy(self, route: m.Route, service: m.Service) -> list[dict[str, Any]]:

@@ -4,7 +4,9 @@
   `<name>-headless.<namespace>.svc.cluster.local:<port>` (one endpoint per pod);
   with `failover [r1, r2, ...]` one locality per region, priority 0, 1, ...,
   addressed `<name>.<namespace>.<region>.svc.cluster.local`;
-  `balance` adds lb_policy, health_checks and outlier_detection;
+  regions of the service left out of `failover` come last, at one more priority;
+  `balance` adds lb_policy, health_checks, outlier_detection (with `interval`)
+  and, from `connections`, circuit_breakers and max_requests_per_connection;
 * an integration -> LOGICAL_DNS to the call URL's host:port, with TLS (SNI and
   server certificate verification against the system CA bundle) for https;
 * `opa` -> the OPA-Envoy plugin's gRPC port, HTTP/2.
@@ -56,6 +58,15 @@ def _endpoint(host: str, port: int) -> dict[str, Any]:
     return {"endpoint": {"address": _socket(host, port)}}
 
 
+def _http1() -> dict[str, Any]:
+    return {
+        _HTTP_OPTIONS: {
+            "@type": f"type.googleapis.com/{_HTTP_OPTIONS}",
+            "explicit_http_config": {"http_protocol_options": {}},
+        }
+    }
+
+
 def _http2() -> dict[str, Any]:
     return {
         _HTTP_OPTIONS: {
@@ -83,6 +94,7 @@ def service_cluster(
         for region in balance.failover:
             if region not in failover:
                 failover.append(region)
+    priorities = failover_priorities(failover, service.regions)
     if failover:
         endpoints = [
             {
@@ -95,7 +107,7 @@ def service_cluster(
                     )
                 ],
             }
-            for priority, region in enumerate(failover)
+            for region, priority in priorities
         ]
     else:
         endpoints = [{"lb_endpoints": [_endpoint(fqdn, service.port)]}]
@@ -114,7 +126,39 @@ def service_cluster(
             cluster["typed_extension_protocol_options"] = _http2()
     if balance.eject is not None:
         cluster["outlier_detection"] = _outlier(balance.eject)
+    if balance.connections is not None:
+        _connection_pool(cluster, balance.connections)
     return cluster
+
+
+def failover_priorities(failover: list[str], regions: tuple[str, ...]) -> list[tuple[str, int]]:
+    """(region, priority) of a failover cluster: the listed regions 0, 1, ... in order,
+    then every other region of the service, all at the next priority (as Istio places
+    localities a failover list leaves out: last, never without endpoints)."""
+    listed = [(region, priority) for priority, region in enumerate(failover)]
+    rest = [r for r in dict.fromkeys(regions) if r not in failover]
+    return listed + [(region, len(failover)) for region in rest]
+
+
+def _connection_pool(cluster: dict[str, Any], pool: m.ConnectionPool) -> None:
+    """`connections { ... }` -> circuit_breakers (DEFAULT priority, the one routes use) and
+    `max_requests_per_connection` in the cluster's HttpProtocolOptions."""
+    thresholds: dict[str, Any] = {}
+    for field, value in (
+        ("max_connections", pool.max_connections),
+        ("max_pending_requests", pool.max_pending),
+        ("max_requests", pool.max_requests),
+    ):
+        if value is not None:
+            thresholds[field] = value
+    if thresholds:
+        cluster["circuit_breakers"] = {"thresholds": [{"priority": "DEFAULT", **thresholds}]}
+    if pool.per_connection is not None:
+        options = cluster.setdefault("typed_extension_protocol_options", _http1())
+        config = options[_HTTP_OPTIONS]
+        config["common_http_protocol_options"] = {
+            "max_requests_per_connection": pool.per_connection
+        }
 
 
 def _health_check(
@@ -152,6 +196,8 @@ def _outlier(eject: m.Ejection) -> dict[str, Any]:
     if eject.max_percent is not None:
         percent = (eject.max_percent * 100).to_integral_value(rounding=ROUND_FLOOR)
         detection["max_ejection_percent"] = int(min(max(percent, Decimal(0)), Decimal(100)))
+    if eject.interval is not None:
+        detection["interval"] = duration(eject.interval)
     return detection
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from mcpdsl.ir import model as m
 from mcpdsl.ir.globs import glob_regex, is_literal
 from mcpdsl.ir.paths import CONTROL, PLACEHOLDER, Rewrite, capture_regex, tail_prefix
 
@@ -58,11 +59,41 @@ def _re2_substitution(text: str) -> str:
     return text.replace("\\", "\\\\")
 
 
-def rewrite_action(rewrite: Rewrite | None, route_path: str) -> dict[str, object]:
+def condition_matchers(route: m.Route) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The route's `header` / `query` conditions as Envoy HeaderMatchers and
+    QueryParameterMatchers (`mcpdsl.ir.paths.conditions_hold` is their meaning).
+
+    `==` is an exact string match, `!=` the same inverted (Envoy: an absent
+    header fails an inverted matcher too, as in the engine), no operator is
+    `present_match`.  Query parameters are matched on the first occurrence,
+    decoded, by Envoy as by `split_target`.
+    """
+
+    def one(cond: m.RouteCondition) -> dict[str, object]:
+        matcher: dict[str, object] = {"name": cond.name}
+        if cond.op == "present":
+            matcher["present_match"] = True
+        else:
+            matcher["string_match"] = {"exact": cond.value}
+            if cond.op == "!=":
+                matcher["invert_match"] = True
+        return matcher
+
+    return [one(c) for c in route.headers], [one(c) for c in route.query]
+
+
+def rewrite_action(
+    rewrite: Rewrite | None, route_path: str, *, prefix: bool = False
+) -> dict[str, object]:
     """The RouteAction fields implementing `rewrite` exactly (see `apply_rewrite`)."""
     if rewrite is None:
         return {}
-    if rewrite.kind == "prefix":
+    if rewrite.kind == "text" and prefix and valid_header_value(rewrite.value):
+        return {"prefix_rewrite": rewrite.value}  # Envoy replaces the matched `prefix`
+    if rewrite.kind == "text":
+        escaped = re.escape(rewrite.prefix)
+        pattern, substitution = f"(?s)^{escaped}(.*)$", _re2_substitution(rewrite.value) + "\\1"
+    elif rewrite.kind == "prefix":
         escaped = re.escape(rewrite.prefix)
         if rewrite.value == "":
             pattern, substitution = f"(?s)^{escaped}/?(.*)$", "/\\1"

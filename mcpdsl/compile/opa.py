@@ -45,6 +45,7 @@ from mcpdsl.compile.serialize import dump_json, dump_yaml
 from mcpdsl.ir import model as m
 from mcpdsl.ir.door import doors, doors_data, rego_constants
 from mcpdsl.ir.globs import PATH_PROBLEMS, glob_regex
+from mcpdsl.ir.paths import VALID_QUERY_COMPONENT
 from mcpdsl.resources import read_text
 
 NAME = "opa"
@@ -136,6 +137,8 @@ def _environment() -> jinja2.Environment:
     env.filters["comment"] = comment
     # the normal-form checks of request paths, shared with the engine (lib.rego.j2)
     env.globals["path_problems"] = PATH_PROBLEMS
+    # the query split of request targets, shared with the engine (evaluate/target.py)
+    env.globals["valid_query_component"] = VALID_QUERY_COMPONENT
     return env
 
 

@@ -176,6 +176,9 @@ def attribute(e: m.Attr) -> str:
         return '{"v": ' + RISK_RULE + "}"
     if e.root == "now":
         return f"lib.now(input, {rego_string(e.path[0])})"
+    if e.root == "request" and (not e.path or e.path[0] in ("path", "query")):
+        # request.path without its query, request.query its map (lib.canonical)
+        return f"lib.attr(lib.canonical(input), {rego_array((e.root, *e.path))})"
     return f"lib.attr(input, {rego_array((e.root, *e.path))})"
 
 

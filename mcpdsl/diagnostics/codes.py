@@ -230,7 +230,9 @@ _TABLE: tuple[Code, ...] = (
         _E,
         "invalid glob",
         "A `matches` or route pattern may use `*` (one path segment) and `**` (any number\n"
-        'of segments) only as whole segments, for example "/v1/*/items" or "/v1/**".\n',
+        'of segments) only as whole segments, for example "/v1/*/items" or "/v1/**".\n'
+        'A `route prefix "P"` is text, not a glob: it starts with `/`, has no `*`, `?`,\n'
+        "`#` or control character and is in normal form (no `//`, `.` or `..` segment).\n",
     ),
     Code(
         "E0310",
@@ -283,6 +285,41 @@ _TABLE: tuple[Code, ...] = (
         "\n"
         "Names of services, namespaces and labels are not errors: the Kubernetes target\n"
         "turns them into DNS-1123 names and keeps the original in an annotation.\n",
+    ),
+    Code(
+        "E0314",
+        _E,
+        "invalid route condition",
+        'A route\'s `header "NAME" [== | != "VALUE"]` or `query "NAME" [== "VALUE"]`\n'
+        "condition cannot mean the same in the engine and at the gateway:\n"
+        "\n"
+        "  * the header name is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~),\n"
+        "    is empty or longer than 256 characters;\n"
+        "  * the header is one the gateway sets or rewrites itself (`host`, which routes\n"
+        "    as `:authority` (use the gateway's `hosts`), `x-forwarded-*`, `x-request-id`,\n"
+        "    `x-envoy-*`, hop-by-hop headers);\n"
+        "  * the operator is not `==` or `!=` (headers) or `==` (query parameters:\n"
+        "    Envoy's query-parameter matcher cannot invert);\n"
+        "  * the value holds a NUL, CR or LF.\n"
+        "\n"
+        '    route "/v1/**" header "Host" == "a" -> service api   # error[E0314]\n'
+        '    route "/v1/**" header "x-canary" == "on" -> service canary\n',
+    ),
+    Code(
+        "E0315",
+        _E,
+        "rate limit key no target enforces",
+        "`limit RATE per KEY` keeps one token bucket per value of KEY.  The only key\n"
+        "every enforcement point can read is `client-ip` (Envoy's peer address; the\n"
+        "engine's `admit` key).  A limit per `team` or `principal` (or `user`, `agent`,\n"
+        "`service`, `tenant`) would need that identity verified at the gateway, which the\n"
+        "generated Envoy configuration does not key limits by, so such a limit would be\n"
+        "accepted and then applied nowhere: it is refused instead.  Other words are\n"
+        "unknown keys.\n"
+        "\n"
+        "    balance api { limit 100/s per team }        # error[E0315]\n"
+        "    balance api { limit 100/s per client-ip }   # one bucket per client address\n"
+        "    balance api { limit 100/s }                 # one bucket for everyone\n",
     ),
     # ------------------------------------------------------ names, imports
     Code(

@@ -97,7 +97,8 @@ BUILD_TABLE: tuple[Code, ...] = (
         "`limit ... per KEY` buckets requests by KEY, but Envoy's local rate limit can only\n"
         "bucket by the keys the gateway sees (`client-ip`). A limit per any other key (for\n"
         "example `per team`) is not applied at all: the route or gateway has no limit.\n"
-        "Use `per client-ip`, or no key (one bucket for everyone).\n",
+        "Use `per client-ip`, or no key (one bucket for everyone).  The front end refuses\n"
+        "such keys in `.mcp` sources (E0315); this code remains for an IR built otherwise.\n",
         strict=True,
     ),
     Code(

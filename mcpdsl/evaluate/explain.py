@@ -67,6 +67,12 @@ def explain_decision(
     except Refused as exc:
         verdict = "allow" if decision.allowed else "deny"
         return f"decision: {verdict}\nno explanation: the request is not plain JSON data: {exc}"
+    req = inp.get("request") if isinstance(inp, dict) else None
+    path = req.get("path") if isinstance(req, dict) else None
+    if isinstance(path, str) and ("?" in path or "#" in path):
+        from mcpdsl.evaluate.target import with_split_path
+
+        inp = with_split_path(inp, path)  # the request the decision read (docs/semantics.md)
     if policies.reads_now and "now" not in inp:
         from datetime import UTC, datetime
 

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from mcpdsl.evaluate.closures import Fn, path_matcher, prepare_expr
+from mcpdsl.evaluate.target import query_problem, split_target, with_split_path
 from mcpdsl.evaluate.values import MISSING, Refused, checked, now_fields, plain_request
 from mcpdsl.ir import model as m
 from mcpdsl.ir.globs import path_problem
@@ -284,6 +285,8 @@ class PreparedPolicies:
         rtype, rid = (r.get("type"), r.get("id")) if type(r) is dict else (None, None)
         req = request.get("request")
         path = req.get("path", MISSING) if type(req) is dict else MISSING
+        if type(path) is str:
+            path = split_target(path)[0]
         return [
             rule
             for rule in self.candidates(ptype, pid, rtype, rid, request.get("action"))
@@ -337,6 +340,8 @@ class PreparedPolicies:
                 problem = path_problem(path)
                 if problem is not None:
                     return refused(f"request.path is not in normal form: {problem}")
+            if type(path) is str and ("?" in path or "#" in path):
+                inp, path = _split_query(inp, path)
             action = inp.get("action")
             for key in (ptype, pid, rtype, rid, action, path):
                 if type(key) is str and not key.isascii():
@@ -361,6 +366,8 @@ class PreparedPolicies:
             problem = path_problem(path)
             if problem is not None:
                 return refused(f"request.path is not in normal form: {problem}")
+            if "?" in path or "#" in path:
+                inp, path = _split_query(inp, path)
         if self.reads_now and "now" not in inp:
             inp = dict(inp)
             inp["now"] = now_fields(datetime.now(UTC))
@@ -488,3 +495,16 @@ def _key(rule: CompiledRule) -> str:
 
 
 __all__ = ["Decision", "PreparedPolicies"]
+
+
+def _split_query(inp: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    """The request with `request.path` cut at the query, `request.query` its map.
+
+    Raises Refused for a query that does not decode exactly (`query_problem`):
+    the Rego refuses the same requests, so the two never read a query differently.
+    """
+    problem = query_problem(path)
+    if problem is not None:
+        raise Refused(f"request.path has a query that cannot be read: {problem}")
+    out = with_split_path(inp, path)
+    return out, out["request"]["path"]

@@ -1,14 +1,18 @@
 """`Engine.route`: which gateway route takes a request, and what the upstream sees.
 
 The first route in declaration order whose glob matches the path (query
-removed, `mcpdsl.ir.globs`) and whose method list (if any) contains the method
-(exact, case-sensitive) wins.  The rewrite is the Envoy target's own
+removed, `mcpdsl.ir.globs`) -- or, for `route prefix "P"`, whose path starts
+with P as text --, whose method list (if any) contains the method (exact,
+case-sensitive) and whose `header` / `query` conditions hold
+(`mcpdsl.ir.paths.conditions_hold`: header names compared lower-cased, the
+query split by `mcpdsl.evaluate.target.split_target`, as Envoy parses it) wins.  The rewrite is the Envoy target's own
 definition (`mcpdsl.ir.paths.rewrite_path`), so the two agree by
 construction: a `PREFIX/**` route with `rewrite R` replaces the matched PREFIX
 (`/v1/**` rewrite `/`: `/v1/items` -> `/items`), any other rewrite replaces
 the whole path, a route to an integration without `rewrite` takes the path of
 the integration's call URL, and the query string is kept.  Timeouts and
-retries fall back to the integration's `timeout` and `retry` as in Envoy.
+retries fall back to the integration's `timeout` and `retry` as in Envoy
+(`mcpdsl.ir.paths.effective_retry`, the Envoy target's own definition).
 When the gateway lists `hosts` and a `host` (or `:authority`) header is given,
 it must match one of them (Envoy virtual-host domain rules) or nothing routes.
 
@@ -32,10 +36,11 @@ from decimal import Decimal
 from typing import Any
 
 from mcpdsl.evaluate.closures import path_matcher
+from mcpdsl.evaluate.target import split_target
 from mcpdsl.ir import globs
 from mcpdsl.ir import model as m
 from mcpdsl.ir.paths import PathRejected as PathRejected  # re-exported
-from mcpdsl.ir.paths import normalize_request_path
+from mcpdsl.ir.paths import conditions_hold, effective_retry, normalize_request_path
 from mcpdsl.source import Span
 
 Rewriter = Callable[[m.Route, str, "m.Integration | None"], str]
@@ -56,6 +61,8 @@ class RouteDecision:
     index: int = 0  # 0-based position of the route in its gateway
     target_qualified: str = ""  # `package.name`
     span: Span | None = None
+    retry_on: tuple[str, ...] = ()  # Envoy `retry_on` conditions, when `retries`
+    per_try_timeout: Decimal | None = None  # seconds
 
 
 def prefix_of(pattern: str) -> str | None:
@@ -118,6 +125,8 @@ class CompiledRoute:
     retries: int | None
     keys: tuple[str, ...]
     target_qualified: str
+    retry: m.Retry | None = None
+    conditional: bool = False  # has `header` / `query` conditions
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +149,22 @@ class PreparedGateway:
                     host = host.rsplit(":", 1)[0]
                 if not any(domain_matches(d, host) for d in gw.hosts):
                     return None
+        lowered: dict[str, str] | None = None
+        query: dict[str, str] | None = None
         for i, r in enumerate(self.routes):
             if r.methods is not None and method not in r.methods:
                 continue
             if not r.match(path):
                 continue
+            if r.conditional:
+                if lowered is None:
+                    lowered = {}
+                    for k, v in (headers or {}).items():
+                        lowered.setdefault(k.lower(), v)
+                    query = split_target(path)[1]
+                assert query is not None
+                if not conditions_hold(r.ir, lowered, query):
+                    continue
             route = r.ir
             rewritten = path
             if route.rewrite is not None or r.integration is not None:
@@ -161,6 +181,8 @@ class PreparedGateway:
                 index=i,
                 target_qualified=r.target_qualified,
                 span=route.span,
+                retry_on=r.retry.on if r.retry is not None else (),
+                per_try_timeout=r.retry.per_try_timeout if r.retry is not None else None,
             )
         return None
 
@@ -176,25 +198,30 @@ def prepare_gateway(gateway: m.Gateway, integrations: tuple[m.Integration, ...])
         timeout = r.timeout
         if timeout is None and integration is not None:
             timeout = integration.timeout
-        retries = r.retries
-        if retries is None and integration is not None and integration.retry is not None:
-            retries = integration.retry.attempts
+        retry = effective_retry(r, integration)
         keys = [limit_key] if limit_key else []
         if integration is not None and integration.limit is not None:
             keys.append(f"integration:{integration.name}")
         routes.append(
             CompiledRoute(
                 ir=r,
-                match=path_matcher(r.path),
+                match=_prefix_matcher(r.path) if r.prefix else path_matcher(r.path),
                 methods=frozenset(r.methods) if r.methods else None,
                 integration=integration,
                 timeout=timeout,
-                retries=retries or None,
+                retries=retry.attempts if retry is not None else None,
                 keys=tuple(keys),
                 target_qualified=f"{r.target.ref.package or gateway.package}.{r.target.ref.name}",
+                retry=retry,
+                conditional=bool(r.headers or r.query),
             )
         )
     return PreparedGateway(gateway, tuple(routes), limit_key, _rewriter())
+
+
+def _prefix_matcher(prefix: str) -> Callable[[str], bool]:
+    """`route prefix "P"`: the path without its query starts with P (Envoy `prefix`)."""
+    return lambda path: globs.strip_query(path).startswith(prefix)
 
 
 def find(items: Mapping[str, Any], name: str, what: str) -> Any:

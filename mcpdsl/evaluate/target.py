@@ -14,7 +14,11 @@ name wins, as in Envoy's query-parameter matcher.
 
 from __future__ import annotations
 
+import re
+from typing import Any
 from urllib.parse import unquote
+
+from mcpdsl.ir.paths import VALID_QUERY_COMPONENT as VALID_COMPONENT
 
 
 def split_target(target: str) -> tuple[str, dict[str, str]]:
@@ -29,3 +33,36 @@ def split_target(target: str) -> tuple[str, dict[str, str]]:
             if key and key not in query:
                 query[key] = unquote(value, errors="replace")
     return path, query
+
+
+_VALID_COMPONENT = re.compile(VALID_COMPONENT)  # fullmatch: `$` before a final newline
+
+
+def query_problem(target: str) -> str | None:
+    """Why the query of `target` cannot be decoded exactly (a refusal reason), or None."""
+    without_fragment = target.split("#", 1)[0]
+    _, sep, raw_query = without_fragment.partition("?")
+    if not sep or "%" not in raw_query:
+        return None
+    for part in raw_query.split("&"):
+        name, _, value = part.partition("=")
+        for component in (name, value):
+            if "%" in component and _VALID_COMPONENT.fullmatch(component) is None:
+                return "a query parameter is not valid percent-encoded UTF-8"
+    return None
+
+
+def with_split_path(request: dict[str, Any], path: str) -> dict[str, Any]:
+    """`request` with `request.path` cut at the query and `request.query` its map.
+
+    Applied by the evaluators to a request whose path carries a `?` or `#`
+    (docs/semantics.md, "The request"): the path's own query replaces any
+    `request.query` given beside it, since it is what the server receives.
+    """
+    bare, query = split_target(path)
+    inner = dict(request["request"])
+    inner["path"] = bare
+    inner["query"] = query
+    out = dict(request)
+    out["request"] = inner
+    return out

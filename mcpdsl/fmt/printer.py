@@ -241,7 +241,8 @@ class Printer:
             line.align_after = 0
             line.kind = str(data)
             if data == "route_clause":
-                line.column2 = 1
+                # after the path: `route "/v1/**"` or `route prefix "/v1"`
+                line.column2 = 2 if _is_tok(node.children[1], "PREFIX") else 1
             elif data in _SECOND_COLUMN:
                 line.column2 = next(
                     (i - 1 for i, p in enumerate(line.pieces) if _is_tok(p.source, "LBRACE")), None

@@ -15,6 +15,7 @@ from mcpdsl.ir import limits
 from mcpdsl.ir import model as m
 from mcpdsl.ir.common import Context, first_token, key_text, tokens, trees
 from mcpdsl.ir.parts import leading, part
+from mcpdsl.syntax.parser import closest
 
 REPEATABLE = {
     "during_clause",
@@ -216,6 +217,9 @@ def lower_limit(ctx: Context, clause: Tree[Token] | None) -> m.Limit | None:
         rest = rest[1:]
     if first_token(clause, "PER") is not None and rest:
         key = str(rest[0])
+        if key not in LIMIT_KEYS:
+            _limit_key_error(ctx, rest[0], key)
+            return None
     if rate is None:
         return None
     if burst is not None and burst < rate.amount and rate.per <= 1:
@@ -226,3 +230,37 @@ def lower_limit(ctx: Context, clause: Tree[Token] | None) -> m.Limit | None:
             help="the burst is the bucket size; make it at least the rate per second",
         )
     return m.Limit(rate=rate, burst=burst, key=key, span=ctx.span(clause))
+
+
+#: The `per KEY` forms of `limit` that every door enforces: the engine keys the
+#: bucket by the caller's value, the Envoy gateway by the client's address.
+LIMIT_KEYS = ("client-ip",)
+#: Keys users write that name a verified identity; no generated artifact can
+#: bucket by them yet (docs/language.md, "Rate limits per team or principal").
+IDENTITY_LIMIT_KEYS = ("principal", "team", "user", "agent", "service", "tenant")
+
+
+def _limit_key_error(ctx: Context, token: Token, key: str) -> None:
+    """`limit ... per KEY` with a KEY no target enforces: an error, never a dropped limit."""
+    if key in IDENTITY_LIMIT_KEYS:
+        ctx.error(
+            "E0315",
+            f"`limit ... per {key}` cannot be enforced: gateways key rate limits only by "
+            "`client-ip`",
+            token,
+            label="no bucket per " + key,
+            help="use `per client-ip`, or no `per` for one bucket shared by everyone",
+            notes=(
+                f"a bucket per {key} needs the {key} verified at the gateway (a token claim or "
+                "a trusted header), which the Envoy target does not key limits by yet",
+            ),
+        )
+        return
+    guess = closest(key, LIMIT_KEYS)
+    ctx.error(
+        "E0315",
+        f"unknown limit key `{key}`",
+        token,
+        label="not a limit key",
+        help=f"did you mean `{guess}`?" if guess else "the key is `client-ip`",
+    )

@@ -665,13 +665,20 @@ def _balance(ctx: Context, decl: Tree[Token]) -> m.Balance | None:
             "an ejection time",
         )
         max_percent = None
-        if clause_value(ec, 2) is not None:
-            max_percent = check_percent(
-                ctx, clause_value(ec, 2), ctx.read(clause_value(ec, 2), units.read_percent)
+        if (node := _after(ec, "MAX")) is not None:
+            max_percent = check_percent(ctx, node, ctx.read(node, units.read_percent))
+        interval = None
+        if (node := _after(ec, "EVERY")) is not None:
+            interval = positive(
+                ctx, node, ctx.read(node, limits.read_duration), "an ejection interval"
             )
         if errors is not None and duration is not None:
             eject = m.Ejection(
-                errors=errors, duration=duration, max_percent=max_percent, span=ctx.span(ec)
+                errors=errors,
+                duration=duration,
+                max_percent=max_percent,
+                interval=interval,
+                span=ctx.span(ec),
             )
     ref = lower_ref(ctx, child_tree(decl, "ref"))
     assert ref is not None
@@ -685,8 +692,52 @@ def _balance(ctx: Context, decl: Tree[Token]) -> m.Balance | None:
         eject=eject,
         failover=string_list(ctx, clause_value(c.one("failover_clause"))),
         limit=lower_limit(ctx, c.one("limit_clause")),
+        connections=_connections(ctx, c.one("connections_clause")),
         span=ctx.span(decl),
     )
+
+
+#: `connections { ... }` keys of a `balance` -> ConnectionPool fields (Envoy uint32 counts).
+CONNECTION_KEYS = {
+    "max": "max_connections",
+    "pending": "max_pending",
+    "requests": "max_requests",
+    "per-connection": "per_connection",
+}
+
+
+def _connections(ctx: Context, clause: Tree[Token] | None) -> m.ConnectionPool | None:
+    """`connections { max N, pending N, requests N, per-connection N }`, each 1..2^32-1."""
+    if clause is None:
+        return None
+    r = SettingsReader(ctx, child_tree(clause, "settings"), "connections")
+    values: dict[str, int] = {}
+    for key, field in CONNECTION_KEYS.items():
+        node = r.raw(key)
+        if node is not None:
+            count = ctx.count(node, 1, 2**32 - 1)
+            if count is not None:
+                values[field] = count
+    r.finish()
+    if not values:
+        if not r.entries:
+            ctx.error(
+                "E0202",
+                "`connections` block sets nothing",
+                clause,
+                help="set `max`, `pending`, `requests` or `per-connection`",
+            )
+        return None
+    return m.ConnectionPool(**values, span=ctx.span(clause))
+
+
+def _after(clause: Tree[Token], keyword: str) -> Any:
+    """The child right after the keyword token `keyword` (None when it is absent)."""
+    kids = [ch for ch in clause.children if ch is not None]
+    for i, ch in enumerate(kids[:-1]):
+        if isinstance(ch, Token) and ch.type == keyword:
+            return kids[i + 1]
+    return None
 
 
 def _health(ctx: Context, clause: Tree[Token]) -> m.HealthCheck | None:

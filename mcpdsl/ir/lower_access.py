@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, cast
 
 from lark import Token, Tree
@@ -32,6 +34,7 @@ from mcpdsl.ir.expr import lower_expr
 from mcpdsl.ir.globs import glob_error
 from mcpdsl.ir.lower_identity import gateway_identity
 from mcpdsl.ir.parts import part
+from mcpdsl.ir.paths import header_name_problem, prefix_error
 
 
 def lower_policy(ctx: Context, decl: Tree[Token]) -> m.Policy | None:
@@ -178,31 +181,7 @@ def lower_integration(ctx: Context, decl: Tree[Token]) -> m.Integration | None:
         ctx.read(clause_value(c.one("timeout_clause")), limits.read_duration),
         "a timeout",
     )
-    retry = None
-    if (rc := c.one("retry_clause")) is not None:
-        attempts = ctx.count(clause_value(rc, 0), 0, 10)
-        backoff = None
-        vals = [ch for ch in rc.children if ch is not None]
-        for i, ch in enumerate(vals):
-            if isinstance(ch, Token) and ch.type == "BACKOFF":
-                backoff = lower_range(ctx, vals[i + 1], limits.read_duration)
-        on = word_list(ctx, child_tree(rc, "list"))
-        for word in on:
-            if word not in _RETRY_ON:
-                ctx.error(
-                    "E0204",
-                    f"unknown retry condition `{word}`",
-                    rc,
-                    help="use " + ", ".join(_RETRY_ON),
-                )
-        if attempts is not None:
-            retry = m.Retry(
-                attempts=attempts,
-                backoff_min=backoff[0] if backoff else None,
-                backoff_max=backoff[1] if backoff else None,
-                on=on,
-                span=ctx.span(rc),
-            )
+    retry = lower_retry(ctx, c.one("retry_clause"))
     mappings = []
     if (mc := c.one("map_clause")) is not None:
         seen: set[tuple[str, ...]] = set()
@@ -233,7 +212,57 @@ def lower_integration(ctx: Context, decl: Tree[Token]) -> m.Integration | None:
     )
 
 
-_RETRY_ON = ("5xx", "reset", "connect-failure", "retriable-4xx", "refused-stream", "gateway-error")
+#: Retry conditions of `retry N on [...]` (integrations and routes alike): Envoy's own
+#: `retry_on` names, so the Envoy target passes them through unchanged.
+RETRY_ON = ("5xx", "reset", "connect-failure", "retriable-4xx", "refused-stream", "gateway-error")
+
+
+def _after(clause: Tree[Token], keyword: str) -> Any:
+    """The child right after the keyword token `keyword` (None when the keyword is absent)."""
+    kids = [ch for ch in clause.children if ch is not None]
+    for i, ch in enumerate(kids[:-1]):
+        if isinstance(ch, Token) and ch.type == keyword:
+            return kids[i + 1]
+    return None
+
+
+def lower_retry(ctx: Context, rc: Tree[Token] | None) -> m.Retry | None:
+    """`retry N [backoff A..B] [on [...]] [per try timeout T]`, of an integration or a route.
+
+    One definition for both, so a route's retry means what an integration's does.
+    """
+    if rc is None:
+        return None
+    attempts = ctx.count(clause_value(rc, 0), 0, 10)
+    backoff = None
+    if (node := _after(rc, "BACKOFF")) is not None:
+        backoff = lower_range(ctx, node, limits.read_duration)
+    on = word_list(ctx, child_tree(rc, "list"))
+    ok = True
+    for word in on:
+        if word not in RETRY_ON:
+            ok = False
+            ctx.error(
+                "E0204",
+                f"unknown retry condition `{word}`",
+                child_tree(rc, "list") or rc,
+                help="use " + ", ".join(f"`{x}`" for x in RETRY_ON),
+            )
+    per_try = None
+    if (node := _after(rc, "TIMEOUT")) is not None:
+        per_try = positive(ctx, node, ctx.read(node, limits.read_duration), "a per-try timeout")
+        if per_try is None:
+            ok = False
+    if attempts is None or not ok:
+        return None
+    return m.Retry(
+        attempts=attempts,
+        backoff_min=backoff[0] if backoff else None,
+        backoff_max=backoff[1] if backoff else None,
+        on=tuple(dict.fromkeys(on)),
+        per_try_timeout=per_try,
+        span=ctx.span(rc),
+    )
 
 
 def lower_gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
@@ -245,10 +274,16 @@ def lower_gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
     for clause in c.all("route_clause"):
         path_tok = part(clause, "path")
         path = ctx.string(path_tok)
+        prefix = part(clause, "prefix") is not None
         if path is not None:
-            problem = glob_error(path)
+            problem = prefix_error(path) if prefix else glob_error(path)
             if problem:
-                ctx.error("E0309", problem, path_tok)
+                ctx.error(
+                    "E0309",
+                    problem,
+                    path_tok,
+                    help="a `prefix` is text, not a glob" if prefix else None,
+                )
                 path = None
         methods: tuple[str, ...] = ()
         if (om := child_tree(clause, "on_methods")) is not None:
@@ -261,7 +296,7 @@ def lower_gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
             ref=cast(m.Ref, lower_ref(ctx, child_tree(target_tree, "ref"))),
             span=ctx.span(target_tree),
         )
-        rewrite = timeout = retries = None
+        rewrite = timeout = retry = None
         for option in trees(clause):
             if option.data == "rewrite_option":
                 rewrite = ctx.string(part(option, "value"))
@@ -274,8 +309,9 @@ def lower_gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
                     ctx.read(part(option, "value"), limits.read_duration),
                     "a timeout",
                 )
-            elif option.data == "retry_option":
-                retries = ctx.count(part(option, "value"), 0, 10)
+            elif option.data == "retry_clause":
+                retry = lower_retry(ctx, option)
+        headers, query = route_conditions(ctx, clause)
         if path is None:
             continue
         routes.append(
@@ -285,7 +321,11 @@ def lower_gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
                 target=target,
                 rewrite=rewrite,
                 timeout=timeout,
-                retries=retries,
+                retries=retry.attempts if retry is not None else None,
+                prefix=prefix,
+                retry=retry,
+                headers=headers,
+                query=query,
                 span=ctx.span(clause),
             )
         )
@@ -302,3 +342,72 @@ def lower_gateway(ctx: Context, decl: Tree[Token]) -> m.Gateway | None:
         span=ctx.span(decl),
         **identity,
     )
+
+
+def route_conditions(
+    ctx: Context, clause: Tree[Token]
+) -> tuple[tuple[m.RouteCondition, ...], tuple[m.RouteCondition, ...]]:
+    """The `header "N" [== | != "V"]` and `query "N" [== "V"]` conditions of a route.
+
+    Header names are lower-cased (HTTP names are case-insensitive; Envoy and the
+    engine compare them lower-cased) and must be HTTP tokens; a value must be
+    something a header can carry.  Query parameters have no `!=`: Envoy's
+    query-parameter matcher cannot invert.
+    """
+    headers: list[m.RouteCondition] = []
+    query: list[m.RouteCondition] = []
+    for match in trees(clause):
+        if match.data not in ("header_match", "query_match"):
+            continue
+        is_header = match.data == "header_match"
+        what = "header" if is_header else "query parameter"
+        name_tok, op_tok, value_tok = part(match, "name"), part(match, "op"), part(match, "value")
+        name = ctx.string(name_tok)
+        value = ctx.string(value_tok) if value_tok is not None else None
+        op = str(op_tok) if op_tok is not None else "present"
+        if name is None or (value_tok is not None and value is None):
+            continue
+        problem = header_name_problem(name) if is_header else (None if name else "is empty")
+        if problem is not None:
+            if "gateway" in problem:
+                hint = (
+                    "route on the host with the gateway's `hosts`"
+                    if name.lower() == "host"
+                    else "condition on a header the client sends and the gateway passes on"
+                )
+            else:
+                hint = "a header name is a token: letters, digits and !#$%&'*+-.^_`|~"
+            ctx.error("E0314", f"{what} name {_shown(name)} {problem}", name_tok, help=hint)
+            continue
+        allowed = ("==", "!=") if is_header else ("==",)
+        if op != "present" and op not in allowed:
+            ctx.error(
+                "E0314",
+                f"`{op}` cannot compare a {what} on a route",
+                op_tok,
+                help="use " + " or ".join(f"`{x}`" for x in allowed) + ", or no operator "
+                f"(the {what} is present)",
+            )
+            continue
+        if value is not None and _BAD_VALUE.search(value):
+            ctx.error(
+                "E0314",
+                f"the value of {what} `{name}` holds a NUL, CR or LF, which no request can carry",
+                value_tok,
+            )
+            continue
+        condition = m.RouteCondition(
+            name=name.lower() if is_header else name,
+            op=cast(Any, op),
+            value=value,
+            span=ctx.span(match),
+        )
+        (headers if is_header else query).append(condition)
+    return tuple(headers), tuple(query)
+
+
+_BAD_VALUE = re.compile(r"[\x00\r\n]")
+
+
+def _shown(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)

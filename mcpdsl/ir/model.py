@@ -457,6 +457,16 @@ class Ejection(Node):
     errors: int
     duration: Decimal
     max_percent: Decimal | None = None
+    interval: Decimal | None = None  # seconds between ejection sweeps (Envoy default 10s)
+
+
+class ConnectionPool(Node):
+    """`connections { max N, pending N, requests N, per-connection N }` of a `balance`."""
+
+    max_connections: int | None = None
+    max_pending: int | None = None
+    max_requests: int | None = None
+    per_connection: int | None = None  # requests per upstream connection
 
 
 class Limit(Node):
@@ -476,6 +486,7 @@ class Balance(Decl):
     eject: Ejection | None = None
     failover: tuple[str, ...] = ()
     limit: Limit | None = None
+    connections: ConnectionPool | None = None
 
 
 class CarbonRegion(Node):
@@ -582,6 +593,7 @@ class Retry(Node):
     backoff_min: Decimal | None = None
     backoff_max: Decimal | None = None
     on: tuple[str, ...] = ()
+    per_try_timeout: Decimal | None = None
 
 
 class Mapping(Node):
@@ -607,6 +619,21 @@ class RouteTarget(Node):
     ref: Ref
 
 
+class RouteCondition(Node):
+    """`header "NAME" [== | != "VALUE"]` / `query "NAME" [== "VALUE"]` on a route.
+
+    `op` "present": the header (query parameter) is there; "==": it is there
+    with exactly VALUE; "!=": it is there with another value (a missing one
+    does not match, as Envoy's inverted header matcher).  Header names are
+    lower case (Envoy's); query names and values are compared decoded
+    (`mcpdsl.evaluate.target.split_target`), the first occurrence counts.
+    """
+
+    name: str
+    op: Literal["present", "==", "!="] = "present"
+    value: str | None = None
+
+
 class Route(Node):
     path: str
     methods: tuple[str, ...] = ()
@@ -614,6 +641,10 @@ class Route(Node):
     rewrite: str | None = None
     timeout: Decimal | None = None
     retries: int | None = None
+    prefix: bool = False  # `route prefix "P"`: the path (no query) starts with P, as text
+    retry: Retry | None = None  # `retry N ... on [...] per try timeout T` (retries = N)
+    headers: tuple[RouteCondition, ...] = ()
+    query: tuple[RouteCondition, ...] = ()
 
 
 class Provider(Decl):

@@ -33,10 +33,12 @@ PARTS: dict[str, dict[str, int]] = {
     "require_clause": {"obligation": 1, "condition": 3},  # REQUIRE NAME [WHEN expr]
     # integration, gateway
     "mapping": {"target": 0, "expr": 2},  # key_path ASSIGN expr
-    "route_clause": {"path": 1},  # ROUTE STRING [on_methods] ARROW route_target route_option*
+    # ROUTE [PREFIX] STRING [on_methods] route_match* ARROW route_target route_option*
+    "route_clause": {"prefix": 1, "path": 2},
+    "header_match": {"name": 1, "op": 2, "value": 3},  # HEADER STRING [COMPARE_OP STRING]
+    "query_match": {"name": 1, "op": 2, "value": 3},  # QUERY STRING [COMPARE_OP STRING]
     "rewrite_option": {"value": 1},  # REWRITE STRING
     "timeout_option": {"value": 1},  # TIMEOUT scalar
-    "retry_option": {"value": 1},  # RETRY scalar
     # scaling, jobs
     "step_clause": {"direction": 0},  # (UP | DOWN) BY scalar [PODS] EVERY scalar ...
     "select_clause": {"direction": 0, "choice": 2},  # (UP | DOWN) SELECT (MAX | NAME)

@@ -24,6 +24,7 @@ Rewrite semantics (targets/envoy/README.md):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from urllib.parse import urlsplit
@@ -33,6 +34,113 @@ from mcpdsl.ir.globs import is_literal, matches, strip_query
 
 PLACEHOLDER = re.compile(r"\{[^{}/]*\}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# ---------------------------------------------------------- route matching
+
+#: One query component (a name or a value) that `mcpdsl.evaluate.target.split_target` decodes without
+#: repair: every `%` starts a two-hex-digit escape, and the escaped bytes, with
+#: the ASCII characters between them, are UTF-8.  The generated Rego matches the
+#: same expression (RE2 and Python's `re` read it alike), so the engine and OPA
+#: refuse exactly the same requests; the others decode to the same text in both.
+_HEX = "[0-9A-Fa-f]"
+_CONT = "%[89ABab]" + _HEX
+VALID_QUERY_COMPONENT = (
+    "^(?:[^%]"
+    f"|%[0-7]{_HEX}"
+    f"|%[Cc][2-9A-Fa-f]{_CONT}"
+    f"|%[Dd]{_HEX}{_CONT}"
+    f"|%[Ee]0%[ABab]{_HEX}{_CONT}"
+    f"|%[Ee][1-9A-Ca-cEFef]{_CONT}{_CONT}"
+    f"|%[Ee][Dd]%[89]{_HEX}{_CONT}"
+    f"|%[Ff]0%[9ABab]{_HEX}{_CONT}{_CONT}"
+    f"|%[Ff][1-3]{_CONT}{_CONT}{_CONT}"
+    f"|%[Ff]4%8{_HEX}{_CONT}{_CONT}"
+    ")*$"
+)
+
+#: Headers Envoy sets, rewrites or strips before routing (and `host`, which it
+#: routes on as `:authority`): a route condition on them could not mean in
+#: Envoy what it means in the engine, so the front end refuses them.
+ENVOY_MANAGED_HEADERS = re.compile(
+    r"^(host|connection|keep-alive|proxy-connection|transfer-encoding|upgrade|te|"
+    r"x-request-id|x-forwarded-.*|x-envoy-.*)$"
+)
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+#: Longest header name accepted in a route condition (Envoy's own limit is larger).
+MAX_HEADER_NAME = 256
+
+
+def header_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a route's header condition (the words after the name), or None."""
+    if not name:
+        return "is empty"
+    if len(name) > MAX_HEADER_NAME:
+        return f"is longer than {MAX_HEADER_NAME} characters"
+    if _TOKEN.match(name) is None:
+        return "is not an HTTP header name"
+    if ENVOY_MANAGED_HEADERS.match(name.lower()):
+        return "is set or rewritten by the gateway itself"
+    return None
+
+
+def prefix_error(prefix: str) -> str | None:
+    """Why `prefix` cannot be a `route prefix "..."`, or None (mirrors `globs.glob_error`)."""
+    if not prefix.startswith("/"):
+        return f"path prefix `{prefix}` must start with `/`"
+    if "?" in prefix or "#" in prefix:
+        return "path prefixes match the path only; remove the query or fragment"
+    if "*" in prefix:
+        return "a path prefix is matched as text: `*` would only match a literal `*`"
+    if CONTROL.search(prefix):
+        return "a path prefix cannot hold control characters"
+    if "//" in prefix or "/./" in prefix or "/../" in prefix or prefix.endswith(("/.", "/..")):
+        return "a path prefix must be in normal form (no `//`, `.` or `..` segments)"
+    return None
+
+
+def prefix_cover(prefix: str) -> str:
+    """A glob matching every path that starts with `prefix` (and maybe more).
+
+    For the consumers that reason in globs (rule relevance, overlap pre-filters):
+    `/v1/bl` -> `/v1/*/**`, `/v1/` -> `/v1/**`, `/` -> `/**`.
+    """
+    head, _, last = prefix.rpartition("/")
+    return f"{head}/**" if last == "" else f"{head}/*/**"
+
+
+def route_glob(route: m.Route) -> str:
+    """The route's glob, or for a `prefix` route a glob covering it (`prefix_cover`)."""
+    return prefix_cover(route.path) if route.prefix else route.path
+
+
+def route_takes_path(route: m.Route, path: str) -> bool:
+    """Whether the route's path part matches `path` (query ignored; methods not looked at)."""
+    if route.prefix:
+        return strip_query(path).startswith(route.path)
+    return matches(route.path, path)
+
+
+def conditions_hold(route: m.Route, headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
+    """The route's header and query conditions on a request (`m.RouteCondition`).
+
+    `headers` has lower-case names; `query` is `split_target`'s map (decoded,
+    first occurrence).  A missing header or parameter fails every condition.
+    """
+    for cond in route.headers:
+        if not _holds(cond, headers.get(cond.name)):
+            return False
+    return all(_holds(cond, query.get(cond.name)) for cond in route.query)
+
+
+def _holds(cond: m.RouteCondition, value: str | None) -> bool:
+    if value is None:
+        return False
+    if cond.op == "==":
+        return value == cond.value
+    if cond.op == "!=":
+        return value != cond.value
+    return True
 
 
 def segments(pattern: str) -> list[str]:
@@ -158,7 +266,11 @@ def normalize_request_path(path: str) -> str:
 
 @dataclass(frozen=True)
 class Rewrite:
-    """What a route does to the path; `kind` is prefix, replace or template."""
+    """What a route does to the path; `kind` is prefix, text, replace or template.
+
+    `text` is the rewrite of a `route prefix "P"`: P is replaced by the value
+    as it is (Envoy's `prefix_rewrite` on a `prefix` match), slashes included.
+    """
 
     kind: str
     value: str  # prefix: the new base; replace: the new path; template: the URL path template
@@ -192,6 +304,8 @@ def implied_rewrite(route: m.Route, integration: m.Integration) -> Rewrite | Non
     """
     template = url_template(integration.url)
     holes = PLACEHOLDER.findall(template)
+    if route.prefix:
+        return Rewrite("text", percent_controls(_template_base(template)), prefix=route.path)
     prefix = tail_prefix(route.path)
     if prefix is not None:
         return Rewrite("prefix", percent_controls(_template_base(template)), prefix=prefix)
@@ -211,6 +325,8 @@ def route_rewrite(route: m.Route, integration: m.Integration | None = None) -> R
     """The rewrite of a route: its own `rewrite`, else the integration's implied one."""
     if route.rewrite is not None:
         value = percent_controls(route.rewrite)
+        if route.prefix:
+            return Rewrite("text", value, prefix=route.path)
         prefix = tail_prefix(route.path)
         if prefix is not None:
             return Rewrite("prefix", value.rstrip("/"), prefix=prefix)
@@ -237,7 +353,7 @@ def apply_rewrite(rewrite: Rewrite | None, path: str) -> str:
     rest = path[len(stripped) :]
     if rewrite is None:
         return path
-    if rewrite.kind == "prefix":
+    if rewrite.kind in ("prefix", "text"):
         new = rewrite.value + stripped[len(rewrite.prefix) :]
     elif rewrite.kind == "replace":
         new = rewrite.value
@@ -266,7 +382,7 @@ def rewrite_path(route: m.Route, path: str, integration: m.Integration | None = 
     >>> rewrite_path(Route(path="/v1/*/x", target=api, rewrite="/y"), "/v1/a/x")
     '/y'
     """
-    if not matches(route.path, path):
+    if not route_takes_path(route, path):
         raise ValueError(f"path {path!r} does not match route {route.path!r}")
     if route.target.kind == "integration" and route.rewrite is None and integration is None:
         raise ValueError("a route to an integration without `rewrite` needs the integration")
@@ -308,3 +424,40 @@ def globs_overlap(a: str, b: str) -> bool:
         return ok and go(i + 1, j + 1)
 
     return go(0, 0)
+
+
+# ---------------------------------------------------------------- retries
+
+
+def effective_retry(route: m.Route, integration: m.Integration | None = None) -> m.Retry | None:
+    """The retry policy of a route: its own `retry`, field by field over the integration's.
+
+    Shared by the Envoy target and `Engine.route`.  The route's count wins; its
+    conditions, backoff and per-try timeout win when it gives them, else the
+    integration's apply; no conditions at all means `5xx`.  None (no policy)
+    when the count is 0 or neither declares a retry.
+    """
+    own, base = route.retry, integration.retry if integration is not None else None
+    if own is None and route.retries is not None:  # an IR built without `retry` (older trees)
+        own = m.Retry(attempts=route.retries)
+    if own is None and base is None:
+        return None
+    attempts = own.attempts if own is not None else base.attempts  # type: ignore[union-attr]
+    if not attempts:
+        return None
+
+    def pick(field: str) -> object:
+        value = getattr(own, field, None) if own is not None else None
+        if value in (None, ()) and base is not None:
+            value = getattr(base, field)
+        return value
+
+    backoff_from = own if own is not None and own.backoff_min is not None else base
+    on = pick("on") or ("5xx",)
+    return m.Retry(
+        attempts=attempts,
+        backoff_min=backoff_from.backoff_min if backoff_from is not None else None,
+        backoff_max=backoff_from.backoff_max if backoff_from is not None else None,
+        on=tuple(dict.fromkeys(on)),  # type: ignore[call-overload]
+        per_try_timeout=pick("per_try_timeout"),  # type: ignore[arg-type]
+    )

@@ -25,7 +25,7 @@ CLAUSES: dict[str, tuple[str, ...]] = {
     ),
     "scale": ("replicas", "target", "up", "down", "during", "predict", "expected"),
     "pool": ("tier", "node", "nodes", "quota", "reserve", "regions"),
-    "balance": ("strategy", "affinity", "health", "eject", "failover", "limit"),
+    "balance": ("strategy", "affinity", "health", "eject", "failover", "limit", "connections"),
     "carbon": ("budget", "renewable", "intensity", "region"),
     "job": (
         "image", "cpu", "memory", "gpu", "energy", "runs", "window", "regions", "carbon",

@@ -30,7 +30,7 @@ from mcpdsl.pipeline import compile_tree
 PLAIN = {"NO_COLOR": "1", "FORCE_COLOR": ""}
 CASES_DIR = FIXTURES / "build_diagnostics"
 CASES = sorted(p for p in CASES_DIR.iterdir() if p.is_dir())
-LIMIT = CASES_DIR / "B0110-limit-per-team"
+LIMIT = CASES_DIR / "B0111-limit-shared-by-routes"
 GEO = CASES_DIR / "B0121-deny-reads-context"
 ZERO = CASES_DIR / "B0106-scale-to-zero"
 
@@ -109,13 +109,13 @@ def test_planner_notes_are_info_diagnostics_at_the_job(tmp_path: Path) -> None:
 # ---------------------------------------------------------- --strict contract
 
 
-def test_limit_per_team_is_a_warning_and_builds(tmp_path: Path) -> None:
+def test_a_limit_shared_by_routes_is_a_warning_and_builds(tmp_path: Path) -> None:
     result = build(str(LIMIT), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
-    assert "warning[B0110]: `limit ... per team` of service `api`" in result.output
+    assert "warning[B0111]: service `api` is reached by 2 routes of gateway edge" in result.output
     assert "main.mcp:11:3" in result.output  # the `limit` clause, not the declaration
     bootstrap = json.loads((tmp_path / "out" / "envoy" / "edge.json").read_text())
-    assert "local_ratelimit" not in json.dumps(bootstrap)  # really dropped: no limit at all
+    assert json.dumps(bootstrap).count('"route_limit"') >= 2  # one bucket per route
 
 
 def test_strict_refuses_a_dropped_limit_and_writes_nothing(tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ def test_strict_refuses_a_dropped_limit_and_writes_nothing(tmp_path: Path) -> No
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     result = build(str(LIMIT), "--out", str(out), "--strict")
     assert result.exit_code == 1, result.output
-    assert "error[B0110]" in result.output
+    assert "error[B0111]" in result.output
     assert "build failed (--strict)" in result.output
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before  # left untouched
@@ -164,23 +164,26 @@ def test_a_strict_policy_refuses_its_own_rules_only(tmp_path: Path) -> None:
         (GEO / "main.mcp").read_text().replace("  default allow\n", "  strict\n  default allow\n")
     )
     text = text.replace(
-        "strategy least-request\n", "strategy least-request\n  limit 9/s per team\n"
+        "strategy least-request\n", "strategy least-request\n  limit 9/s\n"
+    ).replace(
+        'route  "/**" -> service api\n',
+        'route  "/**" -> service api\n  route "/x" -> service api\n',
     )
     (tree / "main.mcp").write_text(text)
     result = build(str(tree), "--out", str(tmp_path / "out"))
     assert result.exit_code == 1, result.output
     assert "error[B0121]" in result.output
-    assert "warning[B0110]" in result.output  # not about the strict policy: still a warning
+    assert "warning[B0111]" in result.output  # not about the strict policy: still a warning
     assert "build failed (a `strict` policy)" in result.output
     assert not (tmp_path / "out").exists()
 
 
 def test_python_api_strict_raises_compile_error(tmp_path: Path) -> None:
     built = mcpdsl.build(LIMIT, tmp_path / "ok")
-    assert "B0110" in {d.code for d in built.build_diagnostics}
+    assert "B0111" in {d.code for d in built.build_diagnostics}
     with pytest.raises(CompileError) as caught:
         mcpdsl.build(LIMIT, tmp_path / "no", strict=True)
-    assert any(d.code == "B0110" and d.is_error for d in caught.value.diagnostics)
+    assert any(d.code == "B0111" and d.is_error for d in caught.value.diagnostics)
     assert not (tmp_path / "no").exists()
 
 
@@ -257,7 +260,7 @@ def test_sarif_output_carries_build_diagnostics_and_is_valid(tmp_path: Path) -> 
     doc: dict[str, Any] = json.loads(result.stdout)
     _check_sarif_structure(doc)
     results = doc["runs"][0]["results"]
-    limit = next(r for r in results if r["ruleId"] == "B0110")
+    limit = next(r for r in results if r["ruleId"] == "B0111")
     assert limit["level"] == "warning"
     assert limit["locations"][0]["physicalLocation"]["region"]["startLine"] == 11
     geo = json.loads(build(str(GEO), "--out", str(tmp_path / "g"), "--format", "sarif").stdout)

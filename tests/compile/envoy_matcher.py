@@ -210,6 +210,58 @@ def _header_matches(matcher: dict[str, Any], headers: dict[str, str]) -> bool:
     return result is not bool(matcher.get("invert_match"))
 
 
+def _query_params(full: str) -> dict[str, str]:
+    """Envoy's `QueryParamsMulti::parseAndDecodeQueryString`, first value per name.
+
+    Written here from Envoy's behaviour, not with the engine's split: the query
+    after the first `?` (the fragment never reaches Envoy's matcher: cut at `#`),
+    split on `&`, name and value at the first `=` (no `=`: value ""), each
+    percent-decoded with invalid escapes kept as written (`+` is not a space).
+    """
+    bare = full.split("#", 1)[0]
+    if "?" not in bare:
+        return {}
+    out: dict[str, str] = {}
+    for piece in bare.split("?", 1)[1].split("&"):
+        if not piece:
+            continue
+        eq = piece.find("=")
+        name, value = (piece, "") if eq < 0 else (piece[:eq], piece[eq + 1 :])
+        name, value = _percent_decode(name), _percent_decode(value)
+        if name not in out:
+            out[name] = value
+    return out
+
+
+def _percent_decode(text: str) -> str:
+    raw = bytearray()
+    i = 0
+    data = text.encode("utf-8")
+    while i < len(data):
+        if data[i] == 0x25 and i + 2 < len(data) and _is_hex(data[i + 1 : i + 3]):
+            raw.append(int(data[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw.append(data[i])
+            i += 1
+    return raw.decode("utf-8", errors="replace")
+
+
+def _is_hex(pair: bytes) -> bool:
+    return len(pair) == 2 and all(c in b"0123456789abcdefABCDEF" for c in pair)
+
+
+def _query_matches(matcher: dict[str, Any], params: dict[str, str]) -> bool:
+    value = params.get(matcher["name"])
+    if value is None:
+        return False
+    if matcher.get("present_match"):
+        return True
+    if "string_match" in matcher:
+        return _string_match(matcher["string_match"], value)
+    raise ValueError(f"unsupported query parameter matcher {sorted(matcher)}")
+
+
 def _path_matches(match: dict[str, Any], full: str) -> bool:
     bare, _ = _split(full)
     if "path" in match:
@@ -254,7 +306,7 @@ def _rewrite(route: dict[str, Any], full: str) -> str:
         return rx.sub(lambda found: _expand(spec["substitution"], found), bare) + rest
     if "prefix_rewrite" in action:
         new = action["prefix_rewrite"]
-        if "prefix" in match:
+        if "prefix" in match:  # the prefix is replaced in the whole :path, query included
             return new + full[len(match["prefix"]) :]
         if "path_separated_prefix" in match:
             return new + full[len(match["path_separated_prefix"]) :]
@@ -305,6 +357,9 @@ def match_route(
             continue
         if not all(_header_matches(h, lowered) for h in match.get("headers", [])):
             continue
+        query = match.get("query_parameters", [])
+        if query and not all(_query_matches(q, _query_params(full)) for q in query):
+            continue
         action = route.get("route", {})
         retry = action.get("retry_policy")
         meta = route.get("metadata", {}).get("filter_metadata", {}).get("mcpdsl", {})
@@ -315,6 +370,7 @@ def match_route(
             "timeout": _seconds(action.get("timeout")),
             "retries": None if retry is None else retry.get("num_retries", 1),
             "retry_on": None if retry is None else retry.get("retry_on"),
+            "per_try_timeout": None if retry is None else _seconds(retry.get("per_try_timeout")),
             "host": action.get("host_rewrite_literal"),
             "hash_policy": action.get("hash_policy"),
             "target": (meta["target_kind"], meta["target"]) if meta else None,

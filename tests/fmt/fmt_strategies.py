@@ -244,7 +244,11 @@ def balances(draw: st.DrawFn) -> list[Item]:
             *["health", "http", '"/healthz"', "every", "5s", "timeout", "1s"],
             *["healthy", "2", "unhealthy", "3"],
         ],
-        "eject": ["eject", "after", "5", "errors", "for", "30s", "max", "50%"],
+        "eject": ["eject", "after", "5", "errors", "for", "30s", "max", "50%", "every", "5s"],
+        "connections": [
+            *["connections", "{", "max", "100", ",", "pending", "10", ","],
+            *["per-connection", "5", "}"],
+        ],
         "failover": ["failover", *str_list(draw, ['"eu-north-1"', '"us-east-1"'])],
         "limit": ["limit", "1000/s", "burst", "2000", "per", "client-ip"],
     }
@@ -357,6 +361,7 @@ def integrations(draw: st.DrawFn) -> list[Item]:
             ",",
             "reset",
             "]",
+            *["per", "try", "timeout", "1s"],
         ],
         "limit": ["limit", "100/s", "burst", "200"],
         "description": ["description", '"look \\"up\\""'],
@@ -369,14 +374,21 @@ def integrations(draw: st.DrawFn) -> list[Item]:
 def gateways(draw: st.DrawFn) -> list[Item]:
     routes: list[str] = []
     for path in draw(st.lists(st.sampled_from(['"/v1/**"', '"/a/*"', '"/"']), max_size=3)):
-        routes += ["route", path]
+        if draw(st.booleans()):
+            routes += ["route", path]
+        else:  # a prefix is text: no wildcards
+            routes += ["route", "prefix", draw(st.sampled_from(['"/v1/bl"', '"/a/"', '"/"']))]
         if draw(st.booleans()):
             routes += ["on", "GET", ",", "POST"]
+        if draw(st.booleans()):
+            routes += ["header", '"x-canary"', "==", '"on"', "query", '"debug"']
         routes += ["->", *draw(st.sampled_from([["service", "api"], ["integration", "crm"]]))]
         if draw(st.booleans()):
             routes += ["rewrite", '"/"']
         if draw(st.booleans()):
             routes += ["timeout", "5s"]
+        if draw(st.booleans()):
+            routes += ["retry", "2", "on", "[", "reset", "]", "per", "try", "timeout", "1s"]
     clauses = {
         "listen": ["listen", "8443"],
         "hosts": ["hosts", *str_list(draw, ['"a.example"', '"b.example"'])],

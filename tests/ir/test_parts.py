@@ -28,6 +28,7 @@ policy access {
 gateway edge {
   listen 8443
   route "/v1/**" -> service api rewrite "/" timeout 2s retry 3
+  route prefix "/v2" header "x-a" == "b" query "q" -> service api
 }
 
 integration hook {
@@ -50,7 +51,11 @@ EXPECTED_TOKENS = {
     ("route_clause", "path"): ("STRING",),
     ("rewrite_option", "value"): ("STRING",),
     ("timeout_option", "value"): ("QUANTITY", "NUMBER"),
-    ("retry_option", "value"): ("NUMBER",),
+    ("route_clause", "prefix"): ("PREFIX",),
+    ("header_match", "name"): ("STRING",),
+    ("header_match", "op"): ("COMPARE_OP",),
+    ("header_match", "value"): ("STRING",),
+    ("query_match", "name"): ("STRING",),
     ("in_cidr", "network"): ("STRING",),
     ("glob_match", "pattern"): ("STRING",),
     ("call", "function"): ("NAME",),

@@ -83,7 +83,19 @@ class Decisions(Expressions):
         )
 
     def route_match(self, route: m.Route) -> F:
-        """A gateway route takes `(action, request.path)` as (method, path)."""
+        """A gateway route takes `(action, request.path)` as (method, path).
+
+        The analyses route requests without headers or query (as their witnesses
+        are confirmed: `Engine.route(method, path)`), so a route with `header` or
+        `query` conditions takes none of them; a `prefix` route takes the paths
+        that start with its text.
+        """
+        if route.headers or route.query:
+            return FALSE
+        if route.prefix:
+            p = self.attr(("request", "path"))
+            taken = F(AND(p.iss, z3.PrefixOf(self.str_val(route.path), p.s)), p.deps)
+            return self.action(route.methods) & taken
         return self.action(route.methods) & self.path(route.path)
 
     def rule_fires(self, rule: m.Rule, env: Env) -> F:
