@@ -250,6 +250,10 @@ class _Translator:
         """`attr == value` for a header attribute (MISSING = absent header -> false)."""
         if not isinstance(value, str):
             return False  # a header value is a string; JSON equality with a non-string fails
+        if seen.header == ":path":
+            # `request.path` is the path without the query (evaluate/target.py); the
+            # `:path` header carries the query, `url_path` does not.
+            return {"url_path": {"path": {"exact": value}}}
         return _header(seen.header, value)
 
     def present(self, seen: _Visible) -> Formula:
