@@ -1,0 +1,263 @@
+"""Rego benchmark: the generated Rego against hand-written idiomatic Rego, both in real OPA.
+
+    python benchmarks/rego.py [--quick]
+
+For 1,000 and 10,000 rules it builds the engine benchmark's tree
+(`benchmarks/engine.py`: 100 services, `allow|deny service A -> service B on
+GET, POST "/vN/items/**" when ...`, two risk terms, one `require`), compiles it
+with the OPA target, and writes the same rules by hand the way a Rego author
+would: one rule body per rule, equality on principal, resource and action at
+the top, `glob.match` for the path, plain two-valued conditions, the risk as a
+sum of weights.  Both are loaded into the real OPA engine in-process
+(`opa-golib-python-bindings`, one engine each, its prepared-query cache) and
+asked for a decision document (`data.mcp.main.decision` and
+`data.hand.authz.decision`) on the same requests, alternating between the two
+so that machine load hits both alike.  The call includes JSON encoding of the
+input, the same for both.
+
+Two hand-written variants are measured: `input.action in {"GET", "POST"}`
+(what most authors write) and one body per action with `input.action ==
+"GET"` (what OPA's rule indexer sees best).  The ratio is against the faster
+of the two.  Before timing, every request's decision is compared between the
+generated and the hand-written Rego (allowed, rules, obligations, risk,
+default_applied): a benchmark of policies that decide differently would be
+meaningless.  Prints a markdown table and writes it into docs/performance.md
+between the rego markers (not with --quick).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import engine as bench  # noqa: E402  (the engine benchmark's tree, requests and timer)
+
+SIZES = (1000, 10000)
+BEGIN = "<!-- rego-benchmark:begin -->"
+END = "<!-- rego-benchmark:end -->"
+HAND_PACKAGE = "hand.authz"
+COMPARED = ("allowed", "rules", "obligations", "risk", "default_applied")
+
+# ------------------------------------------------------------------ hand-written Rego
+
+
+def _hand_condition(s: dict[str, Any]) -> list[str]:
+    """The rule's `when` in plain Rego (the benchmark's four condition shapes)."""
+    tenant = f'input.context.tenant == "{s["tenant"]}"'
+    return [
+        ["input.request.auth.mfa == true", tenant, "risk < 0.7"],
+        ['input.context.tier in {"gold", "platinum"}', 'input.context.region != "cn"'],
+        ["score_or_mfa"],
+        ["not input.context.blocked", tenant],
+    ][s["kind"]]
+
+
+def hand_written(n: int, *, per_action: bool) -> str:
+    """The benchmark's rules as a Rego author would write them (one package, no library).
+
+    `per_action` writes one body per action with `input.action == "X"`
+    instead of one body with `input.action in {...}`.
+    """
+    out = [
+        f"package {HAND_PACKAGE}",
+        "",
+        "import rego.v1",
+        "",
+    ]
+    for i in range(n):
+        s = bench.rule_shape(i)
+        head = f'{"deny" if s["deny"] else "allow"}_fired contains "access/r{i}" if {{'
+        match = [
+            'input.principal.type == "service"',
+            f'input.principal.id == "{s["src"]}"',
+            'input.resource.type == "service"',
+            f'input.resource.id == "{s["dst"]}"',
+        ]
+        rest = [f'glob.match("{s["path"]}/**", ["/"], input.request.path)', *_hand_condition(s)]
+        actions = (
+            [[f'input.action == "{a}"'] for a in ("GET", "POST")]
+            if per_action
+            else [['input.action in {"GET", "POST"}']]
+        )
+        for action in actions:
+            out += [head, *(f"\t{line}" for line in [*match, *action, *rest]), "}", ""]
+    out += [
+        "score_or_mfa if input.context.score >= 0.5",
+        "",
+        "score_or_mfa if input.request.auth.mfa == true",
+        "",
+        'risk_weights["unmanaged device"] := 0.4 if not input.context.device.managed',
+        "",
+        'risk_weights["failed logins"] := 0.3 if input.context.failed_logins > 5',
+        "",
+        "risk := min([sum([w | some w in risk_weights]), 1])",
+        "",
+        'obligations contains "mfa" if risk >= 0.5',
+        "",
+        'outcome := {"allowed": false, "rules": deny_fired, "default_applied": false} if {',
+        "\tcount(deny_fired) > 0",
+        '} else := {"allowed": true, "rules": allow_fired, "default_applied": false} if {',
+        "\tcount(allow_fired) > 0",
+        '} else := {"allowed": false, "rules": set(), "default_applied": true}',
+        "",
+        "decision := {",
+        '\t"allowed": outcome.allowed,',
+        '\t"obligations": [o | outcome.allowed; some o in sort(obligations)],',
+        '\t"risk": risk,',
+        '\t"rules": sort(outcome.rules),',
+        '\t"default_applied": outcome.default_applied,',
+        "}",
+        "",
+    ]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------ OPA
+
+
+def opa_engine(modules: dict[str, str], data: dict[str, Any] | None) -> Any:
+    from opa_bindings import OpaEngine
+
+    opa = OpaEngine()
+    for path, text in sorted(modules.items()):
+        opa.add_policy(path, text)
+    if data:
+        opa.add_data(data)
+    return opa
+
+
+def decider(opa: Any, path: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda request: opa.eval_document(path, request)
+
+
+def disagreements(
+    left: Callable[[dict[str, Any]], Any],
+    right: Callable[[dict[str, Any]], Any],
+    requests: list[dict[str, Any]],
+) -> int:
+    """How many requests the two decide differently (on the compared fields)."""
+    bad = 0
+    for req in requests:
+        a, b = left(req), right(req)
+        bad += any(a[k] != b[k] for k in COMPARED)
+    return bad
+
+
+def rows_for(n: int, quick: bool) -> tuple[list[tuple[str, ...]], list[str]]:
+    from mcpdsl import Engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bench.write_tree(Path(tmp), n)
+        engine = Engine.load(tmp)
+    modules, data = bench.rego_artifacts(engine)
+    evaluators = {
+        "generated (mcpdsl)": decider(opa_engine(modules, data), "mcp.main.decision"),
+        "hand-written, `in {...}`": decider(
+            opa_engine({"hand.rego": hand_written(n, per_action=False)}, None),
+            HAND_PACKAGE + ".decision",
+        ),
+        "hand-written, one body per action": decider(
+            opa_engine({"hand.rego": hand_written(n, per_action=True)}, None),
+            HAND_PACKAGE + ".decision",
+        ),
+    }
+    requests = bench.mixes(n, 300 if quick else 1000)
+    notes: list[str] = []
+    check = requests["spread"][: 100 if quick else 300] + requests["hot"][:50]
+    generated = evaluators["generated (mcpdsl)"]
+    for name, fn in evaluators.items():
+        if fn is not generated:
+            bad = disagreements(generated, fn, check)
+            notes.append(
+                f"{n:,} rules: {name} and the generated Rego decide "
+                f"{len(check) - bad}/{len(check)} requests identically"
+            )
+    mine = sum(
+        engine.authorize(r).as_dict()["allowed"] == generated(r)["allowed"] for r in check
+    )
+    notes.append(f"{n:,} rules: the engine and the generated Rego agree on {mine}/{len(check)}")
+    results: dict[tuple[str, str], dict[str, float]] = {}
+    rounds = 2 if quick else 3
+    for mix, reqs in requests.items():
+        sample = reqs[: 200 if quick else 500]
+        for _ in range(rounds):  # alternate, so that load hits every evaluator alike
+            for name, fn in evaluators.items():
+                r = bench.per_call(fn, sample, 1, budget=4 if quick else 8)
+                key = (name, mix)
+                if key not in results or r["p50"] < results[key]["p50"]:
+                    results[key] = r
+    rows: list[tuple[str, ...]] = []
+    for mix in requests:
+        fastest_hand = min(
+            results[(name, mix)]["p50"] for name in evaluators if name.startswith("hand")
+        )
+        for name in evaluators:
+            r = results[(name, mix)]
+            rows.append(
+                (
+                    f"{n:,}",
+                    name,
+                    mix,
+                    f"{r['p50']:.1f}",
+                    f"{r['p99']:.1f}",
+                    f"{r['p50'] / fastest_hand:.2f}x",
+                )
+            )
+    return rows, notes
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    try:
+        import opa_bindings  # noqa: F401
+    except ImportError:
+        print("the OPA engine (opa-golib-python-bindings) is not installed", file=sys.stderr)
+        raise SystemExit(1) from None
+    rows: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    for n in SIZES:
+        table, why = rows_for(n, quick)
+        rows += table
+        notes += why
+        print(f"done {n}", file=sys.stderr, flush=True)
+    load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    text = "\n".join(
+        [
+            f"Measured by `python benchmarks/rego.py` on {os.cpu_count()} cores "
+            f"(load average {load_avg:.1f} at the end), Python {sys.version.split()[0]}, "
+            "OPA in-process (opa-golib-python-bindings).",
+            "",
+            "| rules | Rego | requests | p50 (µs) | p99 (µs) | p50 / fastest hand-written |",
+            "| ---: | --- | --- | ---: | ---: | ---: |",
+            *["| " + " | ".join(r) + " |" for r in rows],
+            "",
+            *[f"- {note}" for note in notes],
+        ]
+    )
+    print(text)
+    if not quick:
+        bench_docs(text)
+
+
+def bench_docs(text: str) -> None:
+    path = HERE.parent / "docs" / "performance.md"
+    current = path.read_text(encoding="utf-8")
+    block = f"{BEGIN}\n{text}\n{END}"
+    if BEGIN in current and END in current:
+        head, rest = current.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        current = head + block + tail
+    else:
+        current = current.rstrip("\n") + "\n\n## Rego\n\n" + block + "\n"
+    path.write_text(current, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
