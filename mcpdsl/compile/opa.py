@@ -34,6 +34,7 @@ from mcpdsl.compile.opa_bundle import bundle_tarball
 from mcpdsl.compile.opa_expr import (
     Call,
     compile_expr,
+    fires_lines,
     lib_call,
     rego_array,
     rego_string,
@@ -193,8 +194,13 @@ def _rule_lines(rule: m.Rule) -> list[str]:
         regex = rego_string(glob_regex(rule.path))
         lines.append(f"lib.path_matches(input.request.path, {regex})")
     if rule.condition is not None:
-        test = "fires_or_errs" if rule.effect == "deny" else "fires"
-        lines.append(render(lib_call(test, compile_expr(rule.condition)), 1))
+        # an allow rule fires only on true: plain Rego when the condition has a plain form
+        plain = fires_lines(rule.condition) if rule.effect == "allow" else None
+        if plain is not None:
+            lines += plain
+        else:
+            test = "fires_or_errs" if rule.effect == "deny" else "fires"
+            lines.append(render(lib_call(test, compile_expr(rule.condition)), 1))
     return lines
 
 
