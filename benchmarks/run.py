@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("frontend", "ir", "build", "engine", "analysis", "optimize", "watch", "lsp")
+ORDER = ("frontend", "ir", "build", "engine", "rego", "analysis", "optimize", "watch", "lsp")
 
 
 def main(argv: list[str]) -> int:
