@@ -20,6 +20,7 @@ ORDER = (
     "build",
     "engine",
     "checkrequest",
+    "rego",
     "analysis",
     "optimize",
     "watch",

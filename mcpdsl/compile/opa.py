@@ -35,6 +35,7 @@ from mcpdsl.compile.opa_bundle import bundle_tarball
 from mcpdsl.compile.opa_expr import (
     Call,
     compile_expr,
+    fires_lines,
     lib_call,
     rego_array,
     rego_string,
@@ -154,15 +155,28 @@ def render_template(name: str, **context: Any) -> str:
 # ------------------------------------------------------------------ policies
 
 
+def _one_of(ref: str, var: str, values: list[str] | tuple[str, ...]) -> list[str]:
+    """`ref` equals one of `values`, written so that OPA's rule index still sees the rule.
+
+    One value is `ref == "v"`, which the index keys the rule on.  Several are
+    `some var in [...]` then `ref == var`: the index files the rule under "any
+    value" for `ref` and keeps keying it on the rule's other equalities.  The
+    plain `ref in [...]` is avoided: OPA 1.20's index then returns the rule for
+    every request, whatever its other equalities say, so each request would
+    evaluate every rule of the policy (benchmarks/rego.py, docs/performance.md).
+    """
+    unique = sorted(set(values))
+    if len(unique) == 1:
+        return [f"{ref} == {rego_string(unique[0])}"]
+    return [f"some {var} in {rego_array(unique)}", f"{ref} == {var}"]
+
+
 def _entity_lines(which: str, pattern: m.EntityPattern) -> list[str]:
     if pattern.type is None:
         return []
     lines = [f"input.{which}.type == {rego_string(pattern.type)}"]
     if pattern.ids is not None:
-        if len(pattern.ids) == 1:
-            lines.append(f"input.{which}.id == {rego_string(pattern.ids[0])}")
-        else:
-            lines.append(f"input.{which}.id in {rego_array(sorted(set(pattern.ids)))}")
+        lines += _one_of(f"input.{which}.id", f"{which}_id", pattern.ids)
     return lines
 
 
@@ -180,17 +194,18 @@ def _summary(rule: m.Rule) -> str:
 def _rule_lines(rule: m.Rule) -> list[str]:
     lines = _entity_lines("principal", rule.principal) + _entity_lines("resource", rule.resource)
     if rule.actions:
-        actions = sorted(set(rule.actions))
-        if len(actions) == 1:
-            lines.append(f"input.action == {rego_string(actions[0])}")
-        else:
-            lines.append(f"input.action in {rego_array(actions)}")
+        lines += _one_of("input.action", "action", rule.actions)
     if rule.path is not None:
         regex = rego_string(glob_regex(rule.path))
         lines.append(f"lib.path_matches(input.request.path, {regex})")
     if rule.condition is not None:
-        test = "fires_or_errs" if rule.effect == "deny" else "fires"
-        lines.append(render(lib_call(test, compile_expr(rule.condition)), 1))
+        # an allow rule fires only on true: plain Rego when the condition has a plain form
+        plain = fires_lines(rule.condition) if rule.effect == "allow" else None
+        if plain is not None:
+            lines += plain
+        else:
+            test = "fires_or_errs" if rule.effect == "deny" else "fires"
+            lines.append(render(lib_call(test, compile_expr(rule.condition)), 1))
     return lines
 
 

@@ -20,6 +20,7 @@ is a valid Rego string literal), so no input can end a literal early.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -194,3 +195,106 @@ def uses_cidr(e: m.Node | None) -> bool:
         if isinstance(value, tuple) and any(isinstance(v, m.Node) and uses_cidr(v) for v in value):
             return True
     return False
+
+
+# ------------------------------------------------------------------ plain fast path
+
+
+def _plain_ref(e: m.Attr) -> str | None:
+    """`input["root"]["a"]`: the attribute as a Rego reference (undefined when MISSING).
+
+    A string key reads a value only out of an object (an array, a string or a
+    number indexed by a string is undefined), which is exactly when `lib.attr`
+    gives a value.  `risk` is the policy's risk rule; `now` has no plain form.
+    """
+    if e.root == "risk":
+        return RISK_RULE
+    if e.root == "now":
+        return None
+    return "input" + "".join(
+        f".{p}" if _IDENT.fullmatch(p) and p not in _KEYWORDS else f"[{rego_string(p)}]"
+        for p in (e.root, *e.path)
+    )
+
+
+def _plain_literal(e: m.Expr) -> str | None:
+    if not isinstance(e, m.Literal_):
+        return None
+    value = e.value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return rego_string(value)
+    return rego_number(value)
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Rego v1 keywords: never written as `.name` in a reference.
+_KEYWORDS = frozenset(
+    {
+        "as", "contains", "data", "default", "else", "every", "false", "if", "import", "in",
+        "input", "not", "null", "package", "some", "true", "with",
+    }
+)  # fmt: skip
+
+_MIRROR = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def fires_lines(e: m.Expr, var: str = "v") -> list[str] | None:
+    """Plain Rego body lines that hold exactly when `e`'s result is the value true.
+
+    The three-valued helpers of `lib` cost a function call per operator; for
+    the common shapes of an allow condition the "result is true" test needs
+    none: `and` is true iff every operand is true; `x == lit` iff x is a value
+    equal to lit; `x < n` iff x is a number below n (any other type is ERROR,
+    not true); `x` iff x is true; `not x` iff x is false or MISSING; `x in
+    [lits]` iff x equals one of them.  Anything else (`or`, which an error in
+    any operand makes ERROR, arithmetic, functions, `now`) gives None and the
+    caller uses `lib.fires(...)`.  `var` prefixes the local variables, so
+    several conditions can share a body.  Equality lines on a request
+    attribute are ones OPA's rule index can key the rule on.
+    """
+    if isinstance(e, m.And):
+        lines: list[str] = []
+        for i, operand in enumerate(e.operands):
+            sub = fires_lines(operand, f"{var}{i}")
+            if sub is None:
+                return None
+            lines += sub
+        return lines
+    if isinstance(e, m.Attr):
+        ref = _plain_ref(e)
+        return None if ref is None or e.root == "risk" else [f"{ref} == true"]
+    if isinstance(e, m.Not) and isinstance(e.operand, m.Attr):
+        attr = e.operand
+        if attr.root in ("risk", "now"):
+            return None
+        path = rego_array((attr.root, *attr.path))
+        return ["is_object(input)", f"object.get(input, {path}, false) == false"]
+    if isinstance(e, m.Compare):
+        left, right = e.left, e.right
+        op: str = e.op
+        if isinstance(left, m.Literal_) and isinstance(right, m.Attr):
+            left, right, op = right, left, _MIRROR[op]
+        if not isinstance(left, m.Attr) or not isinstance(right, m.Literal_):
+            return None
+        ref, literal = _plain_ref(left), _plain_literal(right)
+        if ref is None or literal is None:
+            return None
+        if op in ("==", "!="):
+            return [f"{ref} {op} {literal}"]
+        if not isinstance(right.value, Decimal):
+            return None  # ordering a non-number is ERROR, never true: keep the helper
+        return [f"{var} := {ref}", f"is_number({var})", f"{var} {op} {literal}"]
+    if isinstance(e, m.In) and not e.negated and isinstance(e.item, m.Attr):
+        ref = _plain_ref(e.item)
+        if ref is None or not isinstance(e.collection, m.ListExpr):
+            return None
+        items = [_plain_literal(i) for i in e.collection.items]
+        if not items or any(i is None for i in items):
+            return None
+        return [
+            f"some {var} in [{', '.join(i for i in items if i is not None)}]",
+            f"{ref} == {var}",
+        ]
+    return None
