@@ -211,6 +211,8 @@ def _plain_ref(e: m.Attr) -> str | None:
         return RISK_RULE
     if e.root == "now":
         return None
+    if e.root == "request" and (not e.path or e.path[0] in ("path", "query")):
+        return None  # read through lib.canonical (the path without its query)
     return "input" + "".join(
         f".{p}" if _IDENT.fullmatch(p) and p not in _KEYWORDS else f"[{rego_string(p)}]"
         for p in (e.root, *e.path)
