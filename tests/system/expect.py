@@ -184,16 +184,21 @@ class Expectation:
     def _claims_principal(
         provider: m.Provider, claims: Mapping[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        kind = claims.get(provider.type_claim) if provider.type_claim else None
-        principal: dict[str, Any] = {
-            "type": kind if isinstance(kind, str) else provider.principal_type
-        }
+        # docs/runtime.md: the provider's fixed type, or the type claim's value; a
+        # missing type claim leaves the principal without a type
+        principal: dict[str, Any] = {}
+        if provider.type_claim is None:
+            principal["type"] = provider.principal_type
+        elif isinstance(claims.get(provider.type_claim), str):
+            principal["type"] = claims[provider.type_claim]
         if isinstance(claims.get(provider.id_claim), str):
             principal["id"] = claims[provider.id_claim]
         if provider.email_claim and provider.email_claim in claims:
             principal["email"] = claims[provider.email_claim]
         if provider.groups_claim and provider.groups_claim in claims:
             principal["groups"] = claims[provider.groups_claim]
+        principal["provider"] = provider.qualified
+        principal["issuer"] = provider.issuer
         auth: dict[str, Any] = {}
         if provider.mfa_claim:
             held = claims.get(provider.mfa_claim)

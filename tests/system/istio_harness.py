@@ -33,7 +33,6 @@ from traffic import METHODS, SOURCES, Drawn, _instantiate
 
 from mcpdsl.engine import Engine
 from mcpdsl.ir import model as m
-from mcpdsl.ir.paths import PathRejected, normalize_request_path
 from mcpdsl.ir.workload import DEFAULT_TRUST_DOMAIN, workload_identity
 
 __all__ = ["istio_differential"]
@@ -151,7 +150,7 @@ def istio_differential(
                 ),
                 tuple(sorted({**axes, "destination": dest.name}.items())),
             )
-            expected = _expected(engine, project, dest, drawn.request, served)
+            expected = _expected(engine, project, dest, drawn.request, served, mode)
             try:
                 path = _sidecar_path(raw, mode)
             except RequestRejected as exc:
@@ -186,8 +185,14 @@ def _expected(
     dest: m.Service,
     req: HttpRequest,
     served: Mapping[str, Any],
+    mode: str,
 ) -> Any:
-    """The contract's decision east-west (see the module docstring)."""
+    """The contract's decision east-west (see the module docstring).
+
+    The canonical `request.path` is the path the sidecar hands on after the
+    mesh's own normalisation (Istio's default `BASE` keeps `//`), which the
+    engine then refuses when it is not in normal form.
+    """
     headers = dict(req.headers)
     principal: dict[str, Any] = {}
     auth: dict[str, Any] = {}
@@ -215,8 +220,8 @@ def _expected(
             return Expected(False, "jwt", "the bearer token does not verify")
         _, auth = Expectation._claims_principal(*verified)
     try:
-        path = normalize_request_path(req.path)
-    except PathRejected as exc:
+        path = _sidecar_path(req.path, mode)
+    except RequestRejected as exc:
         return Expected(False, "hcm", str(exc))
     canonical = {
         "principal": principal,
