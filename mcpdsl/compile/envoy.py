@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from mcpdsl.compile import Artifact, Enforcement, Status, TargetContext, TargetOutput
@@ -536,7 +537,7 @@ class _Gateway:
             name = self.cluster_of(upstream)
             if isinstance(upstream, m.Service):
                 balance = self.index.balances.get((upstream.package, upstream.name))
-                fqdn = self.index.pods.headless_fqdn(upstream)
+                fqdn = partial(self.index.pods.headless_fqdn, upstream)
                 clusters.append(service_cluster(name, upstream, balance, self.out, fqdn))
             else:
                 clusters.append(integration_cluster(name, upstream))

@@ -3,7 +3,8 @@
 * a service -> STRICT_DNS to its headless Service
   `<name>-headless.<namespace>.svc.cluster.local:<port>` (one endpoint per pod);
   with `failover [r1, r2, ...]` one locality per region, priority 0, 1, ...,
-  addressed `<name>.<namespace>.<region>.svc.cluster.local`;
+  addressed `<name>-headless.<namespace>.<region>.svc.cluster.local` (that
+  region's pods, under the same headless name);
   regions of the service left out of `failover` come last, at one more priority;
   `balance` adds lb_policy, health_checks, outlier_detection (with `interval`)
   and, from `connections`, circuit_breakers and max_requests_per_connection;
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import ROUND_FLOOR, Decimal
 from ipaddress import ip_address
 from typing import Any
@@ -81,13 +83,15 @@ def service_cluster(
     service: m.Service,
     balance: m.Balance | None,
     report: TargetOutput,
-    fqdn: str,
+    fqdn: Callable[[str | None], str],
 ) -> dict[str, Any]:
     """The cluster of a service, shaped by its `balance` declaration (if any).
 
-    `fqdn` is the service's headless Service (`kubernetes_index.Index.headless_fqdn`):
-    STRICT_DNS gets one endpoint per ready pod, so the load balancer, hash
-    affinity and outlier detection act on pods, not on a ClusterIP.
+    `fqdn(None)` is the service's headless Service, `fqdn(region)` the same
+    headless Service as a region's cluster exports it
+    (`kubernetes_index.Index.headless_fqdn`): STRICT_DNS gets one endpoint per
+    ready pod, so the load balancer, hash affinity and outlier detection act on
+    pods, not on a ClusterIP, in every failover region as in a single one.
     """
     failover: list[str] = []
     if balance is not None:
@@ -100,17 +104,12 @@ def service_cluster(
             {
                 "locality": {"region": region},
                 "priority": priority,
-                "lb_endpoints": [
-                    _endpoint(
-                        f"{service.name}.{service.namespace}.{region}.svc.cluster.local",
-                        service.port,
-                    )
-                ],
+                "lb_endpoints": [_endpoint(fqdn(region), service.port)],
             }
             for region, priority in priorities
         ]
     else:
-        endpoints = [{"lb_endpoints": [_endpoint(fqdn, service.port)]}]
+        endpoints = [{"lb_endpoints": [_endpoint(fqdn(None), service.port)]}]
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STRICT_DNS",

@@ -116,17 +116,22 @@ class Index:
     def headless_name(self, service: m.Service) -> str | None:
         return self.headless_names.get(service.qualified)
 
-    def headless_fqdn(self, service: m.Service) -> str:
+    def headless_fqdn(self, service: m.Service, region: str | None = None) -> str:
         """The DNS name that resolves to the service's ready pods (one A record per pod).
 
         Envoy clusters resolve it (STRICT_DNS) so that their load balancing,
         hash affinity and outlier detection act on pods, not on a virtual IP.
         Every service a gateway routes to or a `balance` declares has one.
+        With `region`, the same headless Service as the region's cluster exports
+        it (`<headless>.<namespace>.<region>.svc.cluster.local`, the multi-cluster
+        DNS convention of `targets/envoy/README.md`): failover localities then
+        balance over that region's pods too, under the same collision-safe names.
         """
         name = self.headless_names.get(service.qualified)
         if name is None:
             raise KeyError(f"service {service.qualified} has no headless Service")
-        return f"{name}.{self.namespace(service.namespace)}.svc.{CLUSTER_DOMAIN}"
+        zone = "" if region is None else f".{region}"
+        return f"{name}.{self.namespace(service.namespace)}{zone}.svc.{CLUSTER_DOMAIN}"
 
 
 def build_index(project: m.Project) -> Index:

@@ -554,9 +554,10 @@ def test_failover_regions_become_priorities() -> None:
     assert [
         e["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["address"] for e in endpoints
     ] == [
-        "api.core.eu-north-1.svc.cluster.local",
-        "api.core.eu-west-1.svc.cluster.local",
-        "api.core.us-east-1.svc.cluster.local",
+        # the headless Service (pods) of each region, not a per-region ClusterIP
+        "api-headless.core.eu-north-1.svc.cluster.local",
+        "api-headless.core.eu-west-1.svc.cluster.local",
+        "api-headless.core.us-east-1.svc.cluster.local",
     ]
 
 

@@ -8,6 +8,7 @@ disruptions, a StatefulSet's governing Service).
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -279,6 +280,43 @@ def test_headless_names_never_take_a_service_name() -> None:
     api = next(s for s in project.services if s.name == "api")
     name = build_index(project).headless_fqdn(api).split(".")[0]
     assert name != "api-headless" and name in services
+
+
+def test_failover_regions_resolve_the_collision_safe_headless_name() -> None:
+    """Per-region failover endpoints are the same headless Service (pods), under the
+    name the Kubernetes target gave it, with the region inserted before `svc`."""
+    text = (
+        'package shop\nservice api {\n  image "x/a:1"\n  port 80\n'
+        '  regions ["eu-west-1", "us-east-1"]\n}\n'
+        'service api-headless {\n  image "x/b:1"\n  port 81\n}\n'
+        'balance api {\n  strategy least-request\n  eject after 3 errors for 30s\n'
+        '  failover ["us-east-1", "eu-west-1"]\n}\n'
+        'gateway edge {\n  listen 8080\n  route "/**" -> service api\n}\n'
+    )
+    project = clean(text)
+    api = next(s for s in project.services if s.name == "api")
+    index = build_index(project)
+    single = index.headless_fqdn(api)
+    name, namespace = single.split(".")[:2]
+    assert name != "api-headless"
+    out = envoy.compile(project, TargetContext(version=__version__))
+    (bootstrap,) = [a for a in out.artifacts if a.path.endswith(".json")]
+    (cluster,) = [
+        c
+        for c in json.loads(bootstrap.content)["static_resources"]["clusters"]
+        if c["name"] == "api"
+    ]
+    addresses = [
+        (e["locality"]["region"], e["lb_endpoints"][0]["endpoint"]["address"]["socket_address"])
+        for e in cluster["load_assignment"]["endpoints"]
+    ]
+    assert addresses == [
+        (r, {"address": f"{name}.{namespace}.{r}.svc.cluster.local", "port_value": 80})
+        for r in ("us-east-1", "eu-west-1")
+    ]
+    assert [index.headless_fqdn(api, r) for r in ("us-east-1", "eu-west-1")] == [
+        a["address"] for _, a in addresses
+    ]
 
 
 def test_a_service_without_balancing_has_no_headless_service() -> None:
