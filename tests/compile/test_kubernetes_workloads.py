@@ -289,7 +289,7 @@ def test_failover_regions_resolve_the_collision_safe_headless_name() -> None:
         'package shop\nservice api {\n  image "x/a:1"\n  port 80\n'
         '  regions ["eu-west-1", "us-east-1"]\n}\n'
         'service api-headless {\n  image "x/b:1"\n  port 81\n}\n'
-        'balance api {\n  strategy least-request\n  eject after 3 errors for 30s\n'
+        "balance api {\n  strategy least-request\n  eject after 3 errors for 30s\n"
         '  failover ["us-east-1", "eu-west-1"]\n}\n'
         'gateway edge {\n  listen 8080\n  route "/**" -> service api\n}\n'
     )
