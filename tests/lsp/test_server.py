@@ -24,17 +24,15 @@ async def wait_diagnostics(
     """The diagnostics of `uri` once `ready` holds for them (each publish is re-checked)."""
 
     async def loop() -> list[types.Diagnostic]:
+        # Poll what the client's publishDiagnostics handler stored.  Waiting on
+        # `wait_for_notification` and cancelling the waiter on a timeout is not
+        # safe: pytest-lsp keeps the cancelled future and raises when the late
+        # notification tries to resolve it.
         while True:
             got = client.diagnostics.get(uri)
             if got is not None and ready(got):
                 return got
-            waiter = asyncio.ensure_future(
-                client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
-            )
-            # the notification may resolve the waiter before the client's handler has
-            # stored it: poll as well, so that the last publish is never missed
-            await asyncio.wait({waiter}, timeout=0.05)
-            waiter.cancel()
+            await asyncio.sleep(0.02)
 
     return await asyncio.wait_for(loop(), TIMEOUT)
 

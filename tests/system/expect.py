@@ -88,9 +88,16 @@ def _inside(ip: str, cidrs: tuple[str, ...]) -> bool:
 
 
 def verify_token(
-    token: str, providers: Sequence[m.Provider], jwks: Mapping[str, Mapping[str, Any]]
+    token: str,
+    providers: Sequence[m.Provider],
+    jwks: Mapping[str, Mapping[str, Any]],
+    now: float,
 ) -> tuple[m.Provider, dict[str, Any]] | None:
-    """The provider whose issuer, audiences, clock skew and JWKS (by qualified name) accept `token`."""
+    """The provider whose issuer, audiences, clock skew and JWKS (by qualified name) accept `token`.
+
+    `exp` and `nbf` are checked against `now`, the instant the modelled Envoy
+    also uses (PyJWT would read the wall clock, which moves on during a long run).
+    """
     try:
         unverified = jwt.decode(token, options={"verify_signature": False})
         header = jwt.get_unverified_header(token)
@@ -111,12 +118,33 @@ def verify_token(
                     issuer=provider.issuer,
                     audience=list(provider.audiences) or None,
                     leeway=provider.clock_skew,
-                    options={"verify_aud": bool(provider.audiences), "require": []},
+                    options={
+                        "verify_aud": bool(provider.audiences),
+                        "verify_exp": False,
+                        "verify_nbf": False,
+                        "require": [],
+                    },
                 )
             except (jwt.PyJWTError, ValueError, TypeError):
                 continue
+            if not _in_time(claims, now, provider.clock_skew):
+                continue
             return provider, claims
     return None
+
+
+def _in_time(claims: Mapping[str, Any], now: float, skew: int) -> bool:
+    """RFC 7519 `exp`/`nbf` at `now` with `skew` seconds of leeway (numbers only)."""
+    for name in ("exp", "nbf"):
+        value = claims.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+    exp, nbf = claims.get("exp"), claims.get("nbf")
+    if exp is not None and now >= exp + skew:
+        return False
+    return not (nbf is not None and now < nbf - skew)
 
 
 class Expectation:
@@ -178,7 +206,7 @@ class Expectation:
         return value[len("Bearer ") :].strip() or None
 
     def _verify(self, token: str) -> tuple[m.Provider, dict[str, Any]] | None:
-        return verify_token(token, self.providers, self.jwks)
+        return verify_token(token, self.providers, self.jwks, self.now)
 
     @staticmethod
     def _claims_principal(

@@ -215,7 +215,7 @@ def _expected(
             source["namespace"] = caller.namespace
     token = headers.get("authorization", "").removeprefix("Bearer ") or None
     if token is not None and project.providers:
-        verified = verify_token(token, project.providers, served)
+        verified = verify_token(token, project.providers, served, NOW)
         if verified is None:
             return Expected(False, "jwt", "the bearer token does not verify")
         _, auth = Expectation._claims_principal(*verified)
