@@ -81,6 +81,8 @@ LOCAL_RATELIMIT = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLim
 GATEWAY_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 ROUTE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit.route"
 DENY_FILTER = "envoy.filters.http.rbac.deny"
+#: A tree without access policies: an ALLOW filter with no policy (denies every request).
+CLOSED_FILTER = "envoy.filters.http.rbac.closed"
 ALLOW_FILTER = "envoy.filters.http.rbac.allow."
 EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
 ROUTER_FILTER = "envoy.filters.http.router"
@@ -466,6 +468,8 @@ class _Gateway:
             )
         if self.jwt is not None:  # before every access filter: they read its verdict
             filters.append(_filter(JWT_FILTER, self.jwt))
+        if not self.index.project.policies:
+            filters.append(_filter(CLOSED_FILTER, self._closed()))
         if self.has_deny:
             filters.append(_filter(DENY_FILTER, {"@type": _T + RBAC}))
         for label in self.allow_labels:
@@ -493,6 +497,22 @@ class _Gateway:
             )
         filters.append(_filter(ROUTER_FILTER, {"@type": _T + ROUTER}))
         return filters
+
+    def _closed(self) -> dict[str, Any]:
+        """Fail closed: no policy allows anything, as `Engine.authorize` and the Rego decide.
+
+        An RBAC filter with ALLOW rules and no policy matches no request, so every
+        request is refused with 403 before any upstream sees it.
+        """
+        self.out.report(
+            "B0117",
+            f"{self.where} denies every request: the tree declares no access `policy`",
+            self.gw.span,
+            label="every request is refused here",
+            help="declare who may call what, e.g. `policy open { default allow }` to open "
+            "the gateway deliberately, or `allow` rules for the intended callers",
+        )
+        return {"@type": _T + RBAC, "rules": {"action": "ALLOW"}}
 
     # -------------------------------------------------------- bootstrap
 

@@ -92,6 +92,15 @@ def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
     if not project.services:
         return out
     mesh = _Mesh.of(project, out)
+    if not project.policies:
+        out.report(
+            "B0117",
+            "every workload's sidecar denies every request: the tree declares no access `policy`",
+            project.services[0].span,
+            label="its sidecar refuses every request, as do the other workloads'",
+            help="declare who may call what, e.g. `policy open { default allow }` to open "
+            "the workloads deliberately, or `allow` rules for the intended callers",
+        )
     docs: dict[str, dict[str, Any]] = {}
     for namespace in sorted({mesh.index.namespace(s.namespace) for s in project.services}):
         _add(docs, _peer_authentication(namespace))
@@ -359,6 +368,8 @@ class _Workload:
         self.keys: list[str] = []
         if mesh.policies:
             self._decide()
+        else:  # no policy allows anything: an ALLOW policy without rules refuses every request
+            self.allow = []
 
     # ---- decision
 

@@ -164,6 +164,17 @@ BUILD_TABLE: tuple[Code, ...] = (
         strict=True,
     ),
     Code(
+        "B0117",
+        _W,
+        "no access policy: every request denied",
+        "The tree declares no access `policy`, so no rule allows any request: the embedded\n"
+        "engine and the OPA bundle deny everything (zero trust). The gateways and the sidecars\n"
+        "do the same: each Envoy gateway gets an RBAC filter with ALLOW rules and no policy,\n"
+        "each workload an Istio ALLOW AuthorizationPolicy without rules, which match no\n"
+        "request. To open them deliberately declare a policy, e.g.\n"
+        "`policy open { default allow }`, or `allow` rules for the intended callers.\n",
+    ),
+    Code(
         "B0120",
         _I,
         "access rule enforced",

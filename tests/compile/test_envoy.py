@@ -828,10 +828,24 @@ def test_obligation_folded_away_when_its_condition_cannot_hold() -> None:
     }
 
 
-def test_no_policies_means_no_access_filters() -> None:
+def doc_route_path(doc: dict[str, Any]) -> str:
+    """A path the first route of the bootstrap matches (a prefix or an exact path)."""
+    match = hcm(doc)["route_config"]["virtual_hosts"][0]["routes"][0]["match"]
+    return str(match.get("path") or match.get("prefix") or "/")
+
+
+def test_no_policies_means_the_gateway_denies_everything() -> None:
+    """Fail closed as the engine does: one RBAC ALLOW filter without policies, no OPA (B0117)."""
+    out = fixture("routing")
     doc = bootstrap("routing", "public")
-    assert not any("rbac" in n or "ext_authz" in n for n in filter_names(doc))
+    access = [n for n in filter_names(doc) if "rbac" in n or "ext_authz" in n]
+    assert access == ["envoy.filters.http.rbac.closed"]
+    closed = next(f for f in hcm(doc)["http_filters"] if f["name"] == access[0])
+    assert closed["typed_config"]["rules"] == {"action": "ALLOW"}
+    first = doc_route_path(doc)
+    assert authorize(doc, "GET", first) == "deny"
     assert "opa" not in clusters(doc)
+    assert any(d.code == "B0117" and "gateway public" in d.message for d in out.diagnostics)
 
 
 def test_default_allow_policy_has_no_allow_filter() -> None:

@@ -894,3 +894,29 @@ def test_every_exact_condition_decides_like_the_engine(
             assert not (denied(policies, mesh) and allowed), (request, policies)
         else:
             assert decide(policies, mesh) == ("allow" if allowed else "deny"), (request, policies)
+
+
+_NO_POLICY = """package shop
+
+service api {
+  image "example/api:1"
+  port  8080
+}
+"""
+
+
+def test_a_tree_without_policies_allows_nothing_at_the_sidecar(tmp_path: Path) -> None:
+    """No policy allows anything (the engine denies): an ALLOW policy without rules, B0117."""
+    out = istio.compile(tree(tmp_path, _NO_POLICY), ctx())
+    policies = workload(out, "shop", "api")
+    assert kinds(policies) == ["ALLOW"]
+    assert "rules" not in policies[0]["spec"]
+    peer = MeshRequest(
+        principal="cluster.local/ns/shop/sa/web", ip="10.0.0.1", method="GET", path="/"
+    )
+    assert decide(policies, peer) == "deny"
+    assert [d.code for d in out.diagnostics] == ["B0117"]
+    opened = istio.compile(
+        tree(tmp_path, _NO_POLICY + "\npolicy open { default allow }\n", "o"), ctx()
+    )
+    assert workload(opened, "shop", "api") == [] and opened.diagnostics == []

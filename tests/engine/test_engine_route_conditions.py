@@ -41,6 +41,9 @@ gateway edge {
   route prefix "/crm" -> integration crm retry 5
   route prefix "/" -> service postgres rewrite "/root/"
 }
+
+# routing, not access control: opened deliberately (without a policy all is denied, B0117)
+policy open { default allow }
 """
 
 

@@ -120,17 +120,13 @@ def test_acceptance_identity_at_the_edge(tls: bool) -> None:
     assert report.disagree == 0, report.summary()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a tree without access policies: the Envoy target adds no ext_authz (all "
-    "forwarded) while Engine.authorize denies (no policy allowed it); the contract must say which",
-)
 @pytest.mark.parametrize(
     "tree",
-    [*WITHOUT_POLICIES.values()],
-    ids=[*WITHOUT_POLICIES],
+    [*WITHOUT_POLICIES.values(), FIXTURES / "B0117-no-policy"],
+    ids=[*WITHOUT_POLICIES, "B0117"],
 )
 def test_tree_without_policies(tree: Path) -> None:
+    """No access policy: the gateway refuses every request, as the engine does (B0117)."""
     engine, files = build(tree)
     report = differential(engine, files, requests=300, seed=15)
     print(report.summary())
