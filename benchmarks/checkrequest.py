@@ -33,7 +33,6 @@ sys.path.insert(0, str(ROOT))
 RULES = 1000
 GOAL_US = 15.0
 #: docs/performance.md: Engine authorize p50, 1,000 rules, spread mix, idle machine.
-IDLE_REFERENCE_US = 4.9
 
 
 def _engine_benchmark() -> Any:
@@ -223,12 +222,11 @@ def main(argv: list[str]) -> int:
         print(f"| {name} | {p50:.1f} | {p99:.1f} |")
     verdict = "met" if total <= GOAL_US else "missed"
     print(f"\ngoal: p50 CheckRequest -> decision at {RULES} rules <= {GOAL_US:g} µs: {verdict}")
-    # The machine is shared: the reference row is the engine benchmark's own 1,000-rule
-    # spread mix (4.9 µs p50 on the idle reference machine, docs/performance.md), so
-    # the ratio says what the whole path costs there.
-    scaled = total * IDLE_REFERENCE_US / reference if reference else float("nan")
-    print(f"scaled to the idle reference machine ({IDLE_REFERENCE_US} µs reference): "
-          f"{scaled:.1f} µs ({total / reference:.2f}x the reference authorize)")  # fmt: skip
+    # The reference row (the engine benchmark's own 1,000-rule spread mix, run in
+    # the same process) says how fast this machine is right now: read the
+    # ratio, not only the absolute numbers, when the machine is shared.
+    if reference:
+        print(f"whole edge path: {total / reference:.2f}x the reference authorize")
     return 0
 
 
