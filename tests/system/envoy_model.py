@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envoy_jwt import JwtFilter, Unsupported, query_of, verify_jwt
-from envoy_matcher import RequestRejected, normalize_path
+from envoy_matcher import RequestRejected, _domain_matches, _rx, _split, normalize_path
 
 __all__ = [
     "CheckResult",
@@ -55,7 +55,6 @@ __all__ = [
 _HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _ESCAPED_SLASH = re.compile(r"%2f|%5c", re.IGNORECASE)
 _PASSIVE = {"LocalRateLimit", "Router", "Cors", "Compressor", "GrpcStats", "Buffer"}
-_RX: dict[str, re.Pattern[str]] = {}
 
 #: What a CheckRequest evaluation returns: True/False, or None for an error/undefined.
 CheckResult = bool | None
@@ -103,13 +102,6 @@ class Outcome:
 
 
 # ----------------------------------------------------------------- matchers
-
-
-def _rx(pattern: str) -> re.Pattern[str]:
-    found = _RX.get(pattern)
-    if found is None:
-        found = _RX[pattern] = re.compile(pattern)
-    return found
 
 
 def string_match(matcher: Mapping[str, Any], value: str) -> bool:
@@ -164,11 +156,6 @@ def header_match(matcher: Mapping[str, Any], headers: Mapping[str, str]) -> bool
     return result is not invert
 
 
-def _split(path: str) -> tuple[str, str]:
-    cut = min((i for i in (path.find("?"), path.find("#")) if i != -1), default=len(path))
-    return path[:cut], path[cut:]
-
-
 def route_match(match: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
     """`config.route.v3.RouteMatch` against a request (`:path` already normalised)."""
     full = headers[":path"]
@@ -195,17 +182,6 @@ def route_match(match: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
     if "query_parameters" in match or "grpc" in match or "dynamic_metadata" in match:
         raise Unsupported("route match on query parameters, grpc or metadata")
     return all(header_match(h, headers) for h in match.get("headers", []))
-
-
-def _domain_matches(domain: str, host: str) -> bool:
-    domain, host = domain.lower(), host.lower()
-    if domain == "*":
-        return True
-    if domain.startswith("*"):
-        return host.endswith(domain[1:]) and len(host) > len(domain) - 1
-    if domain.endswith("*"):
-        return host.startswith(domain[:-1]) and len(host) > len(domain) - 1
-    return domain == host
 
 
 def _virtual_host(hcm: Mapping[str, Any], host: str) -> Mapping[str, Any] | None:
