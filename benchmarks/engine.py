@@ -533,16 +533,19 @@ def main() -> None:
         write_docs(text)
 
 
-def write_docs(text: str) -> None:
+def write_docs(
+    text: str, begin: str = BEGIN, end: str = END, heading: str = "Engine benchmark"
+) -> None:
+    """Replace the table between `begin` and `end` in docs/performance.md (or append it)."""
     path = ROOT / "docs" / "performance.md"
     current = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
+    block = f"{begin}\n{text}\n{end}"
+    if begin in current and end in current:
+        head, rest = current.split(begin, 1)
+        _, tail = rest.split(end, 1)
         current = head + block + tail
     else:
-        current = current.rstrip("\n") + "\n\n## Engine benchmark\n\n" + block + "\n"
+        current = current.rstrip("\n") + f"\n\n## {heading}\n\n" + block + "\n"
     path.write_text(current, encoding="utf-8")
 
 

@@ -322,20 +322,7 @@ def main() -> None:
     )
     print(text)
     if not quick:
-        bench_docs(text)
-
-
-def bench_docs(text: str) -> None:
-    path = HERE.parent / "docs" / "performance.md"
-    current = path.read_text(encoding="utf-8")
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        current = head + block + tail
-    else:
-        current = current.rstrip("\n") + "\n\n## Rego\n\n" + block + "\n"
-    path.write_text(current, encoding="utf-8")
+        bench.write_docs(text, BEGIN, END, "Rego")
 
 
 if __name__ == "__main__":
