@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("builder",),  # artifacts on disk, watch mode
     ("trust",),  # signing and verifying builds
     ("engine",),  # the evaluator's host: sources, reload, watch, decision log
+    ("serve",),  # the decision server: gRPC ext_authz, OPA Data API, metrics, shared store
     ("lsp",),  # the language server: the front end, analyses and formatter behind LSP
     ("cli",),  # one module per subcommand
     ("mcpdsl", "__main__"),  # the public facade (mcpdsl/__init__.py), `python -m mcpdsl`

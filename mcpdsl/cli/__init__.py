@@ -20,6 +20,7 @@ from mcpdsl.cli.keys_cmd import keys_command
 from mcpdsl.cli.lsp_cmd import lsp_command
 from mcpdsl.cli.plan_cmd import plan_command
 from mcpdsl.cli.report_cmd import report_command
+from mcpdsl.cli.serve_cmd import serve_command
 from mcpdsl.cli.sign_cmd import sign_command, verify_command
 from mcpdsl.cli.test_cmd import test_command
 from mcpdsl.cli.watch_cmd import watch_command
@@ -47,6 +48,7 @@ main.add_command(plan_command)
 main.add_command(report_command)
 main.add_command(init_command)
 main.add_command(lsp_command)
+main.add_command(serve_command)
 
 
 def run() -> None:

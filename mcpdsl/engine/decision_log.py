@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -123,7 +123,14 @@ class DecisionLog:
             self._file.write(line + "\n")
             self._file.flush()
 
-    def record(self, request: Any, decision: Decision, latency_us: float) -> dict[str, Any]:
+    def record(
+        self,
+        request: Any,
+        decision: Decision,
+        latency_us: float,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write one record; `extra` (e.g. a server's `decision_id`, `transport`) is merged in."""
         from mcpdsl.evaluate.values import Refused, plain_request
 
         try:
@@ -149,6 +156,8 @@ class DecisionLog:
             "rules": list(decision.rules),
             "latency_us": round(latency_us, 3),
         }
+        if extra:
+            record.update(_scrub(dict(extra), secrets) if secrets else extra)
         self._write(canonical(record))
         return record
 

@@ -9,7 +9,7 @@ assignment and readers never see a mix.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mcpdsl.evaluate.limits import BucketSpec, limit_specs
@@ -17,6 +17,7 @@ from mcpdsl.evaluate.policy import Decision, PreparedPolicies
 from mcpdsl.evaluate.route import PreparedGateway, RouteDecision, find, prepare_gateway
 from mcpdsl.evaluate.transform import PreparedTransform, prepare_transform
 from mcpdsl.ir import model as m
+from mcpdsl.ir.door import DoorMapping, doors
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,9 @@ class PreparedProject:
     transforms: Mapping[str, PreparedTransform]
     limits: Mapping[str, BucketSpec]
     root: str = ""
+    #: The CheckRequest door table (`mcpdsl.ir.door.doors`): swapped with the policy
+    #: it was built from, so a decision server never maps with one and decides with another.
+    doors: Mapping[str, DoorMapping] = field(default_factory=dict)
 
     def authorize(self, request: dict[str, Any]) -> Decision:
         """The access decision for one request (what `Engine.authorize` returns, unlogged)."""
@@ -60,4 +64,5 @@ def prepare_project(project: m.Project, root: str = "") -> PreparedProject:
         transforms=transforms,
         limits=limit_specs(project),
         root=root,
+        doors=doors(project),
     )

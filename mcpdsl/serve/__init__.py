@@ -1,0 +1,18 @@
+"""`mcpdsl serve`: the decision server (docs/serve.md).
+
+One asyncio process serves one policy (a tree or a signed build) to the
+enforcement points that cannot embed `mcpdsl.Engine`:
+
+* gRPC `envoy.service.auth.v3.Authorization/Check` (`grpc_authz`) for Envoy's
+  ext_authz filter and Istio's CUSTOM action, mapped to the canonical request
+  by the one CheckRequest mapping (`mcpdsl.evaluate.checkrequest`);
+* OPA's Data API (`POST/GET /v1/data/{path}`) for clients written for OPA (`app`);
+* `/health`, `/ready`, `/metrics` for the platform (`app`, `metrics`).
+
+`state.ServerState` is the one place a decision is made: it reads the engine's
+prepared project once per request, adds the server-side behaviour signals and
+shared limits (`store`), decides, logs and counts.  The transports only
+translate.  `runner.serve` runs both transports in one event loop.
+"""
+
+from __future__ import annotations

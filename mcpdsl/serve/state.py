@@ -1,0 +1,281 @@
+"""`ServerState`: the one place `mcpdsl serve` makes a decision.
+
+Every transport (gRPC ext_authz, the OPA Data API, later the MCP endpoint)
+turns what it received into a call of `check` (a CheckRequest as protojson
+data) or `authorize` (a canonical request, OPA's `input`), and turns the
+`Verdict` back into its own response.  Here, once per request:
+
+1. the engine's prepared project is read ONCE (a reload swaps it atomically,
+   so a request is mapped, decided and limited by one policy, never a mix);
+2. a CheckRequest is mapped by its door (`mcpdsl.evaluate.checkrequest`);
+3. the server-side behaviour signals are added as `stats.principal` (whatever
+   the caller sent under `stats` is replaced: the server is their only source);
+4. the policy decides; an allowed request then takes a token from the shared
+   bucket of the limit that governs it (gateway or balance `limit`);
+5. the decision is logged and counted.
+
+When the store is unreachable the request is denied with a reason (fail
+closed), unless the server was started with `on_unavailable="allow"`, which
+then decides without signals and without limits.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from mcpdsl.evaluate.checkrequest import Refused, request_for
+from mcpdsl.evaluate.policy import Decision, refused
+from mcpdsl.ir.door import MESH_DOOR
+from mcpdsl.serve.metrics import Metrics
+from mcpdsl.serve.store import MemoryStore, Stats, Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    from mcpdsl.engine import Engine
+    from mcpdsl.engine.decision_log import DecisionLog
+    from mcpdsl.evaluate.limits import BucketSpec
+    from mcpdsl.evaluate.project import PreparedProject
+
+Transport = Literal["grpc", "http", "mcp"]
+OnUnavailable = Literal["deny", "allow"]
+
+STORE_DOWN = "the decision server's shared store is unreachable (fail closed)"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A decision as the server made it.
+
+    `request` is the canonical request that was decided (None when the input was
+    refused before mapping); `limited` names the limit that refused an allowed
+    request (the decision is then a deny); `decision_id` identifies the log line.
+    """
+
+    decision: Decision
+    request: dict[str, Any] | None
+    decision_id: str
+    limited: str | None = None
+    unavailable: bool = False
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.enforced and self.limited is None and not self.unavailable
+
+    @property
+    def reason(self) -> str:
+        """Why a denied request was denied, for the response (empty when allowed)."""
+        d = self.decision
+        if self.unavailable:
+            return STORE_DOWN
+        if self.limited is not None:
+            return f"rate limited by {self.limited}"
+        if d.refusal is not None:
+            return f"request refused: {d.refusal}"
+        if d.allowed and not d.enforced:
+            return "required: " + ", ".join(d.obligations)
+        if d.allowed:
+            return ""
+        if d.default_applied:
+            return "denied: no rule allows this request"
+        return "denied by " + ", ".join(d.rules)
+
+
+def principal_key(request: dict[str, Any]) -> str:
+    """The principal a request's counters belong to: `type:id`, else its identity."""
+    p = request.get("principal")
+    if isinstance(p, dict):
+        kind, ident = p.get("type"), p.get("id")
+        if isinstance(kind, str) and isinstance(ident, str):
+            return f"{kind}:{ident}"
+        identity = p.get("identity")
+        if isinstance(identity, str) and identity:
+            return f"identity:{identity}"
+    return "anonymous"
+
+
+def resource_key(request: dict[str, Any]) -> str:
+    """The resource a request is for (`type:id`), else its path: what "distinct" counts."""
+    r = request.get("resource")
+    if isinstance(r, dict) and isinstance(r.get("type"), str) and isinstance(r.get("id"), str):
+        return f"{r['type']}:{r['id']}"
+    http = request.get("request")
+    path = http.get("path") if isinstance(http, dict) else None
+    return f"path:{path}" if isinstance(path, str) else ""
+
+
+def limit_for(
+    prepared: PreparedProject, door: str | None, request: dict[str, Any]
+) -> tuple[str, BucketSpec] | None:
+    """The shared bucket an allowed request takes a token from, if a limit governs it.
+
+    At a gateway door: the gateway's `limit` (`gateway:<name>`, per client address
+    with `per client-ip`); on the mesh door: the destination service's `balance`
+    limit (`service:<name>`).  One global bucket across every replica is what the
+    policy's rate means; Envoy's local limit applies per proxy instance.
+    """
+    project = prepared.project
+    source = request.get("source")
+    ip = source.get("ip") if isinstance(source, dict) else None
+    if door is not None and door != MESH_DOOR:
+        gw = next((g for g in project.gateways if g.qualified == door), None)
+        if gw is None or gw.limit is None:
+            return None
+        key = f"gateway:{gw.name}"
+        limit = gw.limit
+    else:
+        resource = request.get("resource")
+        if not isinstance(resource, dict) or resource.get("type") != "service":
+            return None
+        balance = next((b for b in project.balances if b.service.name == resource.get("id")), None)
+        if balance is None or balance.limit is None:
+            return None
+        key = f"service:{balance.service.name}"
+        limit = balance.limit
+    spec = prepared.limits.get(key)
+    if spec is None:
+        return None
+    if limit.key == "client-ip":
+        key = f"{key}:{ip if isinstance(ip, str) and ip else 'unknown'}"
+    return key, spec
+
+
+def _door_of(check: Any) -> str | None:
+    """The door a CheckRequest names (`mcpdsl.gateway`), else the mesh; None if unreadable."""
+    try:
+        ext = check["attributes"].get("contextExtensions")
+    except (TypeError, KeyError, AttributeError):
+        return None
+    if not isinstance(ext, dict):
+        return MESH_DOOR
+    gateway = ext.get("mcpdsl.gateway")
+    return gateway if isinstance(gateway, str) else MESH_DOOR
+
+
+class ServerState:
+    """The engine, the store, the log and the metrics of one server, and its decisions."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        store: Store | None = None,
+        log: DecisionLog | None = None,
+        metrics: Metrics | None = None,
+        on_unavailable: OnUnavailable = "deny",
+        clock: Any = time.time,
+    ) -> None:
+        self.engine = engine
+        self.store: Store = store if store is not None else MemoryStore()
+        self.log = log
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.on_unavailable: OnUnavailable = on_unavailable
+        self._clock = clock
+        self.metrics.ready.set(1)
+        self.metrics.policy_revision.set(clock())
+
+    @property
+    def prepared(self) -> PreparedProject:
+        return self.engine.compiled
+
+    async def check(self, check: Any, transport: Transport = "grpc") -> Verdict:
+        """Decide an Envoy/Istio CheckRequest (protojson data)."""
+        start = time.perf_counter_ns()
+        prepared = self.engine.compiled  # once: the whole request sees one policy
+        try:
+            request = request_for(prepared.doors, check)
+        except Refused as exc:
+            return self._finish(refused(str(exc)), None, None, transport, start)
+        except RecursionError:
+            return self._finish(refused("the CheckRequest is nested too deeply"), None, None,
+                                transport, start)  # fmt: skip
+        return await self._decide(prepared, request, _door_of(check), transport, start)
+
+    async def authorize(self, request: Any, transport: Transport = "http") -> Verdict:
+        """Decide a canonical request (OPA's `input`: the caller is a trusted PEP)."""
+        start = time.perf_counter_ns()
+        prepared = self.engine.compiled
+        if not isinstance(request, dict):
+            decision = prepared.policies.authorize(request)  # the evaluator's own refusal
+            return self._finish(decision, None, None, transport, start)
+        return await self._decide(prepared, dict(request), None, transport, start)
+
+    async def _decide(
+        self,
+        prepared: PreparedProject,
+        request: dict[str, Any],
+        door: str | None,
+        transport: Transport,
+        start: int,
+    ) -> Verdict:
+        now = self._clock()
+        principal = principal_key(request)
+        unavailable = False
+        try:
+            stats = await self.store.observe(principal, resource_key(request), now)
+        except StoreUnavailable:
+            unavailable = True
+            stats = Stats()
+        request["stats"] = {"principal": stats.as_data()}
+        decision = prepared.policies.authorize(request)
+        if unavailable:
+            self.metrics.store_errors.inc()
+            if self.on_unavailable == "deny":
+                return self._finish(decision, request, None, transport, start, unavailable=True)
+            return self._finish(decision, request, None, transport, start)
+        limited: str | None = None
+        if decision.enforced:
+            bucket = limit_for(prepared, door, request)
+            if bucket is not None:
+                try:
+                    if not await self.store.take(bucket[0], bucket[1], now):
+                        limited = bucket[1].source
+                except StoreUnavailable:
+                    self.metrics.store_errors.inc()
+                    if self.on_unavailable == "deny":
+                        return self._finish(decision, request, None, transport, start,
+                                            unavailable=True)  # fmt: skip
+        try:
+            await self.store.outcome(principal, not decision.enforced or limited is not None, now)
+        except StoreUnavailable:
+            self.metrics.store_errors.inc()
+        return self._finish(decision, request, limited, transport, start)
+
+    def _finish(
+        self,
+        decision: Decision,
+        request: dict[str, Any] | None,
+        limited: str | None,
+        transport: Transport,
+        start: int,
+        *,
+        unavailable: bool = False,
+    ) -> Verdict:
+        verdict = Verdict(decision, request, str(uuid.uuid4()), limited, unavailable)
+        elapsed = time.perf_counter_ns() - start
+        m = self.metrics
+        result = (
+            "unavailable" if unavailable
+            else "limited" if limited is not None
+            else "refused" if decision.refusal is not None
+            else "allow" if verdict.allowed
+            else "deny"
+        )  # fmt: skip
+        m.decisions.labels(transport, result).inc()
+        for rule in decision.rules:
+            m.rule_hits.labels(rule, result).inc()
+        m.latency.labels(transport).observe(elapsed / 1e9)
+        if self.log is not None:
+            extra: dict[str, Any] = {"decision_id": verdict.decision_id, "transport": transport}
+            if limited is not None:
+                extra["limited"] = limited
+            if unavailable:
+                extra["unavailable"] = True
+            try:
+                self.log.record(
+                    request if request is not None else {}, decision, elapsed / 1000, extra
+                )
+            except OSError:
+                m.log_drops.inc()
+        return verdict
