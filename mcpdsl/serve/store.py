@@ -60,36 +60,56 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+class _Window:
+    """Events of the last `span` seconds at one-second resolution, with a running total.
+
+    Appending and pruning are amortised O(1), so a principal making thousands of
+    calls a minute costs the same per call as one making a few.
+    """
+
+    __slots__ = ("buckets", "span", "total")
+
+    def __init__(self, span: int) -> None:
+        self.span = span
+        self.buckets: deque[list[int]] = deque()  # [second, count], oldest first
+        self.total = 0
+
+    def add(self, second: int) -> None:
+        if self.buckets and self.buckets[-1][0] == second:
+            self.buckets[-1][1] += 1
+        else:
+            self.buckets.append([second, 1])
+        self.total += 1
+
+    def prune(self, second: int) -> int:
+        """Drop what is older than the window ending at `second`; the count left."""
+        horizon = second - self.span
+        while self.buckets and self.buckets[0][0] <= horizon:
+            self.total -= self.buckets.popleft()[1]
+        return self.total
+
+
 class _Windows:
-    """Exact sliding windows for one principal: event times (and resources) of the last hour."""
+    """One principal's windows: calls and denials per minute and hour, resources last seen."""
 
     __slots__ = ("calls", "denials", "seen")
 
     def __init__(self) -> None:
-        self.calls: deque[float] = deque()
-        self.denials: deque[float] = deque()
-        self.seen: dict[str, float] = {}
+        self.calls = {name: _Window(span) for name, span in WINDOWS.items()}
+        self.denials = {name: _Window(span) for name, span in WINDOWS.items()}
+        self.seen: dict[str, int] = {}  # resource -> the last second it was called
 
-    def prune(self, now: float) -> None:
-        horizon = now - WINDOWS["1h"]
-        for q in (self.calls, self.denials):
-            while q and q[0] <= horizon:
-                q.popleft()
-        if len(self.seen) > 64 and min(self.seen.values()) <= horizon:
-            self.seen = {r: t for r, t in self.seen.items() if t > horizon}
+    def last(self) -> int:
+        hour = self.calls["1h"].buckets
+        return hour[-1][0] if hour else -(2**62)
 
-    @staticmethod
-    def count(q: deque[float], since: float) -> int:
-        n = 0
-        for t in reversed(q):
-            if t <= since:
-                break
-            n += 1
-        return n
+
+#: Distinct resources remembered per principal; beyond it the counts saturate.
+MAX_RESOURCES = 10_000
 
 
 class MemoryStore:
-    """A `Store` in this process (one replica): exact windows, the engine's token buckets.
+    """A `Store` in this process (one replica): windows at one-second resolution, token buckets.
 
     Its methods never await, so on one event loop each runs atomically.
     """
@@ -100,42 +120,60 @@ class MemoryStore:
         self._max = max_principals
 
     async def observe(self, principal: str, resource: str, now: float) -> Stats:
+        second = int(now)
         w = self._windows.get(principal)
         if w is None:
             if len(self._windows) >= self._max:
-                self._evict(now)
+                self._evict(second)
             w = self._windows[principal] = _Windows()
-        w.prune(now)
-        w.calls.append(now)
-        if resource:
-            w.seen[resource] = now
-        m1, h1 = now - WINDOWS["1m"], now - WINDOWS["1h"]
+        for window in w.calls.values():
+            window.add(second)
+        seen = w.seen
+        if resource and (resource in seen or len(seen) < MAX_RESOURCES):
+            seen.pop(resource, None)
+            seen[resource] = second  # insertion order = last-seen order
+        hour = second - WINDOWS["1h"]
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest] > hour:
+                break
+            del seen[oldest]
         return Stats(
-            calls_1m=_Windows.count(w.calls, m1),
-            calls_1h=_Windows.count(w.calls, h1),
-            denials_1m=_Windows.count(w.denials, m1),
-            denials_1h=_Windows.count(w.denials, h1),
-            resources_1m=sum(1 for t in w.seen.values() if t > m1),
-            resources_1h=sum(1 for t in w.seen.values() if t > h1),
+            calls_1m=w.calls["1m"].prune(second),
+            calls_1h=w.calls["1h"].prune(second),
+            denials_1m=w.denials["1m"].prune(second),
+            denials_1h=w.denials["1h"].prune(second),
+            resources_1m=_recent(seen, second - WINDOWS["1m"]),
+            resources_1h=len(seen),
         )
 
     async def outcome(self, principal: str, denied: bool, now: float) -> None:
         if denied:
             w = self._windows.get(principal)
             if w is not None:
-                w.denials.append(now)
+                for window in w.denials.values():
+                    window.add(int(now))
 
     async def take(self, key: str, spec: BucketSpec, now: float) -> bool:
         return self._limiter.admit({key: spec}, key, now)
 
-    def _evict(self, now: float) -> None:
+    def _evict(self, second: int) -> None:
         """Drop principals idle for an hour; then the oldest, so memory stays bounded."""
-        horizon = now - WINDOWS["1h"]
-        idle = [p for p, w in self._windows.items() if not w.calls or w.calls[-1] <= horizon]
-        for p in idle:
+        horizon = second - WINDOWS["1h"]
+        for p in [p for p, w in self._windows.items() if w.last() <= horizon]:
             del self._windows[p]
         while len(self._windows) >= self._max:
             del self._windows[next(iter(self._windows))]
 
     async def close(self) -> None:
         self._windows.clear()
+
+
+def _recent(seen: dict[str, int], since: int) -> int:
+    """How many resources were last seen after `since` (the newest are at the end of `seen`)."""
+    n = 0
+    for second in reversed(seen.values()):
+        if second <= since:
+            break
+        n += 1
+    return n
