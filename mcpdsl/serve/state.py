@@ -192,6 +192,13 @@ class ServerState:
                                 transport, start)  # fmt: skip
         return await self._decide(prepared, request, _door_of(check), transport, start)
 
+    def refuse(self, reason: str, transport: Transport = "grpc") -> Verdict:
+        """A deny for input no mapping can read (e.g. bytes that are not a CheckRequest).
+
+        It goes through `_finish` like every decision: logged, counted as `refused`.
+        """
+        return self._finish(refused(reason), None, None, transport, time.perf_counter_ns())
+
     async def authorize(self, request: Any, transport: Transport = "http") -> Verdict:
         """Decide a canonical request (OPA's `input`: the caller is a trusted PEP)."""
         start = time.perf_counter_ns()
