@@ -41,6 +41,7 @@ from mcpdsl.serve.grpc_authz import (
     NotJson,
     check_data,
     check_response,
+    response_bytes,
 )
 from mcpdsl.serve.state import ServerState, Verdict
 from mcpdsl.serve.store import Stats, StoreUnavailable
@@ -363,3 +364,14 @@ def test_raw_header_maps_are_read_as_headers_and_non_utf8_is_refused(engine: Eng
     }
     http.header_map.headers.append(base_pb2.HeaderValue(key="x-c", raw_value=b"\xff"))
     _denied_with(_answer(engine, msg.SerializeToString()), "a header value is not a string")
+
+
+def test_the_serialized_allow_is_the_check_response(engine: Engine) -> None:
+    """The OK template with its id filled in parses to exactly `check_response`."""
+    state = ServerState(engine)
+    allowed = _verdict(state, _find(engine, lambda d: d.enforced))
+    denied = _verdict(state, {"action": "GET"})
+    for verdict in (allowed, denied):
+        raw = response_bytes(verdict)
+        assert pb.CheckResponse.FromString(raw) == check_response(verdict)
+    assert len({_verdict(state, {"action": "GET"}).decision_id for _ in range(50)}) == 50
