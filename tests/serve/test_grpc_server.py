@@ -44,6 +44,7 @@ import pytest
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 from google.protobuf import json_format, struct_pb2
 from google.rpc import code_pb2
+from validators import pgv_errors
 
 from mcpdsl.engine import Engine
 from mcpdsl.evaluate.checkrequest import decide
@@ -240,8 +241,10 @@ def _disagreements(
     engine: Engine, messages: list[pb.CheckRequest], responses: list[Any]
 ) -> list[str]:
     problems = []
-    for msg, response in zip(messages, responses, strict=True):
+    for i, (msg, response) in enumerate(zip(messages, responses, strict=True)):
         allowed, status = expected_status(engine, msg)
+        if i % 50 == 0 and isinstance(response, pb.CheckResponse):
+            problems += [f"invalid response: {e}" for e in pgv_errors(response)]
         if isinstance(response, grpc.aio.AioRpcError):
             problems.append(f"{response.code()}: {json_format.MessageToJson(msg)[:500]}")
             continue
