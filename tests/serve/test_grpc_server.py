@@ -169,13 +169,18 @@ async def send_all(
 
 
 async def post_all(base: str, path: str, bodies: list[Any]) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=16)
+    limits = httpx.Limits(max_connections=8)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
-        gate = asyncio.Semaphore(16)
+        gate = asyncio.Semaphore(8)
 
         async def one(body: Any) -> httpx.Response:
             async with gate:
-                return await client.post(path, json=body)
+                try:
+                    return await client.post(path, json=body)
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    # a kept-alive connection the server closed as it was reused
+                    # (uvicorn's keep-alive timeout on a stalled machine): once more
+                    return await client.post(path, json=body)
 
         return await asyncio.gather(*(one(b) for b in bodies))
 
