@@ -25,6 +25,9 @@ It produces exactly the fields the mapping (and the door selection) read,
 with protojson's names and its rules for absence (an empty string, an empty
 map or an unset message is left out), so that for those fields it equals
 `MessageToDict` (tests/serve/test_grpc_authz.py proves it by property).
+One deliberate addition: when Envoy sends the headers raw (`header_map`, its
+`encode_raw_headers` option) instead of in `headers`, they are read as
+`headers`, so that such a proxy is not denied for want of a section.
 """
 
 from __future__ import annotations
