@@ -1858,3 +1858,16 @@ def _istio_operator_errors(doc: dict[str, Any]) -> list[str]:
     if len(set(names)) != len(names):
         errors.append("spec.meshConfig.extensionProviders: duplicate names")
     return errors
+
+
+def pgv_errors(message: Message) -> list[str]:
+    """protoc-gen-validate errors of a protobuf message and of every message inside it.
+
+    What Envoy checks on a message it receives (e.g. a `CheckResponse` from an
+    ext_authz server): the `(validate.rules)` of each message, recursively.
+    """
+    visited: list[tuple[str, Message]] = []
+    errors: list[str] = []
+    with _pgv_shallow():
+        _walk_message(message, "", visited, errors)
+    return errors

@@ -21,6 +21,7 @@ then decides without signals and without limits.
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from dataclasses import dataclass
@@ -174,6 +175,13 @@ class ServerState:
         self._clock = clock
         self.metrics.ready.set(1)
         self.metrics.policy_revision.set(clock())
+        # Per-request costs kept off the hot path: a labelled metric child is looked
+        # up once per label set (prometheus-client hashes and locks on every
+        # `labels()`), and decision ids are a random per-process prefix plus a
+        # counter, in the shape of a UUID (uuid4 reads the OS's randomness per call).
+        self._children: dict[tuple[str, ...], Any] = {}
+        self._id_prefix = str(uuid.uuid4())[:19]
+        self._sequence = itertools.count()
 
     @property
     def prepared(self) -> PreparedProject:
@@ -191,6 +199,13 @@ class ServerState:
             return self._finish(refused("the CheckRequest is nested too deeply"), None, None,
                                 transport, start)  # fmt: skip
         return await self._decide(prepared, request, _door_of(check), transport, start)
+
+    def refuse(self, reason: str, transport: Transport = "grpc") -> Verdict:
+        """A deny for input no mapping can read (e.g. bytes that are not a CheckRequest).
+
+        It goes through `_finish` like every decision: logged, counted as `refused`.
+        """
+        return self._finish(refused(reason), None, None, transport, time.perf_counter_ns())
 
     async def authorize(self, request: Any, transport: Transport = "http") -> Verdict:
         """Decide a canonical request (OPA's `input`: the caller is a trusted PEP)."""
@@ -242,6 +257,19 @@ class ServerState:
             self.metrics.store_errors.inc()
         return self._finish(decision, request, limited, transport, start)
 
+    def _decision_id(self) -> str:
+        """A decision id unique across processes (random prefix) and within one (counter)."""
+        n = next(self._sequence)
+        return f"{self._id_prefix}{n >> 48 & 0xFFFF:04x}-{n & 0xFFFFFFFFFFFF:012x}"
+
+    def _child(self, metric: Any, name: str, *labels: str) -> Any:
+        """`metric.labels(*labels)`, cached (rule names are a bounded set per policy)."""
+        key = (name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def _finish(
         self,
         decision: Decision,
@@ -252,7 +280,7 @@ class ServerState:
         *,
         unavailable: bool = False,
     ) -> Verdict:
-        verdict = Verdict(decision, request, str(uuid.uuid4()), limited, unavailable)
+        verdict = Verdict(decision, request, self._decision_id(), limited, unavailable)
         elapsed = time.perf_counter_ns() - start
         m = self.metrics
         result = (
@@ -262,10 +290,10 @@ class ServerState:
             else "allow" if verdict.allowed
             else "deny"
         )  # fmt: skip
-        m.decisions.labels(transport, result).inc()
+        self._child(m.decisions, "decisions", transport, result).inc()
         for rule in decision.rules:
-            m.rule_hits.labels(rule, result).inc()
-        m.latency.labels(transport).observe(elapsed / 1e9)
+            self._child(m.rule_hits, "rule", rule, result).inc()
+        self._child(m.latency, "latency", transport).observe(elapsed / 1e9)
         if self.log is not None:
             extra: dict[str, Any] = {"decision_id": verdict.decision_id, "transport": transport}
             if limited is not None:
