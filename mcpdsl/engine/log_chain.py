@@ -172,14 +172,14 @@ def find_tail(path: str) -> Tail | None:
         return None
     except OSError as exc:
         raise DecisionLogError(f"cannot read `{path}`: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        try:
+    try:
+        with os.fdopen(fd, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size == 0:
                 return None
             return _scan_tail(f, size, path)
-        except OSError as exc:
-            raise DecisionLogError(f"cannot read `{path}`: {exc.strerror}") from None
+    except OSError as exc:
+        raise DecisionLogError(f"cannot read `{path}`: {exc.strerror}") from None
 
 
 def _scan_tail(f: BinaryIO, size: int, path: str) -> Tail:
