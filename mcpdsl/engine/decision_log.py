@@ -52,6 +52,8 @@ CHAIN_FIELDS = frozenset({"seq", "prev", "dropped", "skipped"})
 
 _log = logging.getLogger("mcpdsl.decision_log")
 
+#: Where records go: a callable taking one line, or a file path.  `Engine` also
+#: takes a `DecisionLog` already configured (rotation, masks).
 Sink = Callable[[str], object] | str | os.PathLike[str]
 
 
@@ -149,6 +151,15 @@ def _cut(text: str, secrets: list[str]) -> str:
     parts += [text[done:start], MASK, text[end:]]
     out = "".join(parts)
     return MASK if any(secret in out for secret in secrets) else out
+
+
+def _occurs(secrets: list[str], text: str) -> bool:
+    """Whether a secret occurs in a string of the JSON `text` (a cheap test before `_scrub`).
+
+    JSON escapes character by character, so a string containing a secret
+    serialises to text containing the secret's own escaped form.
+    """
+    return any(json.dumps(s, ensure_ascii=False)[1:-1] in text for s in secrets)
 
 
 def _scrub(node: Any, secrets: list[str]) -> Any:
@@ -294,7 +305,7 @@ class DecisionLog:
                 prefix = b"\n" if torn else b""
                 skipped = (lines, size + len(prefix))
             line = (chain_prefix(head.seq, head.prev, self._pending_drops, skipped) + ","
-                    + body[1:]).encode()  # fmt: skip
+                    + body[1:]).encode("utf-8", "replace")  # a lone surrogate in `extra`
             if self._write(prefix, line):
                 self._head = Head(head.seq + 1, line_hash(line))
                 self._pending_drops = 0
@@ -353,8 +364,10 @@ class DecisionLog:
             request = {"not_logged": f"the request is not plain JSON data: {exc}"}
         masked, hidden = mask_request(request, self.paths)
         secrets = _secrets(hidden)
-        if secrets:
+        text = canonical(masked)
+        if secrets and _occurs(secrets, text):
             masked = _scrub(masked, secrets)
+            text = canonical(masked)
         outcome: dict[str, Any] = {
             "allowed": decision.allowed,
             "enforced": decision.enforced,
@@ -366,7 +379,7 @@ class DecisionLog:
             outcome["refusal"] = _scrub(decision.refusal, secrets) if secrets else decision.refusal
         record: dict[str, Any] = {
             "time": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
-            "digest": hashlib.sha256(canonical(masked).encode()).hexdigest(),
+            "digest": hashlib.sha256(text.encode()).hexdigest(),
             "input": masked,
             "decision": outcome,
             "rules": list(decision.rules),
