@@ -76,8 +76,9 @@ def verify_logs_command(
             "records": result.records,
             "first_seq": result.first_seq,
             "last_seq": result.last_seq,
-            "head": None if result.head is None else {"seq": result.last_seq,
-                                                      "sha256": result.head},  # fmt: skip
+            "head": None
+            if result.head is None
+            else {"seq": result.last_seq, "sha256": result.head},
             "intact": result.errors == 0,
             "diagnostics": [to_json_obj(d) for d in result.diagnostics],
             "summary": {"errors": result.errors, "warnings": result.warnings},

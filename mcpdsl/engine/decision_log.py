@@ -304,8 +304,9 @@ class DecisionLog:
                 lines, size, torn = self._junk
                 prefix = b"\n" if torn else b""
                 skipped = (lines, size + len(prefix))
-            line = (chain_prefix(head.seq, head.prev, self._pending_drops, skipped) + ","
-                    + body[1:]).encode("utf-8", "replace")  # a lone surrogate in `extra`
+            line = (
+                chain_prefix(head.seq, head.prev, self._pending_drops, skipped) + "," + body[1:]
+            ).encode("utf-8", "replace")  # a lone surrogate in `extra`
             if self._write(prefix, line):
                 self._head = Head(head.seq + 1, line_hash(line))
                 self._pending_drops = 0
@@ -334,7 +335,7 @@ class DecisionLog:
                 if 0 < written < len(data):
                     self._torn(data[:written])
             return True
-        except Exception as exc:  # noqa: BLE001 - a log never breaks the decision it records
+        except Exception as exc:  # a log never breaks the decision it records
             self._dropped += 1
             self._pending_drops += 1
             if self._dropped == 1 or self._dropped % 10_000 == 0:

@@ -25,7 +25,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 #: `prev` of the first record of a chain.
 GENESIS = "0" * 64

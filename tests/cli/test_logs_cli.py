@@ -107,7 +107,9 @@ def test_truncated_tail_is_a_warning_unless_strict(tmp_path: Path) -> None:
         (b"x" * (5 * 1024 * 1024), "not a decision log"),
     ],
 )
-def test_hostile_files_are_refused_with_exit_2(tmp_path: Path, content: bytes, message: str) -> None:
+def test_hostile_files_are_refused_with_exit_2(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
     path = tmp_path / "d.jsonl"
     path.write_bytes(content)
     result = run(str(path))

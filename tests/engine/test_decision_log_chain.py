@@ -300,7 +300,9 @@ def test_rotation_keeps_n_files_and_the_chain_crosses_them(tmp_path: Path) -> No
     for p in tmp_path.iterdir():
         assert 0 < p.stat().st_size <= 3000
     newest_first = json.loads(lines(path)[0])
-    assert newest_first["prev"] == hashlib.sha256(lines(tmp_path / "d.jsonl.1")[-1][:-1]).hexdigest()
+    assert (
+        newest_first["prev"] == hashlib.sha256(lines(tmp_path / "d.jsonl.1")[-1][:-1]).hexdigest()
+    )
     result = verify(rotated_set(str(path)), ordered=True)
     assert result.diagnostics == ()
     assert result.last_seq == 59 and result.first_seq is not None and result.first_seq > 0
@@ -465,8 +467,9 @@ _token = st.text(
 )
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                  max_size=3),  # fmt: skip
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 
@@ -530,3 +533,37 @@ def test_a_token_shaped_secret_is_nowhere_in_the_line(token: str) -> None:
         ALLOW, 1.0, {"decision_id": secret},
     )  # fmt: skip
     assert secret not in out[0]
+
+
+# ------------------------------------------------------------ users of the log
+
+
+def test_an_engine_takes_a_configured_log(tmp_path: Path) -> None:
+    from engine_support import engine_for, request
+
+    path = tmp_path / "d.jsonl"
+    log = DecisionLog(path, mask=("context.ssn",), max_bytes=10_000, keep=2)
+    engine = engine_for(tmp_path, "policy p {\n  allow any -> any\n}\n", decision_log=log)
+    r = request()
+    r["context"] = {"ssn": "123-45-6789"}
+    engine.authorize(r)
+    engine.close()
+    assert "123-45-6789" not in path.read_text()
+    assert check(path).records == 1
+
+
+def test_the_server_exports_drops_as_a_metric(tmp_path: Path) -> None:
+    import asyncio
+
+    from engine_support import engine_for, request
+
+    from mcpdsl.serve.state import ServerState
+
+    def full(line: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    engine = engine_for(tmp_path, "policy p {\n  allow any -> any\n}\n")
+    state = ServerState(engine, log=DecisionLog(full))
+    for _ in range(3):
+        assert asyncio.run(state.authorize(request())).allowed  # the decision stands
+    assert b"mcpdsl_decision_log_drops_total 3.0" in state.metrics.exposition()
