@@ -228,7 +228,7 @@ class DecisionLog:
         """Open (or create) the file and continue the chain found at its end."""
         assert self.path is not None
         tail = find_tail(self.path)
-        if tail is None and self.max_bytes is not None:
+        if tail is None:
             older = find_tail(f"{self.path}.1")  # a crash between rotation and first write
             if older is not None:
                 self._head = older.head
@@ -387,7 +387,9 @@ class DecisionLog:
             "latency_us": round(latency_us, 3),
         }
         if extra:
-            for key, value in (_scrub(dict(extra), secrets) if secrets else extra).items():
+            if secrets and _occurs(secrets, canonical(extra)):
+                extra = _scrub(dict(extra), secrets)
+            for key, value in extra.items():
                 if key not in CHAIN_FIELDS:
                     record[key] = value
         return record

@@ -454,6 +454,32 @@ def test_concurrent_writers_across_rotations(tmp_path: Path) -> None:
     assert result.diagnostics == () and result.records == 10_000
 
 
+def test_the_event_loop_and_threads_share_one_log(tmp_path: Path) -> None:
+    """The server records from its event loop while other threads (an engine) record too."""
+    import asyncio
+
+    path = tmp_path / "d.jsonl"
+    log = DecisionLog(path, mask=())
+
+    async def task(t: int) -> None:
+        for i in range(500):
+            log.record({"n": f"loop-{t}-{i}"}, ALLOW, 1.0)
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.gather(*(task(t) for t in range(4)))
+
+    worker = threading.Thread(
+        target=lambda: [log.record({"n": f"thread-{i}"}, ALLOW, 1.0) for i in range(2000)]
+    )
+    worker.start()
+    asyncio.run(main())
+    worker.join()
+    log.close()
+    assert len(lines(path)) == 4000
+    assert check(path).diagnostics == ()
+
+
 def test_find_tail_of_an_absent_or_empty_file(tmp_path: Path) -> None:
     assert find_tail(str(tmp_path / "none")) is None
     (tmp_path / "empty").write_bytes(b"")
@@ -462,8 +488,8 @@ def test_find_tail_of_an_absent_or_empty_file(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------ masking never leaks
 
-_token = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_characters="*"), min_size=1, max_size=24
+_token = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=24) | st.sampled_from(
+    ["a*", "*a", "**x", "x***", "***a*", "\\", '"', "\n"]
 )
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=12),
