@@ -593,3 +593,50 @@ def test_the_server_exports_drops_as_a_metric(tmp_path: Path) -> None:
     for _ in range(3):
         assert asyncio.run(state.authorize(request())).allowed  # the decision stands
     assert b"mcpdsl_decision_log_drops_total 3.0" in state.metrics.exposition()
+
+
+# ------------------------------------------------------------ any single tampering, anywhere
+
+
+def _chain_lines(n: int) -> list[bytes]:
+    out: list[str] = []
+    log = DecisionLog(out.append)
+    for i in range(n):
+        log.record(req(i), ALLOW, 1.0)
+    return [x.encode() + b"\n" for x in out]
+
+
+@given(
+    n=st.integers(4, 14),
+    kind=st.sampled_from(["edit", "remove", "move", "duplicate", "insert"]),
+    data=st.data(),
+)
+def test_any_single_tampering_is_found_at_its_line(
+    tmp_path_factory: pytest.TempPathFactory, n: int, kind: str, data: st.DataObject
+) -> None:
+    content = _chain_lines(n)
+    if kind == "edit":  # any line but the newest (no successor: needs an anchor)
+        k = data.draw(st.integers(0, n - 2))
+        content[k] = content[k].replace(f'"u{k}"'.encode(), b'"someone-else"')
+        expected = ("L0102", k + 1)
+    elif kind == "remove":  # neither the oldest nor the newest (those need anchors)
+        k = data.draw(st.integers(1, n - 2))
+        del content[k]
+        expected = ("L0103", k + 1)
+    elif kind == "move":
+        i = data.draw(st.integers(0, n - 1))
+        j = data.draw(st.integers(0, n - 1).filter(lambda j: abs(j - i) >= 2))
+        content.insert(j, content.pop(i))
+        expected = ("L0104", j + 1)
+    elif kind == "duplicate":
+        i = data.draw(st.integers(0, n - 1))
+        j = data.draw(st.integers(i + 1, n))
+        content.insert(j, content[i])
+        expected = ("L0106", j + 1)
+    else:
+        i = data.draw(st.integers(0, n - 1))
+        content.insert(i + 1, content[i].replace(f'"u{i}"'.encode(), b'"forged"'))
+        expected = ("L0105", i + 2)
+    path = tmp_path_factory.mktemp("t") / "d.jsonl"
+    put(path, content)
+    assert found(check(path)) == [expected]
