@@ -1,8 +1,8 @@
 """Verifying decision logs: which line of which file breaks the hash chain, and how.
 
 The files given are read once, in bounded chunks (`log_chain.read_lines`), and
-kept as one small entry per line (its place, sha256 and chain fields), so a
-log set of a million records costs about 200 MB; the line bytes are not kept.
+kept as one small entry per line (its place, sha256 and chain fields; about
+900 bytes with the indexes below); the line bytes are not kept.
 
 Findings are coded diagnostics (L01xx, `mcpdsl/diagnostics/codes_log.py`) in
 the order of the lines they point at.  Each kind of tampering is explained once,
@@ -34,8 +34,17 @@ from dataclasses import dataclass, field
 
 from mcpdsl.diagnostics import Diagnostic, Severity
 from mcpdsl.diagnostics.codes import CODES
-from mcpdsl.engine.log_chain import GENESIS, DecisionLogError, Link, parse_link, read_lines
+from mcpdsl.engine.log_chain import (
+    GENESIS,
+    MAX_LINE,
+    DecisionLogError,
+    Link,
+    parse_link,
+    read_lines,
+)
 from mcpdsl.source import Span
+
+TOO_LONG = f"the line is longer than {MAX_LINE // (1024 * 1024)} MiB"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,24 +93,21 @@ def rotated_set(path: str) -> list[str]:
 
 def read_file(path: str, index: int) -> list[Entry]:
     """Every line of one file; raises `DecisionLogError` when it cannot be read or is no log."""
+    entries: list[Entry] = []
     try:
         with open(path, "rb") as f:
-            raw = list(read_lines(f))
+            for line in read_lines(f):  # one line in memory at a time
+                parsed = parse_link(line.content) if line.content is not None else TOO_LONG
+                link = parsed if isinstance(parsed, Link) else None
+                why = parsed if isinstance(parsed, str) else ""
+                entries.append(
+                    Entry(index, line.number, line.size, line.terminated, line.digest, link, why)
+                )
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if isinstance(exc, IsADirectoryError):
             reason = "it is a directory"
         raise DecisionLogError(f"cannot read `{path}`: {reason}") from None
-    entries = []
-    for line in raw:
-        parsed = parse_link(line.content) if line.content is not None else "too long"
-        if parsed == "too long":
-            parsed = "the line is longer than 4 MiB"
-        link = parsed if isinstance(parsed, Link) else None
-        why = parsed if isinstance(parsed, str) else ""
-        entries.append(
-            Entry(index, line.number, line.size, line.terminated, line.digest, link, why)
-        )
     if entries and all(e.link is None for e in entries):
         raise DecisionLogError(
             f"`{path}` is not a decision log: none of its {len(entries)} lines is a record "
@@ -276,14 +282,15 @@ class _Verifier:
 
     def collisions(self) -> None:
         """Of several entries with one seq, keep the one the chain links to."""
-        by_seq: dict[int, list[int]] = {}
+        first: dict[int, int] = {}
+        by_seq: dict[int, list[int]] = {}  # only the seqs carried by more than one entry
         for i in self.candidates():
-            by_seq.setdefault(self.seq[i], []).append(i)
-        for s, group in by_seq.items():
-            if len(group) < 2:
-                continue
-            after = {self.link(j).prev for j in by_seq.get(s + 1, [])}
-            before = {self.entries[j].digest for j in by_seq.get(s - 1, [])}
+            j = first.setdefault(self.seq[i], i)
+            if j != i:
+                by_seq.setdefault(self.seq[i], [j]).append(i)
+        for s, group in list(by_seq.items()):
+            after = {self.link(j).prev for j in _carrying(s + 1, first, by_seq)}
+            before = {self.entries[j].digest for j in _carrying(s - 1, first, by_seq)}
             linked = [i for i in group if self.entries[i].digest in after]
             linked = linked or [i for i in group if self.link(i).prev in before]
             genuine = (linked or group)[0]
@@ -301,9 +308,11 @@ class _Verifier:
         cands = self.candidates()
         keep = set(_longest_increasing([self.seq[i] for i in cands]))
         kept = [cands[k] for k in sorted(keep)]
+        chain = list(kept)
+        if len(kept) == len(cands):
+            return chain  # already in order (the common case: no index needed)
         digests = {self.entries[i].digest: i for i in kept}
         prevs = {self.link(i).prev: i for i in kept}
-        chain = list(kept)
         for k, i in enumerate(cands):
             if k in keep:
                 continue
@@ -398,6 +407,13 @@ class _Verifier:
                 else f"seq {seq} is not among the entries of the files given"
             )
             self.report(last, "L0110", f"anchor seq {seq} is not in the log", note)
+
+
+def _carrying(seq: int, first: dict[int, int], more: dict[int, list[int]]) -> list[int]:
+    """The entries carrying `seq`."""
+    if seq in more:
+        return more[seq]
+    return [first[seq]] if seq in first else []
 
 
 def _unplaced(message: str) -> Diagnostic:
