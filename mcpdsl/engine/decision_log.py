@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -212,6 +213,8 @@ class DecisionLog:
         self._pending_drops = 0  # since the last line written
         self._junk: tuple[int, int, bool] | None = None  # lines, bytes, needs a newline
         self._fd: int | None = None
+        self._closed = False
+        self._regular = True
         self._size = 0
         self._head = Head(0, GENESIS)
         self._call: Callable[[str], object] | None = None
@@ -247,7 +250,9 @@ class DecisionLog:
         except OSError as exc:
             raise DecisionLogError(f"cannot open `{self.path}`: {exc.strerror}") from None
         self._fd = fd
-        self._size = os.fstat(fd).st_size
+        status = os.fstat(fd)
+        self._size = status.st_size
+        self._regular = stat.S_ISREG(status.st_mode)  # a pipe or device is never rotated
 
     def _rotate(self) -> None:
         """FILE -> FILE.1 -> ... -> FILE.keep, then a new FILE (called under the lock).
@@ -320,11 +325,14 @@ class DecisionLog:
             if self._call is not None:
                 self._call(line.decode())
                 return True
-            if self._fd is None:
+            if self._closed:
                 raise OSError(errno.EBADF, "the decision log is closed")
+            if self._fd is None:  # a rotation could not open the new file: try again
+                self._fd = os.open(self.path or "", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                self._size = os.fstat(self._fd).st_size
             data = prefix + line + b"\n"
-            if (self.max_bytes is not None and self._junk is None and self._size > 0
-                    and self._size + len(data) > self.max_bytes):  # fmt: skip
+            if (self.max_bytes is not None and self._regular and self._junk is None
+                    and self._size > 0 and self._size + len(data) > self.max_bytes):  # fmt: skip
                 self._rotate()
             written = 0
             try:
@@ -395,8 +403,11 @@ class DecisionLog:
         return record
 
     def close(self) -> None:
-        """Close the file (every record is already written: nothing is buffered)."""
+        """Close the file: every record is already written (nothing is buffered); sync it."""
         with self._lock:
+            self._closed = True
             if self._fd is not None:
+                with contextlib.suppress(OSError):  # a pipe or device cannot be synced
+                    os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -167,16 +168,19 @@ def find_tail(path: str) -> Tail | None:
     (also for a directory or an unreadable file).
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise DecisionLogError(f"cannot read `{path}`: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                return None
+            status = os.fstat(f.fileno())
+            if stat.S_ISDIR(status.st_mode):
+                raise DecisionLogError(f"cannot use `{path}`: it is a directory")
+            if not stat.S_ISREG(status.st_mode) or status.st_size == 0:
+                return None  # empty, or a pipe or device: nothing to continue from
+            size = status.st_size
             return _scan_tail(f, size, path)
     except OSError as exc:
         raise DecisionLogError(f"cannot read `{path}`: {exc.strerror}") from None

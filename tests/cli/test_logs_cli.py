@@ -153,3 +153,18 @@ def test_the_command_does_not_load_the_verifier_at_start_up() -> None:
         "assert 'mcpdsl.engine' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_serve_refuses_a_decision_log_that_is_not_one(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "p.mcp").write_text("package p\n\npolicy p {\n  allow any -> any\n}\n")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    result = CliRunner().invoke(
+        main, ["serve", str(tree), "--no-watch", "--decision-log", str(notes),
+               "--decision-log-max-bytes", "1000", "--decision-log-mask", "context.ssn"],
+    )  # fmt: skip
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "not a decision log" in result.output
+    assert notes.read_text() == "my notes\n"

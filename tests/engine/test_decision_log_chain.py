@@ -640,3 +640,13 @@ def test_any_single_tampering_is_found_at_its_line(
     path = tmp_path_factory.mktemp("t") / "d.jsonl"
     put(path, content)
     assert found(check(path)) == [expected]
+
+
+def test_a_device_is_written_to_but_never_rotated() -> None:
+    log = DecisionLog(os.devnull, max_bytes=10, keep=2)
+    for i in range(5):
+        log.record(req(i), ALLOW, 1.0)
+    log.close()
+    assert log.dropped == 0
+    assert not os.path.exists(f"{os.devnull}.1")
+    assert os.path.exists(os.devnull)
