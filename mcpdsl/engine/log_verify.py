@@ -347,14 +347,16 @@ class _Verifier:
             self.report(first, "L0102", "entry changed after it was written",
                         "the first entry of a chain (seq 0) carries the genesis `prev` "
                         f"({GENESIS[:8]}...)")  # fmt: skip
+        for i in chain:
+            lost = self.link(i).dropped
+            if lost:
+                self.report(i, "L0109", f"{lost} record{'s' if lost != 1 else ''} "
+                            "dropped by the writer before this line",
+                            "the writer could not write them (a write error)")  # fmt: skip
         explained: set[int] = set()  # b whose link from its predecessor is already explained
         for k in range(1, len(chain)):
             a, b = chain[k - 1], chain[k]
             link = self.link(b)
-            if link.dropped:
-                self.report(b, "L0109", f"{link.dropped} record{'s' if link.dropped != 1 else ''} "
-                            "dropped by the writer before this line",
-                            "the writer could not write them (a write error)")  # fmt: skip
             gap = self.seq[b] - self.seq[a] - 1
             if gap > 0:
                 between = sum(1 for j in self.malformed if a < j < b)

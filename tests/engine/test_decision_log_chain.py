@@ -395,6 +395,24 @@ def test_a_half_written_line_is_acknowledged_by_the_next(
     assert (result.first_seq, result.last_seq) == (0, 1)
 
 
+def test_drops_before_the_first_record_are_reported(tmp_path: Path) -> None:
+    failing = {"on": True}
+    out: list[str] = []
+
+    def sink(line: str) -> None:
+        if failing["on"]:
+            raise OSError(errno.EIO, "sink down")
+        out.append(line)
+
+    log = DecisionLog(sink)
+    log.record(req(0), ALLOW, 1.0)
+    failing["on"] = False
+    log.record(req(1), ALLOW, 1.0)
+    path = tmp_path / "d.jsonl"
+    path.write_text(out[0] + "\n")
+    assert found(check(path)) == [("L0109", 1)]
+
+
 def test_a_raising_callable_sink_never_breaks_the_caller() -> None:
     def sink(line: str) -> None:
         raise OSError(errno.EIO, "broken pipe")
