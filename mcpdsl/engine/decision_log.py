@@ -231,8 +231,12 @@ class DecisionLog:
         """Open (or create) the file and continue the chain found at its end."""
         assert self.path is not None
         tail = find_tail(self.path)
-        if tail is None:
-            older = find_tail(f"{self.path}.1")  # a crash between rotation and first write
+        if tail is None:  # maybe a crash between a rotation and the first write
+            try:
+                older = find_tail(f"{self.path}.1")
+            except DecisionLogError as exc:  # not ours: a new chain starts
+                _log.warning("decision log: not continuing from %s.1: %s", self.path, exc)
+                older = None
             if older is not None:
                 self._head = older.head
         if tail is not None:
