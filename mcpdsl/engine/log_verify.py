@@ -46,6 +46,9 @@ from mcpdsl.source import Span
 
 TOO_LONG = f"the line is longer than {MAX_LINE // (1024 * 1024)} MiB"
 
+#: A file with more lines that are not records than this is refused as a whole.
+MAX_BAD_LINES = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -94,12 +97,19 @@ def rotated_set(path: str) -> list[str]:
 def read_file(path: str, index: int) -> list[Entry]:
     """Every line of one file; raises `DecisionLogError` when it cannot be read or is no log."""
     entries: list[Entry] = []
+    bad = 0
     try:
         with open(path, "rb") as f:
             for line in read_lines(f):  # one line in memory at a time
                 parsed = parse_link(line.content) if line.content is not None else TOO_LONG
                 link = parsed if isinstance(parsed, Link) else None
                 why = parsed if isinstance(parsed, str) else ""
+                bad += link is None
+                if bad > MAX_BAD_LINES:  # millions of empty lines must not exhaust memory
+                    raise DecisionLogError(
+                        f"`{path}` is not a decision log: more than {MAX_BAD_LINES} of its "
+                        f"lines are not records (line {line.number}: {why})"
+                    )
                 entries.append(
                     Entry(index, line.number, line.size, line.terminated, line.digest, link, why)
                 )

@@ -105,6 +105,7 @@ def test_truncated_tail_is_a_warning_unless_strict(tmp_path: Path) -> None:
         (b"\xff\xfe\xfa not utf-8\n", "not a decision log"),
         (b"hello world\n", "not a decision log"),
         (b"x" * (5 * 1024 * 1024), "not a decision log"),
+        (b"\n" * 3_000_000, "more than 10000 of its lines are not records"),
     ],
 )
 def test_hostile_files_are_refused_with_exit_2(
