@@ -17,6 +17,7 @@ from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 from mcpdsl.cli.fmt_cmd import fmt_command
 from mcpdsl.cli.init_cmd import init_command
 from mcpdsl.cli.keys_cmd import keys_command
+from mcpdsl.cli.logs_cmd import logs_command
 from mcpdsl.cli.lsp_cmd import lsp_command
 from mcpdsl.cli.plan_cmd import plan_command
 from mcpdsl.cli.report_cmd import report_command
@@ -49,6 +50,7 @@ main.add_command(report_command)
 main.add_command(init_command)
 main.add_command(lsp_command)
 main.add_command(serve_command)
+main.add_command(logs_command)
 
 
 def run() -> None:

@@ -24,6 +24,30 @@ import click
     help="Append one JSON line per decision to FILE (`-`: standard output).",
 )
 @click.option(
+    "--decision-log-max-bytes",
+    "log_max_bytes",
+    type=click.IntRange(min=1),
+    default=100 * 1024 * 1024,
+    show_default=True,
+    help="Rotate the decision-log FILE before it grows beyond this size.",
+)
+@click.option(
+    "--decision-log-keep",
+    "log_keep",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Rotated decision-log files kept (FILE.1 ... FILE.N).",
+)
+@click.option(
+    "--decision-log-mask",
+    "log_mask",
+    multiple=True,
+    metavar="PATH",
+    help="Mask this attribute path in the decision log (repeatable; default: "
+    "request.headers.authorization).",
+)
+@click.option(
     "--on-store-unavailable",
     "on_unavailable",
     type=click.Choice(["deny", "allow"]),
@@ -38,6 +62,9 @@ def serve_command(
     grpc_addr: str,
     trust: str | None,
     decision_log: str | None,
+    log_max_bytes: int,
+    log_keep: int,
+    log_mask: tuple[str, ...],
     on_unavailable: str,
     no_watch: bool,
 ) -> None:
@@ -47,7 +74,7 @@ def serve_command(
 
     from mcpdsl.cli.common import fail
     from mcpdsl.engine import Engine
-    from mcpdsl.engine.decision_log import DecisionLog
+    from mcpdsl.engine.decision_log import DEFAULT_MASK, DecisionLog, DecisionLogError
     from mcpdsl.serve.runner import Addresses, serve, split_addr
     from mcpdsl.serve.state import ServerState
 
@@ -64,8 +91,14 @@ def serve_command(
         fail(f"cannot load `{path}`: {exc}")
     log = None
     if decision_log is not None:
-        log = DecisionLog((lambda line: sys.stdout.write(line + "\n")) if decision_log == "-"
-                          else decision_log)  # fmt: skip
+        mask = log_mask or DEFAULT_MASK
+        try:
+            log = DecisionLog((lambda line: sys.stdout.write(line + "\n")) if decision_log == "-"
+                              else decision_log, mask,
+                              max_bytes=log_max_bytes, keep=log_keep)  # fmt: skip
+        except DecisionLogError as exc:
+            engine.close()
+            fail(str(exc))
     state = ServerState(engine, log=log, on_unavailable=on_unavailable)  # type: ignore[arg-type]
     if not no_watch:
         engine.start_watching()

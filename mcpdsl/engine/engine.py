@@ -46,14 +46,17 @@ class Engine:
         self,
         compiled: PreparedProject,
         *,
-        decision_log: Sink | None = None,
+        decision_log: Sink | DecisionLog | None = None,
         mask: Iterable[str] = DEFAULT_MASK,
         source: PolicySource | None = None,
         on_reload: ReloadCallback | None = None,
         on_error: ReloadCallback | None = None,
     ) -> None:
         self._compiled = compiled  # the ONE reference a reload swaps
-        self._log = DecisionLog(decision_log, mask) if decision_log is not None else None
+        self._log = (
+            decision_log if isinstance(decision_log, DecisionLog) or decision_log is None
+            else DecisionLog(decision_log, mask)
+        )  # fmt: skip
         self._limiter = Limiter()
         self._source = source  # where reload() reads from; None for from_project
         self._on_reload = on_reload
@@ -69,7 +72,7 @@ class Engine:
         cls,
         path: str | os.PathLike[str],
         *,
-        decision_log: Sink | None = None,
+        decision_log: Sink | DecisionLog | None = None,
         mask: Iterable[str] = DEFAULT_MASK,
         trust: Trust | None = None,
         allow_unsigned: bool = False,
@@ -113,7 +116,7 @@ class Engine:
         on_error: ReloadCallback | None = None,
         trust: Trust | None = None,
         allow_unsigned: bool = False,
-        decision_log: Sink | None = None,
+        decision_log: Sink | DecisionLog | None = None,
         mask: Iterable[str] = DEFAULT_MASK,
         force_polling: bool | None = None,
     ) -> EngineWatch:
@@ -223,7 +226,7 @@ class Engine:
         cls,
         project: m.Project,
         *,
-        decision_log: Sink | None = None,
+        decision_log: Sink | DecisionLog | None = None,
         mask: Iterable[str] = DEFAULT_MASK,
     ) -> Engine:
         """An engine for an already compiled IR project."""

@@ -300,10 +300,8 @@ class ServerState:
                 extra["limited"] = limited
             if unavailable:
                 extra["unavailable"] = True
-            try:
-                self.log.record(
-                    request if request is not None else {}, decision, elapsed / 1000, extra
-                )
-            except OSError:
-                m.log_drops.inc()
+            before = self.log.dropped  # record never raises: it counts what it could not write
+            self.log.record(request if request is not None else {}, decision, elapsed / 1000, extra)
+            if self.log.dropped > before:
+                m.log_drops.inc(self.log.dropped - before)
         return verdict

@@ -40,7 +40,10 @@ def test_callable_sink_and_masking(tmp_path: Path) -> None:
     assert d.allowed
     assert len(lines) == 1
     record = json.loads(lines[0])
-    assert set(record) == {"time", "digest", "input", "decision", "rules", "latency_us"}
+    assert set(record) == {
+        "seq", "prev", "time", "digest", "input", "decision", "rules", "latency_us"
+    }  # fmt: skip
+    assert lines[0].startswith('{"seq":0,"prev":"' + "0" * 64 + '",')
     assert record["decision"] == {
         "allowed": True,
         "enforced": True,
