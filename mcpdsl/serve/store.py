@@ -11,16 +11,26 @@ cannot answer raises `StoreUnavailable`; the server then decides as the
 
 from __future__ import annotations
 
-from collections import deque
+import math
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from mcpdsl.evaluate.limits import BucketSpec, Limiter
+from mcpdsl.evaluate.limits import BucketSpec, TokenBucket
 
 #: The sliding windows, in seconds, by the suffix of their attribute names.
 WINDOWS: dict[str, int] = {"1m": 60, "1h": 3600}
 #: The counters the server maintains per principal (`stats.principal.<name>_<window>`).
 COUNTERS: tuple[str, ...] = ("calls", "denials", "resources")
+#: Per principal and window, at most this many calls (and denials) are remembered:
+#: a counter is exact up to it and then saturates (it never reports fewer than the
+#: cap, so a rule `calls_1h > N` with N below the cap still fires).
+MAX_EVENTS = 100_000
+#: Per principal and window, at most this many distinct resources are remembered
+#: (the most recently used ones); `resources_*` saturates at it like the counters.
+MAX_RESOURCES = 10_000
+#: Token buckets kept by `MemoryStore` (per-client limits make one per client).
+MAX_BUCKETS = 100_000
 
 
 class StoreUnavailable(Exception):
@@ -60,82 +70,145 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+def _slide(times: deque[float], horizon: float) -> None:
+    """Forget the events at or before `horizon` (the deque is in time order)."""
+    while times and times[0] <= horizon:
+        times.popleft()
+
+
+def _slide_seen(seen: OrderedDict[str, float], horizon: float) -> None:
+    """Forget the resources last used at or before `horizon` (ordered by last use)."""
+    while seen:
+        first = next(iter(seen.values()))
+        if first > horizon:
+            return
+        seen.popitem(last=False)
+
+
+def _see(seen: OrderedDict[str, float], resource: str, now: float, cap: int) -> None:
+    seen[resource] = now
+    seen.move_to_end(resource)
+    while len(seen) > cap:
+        seen.popitem(last=False)
+
+
 class _Windows:
-    """Exact sliding windows for one principal: event times (and resources) of the last hour."""
+    """Exact sliding windows of one principal, one structure per window.
 
-    __slots__ = ("calls", "denials", "seen")
+    Every window keeps only what it counts, in time order, so an observation
+    costs amortised O(1) whatever the rate (no scan of an hour of events per
+    call) and a count is a `len`.  Times are taken as non-decreasing: a clock
+    that steps back is treated as standing still (`latest`).
+    """
 
-    def __init__(self) -> None:
-        self.calls: deque[float] = deque()
-        self.denials: deque[float] = deque()
-        self.seen: dict[str, float] = {}
+    __slots__ = ("calls", "denials", "latest", "seen")
 
-    def prune(self, now: float) -> None:
-        horizon = now - WINDOWS["1h"]
-        for q in (self.calls, self.denials):
-            while q and q[0] <= horizon:
-                q.popleft()
-        if len(self.seen) > 64 and min(self.seen.values()) <= horizon:
-            self.seen = {r: t for r, t in self.seen.items() if t > horizon}
+    def __init__(self, max_events: int) -> None:
+        self.calls = (deque[float](maxlen=max_events), deque[float](maxlen=max_events))
+        self.denials = (deque[float](maxlen=max_events), deque[float](maxlen=max_events))
+        self.seen: tuple[OrderedDict[str, float], OrderedDict[str, float]] = (
+            OrderedDict(),
+            OrderedDict(),
+        )
+        self.latest = -math.inf
 
-    @staticmethod
-    def count(q: deque[float], since: float) -> int:
-        n = 0
-        for t in reversed(q):
-            if t <= since:
-                break
-            n += 1
-        return n
+    def clamp(self, now: float) -> float:
+        self.latest = max(self.latest, now)
+        return self.latest
+
+    def slide(self, now: float) -> None:
+        for i, span in enumerate((WINDOWS["1m"], WINDOWS["1h"])):
+            horizon = now - span
+            _slide(self.calls[i], horizon)
+            _slide(self.denials[i], horizon)
+            _slide_seen(self.seen[i], horizon)
 
 
 class MemoryStore:
     """A `Store` in this process (one replica): exact windows, the engine's token buckets.
 
-    Its methods never await, so on one event loop each runs atomically.
+    Its methods never await, so on one event loop each runs atomically.  Memory
+    is bounded: at most `max_principals` principals (the least recently active
+    one is forgotten first, and any idle for an hour as soon as it is seen),
+    `max_events` times per counter and window, `max_resources` resources per
+    window, `max_buckets` buckets (full buckets, which carry no state, go first).
     """
 
-    def __init__(self, max_principals: int = 100_000) -> None:
-        self._windows: dict[str, _Windows] = {}
-        self._limiter = Limiter()
+    def __init__(
+        self,
+        max_principals: int = 100_000,
+        *,
+        max_events: int = MAX_EVENTS,
+        max_resources: int = MAX_RESOURCES,
+        max_buckets: int = MAX_BUCKETS,
+    ) -> None:
+        self._windows: OrderedDict[str, _Windows] = OrderedDict()
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._max = max_principals
+        self._max_events = max_events
+        self._max_resources = max_resources
+        self._max_buckets = max_buckets
 
     async def observe(self, principal: str, resource: str, now: float) -> Stats:
+        self._forget_idle(now)
         w = self._windows.get(principal)
         if w is None:
-            if len(self._windows) >= self._max:
-                self._evict(now)
-            w = self._windows[principal] = _Windows()
-        w.prune(now)
-        w.calls.append(now)
+            while len(self._windows) >= self._max:
+                self._windows.popitem(last=False)
+            w = self._windows[principal] = _Windows(self._max_events)
+        else:
+            self._windows.move_to_end(principal)
+        now = w.clamp(now)
+        w.slide(now)
+        for q in w.calls:
+            q.append(now)
         if resource:
-            w.seen[resource] = now
-        m1, h1 = now - WINDOWS["1m"], now - WINDOWS["1h"]
+            for seen in w.seen:
+                _see(seen, resource, now, self._max_resources)
         return Stats(
-            calls_1m=_Windows.count(w.calls, m1),
-            calls_1h=_Windows.count(w.calls, h1),
-            denials_1m=_Windows.count(w.denials, m1),
-            denials_1h=_Windows.count(w.denials, h1),
-            resources_1m=sum(1 for t in w.seen.values() if t > m1),
-            resources_1h=sum(1 for t in w.seen.values() if t > h1),
+            calls_1m=len(w.calls[0]),
+            calls_1h=len(w.calls[1]),
+            denials_1m=len(w.denials[0]),
+            denials_1h=len(w.denials[1]),
+            resources_1m=len(w.seen[0]),
+            resources_1h=len(w.seen[1]),
         )
 
     async def outcome(self, principal: str, denied: bool, now: float) -> None:
         if denied:
             w = self._windows.get(principal)
             if w is not None:
-                w.denials.append(now)
+                now = w.clamp(now)
+                for q in w.denials:
+                    q.append(now)
 
     async def take(self, key: str, spec: BucketSpec, now: float) -> bool:
-        return self._limiter.admit({key: spec}, key, now)
+        """One token from `key`'s bucket; a bucket whose spec changed (a reload) restarts full."""
+        bucket = self._buckets.get(key)
+        if bucket is None or (bucket.capacity, bucket.per_second) != (
+            spec.capacity,
+            spec.per_second,
+        ):
+            self._buckets.pop(key, None)
+            while self._buckets and (
+                len(self._buckets) >= self._max_buckets
+                or next(iter(self._buckets.values())).full_at(now)
+            ):
+                self._buckets.popitem(last=False)
+            bucket = self._buckets[key] = TokenBucket(spec, now)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take(now)
 
-    def _evict(self, now: float) -> None:
-        """Drop principals idle for an hour; then the oldest, so memory stays bounded."""
+    def _forget_idle(self, now: float) -> None:
+        """Drop the least recently active principals while they have been idle for an hour."""
         horizon = now - WINDOWS["1h"]
-        idle = [p for p, w in self._windows.items() if not w.calls or w.calls[-1] <= horizon]
-        for p in idle:
-            del self._windows[p]
-        while len(self._windows) >= self._max:
-            del self._windows[next(iter(self._windows))]
+        while self._windows:
+            first = next(iter(self._windows.values()))
+            if first.latest > horizon:
+                return
+            self._windows.popitem(last=False)
 
     async def close(self) -> None:
         self._windows.clear()
+        self._buckets.clear()
