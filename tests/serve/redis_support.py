@@ -156,13 +156,15 @@ def write_policy(root: Path) -> Path:
 class ServeProcess:
     """`python -m mcpdsl serve TREE --redis URL` on free loopback ports, ready once /health is."""
 
-    def __init__(self, tree: Path, redis_url: str, *extra: str) -> None:
+    def __init__(
+        self, tree: Path, redis_url: str, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
         self.http, self.grpc = free_port(), free_port()
         self.log = tree.parent / f"serve-{self.http}.log"
         cmd = [sys.executable, "-m", "mcpdsl", "serve", str(tree), "--no-watch",
                "--addr", f"127.0.0.1:{self.http}", "--grpc-addr", f"127.0.0.1:{self.grpc}",
                "--redis", redis_url, *extra]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 60
@@ -170,10 +172,12 @@ class ServeProcess:
             if self.proc.poll() is not None:
                 err = self.log.read_text(errors="replace")
                 raise RuntimeError(f"mcpdsl serve exited with {self.proc.returncode}: {err}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.base}/health", timeout=2) as r,
+            ):
+                if r.status == 200:
+                    return
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("mcpdsl serve did not become healthy within 60 s")

@@ -146,8 +146,10 @@ def test_prefixes_separate_policies(redis_server: RedisServer) -> None:
             await a.observe("p", "r", 0.0)
             took = await a.take("k", spec, 0.0)
             assert took
-            return await a.observe("p", "r", 0.0), await b.observe("p", "r", 0.0), await b.take(
-                "k", spec, 0.0
+            return (
+                await a.observe("p", "r", 0.0),
+                await b.observe("p", "r", 0.0),
+                await b.take("k", spec, 0.0),
             )
         finally:
             await a.close()

@@ -1,0 +1,211 @@
+"""`mcpdsl serve --redis`: real server processes sharing one real redis-server.
+
+Two replicas enforce ONE limit (the bucket's capacity in total, whichever
+replica a request reaches); an unreachable Redis makes every decision a deny
+with the reason (fail closed) unless `--on-store-unavailable allow`; the
+server recovers when Redis comes back.  Also `ServerState` in process, and the
+CLI's usage errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis_support import REPO, RedisServer, ServeProcess, free_port, redis_server, write_policy
+
+from mcpdsl.engine import Engine
+from mcpdsl.serve.redis_store import RedisStore
+from mcpdsl.serve.state import STORE_DOWN, ServerState
+
+__all__ = ["redis_server"]  # the fixture, imported for pytest
+
+#: frontend -> api: allowed by the policy, limited by `balance api` (20, no refill in a test).
+INPUT = {
+    "principal": {"type": "service", "id": "frontend"},
+    "action": "GET",
+    "resource": {"type": "service", "id": "api"},
+    "request": {"path": "/v1/items"},
+}
+
+
+def decide(server: ServeProcess, data: dict[str, Any] = INPUT) -> dict[str, Any]:
+    body = json.dumps({"input": data}).encode()
+    req = urllib.request.Request(
+        f"{server.base}/v1/data/mcp/main/decision",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        result: dict[str, Any] = json.load(r)["result"]
+        return result
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return write_policy(tmp_path)
+
+
+def test_two_replicas_share_one_limit(redis_server: RedisServer, tree: Path) -> None:
+    a = ServeProcess(tree, redis_server.url)
+    try:
+        b = ServeProcess(tree, redis_server.url)
+        try:
+            results = [decide((a, b)[i % 2]) for i in range(50)]
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+    allowed = [r["enforced"] for r in results]
+    assert allowed == [True] * 20 + [False] * 30  # exactly the capacity, in total
+    assert allowed[0:20:2] == allowed[1:20:2] == [True] * 10  # both replicas admitted
+    assert {r["reason"] for r in results[20:]} == {"rate limited by balance `api`"}
+
+
+def test_concurrent_requests_to_both_replicas(redis_server: RedisServer, tree: Path) -> None:
+    servers = [ServeProcess(tree, redis_server.url) for _ in range(2)]
+    try:
+
+        async def go() -> list[bool]:
+            sem = asyncio.Semaphore(8)
+
+            async def one(i: int) -> bool:
+                async with sem:
+                    result = await asyncio.to_thread(decide, servers[i % 2])
+                    return bool(result["enforced"])
+
+            return list(await asyncio.gather(*(one(i) for i in range(60))))
+
+        allowed = asyncio.run(go())
+    finally:
+        for s in servers:
+            s.stop()
+    assert sum(allowed) == 20
+
+
+def test_unreachable_redis_fails_closed(tree: Path) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}"
+    server = ServeProcess(tree, dead, "--redis-timeout", "0.2")
+    try:
+        result = decide(server)
+    finally:
+        server.stop()
+    assert result["enforced"] is False
+    assert result["reason"] == STORE_DOWN
+
+
+def test_unreachable_redis_with_allow_decides_without_signals(tree: Path) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}"
+    server = ServeProcess(tree, dead, "--redis-timeout", "0.2", "--on-store-unavailable", "allow")
+    try:
+        results = [decide(server) for _ in range(25)]  # no limit either: 25 > 20
+    finally:
+        server.stop()
+    assert all(r["enforced"] for r in results)
+
+
+def test_server_recovers_when_redis_comes_back(redis_server: RedisServer, tree: Path) -> None:
+    server = ServeProcess(tree, redis_server.url, "--redis-timeout", "0.3")
+    try:
+        assert decide(server)["enforced"]
+        redis_server.stop()
+        assert decide(server)["reason"] == STORE_DOWN
+        redis_server.start()
+        assert decide(server)["enforced"]  # reconnected, scripts loaded again
+    finally:
+        server.stop()
+
+
+# -- in process ------------------------------------------------------------------------------
+
+
+def test_state_fails_closed_and_open(tree: Path) -> None:
+    engine = Engine.load(tree)
+
+    async def go(on_unavailable: str) -> Any:
+        store = RedisStore(f"redis://127.0.0.1:{free_port()}", timeout=0.2)
+        state = ServerState(engine, store=store, on_unavailable=on_unavailable)  # type: ignore[arg-type]
+        try:
+            return await state.authorize(dict(INPUT))
+        finally:
+            await store.close()
+
+    try:
+        closed = asyncio.run(go("deny"))
+        opened = asyncio.run(go("allow"))
+    finally:
+        engine.close()
+    assert not closed.allowed and closed.unavailable and closed.reason == STORE_DOWN
+    assert opened.allowed and opened.request["stats"]["principal"]["calls_1m"] == 0
+
+
+def test_state_counts_in_redis(redis_server: RedisServer, tree: Path) -> None:
+    engine = Engine.load(tree)
+
+    async def go() -> list[Any]:
+        store = RedisStore(redis_server.url)
+        state = ServerState(engine, store=store)
+        try:
+            return [await state.authorize(dict(INPUT)) for _ in range(22)]
+        finally:
+            await store.close()
+
+    try:
+        verdicts = asyncio.run(go())
+    finally:
+        engine.close()
+    assert [v.allowed for v in verdicts] == [True] * 20 + [False] * 2
+    last = verdicts[-1].request["stats"]["principal"]
+    assert (last["calls_1m"], last["denials_1m"], last["resources_1h"]) == (22, 1, 1)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mcpdsl", "serve", *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--redis", "http://user:s3cret@127.0.0.1:6379"], "is not a Redis URL"),
+        (["--redis", "127.0.0.1:6379"], "is not a Redis URL"),
+        (["--redis", "redis://127.0.0.1:1", "--redis-prefix", "a:b"], "invalid Redis key prefix"),
+    ],
+)
+def test_usage_errors(tree: Path, args: list[str], message: str) -> None:
+    done = cli(str(tree), *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_password_from_the_environment(redis_server: RedisServer, tree: Path) -> None:
+    redis_server.command("CONFIG", "SET", "requirepass", "pw-from-env")
+    denied = ServeProcess(tree, redis_server.url, "--redis-timeout", "0.3")
+    try:
+        assert decide(denied)["reason"] == STORE_DOWN  # NOAUTH: unavailable, fail closed
+    finally:
+        denied.stop()
+    server = ServeProcess(tree, redis_server.url, env={"MCPDSL_REDIS_PASSWORD": "pw-from-env"})
+    try:
+        assert decide(server)["enforced"]
+    finally:
+        server.stop()
+    assert "pw-from-env" not in server.log.read_text(errors="replace")
