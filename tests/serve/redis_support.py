@@ -25,8 +25,9 @@ import pytest
 SYSTEM_SKIP = "system component missing:"
 REPO = Path(__file__).resolve().parent.parent.parent
 
-#: A policy tree whose one allow rule is rate limited by a bucket of 20 that
-#: refills one token an hour (nothing refills within a test).
+#: A policy tree whose allow rules are rate limited by buckets that refill one
+#: token an hour (nothing refills within a test): 20 for calls to `api` on the
+#: mesh (`balance api`), 30 for everything through the gateway `edge`.
 POLICY = """package t
 
 service frontend { image "x" port 80 stateful }
@@ -35,10 +36,17 @@ service api { image "x" port 80 stateful }
 policy open {
   default deny
   allow service frontend -> service api
+  allow any -> service api on GET "/public/**"
 }
 
 balance api {
   limit 1/h burst 20
+}
+
+gateway edge {
+  listen 8443
+  limit  1/h burst 30
+  route "/**" -> service api
 }
 """
 

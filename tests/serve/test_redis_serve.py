@@ -18,7 +18,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from envoy.service.auth.v3 import external_auth_pb2 as pb
+from envoy.service.auth.v3 import external_auth_pb2_grpc as pb_grpc
+from google.protobuf import json_format
+from google.rpc import code_pb2
 from redis_support import REPO, RedisServer, ServeProcess, free_port, redis_server, write_policy
 
 from mcpdsl.engine import Engine
@@ -67,6 +72,36 @@ def test_two_replicas_share_one_limit(redis_server: RedisServer, tree: Path) -> 
     assert allowed == [True] * 20 + [False] * 30  # exactly the capacity, in total
     assert allowed[0:20:2] == allowed[1:20:2] == [True] * 10  # both replicas admitted
     assert {r["reason"] for r in results[20:]} == {"rate limited by balance `api`"}
+
+
+def edge_check(ip: str) -> pb.CheckRequest:
+    """A CheckRequest as Envoy's ext_authz filter at the gateway `edge` sends it."""
+    data = {
+        "attributes": {
+            "source": {"address": {"socketAddress": {"address": ip, "portValue": 40000}}},
+            "request": {"http": {"method": "GET", "path": "/public/x", "host": "api.test"}},
+            "contextExtensions": {"mcpdsl.gateway": "t.edge", "mcpdsl.route": "0"},
+        }
+    }
+    return json_format.ParseDict(data, pb.CheckRequest())
+
+
+def test_two_replicas_share_the_gateway_limit_over_grpc(
+    redis_server: RedisServer, tree: Path
+) -> None:
+    servers = [ServeProcess(tree, redis_server.url) for _ in range(2)]
+    channels = [grpc.insecure_channel(f"127.0.0.1:{s.grpc}") for s in servers]
+    try:
+        stubs = [pb_grpc.AuthorizationStub(c) for c in channels]
+        replies = [stubs[i % 2].Check(edge_check(f"10.0.0.{i}"), timeout=30) for i in range(45)]
+    finally:
+        for c in channels:
+            c.close()
+        for s in servers:
+            s.stop()
+    codes = [r.status.code for r in replies]
+    assert codes == [code_pb2.OK] * 30 + [code_pb2.PERMISSION_DENIED] * 15
+    assert {r.denied_response.status.code for r in replies[30:]} == {429}
 
 
 def test_concurrent_requests_to_both_replicas(redis_server: RedisServer, tree: Path) -> None:
