@@ -131,4 +131,7 @@ def _redis_store(url: str, prefix: str, timeout: float) -> RedisStore:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--redis-prefix'") from None
     password = os.environ.get("MCPDSL_REDIS_PASSWORD") or None
-    return RedisStore(url, prefix=prefix, password=password, timeout=timeout)
+    try:
+        return RedisStore(url, prefix=prefix, password=password, timeout=timeout)
+    except ValueError as exc:  # the URL's query names options the client cannot take
+        raise click.BadParameter(str(exc), param_hint="'--redis'") from None

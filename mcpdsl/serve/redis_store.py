@@ -144,7 +144,10 @@ def digest(text: str) -> str:
 
 def check_url(url: str) -> None:
     """ValueError unless `url` names a Redis server (redis://, rediss:// or unix://)."""
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:
+        raise ValueError(f"`{redacted(url)}` is not a URL: {exc}") from None
     if scheme not in SCHEMES:
         raise ValueError(
             f"`{redacted(url)}` is not a Redis URL (expected redis://HOST:PORT, "
@@ -203,6 +206,7 @@ class RedisStore:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import RedisError
 
         connect = timeout if connect_timeout is None else connect_timeout
         self.where = redacted(url)
@@ -211,13 +215,19 @@ class RedisStore:
         self._max_events = max_events
         self._max_resources = max_resources
         self._deadline = 2 * (connect + timeout) + timeout
-        self._client: Any = Redis.from_url(
-            url,
-            password=password,
-            socket_timeout=timeout,
-            socket_connect_timeout=connect,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        )
+        try:
+            self._client: Any = Redis.from_url(
+                url,
+                password=password,
+                socket_timeout=timeout,
+                socket_connect_timeout=connect,
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            )
+            # a connection object, not connected: options in the URL's query that the
+            # client does not know, or cannot parse, fail now rather than on every call
+            self._client.connection_pool.make_connection()
+        except (ValueError, TypeError, RedisError) as exc:
+            raise ValueError(f"invalid Redis URL `{self.where}`: {exc}") from None
         self._observe = self._client.register_script(_OBSERVE)
         self._outcome = self._client.register_script(_OUTCOME)
         self._take = self._client.register_script(_TAKE)

@@ -343,6 +343,10 @@ def test_urls() -> None:
     for bad in ("http://h:6379", "h:6379", "", "memcached://h"):
         with pytest.raises(ValueError, match="not a Redis URL"):
             check_url(bad)
+    for bad in ("redis://[::1", "redis://h:99999", "redis://h/?db=x", "redis://:s3cret@h/?bogus=1"):
+        with pytest.raises(ValueError, match="(not a URL|invalid Redis URL)") as exc:
+            RedisStore(bad)
+        assert "s3cret" not in str(exc.value)
     assert redacted("redis://user:s3cret@h:1/0") == "redis://user:***@h:1/0"
     assert "s3cret" not in repr(RedisStore("redis://:s3cret@127.0.0.1:1"))
     with pytest.raises(ValueError, match="invalid Redis key prefix"):
