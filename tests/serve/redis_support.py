@@ -67,10 +67,11 @@ def redis_binary() -> str:
 class RedisServer:
     """One redis-server process on 127.0.0.1:`port`; `stop()` and `start()` keep the port."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, *extra: str) -> None:
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
+        self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,7 +80,7 @@ class RedisServer:
 
     def start(self) -> None:
         cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]  # fmt: skip
+               "--save", "", "--appendonly", "no", "--dir", str(self.workdir), *self.extra]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -4,6 +4,8 @@ processes sharing one Redis share one count, and every failure is `StoreUnavaila
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import os
 import random
 import signal
@@ -11,10 +13,15 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from redis_support import REPO, GarbageServer, RedisServer, free_port, redis_server
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from redis_support import REPO, GarbageServer, RedisServer, free_port, redis_binary, redis_server
 
 from mcpdsl.evaluate.limits import BucketSpec
 from mcpdsl.serve.redis_store import RedisStore, check_url, digest, redacted
@@ -344,7 +351,7 @@ def test_urls() -> None:
         with pytest.raises(ValueError, match="not a Redis URL"):
             check_url(bad)
     for bad in ("redis://[::1", "redis://h:99999", "redis://h/?db=x", "redis://:s3cret@h/?bogus=1"):
-        with pytest.raises(ValueError, match="(not a URL|invalid Redis URL)") as exc:
+        with pytest.raises(ValueError, match=r"(not a URL|invalid Redis URL)") as exc:
             RedisStore(bad)
         assert "s3cret" not in str(exc.value)
     assert redacted("redis://user:s3cret@h:1/0") == "redis://user:***@h:1/0"
@@ -352,3 +359,64 @@ def test_urls() -> None:
     with pytest.raises(ValueError, match="invalid Redis key prefix"):
         RedisStore("redis://h", prefix="a:b")
     assert digest("a") != digest("a\x00") and len(digest("x" * 10**6)) == 32
+
+
+def tls_files(root: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate for 127.0.0.1 that it signed: (ca, cert, key) PEM files."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def make(subject: str, issuer_key: Any, issuer: x509.Name | None, ca: bool) -> tuple[Any, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer or name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+            builder = builder.add_extension(san, critical=False)
+        return key, builder.sign(issuer_key or key, hashes.SHA256())
+
+    ca_key, ca_cert = make("test ca", None, None, True)
+    key, cert = make("127.0.0.1", ca_key, ca_cert.subject, False)
+    paths = root / "ca.pem", root / "cert.pem", root / "key.pem"
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+def test_tls(tmp_path: Path) -> None:
+    ca, cert, key = tls_files(tmp_path)
+    tls_port = free_port()
+    server = RedisServer(redis_binary(), tmp_path, "--tls-port", str(tls_port),
+                         "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                         "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no")  # fmt: skip
+    server.start()
+    try:
+        url = f"rediss://127.0.0.1:{tls_port}"
+        trusted = RedisStore(f"{url}/?ssl_ca_certs={ca}")
+
+        async def go() -> Stats:
+            try:
+                return await trusted.observe("p", "r", 0.0)
+            finally:
+                await trusted.close()
+
+        assert run(go).calls_1m == 1
+        # a server certificate no configured CA signed is refused: fail closed
+        assert "certificate" in unavailable(RedisStore(url)).lower()
+    finally:
+        server.stop()
