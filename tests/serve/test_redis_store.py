@@ -420,3 +420,26 @@ def test_tls(tmp_path: Path) -> None:
         assert "certificate" in unavailable(RedisStore(url)).lower()
     finally:
         server.stop()
+
+
+def test_an_acl_user_limited_to_its_prefix(redis_server: RedisServer) -> None:
+    """The ACL of docs/serve-redis.md is enough for every script, and confines to the prefix."""
+    acl = ("ACL SETUSER mcpdsl on >pw ~mcpdsl:prod:* +evalsha +eval +script|load +ping +time "
+           "+zadd +zremrangebyscore +zremrangebyrank +zcard +zcount +pexpire +hmget +hset")  # fmt: skip
+    assert redis_server.command(*acl.split()).startswith(b"+OK")
+    docs = (REPO / "docs" / "serve-redis.md").read_text(encoding="utf-8")
+    assert " ".join(docs.split()).count(acl.replace(">pw", ">PASSWORD")) == 1
+    url = redis_server.url.replace("redis://", "redis://mcpdsl:pw@")
+    spec = BucketSpec(1.0, 1.0, "x")
+
+    async def go(prefix: str) -> tuple[Stats, bool]:
+        r = RedisStore(url, prefix=prefix)
+        try:
+            await r.outcome("a", True, 0.0)
+            return await r.observe("a", "b", 0.0), await r.take("k", spec, 0.0)
+        finally:
+            await r.close()
+
+    assert run(lambda: go("prod")) == (Stats(1, 1, 1, 1, 1, 1), True)
+    with pytest.raises(StoreUnavailable, match="NoPermission"):
+        run(lambda: go("other"))
