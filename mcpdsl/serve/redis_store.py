@@ -34,14 +34,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import re
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from mcpdsl.evaluate.limits import _EPSILON, MAX_CLOCK_SKEW, BucketSpec
-from mcpdsl.serve.store import MAX_EVENTS, MAX_RESOURCES, WINDOWS, Stats, StoreUnavailable
+from mcpdsl.serve.store import (
+    MAX_EVENTS,
+    MAX_RESOURCES,
+    WINDOWS,
+    Stats,
+    StoreUnavailable,
+    fingerprint,
+)
 
 Clock = Literal["server", "caller"]
 
@@ -139,7 +145,7 @@ return ok
 
 def digest(text: str) -> str:
     """A fixed-size name for caller-chosen text (any length, any code points, `:`, `{}`)."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return fingerprint(text).hex()
 
 
 def check_url(url: str) -> None:
@@ -272,9 +278,7 @@ class RedisStore:
             [
                 self._now(now),
                 os.urandom(12),
-                hashlib.blake2b(resource.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-                if resource
-                else b"",
+                fingerprint(resource) if resource else b"",
                 self._max_events,
                 self._max_resources,
                 _IDLE_TTL_MS,

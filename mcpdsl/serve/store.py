@@ -11,6 +11,7 @@ cannot answer raises `StoreUnavailable`; the server then decides as the
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -31,6 +32,16 @@ MAX_EVENTS = 100_000
 MAX_RESOURCES = 10_000
 #: Token buckets kept by `MemoryStore` (per-client limits make one per client).
 MAX_BUCKETS = 100_000
+
+
+def fingerprint(text: str) -> bytes:
+    """A 16-byte digest of caller-chosen text (a principal, a resource): what the stores keep.
+
+    Principals and resources come from requests and may be huge; keeping their
+    digests bounds a store's memory per entry whatever they are (any code
+    points, lone surrogates included).
+    """
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class StoreUnavailable(Exception):
@@ -76,7 +87,7 @@ def _slide(times: deque[float], horizon: float) -> None:
         times.popleft()
 
 
-def _slide_seen(seen: OrderedDict[str, float], horizon: float) -> None:
+def _slide_seen(seen: OrderedDict[bytes, float], horizon: float) -> None:
     """Forget the resources last used at or before `horizon` (ordered by last use)."""
     while seen:
         first = next(iter(seen.values()))
@@ -85,7 +96,7 @@ def _slide_seen(seen: OrderedDict[str, float], horizon: float) -> None:
         seen.popitem(last=False)
 
 
-def _see(seen: OrderedDict[str, float], resource: str, now: float, cap: int) -> None:
+def _see(seen: OrderedDict[bytes, float], resource: bytes, now: float, cap: int) -> None:
     seen[resource] = now
     seen.move_to_end(resource)
     while len(seen) > cap:
@@ -106,7 +117,7 @@ class _Windows:
     def __init__(self, max_events: int) -> None:
         self.calls = (deque[float](maxlen=max_events), deque[float](maxlen=max_events))
         self.denials = (deque[float](maxlen=max_events), deque[float](maxlen=max_events))
-        self.seen: tuple[OrderedDict[str, float], OrderedDict[str, float]] = (
+        self.seen: tuple[OrderedDict[bytes, float], OrderedDict[bytes, float]] = (
             OrderedDict(),
             OrderedDict(),
         )
@@ -131,7 +142,8 @@ class MemoryStore:
     is bounded: at most `max_principals` principals (the least recently active
     one is forgotten first, and any idle for an hour as soon as it is seen),
     `max_events` times per counter and window, `max_resources` resources per
-    window, `max_buckets` buckets (full buckets, which carry no state, go first).
+    window, `max_buckets` buckets (full buckets, which carry no state, go first);
+    principals and resources are kept as 16-byte `fingerprint`s, whatever their size.
     """
 
     def __init__(
@@ -142,7 +154,7 @@ class MemoryStore:
         max_resources: int = MAX_RESOURCES,
         max_buckets: int = MAX_BUCKETS,
     ) -> None:
-        self._windows: OrderedDict[str, _Windows] = OrderedDict()
+        self._windows: OrderedDict[bytes, _Windows] = OrderedDict()
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._max = max_principals
         self._max_events = max_events
@@ -151,20 +163,22 @@ class MemoryStore:
 
     async def observe(self, principal: str, resource: str, now: float) -> Stats:
         self._forget_idle(now)
-        w = self._windows.get(principal)
+        who = fingerprint(principal)
+        w = self._windows.get(who)
         if w is None:
             while len(self._windows) >= self._max:
                 self._windows.popitem(last=False)
-            w = self._windows[principal] = _Windows(self._max_events)
+            w = self._windows[who] = _Windows(self._max_events)
         else:
-            self._windows.move_to_end(principal)
+            self._windows.move_to_end(who)
         now = w.clamp(now)
         w.slide(now)
         for q in w.calls:
             q.append(now)
         if resource:
+            what = fingerprint(resource)
             for seen in w.seen:
-                _see(seen, resource, now, self._max_resources)
+                _see(seen, what, now, self._max_resources)
         return Stats(
             calls_1m=len(w.calls[0]),
             calls_1h=len(w.calls[1]),
@@ -176,7 +190,7 @@ class MemoryStore:
 
     async def outcome(self, principal: str, denied: bool, now: float) -> None:
         if denied:
-            w = self._windows.get(principal)
+            w = self._windows.get(fingerprint(principal))
             if w is not None:
                 now = w.clamp(now)
                 for q in w.denials:
