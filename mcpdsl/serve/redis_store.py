@@ -186,7 +186,8 @@ def redacted(url: str) -> str:
 class RedisStore:
     """A `Store` in Redis: several `mcpdsl serve` replicas share counters and buckets.
 
-    Nothing connects until the first call; every call is bounded in time
+    Nothing connects until the first call; at most `max_connections` are open
+    (more concurrent calls wait for one); every call is bounded in time
     (`timeout` per socket operation, one reconnect-and-retry after a dropped
     connection, an overall deadline) and either answers or raises
     `StoreUnavailable`.  A call retried after a dropped connection is idempotent
@@ -205,10 +206,11 @@ class RedisStore:
         clock: Clock = "server",
         max_events: int = MAX_EVENTS,
         max_resources: int = MAX_RESOURCES,
+        max_connections: int = 64,
     ) -> None:
         check_url(url)
         check_prefix(prefix)
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -222,16 +224,21 @@ class RedisStore:
         self._max_resources = max_resources
         self._deadline = 2 * (connect + timeout) + timeout
         try:
-            self._client: Any = Redis.from_url(
+            # a bounded pool: a burst of concurrent decisions waits for a connection
+            # (within the deadline) instead of opening one connection per request
+            self._pool: Any = BlockingConnectionPool.from_url(
                 url,
+                max_connections=max_connections,
+                timeout=self._deadline,
                 password=password,
                 socket_timeout=timeout,
                 socket_connect_timeout=connect,
                 retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             )
+            self._client: Any = Redis(connection_pool=self._pool)
             # a connection object, not connected: options in the URL's query that the
             # client does not know, or cannot parse, fail now rather than on every call
-            self._client.connection_pool.make_connection()
+            self._pool.make_connection()
         except (ValueError, TypeError, RedisError) as exc:
             raise ValueError(f"invalid Redis URL `{self.where}`: {exc}") from None
         self._observe = self._client.register_script(_OBSERVE)
@@ -269,7 +276,7 @@ class RedisStore:
         """A connection that timed out or read garbage may hold half a reply: never reuse it."""
         # closing a broken socket may fail too; it is gone either way
         with contextlib.suppress(Exception):
-            await self._client.connection_pool.disconnect(inuse_connections=False)
+            await self._pool.disconnect(inuse_connections=False)
 
     async def observe(self, principal: str, resource: str, now: float) -> Stats:
         reply = await self._run(
@@ -317,3 +324,5 @@ class RedisStore:
         close = getattr(self._client, "aclose", None) or self._client.close
         with contextlib.suppress(Exception):  # Redis went away: nothing left to release
             await close()
+        with contextlib.suppress(Exception):  # the pool is ours: the client leaves it open
+            await self._pool.disconnect()

@@ -254,6 +254,7 @@ def test_a_killed_process_loses_no_count(redis_server: RedisServer) -> None:
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
     done = max([done, *(int(line) for line in victim.stdout.read().split())])
+    victim.stdout.close()
     survivor.communicate(timeout=120)
     assert survivor.returncode == 0
 
