@@ -144,12 +144,15 @@ class GarbageServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with contextlib.suppress(OSError), conn:
-                conn.settimeout(5)
-                conn.recv(65536)
-                if self.reply:
-                    conn.sendall(self.reply)
-                conn.recv(65536)  # hold the connection until the client gives up
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), conn:
+            conn.settimeout(10)
+            if conn.recv(65536) and self.reply:
+                conn.sendall(self.reply)
+            while conn.recv(65536):  # hold the connection until the client gives up
+                pass
 
     def close(self) -> None:
         self.sock.close()
