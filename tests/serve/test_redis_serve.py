@@ -10,10 +10,14 @@ CLI's usage errors.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -244,3 +248,47 @@ def test_password_from_the_environment(redis_server: RedisServer, tree: Path) ->
     finally:
         server.stop()
     assert "pw-from-env" not in server.log.read_text(errors="replace")
+
+
+def test_a_replica_killed_mid_load_loses_no_count(redis_server: RedisServer, tree: Path) -> None:
+    """Every answered request is counted once in Redis; one cut off by the kill at most once."""
+    victim = ServeProcess(tree, redis_server.url)
+    survivor = ServeProcess(tree, redis_server.url)
+    answered, cut_off = 0, 0
+    lock = threading.Lock()
+
+    def hammer() -> None:
+        nonlocal answered, cut_off
+        while True:
+            try:
+                decide(victim)
+            except (OSError, http.client.HTTPException, ValueError):
+                with lock:
+                    cut_off += 1
+                if victim.proc.poll() is not None:
+                    return
+                continue
+            with lock:
+                answered += 1
+
+    try:
+        workers = [threading.Thread(target=hammer) for _ in range(4)]
+        for w in workers:
+            w.start()
+        while True:
+            with lock:
+                if answered >= 40:
+                    break
+            time.sleep(0.01)
+        victim.proc.send_signal(signal.SIGKILL)  # mid-load: four requests in flight
+        for w in workers:
+            w.join(timeout=60)
+        for _ in range(10):
+            decide(survivor)
+            answered += 1
+    finally:
+        victim.stop()
+        survivor.stop()
+    key = RedisStore(redis_server.url).keys_of("service:frontend")[0]
+    counted = int(redis_server.command("ZCARD", key).strip(b":\r\n"))
+    assert answered <= counted <= answered + cut_off
