@@ -445,3 +445,25 @@ def test_an_acl_user_limited_to_its_prefix(redis_server: RedisServer) -> None:
     assert run(lambda: go("prod")) == (Stats(1, 1, 1, 1, 1, 1), True)
     with pytest.raises(StoreUnavailable, match="NoPermission"):
         run(lambda: go("other"))
+
+
+def test_unix_socket(tmp_path: Path) -> None:
+    path = tmp_path / "redis.sock"
+    server = RedisServer(redis_binary(), tmp_path, "--unixsocket", str(path),
+                         "--unixsocketperm", "700")  # fmt: skip
+    server.start()
+    try:
+        r = RedisStore(f"unix://{path}", prefix="unix")
+
+        async def go() -> tuple[Stats, bool]:
+            try:
+                return await r.observe("p", "r", 0.0), await r.take(
+                    "k", BucketSpec(1.0, 1.0, "x"), 0.0
+                )
+            finally:
+                await r.close()
+
+        assert run(go) == (Stats(1, 1, 0, 0, 1, 1), True)
+        assert keys(server)  # the same server, seen over TCP
+    finally:
+        server.stop()
