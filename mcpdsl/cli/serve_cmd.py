@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from mcpdsl.serve.redis_store import RedisStore
 
 
 @click.command("serve")
@@ -55,6 +60,27 @@ import click
     show_default=True,
     help="What to decide when the shared store cannot answer.",
 )
+@click.option(
+    "--redis",
+    "redis_url",
+    default=None,
+    metavar="URL",
+    help="Share counters and limits with other replicas through Redis "
+    "(redis://, rediss:// or unix://; password in the URL or in $MCPDSL_REDIS_PASSWORD).",
+)
+@click.option(
+    "--redis-prefix",
+    default="default",
+    show_default=True,
+    help="Key prefix in Redis (`mcpdsl:PREFIX:...`): policies sharing a Redis use different ones.",
+)
+@click.option(
+    "--redis-timeout",
+    type=click.FloatRange(min=0.001, max=60),
+    default=0.5,
+    show_default=True,
+    help="Seconds to wait for Redis per connect/read before the store counts as unavailable.",
+)
 @click.option("--no-watch", is_flag=True, help="Do not reload when the policy changes.")
 def serve_command(
     path: str,
@@ -66,6 +92,9 @@ def serve_command(
     log_keep: int,
     log_mask: tuple[str, ...],
     on_unavailable: str,
+    redis_url: str | None,
+    redis_prefix: str,
+    redis_timeout: float,
     no_watch: bool,
 ) -> None:
     """Serve decisions over gRPC (Envoy ext_authz) and HTTP (OPA Data API) until SIGTERM."""
@@ -85,6 +114,7 @@ def serve_command(
             fail(f"invalid address: {exc}")
         if host not in ("127.0.0.1", "::1", "localhost"):
             click.echo(f"note: listening on {a}, beyond this machine's loopback", err=True)
+    store = _redis_store(redis_url, redis_prefix, redis_timeout) if redis_url else None
     try:
         engine = Engine.load(path, trust=trust)
     except Exception as exc:  # CompileError, TrustError: said, not a traceback
@@ -99,7 +129,8 @@ def serve_command(
         except DecisionLogError as exc:
             engine.close()
             fail(str(exc))
-    state = ServerState(engine, log=log, on_unavailable=on_unavailable)  # type: ignore[arg-type]
+    state = ServerState(engine, store=store, log=log,
+                        on_unavailable=on_unavailable)  # type: ignore[arg-type]  # fmt: skip
     if not no_watch:
         engine.start_watching()
 
@@ -112,3 +143,28 @@ def serve_command(
         fail(str(exc))
     finally:
         engine.close()
+
+
+def _redis_store(url: str, prefix: str, timeout: float) -> RedisStore:
+    """The shared store `--redis URL` names; a URL or prefix that cannot be one is a usage error.
+
+    The password comes from the URL or from `$MCPDSL_REDIS_PASSWORD` (so that it
+    need not appear in a process listing) and is never printed.
+    """
+    import os
+
+    from mcpdsl.serve.redis_store import RedisStore, check_prefix, check_url
+
+    try:
+        check_url(url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--redis'") from None
+    try:
+        check_prefix(prefix)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--redis-prefix'") from None
+    password = os.environ.get("MCPDSL_REDIS_PASSWORD") or None
+    try:
+        return RedisStore(url, prefix=prefix, password=password, timeout=timeout)
+    except ValueError as exc:  # the URL's query names options the client cannot take
+        raise click.BadParameter(str(exc), param_hint="'--redis'") from None

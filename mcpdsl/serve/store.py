@@ -11,16 +11,37 @@ cannot answer raises `StoreUnavailable`; the server then decides as the
 
 from __future__ import annotations
 
-from collections import deque
+import hashlib
+import math
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from mcpdsl.evaluate.limits import BucketSpec, Limiter
+from mcpdsl.evaluate.limits import BucketSpec, TokenBucket
 
 #: The sliding windows, in seconds, by the suffix of their attribute names.
 WINDOWS: dict[str, int] = {"1m": 60, "1h": 3600}
 #: The counters the server maintains per principal (`stats.principal.<name>_<window>`).
 COUNTERS: tuple[str, ...] = ("calls", "denials", "resources")
+#: Per principal and window, at most this many calls (and denials) are remembered:
+#: a counter is exact up to it and then saturates (it never reports fewer than the
+#: cap, so a rule `calls_1h > N` with N below the cap still fires).
+MAX_EVENTS = 100_000
+#: Per principal and window, at most this many distinct resources are remembered
+#: (the most recently used ones); `resources_*` saturates at it like the counters.
+MAX_RESOURCES = 10_000
+#: Token buckets kept by `MemoryStore` (per-client limits make one per client).
+MAX_BUCKETS = 100_000
+
+
+def fingerprint(text: str) -> bytes:
+    """A 16-byte digest of caller-chosen text (a principal, a resource): what the stores keep.
+
+    Principals and resources come from requests and may be huge; keeping their
+    digests bounds a store's memory per entry whatever they are (any code
+    points, lone surrogates included).
+    """
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class StoreUnavailable(Exception):
@@ -60,120 +81,148 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-class _Window:
-    """Events of the last `span` seconds at one-second resolution, with a running total.
+def _slide(times: deque[float], horizon: float) -> None:
+    """Forget the events at or before `horizon` (the deque is in time order)."""
+    while times and times[0] <= horizon:
+        times.popleft()
 
-    Appending and pruning are amortised O(1), so a principal making thousands of
-    calls a minute costs the same per call as one making a few.
-    """
 
-    __slots__ = ("buckets", "span", "total")
+def _slide_seen(seen: OrderedDict[bytes, float], horizon: float) -> None:
+    """Forget the resources last used at or before `horizon` (ordered by last use)."""
+    while seen:
+        first = next(iter(seen.values()))
+        if first > horizon:
+            return
+        seen.popitem(last=False)
 
-    def __init__(self, span: int) -> None:
-        self.span = span
-        self.buckets: deque[list[int]] = deque()  # [second, count], oldest first
-        self.total = 0
 
-    def add(self, second: int) -> None:
-        if self.buckets and self.buckets[-1][0] == second:
-            self.buckets[-1][1] += 1
-        else:
-            self.buckets.append([second, 1])
-        self.total += 1
-
-    def prune(self, second: int) -> int:
-        """Drop what is older than the window ending at `second`; the count left."""
-        horizon = second - self.span
-        while self.buckets and self.buckets[0][0] <= horizon:
-            self.total -= self.buckets.popleft()[1]
-        return self.total
+def _see(seen: OrderedDict[bytes, float], resource: bytes, now: float, cap: int) -> None:
+    seen[resource] = now
+    seen.move_to_end(resource)
+    while len(seen) > cap:
+        seen.popitem(last=False)
 
 
 class _Windows:
-    """One principal's windows: calls and denials per minute and hour, resources last seen."""
+    """Exact sliding windows of one principal, one structure per window.
 
-    __slots__ = ("calls", "denials", "seen")
+    Every window keeps only what it counts, in time order, so an observation
+    costs amortised O(1) whatever the rate (no scan of an hour of events per
+    call) and a count is a `len`.  Times are taken as non-decreasing: a clock
+    that steps back is treated as standing still (`latest`).
+    """
 
-    def __init__(self) -> None:
-        self.calls = {name: _Window(span) for name, span in WINDOWS.items()}
-        self.denials = {name: _Window(span) for name, span in WINDOWS.items()}
-        self.seen: dict[str, int] = {}  # resource -> the last second it was called
+    __slots__ = ("calls", "denials", "latest", "seen")
 
-    def last(self) -> int:
-        hour = self.calls["1h"].buckets
-        return hour[-1][0] if hour else -(2**62)
+    def __init__(self, max_events: int) -> None:
+        self.calls = (deque[float](maxlen=max_events), deque[float](maxlen=max_events))
+        self.denials = (deque[float](maxlen=max_events), deque[float](maxlen=max_events))
+        self.seen: tuple[OrderedDict[bytes, float], OrderedDict[bytes, float]] = (
+            OrderedDict(),
+            OrderedDict(),
+        )
+        self.latest = -math.inf
 
+    def clamp(self, now: float) -> float:
+        self.latest = max(self.latest, now)
+        return self.latest
 
-#: Distinct resources remembered per principal; beyond it the counts saturate.
-MAX_RESOURCES = 10_000
+    def slide(self, now: float) -> None:
+        for i, span in enumerate((WINDOWS["1m"], WINDOWS["1h"])):
+            horizon = now - span
+            _slide(self.calls[i], horizon)
+            _slide(self.denials[i], horizon)
+            _slide_seen(self.seen[i], horizon)
 
 
 class MemoryStore:
-    """A `Store` in this process (one replica): windows at one-second resolution, token buckets.
+    """A `Store` in this process (one replica): exact windows, the engine's token buckets.
 
-    Its methods never await, so on one event loop each runs atomically.
+    Its methods never await, so on one event loop each runs atomically.  Memory
+    is bounded: at most `max_principals` principals (the least recently active
+    one is forgotten first, and any idle for an hour as soon as it is seen),
+    `max_events` times per counter and window, `max_resources` resources per
+    window, `max_buckets` buckets (full buckets, which carry no state, go first);
+    principals and resources are kept as 16-byte `fingerprint`s, whatever their size.
     """
 
-    def __init__(self, max_principals: int = 100_000) -> None:
-        self._windows: dict[str, _Windows] = {}
-        self._limiter = Limiter()
+    def __init__(
+        self,
+        max_principals: int = 100_000,
+        *,
+        max_events: int = MAX_EVENTS,
+        max_resources: int = MAX_RESOURCES,
+        max_buckets: int = MAX_BUCKETS,
+    ) -> None:
+        self._windows: OrderedDict[bytes, _Windows] = OrderedDict()
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._max = max_principals
+        self._max_events = max_events
+        self._max_resources = max_resources
+        self._max_buckets = max_buckets
 
     async def observe(self, principal: str, resource: str, now: float) -> Stats:
-        second = int(now)
-        w = self._windows.get(principal)
+        self._forget_idle(now)
+        who = fingerprint(principal)
+        w = self._windows.get(who)
         if w is None:
-            if len(self._windows) >= self._max:
-                self._evict(second)
-            w = self._windows[principal] = _Windows()
-        for window in w.calls.values():
-            window.add(second)
-        seen = w.seen
-        if resource and (resource in seen or len(seen) < MAX_RESOURCES):
-            seen.pop(resource, None)
-            seen[resource] = second  # insertion order = last-seen order
-        hour = second - WINDOWS["1h"]
-        while seen:
-            oldest = next(iter(seen))
-            if seen[oldest] > hour:
-                break
-            del seen[oldest]
+            while len(self._windows) >= self._max:
+                self._windows.popitem(last=False)
+            w = self._windows[who] = _Windows(self._max_events)
+        else:
+            self._windows.move_to_end(who)
+        now = w.clamp(now)
+        w.slide(now)
+        for q in w.calls:
+            q.append(now)
+        if resource:
+            what = fingerprint(resource)
+            for seen in w.seen:
+                _see(seen, what, now, self._max_resources)
         return Stats(
-            calls_1m=w.calls["1m"].prune(second),
-            calls_1h=w.calls["1h"].prune(second),
-            denials_1m=w.denials["1m"].prune(second),
-            denials_1h=w.denials["1h"].prune(second),
-            resources_1m=_recent(seen, second - WINDOWS["1m"]),
-            resources_1h=len(seen),
+            calls_1m=len(w.calls[0]),
+            calls_1h=len(w.calls[1]),
+            denials_1m=len(w.denials[0]),
+            denials_1h=len(w.denials[1]),
+            resources_1m=len(w.seen[0]),
+            resources_1h=len(w.seen[1]),
         )
 
     async def outcome(self, principal: str, denied: bool, now: float) -> None:
         if denied:
-            w = self._windows.get(principal)
+            w = self._windows.get(fingerprint(principal))
             if w is not None:
-                for window in w.denials.values():
-                    window.add(int(now))
+                now = w.clamp(now)
+                for q in w.denials:
+                    q.append(now)
 
     async def take(self, key: str, spec: BucketSpec, now: float) -> bool:
-        return self._limiter.admit({key: spec}, key, now)
+        """One token from `key`'s bucket; a bucket whose spec changed (a reload) restarts full."""
+        bucket = self._buckets.get(key)
+        if bucket is None or (bucket.capacity, bucket.per_second) != (
+            spec.capacity,
+            spec.per_second,
+        ):
+            self._buckets.pop(key, None)
+            while self._buckets and (
+                len(self._buckets) >= self._max_buckets
+                or next(iter(self._buckets.values())).full_at(now)
+            ):
+                self._buckets.popitem(last=False)
+            bucket = self._buckets[key] = TokenBucket(spec, now)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take(now)
 
-    def _evict(self, second: int) -> None:
-        """Drop principals idle for an hour; then the oldest, so memory stays bounded."""
-        horizon = second - WINDOWS["1h"]
-        for p in [p for p, w in self._windows.items() if w.last() <= horizon]:
-            del self._windows[p]
-        while len(self._windows) >= self._max:
-            del self._windows[next(iter(self._windows))]
+    def _forget_idle(self, now: float) -> None:
+        """Drop the least recently active principals while they have been idle for an hour."""
+        horizon = now - WINDOWS["1h"]
+        while self._windows:
+            first = next(iter(self._windows.values()))
+            if first.latest > horizon:
+                return
+            self._windows.popitem(last=False)
 
     async def close(self) -> None:
         self._windows.clear()
-
-
-def _recent(seen: dict[str, int], since: int) -> int:
-    """How many resources were last seen after `since` (the newest are at the end of `seen`)."""
-    n = 0
-    for second in reversed(seen.values()):
-        if second <= since:
-            break
-        n += 1
-    return n
+        self._buckets.clear()
