@@ -39,7 +39,17 @@ def lower_server(ctx: Context, decl: Tree[Token]) -> m.Server | None:
     name = decl_name(decl)
     c = Clauses(ctx, decl)
     image = lower_image(ctx, c.require("image_clause", "image", name))
-    bounds = lower_replicas(ctx, c.require("replicas_clause", "replicas", name))
+    replicas_clause = c.require("replicas_clause", "replicas", name)
+    bounds = lower_replicas(ctx, replicas_clause)
+    if bounds is not None and bounds[0] < 1:
+        ctx.error(
+            "E0303",
+            "a decision server needs at least 1 replica",
+            clause_value(replicas_clause),
+            label="no replica: every ext_authz check fails, so every request is denied",
+            help=f"write `replicas 1..{max(bounds[1], 1)}` or more",
+        )
+        bounds = None
     targets = lower_targets(ctx, c)
     cpu = ctx.read(clause_value(c.one("cpu_clause")), limits.read_cpu)
     memory = ctx.read(clause_value(c.one("memory_clause")), limits.read_memory)
