@@ -50,9 +50,7 @@ def policy_bytes(project: m.Project) -> bytes:
     return (project.canonical_json() + "\n").encode()
 
 
-def server_objects(
-    index: Index, server: m.Server, report: TargetOutput
-) -> list[dict[str, Any]]:
+def server_objects(index: Index, server: m.Server, report: TargetOutput) -> list[dict[str, Any]]:
     """Every object of the server, in a fixed order (the emitter sorts by path anyway)."""
     policy = policy_bytes(index.project)
     if len(policy) > CONFIGMAP_LIMIT:
