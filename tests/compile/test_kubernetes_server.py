@@ -399,3 +399,18 @@ def test_an_unreadable_ir_file_is_refused_without_a_traceback(tmp_path: Path) ->
     bad.write_bytes(b"\xff\x00 not json")
     with pytest.raises(BundleError, match=r"project\.json"):
         Engine.load(bad)
+
+
+def test_a_policy_too_large_for_a_config_map_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Applying it would fail; the pods would wait rather than run another policy."""
+    from mcpdsl.compile import kubernetes_server
+
+    project = clean(SERVER)
+    assert [
+        d.code for d in kubernetes.compile(project, TargetContext(version="0")).diagnostics
+    ] == []
+    monkeypatch.setattr(kubernetes_server, "CONFIGMAP_LIMIT", 100)
+    out = kubernetes.compile(project, TargetContext(version="0"))
+    (finding,) = out.diagnostics
+    assert finding.code == "B0170" and "more than a ConfigMap holds" in finding.message
+    assert any("configmap-authz-policy" in a.path for a in out.artifacts)
