@@ -163,6 +163,14 @@ def _container(server: m.Server) -> dict[str, Any]:
             "periodSeconds": 5,
         },
         "resources": resources(server.cpu, server.memory, 0),
+        # Liveness starts only once the process answers: a slow start (a large IR on a
+        # busy node) is not mistaken for a hung server and restarted in a loop.
+        "startupProbe": {
+            "failureThreshold": 60,
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": 2,
+            "timeoutSeconds": 2,
+        },
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
