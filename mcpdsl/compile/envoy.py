@@ -6,7 +6,8 @@
                       rbac deny, rbac allow (one per `default deny` policy),
                       ext_authz -> opa, router (always last)
         one virtual host (domains = `hosts` or *), routes in declaration order
-    clusters: one per upstream (envoy_clusters), `opa` when a route is delegated
+    clusters: one per upstream (envoy_clusters), `opa` when a route is delegated (the
+              tree's decision server, `server`, when it declares one; else OPA)
 
 Paths and rewrites: `envoy_matchers` (their meaning: `mcpdsl.ir.paths`, shared
 with the evaluator).  Access control per route: `envoy_authz`.  What is supported and why:
@@ -239,8 +240,15 @@ class _Gateway:
             # prefix keeps every rule that can apply (the RBAC filters still
             # check each rule's own path), so nothing relevant is left out.
             route = route.model_copy(update={"path": route_glob(route), "prefix": False})
+        server = self.index.pods.server()
         authz = route_authz(
-            self.index.policies, resource, route, self.index.identities, where, self.door
+            self.index.policies,
+            resource,
+            route,
+            self.index.identities,
+            where,
+            self.door,
+            "opa" if server is None else f"mcpdsl serve {server.name}",
         )
         for r in authz.records:
             record = Enforcement(rule=r.rule, target=NAME, where=r.where, status=r.status)
@@ -562,7 +570,7 @@ class _Gateway:
             else:
                 clusters.append(integration_cluster(name, upstream))
         if self.delegated:
-            clusters.append(opa_cluster())
+            clusters.append(opa_cluster(self.index.pods.server_grpc()))
         clusters.extend(self.jwks_clusters)
         if uses_sds(gw.tls):
             clusters.append(sds_cluster())

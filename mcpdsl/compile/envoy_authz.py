@@ -503,8 +503,13 @@ def route_authz(
     identities: dict[str, list[str | None]],
     where: str,
     door: DoorMapping,
+    authz: str = "opa",
 ) -> RouteAuthz:
-    """Split the route's access control between RBAC and ext_authz (module docstring)."""
+    """Split the route's access control between RBAC and ext_authz (module docstring).
+
+    `authz` names what answers ext_authz in the records: `opa`, or the tree's
+    decision server (`mcpdsl serve NAME`).
+    """
     out = RouteAuthz(resource)
     compiled: list[tuple[str, m.Policy, list[_Row], list[str]]] = []
     reasons: list[str] = []
@@ -539,7 +544,7 @@ def route_authz(
             elif out.delegated:
                 because = why or f"route delegated: {out.reason}"
                 status, missing = delegated_status(rule, policy, obligations, door)
-                text = f"ext_authz -> opa, {where} ({because})"
+                text = f"ext_authz -> {authz}, {where} ({because})"
                 out.records.append(Record(key, text, span, status, missing, where, rule.effect))
             elif policy.default == "allow":
                 text = f"default allow (no rbac needed), {where}"

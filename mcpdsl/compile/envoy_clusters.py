@@ -10,7 +10,8 @@
   and, from `connections`, circuit_breakers and max_requests_per_connection;
 * an integration -> LOGICAL_DNS to the call URL's host:port, with TLS (SNI and
   server certificate verification against the system CA bundle) for https;
-* `opa` -> the OPA-Envoy plugin's gRPC port, HTTP/2.
+* `opa` -> the OPA-Envoy plugin's gRPC port, HTTP/2; the decision server's Service
+  (`mcpdsl serve`) instead when the tree declares a `server`.
 """
 
 from __future__ import annotations
@@ -269,7 +270,13 @@ def dns_cluster(name: str, host: str, port: int, tls: bool) -> dict[str, Any]:
     return cluster
 
 
-def opa_cluster() -> dict[str, Any]:
+def opa_cluster(address: tuple[str, int] | None = None) -> dict[str, Any]:
+    """The ext_authz cluster: the tree's decision server when it declares one, else OPA.
+
+    `address` is `Index.server_grpc()`: the Service of the `server` the Kubernetes
+    target emits (`mcpdsl serve`, same Check API); without one, the OPA-Envoy plugin.
+    """
+    host, port = address if address is not None else (OPA_HOST, OPA_PORT)
     return {
         "name": OPA_CLUSTER,
         "type": "STRICT_DNS",
@@ -278,7 +285,7 @@ def opa_cluster() -> dict[str, Any]:
         "typed_extension_protocol_options": _http2(),
         "load_assignment": {
             "cluster_name": OPA_CLUSTER,
-            "endpoints": [{"lb_endpoints": [_endpoint(OPA_HOST, OPA_PORT)]}],
+            "endpoints": [{"lb_endpoints": [_endpoint(host, port)]}],
         },
     }
 

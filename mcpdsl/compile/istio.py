@@ -65,8 +65,9 @@ NAME = "istio"
 
 #: The extension provider the CUSTOM policies name (meshConfig.extensionProviders).
 EXT_AUTHZ_PROVIDER = "mcpdsl-ext-authz"
-#: Where it is: the OPA-Envoy plugin's gRPC port, as the Envoy target's `opa` cluster
-#: (`mcpdsl serve` answers the same Check API); how long the sidecar waits (fail closed).
+#: Where it is when the tree declares no `server`: the OPA-Envoy plugin's gRPC port, as
+#: the Envoy target's `opa` cluster (with a `server`, its Service: `mcpdsl serve` answers
+#: the same Check API); how long the sidecar waits (fail closed).
 EXT_AUTHZ_SERVICE = "opa.mcpdsl-system.svc.cluster.local"
 EXT_AUTHZ_PORT = 9191
 EXT_AUTHZ_TIMEOUT = "0.5s"
@@ -112,7 +113,8 @@ def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
         custom = custom or workload.delegated
     artifacts = [Artifact(path, dump_yaml(doc)) for path, doc in sorted(docs.items())]
     if custom:
-        artifacts.append(Artifact(f"{NAME}/mesh-config.yaml", dump_yaml(mesh_config())))
+        provider = mesh.index.server_grpc()
+        artifacts.append(Artifact(f"{NAME}/mesh-config.yaml", dump_yaml(mesh_config(provider))))
     out.artifacts.extend(sorted(artifacts, key=lambda a: a.path))
     return out
 
@@ -125,8 +127,13 @@ def _add(docs: dict[str, dict[str, Any]], doc: dict[str, Any]) -> None:
     docs[path] = doc
 
 
-def mesh_config() -> dict[str, Any]:
-    """The IstioOperator overlay declaring the ext_authz provider CUSTOM policies name."""
+def mesh_config(provider: tuple[str, int] | None = None) -> dict[str, Any]:
+    """The IstioOperator overlay declaring the ext_authz provider CUSTOM policies name.
+
+    `provider` is the tree's decision server (`Index.server_grpc()`: the Service the
+    Kubernetes target emits for its `server`); without one, the OPA-Envoy plugin.
+    """
+    service, port = provider if provider is not None else (EXT_AUTHZ_SERVICE, EXT_AUTHZ_PORT)
     return {
         "apiVersion": "install.istio.io/v1alpha1",
         "kind": "IstioOperator",
@@ -137,8 +144,8 @@ def mesh_config() -> dict[str, Any]:
                     {
                         "name": EXT_AUTHZ_PROVIDER,
                         "envoyExtAuthzGrpc": {
-                            "service": EXT_AUTHZ_SERVICE,
-                            "port": EXT_AUTHZ_PORT,
+                            "service": service,
+                            "port": port,
                             "timeout": EXT_AUTHZ_TIMEOUT,
                             "failOpen": False,
                         },

@@ -10,6 +10,7 @@
 | `pool` | PriorityClass (scheduling.k8s.io/v1) per pool, ResourceQuota (v1) per (namespace, pool) as `ir/quotas.py` places team quotas, balloon Deployments for reservations |
 | `policy` | NetworkPolicy (networking.k8s.io/v1) per service, L3/L4 narrowing only |
 | `job` | CronJob (batch/v1) |
+| `server` | the decision server (`kubernetes_server`): ServiceAccount, ConfigMap with the IR, Deployment running `mcpdsl serve`, Service (http 8181, grpc 9191), HorizontalPodAutoscaler, PodDisruptionBudget |
 | namespaces used and owned (`owns_namespace`) | Namespace (v1) |
 
 Every document is a plain dict serialised by `dump_yaml` (sorted keys, user
@@ -41,6 +42,7 @@ from mcpdsl.compile.kubernetes_pools import (
     resource_quota,
 )
 from mcpdsl.compile.kubernetes_scale import autoscaler
+from mcpdsl.compile.kubernetes_server import server_objects
 from mcpdsl.compile.kubernetes_workloads import (
     cronjob,
     disruption_budget,
@@ -96,6 +98,7 @@ def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
     _scales(index, ctx, out)
     _pools(index, ctx, out)
     _jobs(index, ctx, out)
+    _server(index, out)
     _namespaces(index, out)
     return out.output()
 
@@ -182,6 +185,15 @@ def _pools(index: Index, ctx: TargetContext, out: _Emitter) -> None:
 def _jobs(index: Index, ctx: TargetContext, out: _Emitter) -> None:
     for job in index.project.jobs:
         out.add(job.package, cronjob(index, job, ctx.plan))
+
+
+def _server(index: Index, out: _Emitter) -> None:
+    """The decision server's own objects, when the tree declares one (E1001: at most one)."""
+    server = index.server()
+    if server is None:
+        return
+    for doc in server_objects(index, server, out.report):
+        out.add(server.package, doc, per_namespace=doc["kind"] == "ServiceAccount")
 
 
 def _namespaces(index: Index, out: _Emitter) -> None:

@@ -36,6 +36,10 @@ RESERVATIONS_NAMESPACE = "mcpdsl-reservations"
 RESERVATIONS_KEY = "\x00reservations"
 #: The cluster's DNS domain (kubelet `--cluster-domain`); Envoy resolves Services under it.
 CLUSTER_DOMAIN = "cluster.local"
+#: The decision server's ports (`mcpdsl serve --addr` / `--grpc-addr` in its pods, and
+#: its Service): HTTP (OPA Data API, health, metrics) and gRPC (Envoy ext_authz Check).
+SERVER_HTTP_PORT = 8181
+SERVER_GRPC_PORT = 9191
 #: Namespaces every cluster has and the policy never owns (README: "Namespaces").
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 
@@ -84,6 +88,8 @@ class Index:
     rules_reaching: dict[int, dict[str, list[m.Rule]]] = field(default_factory=dict)
     # Services by their tree-unique name (policies name services without package).
     by_name: dict[str, list[m.Service]] = field(default_factory=dict)
+    # The decision server's objects (Deployment, Service, ...) by qualified name.
+    server_names: dict[Hashable, str] = field(default_factory=dict)
 
     def service_name(self, service: m.Service) -> str:
         return self.service_names[service.qualified]
@@ -112,6 +118,25 @@ class Index:
             fallback_account=self.service_name(service),
             trust_domain=self.trust_domain,
         )
+
+    def server(self) -> m.Server | None:
+        """The tree's decision server (E1001 keeps it to one), if it declares one."""
+        return self.project.servers[0] if self.project.servers else None
+
+    def server_name(self, server: m.Server) -> str:
+        return self.server_names[server.qualified]
+
+    def server_grpc(self) -> tuple[str, int] | None:
+        """Where ext_authz reaches the decision server: its Service's FQDN and gRPC port.
+
+        The one address the Envoy and Istio targets point at, so it is the very
+        Service the Kubernetes target emits.  None when the tree declares no server.
+        """
+        server = self.server()
+        if server is None:
+            return None
+        namespace = self.namespace(server.namespace)
+        return f"{self.server_name(server)}.{namespace}.svc.{CLUSTER_DOMAIN}", SERVER_GRPC_PORT
 
     def headless_name(self, service: m.Service) -> str | None:
         return self.headless_names.get(service.qualified)
@@ -166,6 +191,11 @@ def build_index(project: m.Project) -> Index:
         reserved=index.service_names.values(),
     )
     index.quotas = quota_plan(project)
+    # The server's Deployment and Service share namespaces with services': never their names.
+    index.server_names = assign_names(
+        ((s.qualified, s.name) for s in project.servers),
+        reserved=[*index.service_names.values(), *index.headless_names.values()],
+    )
     index.trust_domain = project.meshes[0].trust_domain if project.meshes else None
     # Balloons are Deployments too: they must not take a service's name.
     index.balloon_names = assign_names(
@@ -184,9 +214,13 @@ def build_index(project: m.Project) -> Index:
 
 
 def _raw_namespaces(project: m.Project) -> set[str]:
-    """Every namespace string the tree uses: those of its services and jobs.
+    """Every namespace string the tree uses: those of its services, jobs and server.
 
     Quotas live in their members' namespaces (ir/quotas.py), never in one
     named after the team.
     """
-    return {s.namespace for s in project.services} | {j.namespace for j in project.jobs}
+    return (
+        {s.namespace for s in project.services}
+        | {j.namespace for j in project.jobs}
+        | {s.namespace for s in project.servers}
+    )

@@ -7,7 +7,8 @@ line title and a long explanation printed by `mcpdsl check --explain CODE`.
 Ranges: E01xx syntax, E02xx declarations and clauses, E03xx units, values and
 expressions, E04xx names and imports, E05xx input files, E06xx tests, E07xx
 carbon data and the optimiser, E08xx output directories (mcpdsl/outdir.py),
-E09xx identity (providers, the mesh, gateway TLS, trusted headers), W01xx warnings, A01xx analysis findings (z3; docs/analysis.md), B01xx build findings:
+E09xx identity (providers, the mesh, gateway TLS, trusted headers), E10xx the decision
+server's deployment (`server`), W01xx warnings, A01xx analysis findings (z3; docs/analysis.md), B01xx build findings:
 what a target or the optimiser could not express as written (docs/diagnostics.md), L01xx
 decision-log verification (`mcpdsl logs verify`, `codes_log.py`).
 
@@ -461,6 +462,21 @@ _TABLE: tuple[Code, ...] = (
         "those gateways carry no verified principal, so an `allow` can only deny there\n"
         "and a `deny` never fires. Declare a `provider` and accept it on the gateway.\n",
     ),
+    Code(
+        "W0112",
+        _W,
+        "several server replicas without a shared store",
+        "A `server` may run more than one replica (`replicas 2..10`) but declares no\n"
+        "`redis` store. Each replica then keeps its own token buckets and per-principal\n"
+        "counters: a gateway limit of N per second admits N per second *per replica*,\n"
+        "and a principal whose calls are spread over replicas is never seen whole.\n"
+        "Declare the store the replicas share, or run a single replica:\n\n"
+        "    server authz {\n"
+        '        image    "ghcr.io/acme/mcpdsl:1.0"\n'
+        "        replicas 2..10\n"
+        '        redis    secret "authz-redis" key "url"\n'
+        "    }\n",
+    ),
     # ------------------------------------------------ carbon and the optimiser (E07xx)
     Code(
         "E0701",
@@ -715,6 +731,38 @@ _TABLE: tuple[Code, ...] = (
         "The `from [...]` list of a `trust header` holds something that is not a CIDR\n"
         'network (`"10.0.0.0/8"`; host bits must be zero), or is empty. Only peers in\n'
         "these networks may set the header; everyone else has it ignored.\n",
+    ),
+    # ----------------------------------------------- the decision server (E10xx)
+    Code(
+        "E1001",
+        _E,
+        "second decision server",
+        "A tree declares more than one `server`. The build points every Envoy ext_authz\n"
+        "filter and the Istio CUSTOM provider at the tree's decision server; with two,\n"
+        "which one enforces the policy would depend on the order of files. Keep one\n"
+        "`server` block; it scales out with `replicas MIN..MAX` and a shared `redis`.\n",
+    ),
+    Code(
+        "E1002",
+        _E,
+        "invalid redis URL",
+        "The URL of a server's `redis` store is not one its replicas can connect to:\n"
+        "the scheme must be `redis://` (plain TCP) or `rediss://` (TLS), it must name a\n"
+        "host, a port must be 1..65535 and a path, if any, a database number (`/0`).\n"
+        "`unix://` sockets cannot be shared by pods on different nodes.\n\n"
+        '    redis "redis://redis.mcp-system.svc:6379/0"\n',
+    ),
+    Code(
+        "E1003",
+        _E,
+        "credentials in a redis URL",
+        "The URL of a server's `redis` store carries a password\n"
+        "(`redis://:s3cret@host:6379`). The policy tree, its build and the generated\n"
+        "manifests are not secret: they are reviewed, diffed, stored in git and in CI\n"
+        "logs. Credentials must come from a Secret: put the whole URL in one and name it,\n"
+        "\n"
+        '    redis secret "authz-redis" key "url"\n\n'
+        "and the Deployment reads it into the server's environment (secretKeyRef).\n",
     ),
     # ---------------------------------------------------- analysis (z3)
     Code(

@@ -260,6 +260,17 @@ BUILD_TABLE: tuple[Code, ...] = (
         "with 60 seconds at the sidecars.\n",
     ),
     Code(
+        "B0170",
+        _W,
+        "policy too large for the decision server's ConfigMap",
+        "The decision server's pods receive the policy as the build's IR in a ConfigMap,\n"
+        "and the API server refuses a ConfigMap over 1 MiB. The ConfigMap is still written\n"
+        "(applying it fails, and the pods wait for it: nothing is decided with an old or a\n"
+        "partial policy), but the server never runs this policy. Split the tree, or deliver\n"
+        "the build to the pods another way (docs/serve-kubernetes.md).\n",
+        strict=True,
+    ),
+    Code(
         "B0130",
         _W,
         "carbon schedule not applied",

@@ -8,6 +8,9 @@
   with `mcpdsl.trust.verify_build` on every load and reload.  The policy is
   rebuilt from the verified bytes of `ir/project.json` only
   (`VerifiedBuild.files`), never from a second read of the disk.
+* `IrSource`: one `project.json` (a build's `ir/project.json`, e.g. mounted from
+  the ConfigMap the Kubernetes target emits for a `server`), unsigned: whoever
+  may write the file decides the policy, as with a tree.
 * `Reload`: what one reload did; given to `on_reload` / `on_error`.
 * `EngineWatch`: the daemon thread behind `Engine.watch` (watchfiles).
 
@@ -275,6 +278,49 @@ class BundleSource:
         return bundle.parent, relevant
 
 
+class IrSource:
+    """One IR file (`ir/project.json` of a build), read whole on every load.
+
+    What the decision server's pods run: the Kubernetes target puts the build's
+    IR in a ConfigMap mounted read-only (docs/serve-kubernetes.md).  The kubelet
+    updates such a volume by swapping a symlink, so the whole directory is
+    watched and a load whose bytes are unchanged does nothing.
+    """
+
+    #: An IR larger than this is refused before it is parsed (a ConfigMap holds 1 MiB).
+    MAX_BYTES = 256 * 2**20
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._loaded: str | None = None  # sha256 of the loaded bytes
+
+    def load(self, *, force: bool = False) -> Outcome:
+        from mcpdsl.trust.common import read_bounded
+
+        try:
+            # A ConfigMap volume's file is a symlink into its current data directory:
+            # follow it here, then read the regular file it names (never a symlink).
+            data = read_bounded(self.path.resolve(strict=True), self.MAX_BYTES)
+        except (OSError, ValueError) as exc:
+            return Outcome(error=BundleError(f"cannot read `{self.path}`: {exc}", "missing"))
+        digest = hashlib.sha256(data).hexdigest()
+        if not force and digest == self._loaded:
+            return Outcome(unchanged=True, detail="unsigned IR")
+        try:
+            compiled = prepare_project(project_from_ir(data), str(self.path.parent))
+        except TrustError as exc:
+            return Outcome(error=exc)
+        self._loaded = digest
+        return Outcome(compiled=compiled, detail="unsigned IR")
+
+    def watch_spec(self) -> tuple[Path, Callable[[watchfiles.Change, str], bool]]:
+        return self.path.resolve().parent, lambda change, path: True
+
+
+def is_ir_file(path: Path) -> bool:
+    return path.is_file() and path.suffix == ".json"
+
+
 def open_source(
     path: str | os.PathLike[str], trust: Trust | None, allow_unsigned: bool
 ) -> PolicySource:
@@ -290,6 +336,8 @@ def open_source(
                 "unsigned",
             )
         return BundleSource(p, None)
+    if is_ir_file(p):
+        return IrSource(p)
     return TreeSource(p)
 
 

@@ -49,7 +49,11 @@ ALIGNED = {
     "gateway_decl",
     "provider_decl",
     "mesh_decl",
+    "server_decl",
 }
+
+# Clauses that read as a sentence (`on redis down deny`): never split into columns.
+_UNALIGNED = {"default_clause", "require_clause", "store_down_clause"}
 
 # Clause kinds whose settings block `{ ... }` is aligned too, as a second column
 # (`route` aligns what follows its path).
@@ -237,7 +241,7 @@ class Printer:
             line.align_after = next(
                 (i - 1 for i, p in enumerate(line.pieces) if p.text == "=" and i), None
             )
-        elif _is_tok(node.children[0]) and data not in ("default_clause", "require_clause"):
+        elif _is_tok(node.children[0]) and data not in _UNALIGNED:
             line.align_after = 0
             line.kind = str(data)
             if data == "route_clause":

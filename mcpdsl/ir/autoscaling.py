@@ -132,3 +132,20 @@ def cron_schedule(during: m.During) -> tuple[tuple[int, tuple[int, ...]], tuple[
     overnight = during.window.end <= during.window.start
     end_days = tuple(sorted({(d + 1) % 7 for d in during.days})) if overnight else during.days
     return (during.window.start, during.days), end_days
+
+
+def server_scale(server: m.Server) -> m.Scale:
+    """The decision server's `replicas`/`target` clauses as the `scale` block they spell.
+
+    So that its HorizontalPodAutoscaler is written (and would be simulated) by the
+    very functions above, Kubernetes' default behaviour included.
+    """
+    return m.Scale(
+        package=server.package,
+        name=server.name,
+        service=m.Ref(package=server.package, name=server.name),
+        min_replicas=server.min_replicas,
+        max_replicas=server.max_replicas,
+        targets=server.targets,
+        span=server.span,
+    )

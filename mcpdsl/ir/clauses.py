@@ -13,7 +13,7 @@ from lark import Token, Tree
 
 from mcpdsl.ir import limits
 from mcpdsl.ir import model as m
-from mcpdsl.ir.common import Context, first_token, key_text, tokens, trees
+from mcpdsl.ir.common import Context, first_token, key_text, lower_range, tokens, trees
 from mcpdsl.ir.parts import leading, part
 from mcpdsl.syntax.parser import closest
 
@@ -264,3 +264,75 @@ def _limit_key_error(ctx: Context, token: Token, key: str) -> None:
         label="not a limit key",
         help=f"did you mean `{guess}`?" if guess else "the key is `client-ip`",
     )
+
+
+# ------------------------------------------- clauses shared by several declarations
+
+
+def lower_image(ctx: Context, clause: Tree[Token] | None) -> str | None:
+    """`image "REF"` of a service, job or server: a reference a cluster can pull."""
+    tok = clause_value(clause)
+    text = ctx.string(tok)
+    if text is not None and (not text or any(ch.isspace() for ch in text)):
+        ctx.error("E0206", "image reference must be non-empty and contain no spaces", tok)
+        return None
+    problem = None if text is None else limits.image_problem(text)
+    if problem is not None:
+        ctx.error(
+            limits.NOT_ACCEPTED,
+            f"`{text}` is not a valid image reference: {problem}",
+            tok,
+            label="not an image reference",
+            help='write it as "REGISTRY/PATH:TAG", e.g. "ghcr.io/acme/api:1.4"',
+        )
+        return None
+    return text
+
+
+def metric_name(ctx: Context, tok: Any) -> str | None:
+    """A metric name Prometheus (and the HPA metrics API) accepts; else E0313."""
+    name = ctx.string(tok)
+    problem = None if name is None else limits.metric_name_problem(name)
+    if problem is not None:
+        ctx.error(
+            limits.NOT_ACCEPTED,
+            problem,
+            tok,
+            label="not a metric name",
+            help="use letters, digits, `_` and `:`, not starting with a digit",
+        )
+        return None
+    return name
+
+
+def lower_replicas(ctx: Context, clause: Tree[Token] | None) -> tuple[int, int] | None:
+    """`replicas MIN..MAX` of a `scale` or a `server`: int32 bounds, a maximum of at least 1."""
+    bounds = lower_range(ctx, clause_value(clause), limits.read_int32)
+    if bounds is not None and bounds[1] < 1:
+        ctx.error("E0303", "maximum replicas must be at least 1", clause_value(clause))
+        return None
+    return bounds
+
+
+def lower_targets(ctx: Context, c: Clauses) -> tuple[m.Target, ...]:
+    """The `target cpu|memory P` and `target metric "NAME" N per pod` clauses (HPA metrics)."""
+    targets: list[m.Target] = []
+    for clause in c.all("target_cpu") + c.all("target_memory"):
+        metric = "cpu" if clause.data == "target_cpu" else "memory"
+        node = clause_value(clause)
+        value = ctx.read(node, limits.read_percent)
+        if value is not None and value > 0:
+            targets.append(m.Target(metric=metric, value=value, span=ctx.span(clause)))
+        elif value is not None:
+            ctx.error("E0303", "a utilisation target must be above 0%", node)
+    for clause in c.all("target_metric"):
+        name = metric_name(ctx, clause_value(clause, 0))
+        value = positive(
+            ctx,
+            clause_value(clause, 1),
+            ctx.read(clause_value(clause, 1), limits.read_metric_target),
+            "a metric target",
+        )
+        if name and value is not None:
+            targets.append(m.Target(metric="pods", name=name, value=value, span=ctx.span(clause)))
+    return tuple(targets)

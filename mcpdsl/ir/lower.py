@@ -27,7 +27,11 @@ from mcpdsl.ir.clauses import (
     check_percent,
     clause_value,
     decl_name,
+    lower_image,
     lower_limit,
+    lower_replicas,
+    lower_targets,
+    metric_name,
     positive,
     string_list,
     string_object,
@@ -42,6 +46,7 @@ from mcpdsl.ir.common import (
 )
 from mcpdsl.ir.lower_access import lower_gateway, lower_integration, lower_policy
 from mcpdsl.ir.lower_identity import lower_mesh, lower_provider
+from mcpdsl.ir.lower_server import lower_server
 from mcpdsl.ir.parts import part
 from mcpdsl.ir.settings import SettingsReader
 from mcpdsl.ir.tests_lower import lower_test
@@ -145,39 +150,9 @@ def _window(ctx: Context, node: Tree[Token] | None) -> m.TimeWindow | None:
     return m.TimeWindow(start=start, end=end, zone=zone, span=ctx.span(node))
 
 
-def _image(ctx: Context, clause: Tree[Token] | None) -> str | None:
-    tok = clause_value(clause)
-    text = ctx.string(tok)
-    if text is not None and (not text or any(ch.isspace() for ch in text)):
-        ctx.error("E0206", "image reference must be non-empty and contain no spaces", tok)
-        return None
-    problem = None if text is None else limits.image_problem(text)
-    if problem is not None:
-        ctx.error(
-            limits.NOT_ACCEPTED,
-            f"`{text}` is not a valid image reference: {problem}",
-            tok,
-            label="not an image reference",
-            help='write it as "REGISTRY/PATH:TAG", e.g. "ghcr.io/acme/api:1.4"',
-        )
-        return None
-    return text
-
-
-def _metric_name(ctx: Context, tok: Any) -> str | None:
-    """A metric name Prometheus (and the HPA metrics API) accepts; else E0313."""
-    name = ctx.string(tok)
-    problem = None if name is None else limits.metric_name_problem(name)
-    if problem is not None:
-        ctx.error(
-            limits.NOT_ACCEPTED,
-            problem,
-            tok,
-            label="not a metric name",
-            help="use letters, digits, `_` and `:`, not starting with a digit",
-        )
-        return None
-    return name
+#: `image` and metric names are read as every declaration reads them (clauses.py).
+_image = lower_image
+_metric_name = metric_name
 
 
 # ------------------------------------------------------------ declarations
@@ -328,32 +303,8 @@ def _quoted(text: str) -> str:
 def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
     name = decl_name(decl)
     c = Clauses(ctx, decl)
-    replicas_clause = c.require("replicas_clause", "replicas", name)
-    bounds = lower_range(ctx, clause_value(replicas_clause), limits.read_int32)
-    if bounds is not None and bounds[1] < 1:
-        ctx.error("E0303", "maximum replicas must be at least 1", clause_value(replicas_clause))
-        bounds = None
-    targets: list[m.Target] = []
-    for clause in c.all("target_cpu") + c.all("target_memory"):
-        metric = "cpu" if clause.data == "target_cpu" else "memory"
-        node = clause_value(clause)
-        value = ctx.read(node, limits.read_percent)
-        if value is not None and value > 0:
-            targets.append(m.Target(metric=metric, value=value, span=ctx.span(clause)))
-        elif value is not None:
-            ctx.error("E0303", "a utilisation target must be above 0%", node)
-    for clause in c.all("target_metric"):
-        metric_name = _metric_name(ctx, clause_value(clause, 0))
-        value = positive(
-            ctx,
-            clause_value(clause, 1),
-            ctx.read(clause_value(clause, 1), limits.read_metric_target),
-            "a metric target",
-        )
-        if metric_name and value is not None:
-            targets.append(
-                m.Target(metric="pods", name=metric_name, value=value, span=ctx.span(clause))
-            )
+    bounds = lower_replicas(ctx, c.require("replicas_clause", "replicas", name))
+    targets = lower_targets(ctx, c)
     up = _rules(ctx, c, "up")
     down = _rules(ctx, c, "down")
     during = [d for d in (_during(ctx, clause) for clause in c.all("during_clause")) if d]
@@ -392,7 +343,7 @@ def _scale(ctx: Context, decl: Tree[Token]) -> m.Scale | None:
         service=target_ref,
         min_replicas=bounds[0],
         max_replicas=bounds[1],
-        targets=tuple(targets),
+        targets=targets,
         up=up,
         down=down,
         during=tuple(during),
@@ -916,5 +867,6 @@ _LOWERERS: dict[str, Callable[[Context, Tree[Token]], m.Decl | None]] = {
     "gateway_decl": lower_gateway,
     "provider_decl": lower_provider,
     "mesh_decl": lower_mesh,
+    "server_decl": lower_server,
     "test_decl": lower_test,
 }

@@ -677,6 +677,38 @@ class Mesh(Decl):
     trust_domain: str
 
 
+class RedisStore(Node):
+    """Where the decision server's replicas share counters and rate-limit buckets.
+
+    Exactly one of `url` (written in the tree, never with a password: E1003) and
+    `secret` + `secret_key` (a Secret in the server's namespace holding the URL).
+    """
+
+    url: str | None = None
+    secret: str | None = None
+    secret_key: str | None = None
+
+
+class Server(Decl):
+    """`server NAME { ... }`: the `mcpdsl serve` deployment that enforces the tree.
+
+    A deployment setting, not evaluation: the Kubernetes target emits the server's
+    objects from it and the Envoy and Istio targets point their ext_authz at it
+    (docs/serve-kubernetes.md).  One per tree (E1001).
+    """
+
+    kind: Literal["server"] = "server"
+    image: str
+    namespace: str
+    min_replicas: int
+    max_replicas: int
+    targets: tuple[Target, ...] = ()  # HPA metrics, as a `scale` block's
+    cpu: Decimal = Decimal("0.5")  # request = limit per replica
+    memory: int = 512 * 2**20
+    redis: RedisStore | None = None  # None: each replica counts on its own
+    on_store_down: Literal["deny", "allow"] = "deny"
+
+
 class TrustedHeader(Node):
     """A request header the gateway accepts as `context.<attribute>`.
 
@@ -791,6 +823,8 @@ class Project(Node):
     tests: tuple[Test, ...] = ()
     providers: tuple[Provider, ...] = ()
     meshes: tuple[Mesh, ...] = ()
+    # Deployment settings, not evaluation: not in the IR JSON the engine loads.
+    servers: tuple[Server, ...] = Field(default=(), exclude=True)
 
 
 DECL_KINDS: dict[str, str] = {
@@ -806,6 +840,7 @@ DECL_KINDS: dict[str, str] = {
     "test": "tests",
     "provider": "providers",
     "mesh": "meshes",
+    "server": "servers",
 }
 
 _RECURSIVE: tuple[type[Node], ...] = (

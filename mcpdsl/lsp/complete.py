@@ -36,6 +36,9 @@ CLAUSES: dict[str, tuple[str, ...]] = {
     "gateway": ("listen", "route", "limit", "hosts", "tls", "accept", "trust"),
     "provider": ("issuer", "jwks", "audiences", "skew", "claims", "mfa", "type"),
     "mesh": ("trust",),
+    "server": (
+        "image", "namespace", "replicas", "target", "cpu", "memory", "redis", "on",
+    ),
     "tls": ("cert", "clients", "ca"),
     "test": ("request", "given", "expect"),
 }  # fmt: skip

@@ -30,6 +30,7 @@ DECLARATIONS = {
     "gateway_decl": "gateway",
     "provider_decl": "provider",
     "mesh_decl": "mesh",
+    "server_decl": "server",
     "test_decl": "test",
 }
 

@@ -28,6 +28,7 @@ _KIND_WORDS = {
     "gateway": "gateway",
     "provider": "identity provider",
     "mesh": "mesh",
+    "server": "decision server",
     "test": "test",
     "tool": "tool",
     "package": "package",

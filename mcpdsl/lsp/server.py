@@ -58,6 +58,7 @@ _SYMBOL_KINDS = {
     "gateway": types.SymbolKind.Namespace,
     "provider": types.SymbolKind.Key,
     "mesh": types.SymbolKind.Namespace,
+    "server": types.SymbolKind.Constructor,
     "test": types.SymbolKind.Method,
     "rule": types.SymbolKind.EnumMember,
     "tool": types.SymbolKind.Function,

@@ -41,6 +41,7 @@ _KIND_TYPES = {
     "gateway": "class",
     "provider": "class",
     "mesh": "class",
+    "server": "class",
     "test": "class",
     "rule": "enumMember",
     "tool": "string",

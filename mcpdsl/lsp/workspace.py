@@ -98,11 +98,13 @@ class TreeChecker:
         equals the whole-project stage).
         """
         from mcpdsl.ir.identity import check_identity
+        from mcpdsl.ir.lower_server import check_servers
         from mcpdsl.ir.typecheck import typecheck
 
         if c.project is None:
             return
         c.diagnostics.extend(check_identity(c.project))  # whole-tree facts, not per file
+        c.diagnostics.extend(check_servers(c.project))
         groups: dict[str, tuple[list[m.Policy], list[m.Integration]]] = {}
         for policy in c.project.policies:
             groups.setdefault(policy.span.file if policy.span else "", ([], []))[0].append(policy)

@@ -107,11 +107,13 @@ def resolve(c: Compilation) -> None:
 
 def typecheck(c: Compilation) -> None:
     from mcpdsl.ir.identity import check_identity
+    from mcpdsl.ir.lower_server import check_servers
     from mcpdsl.ir.typecheck import typecheck as typecheck_project
 
     if c.project is not None:
         c.diagnostics.extend(typecheck_project(c.project))
         c.diagnostics.extend(check_identity(c.project))  # whole-tree facts: keys, SPIFFE ids
+        c.diagnostics.extend(check_servers(c.project))  # one decision server per tree
 
 
 def analyze(c: Compilation) -> None:

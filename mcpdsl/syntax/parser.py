@@ -40,6 +40,7 @@ DECLARATION_KEYWORDS = (
     "gateway",
     "provider",
     "mesh",
+    "server",
     "test",
 )
 

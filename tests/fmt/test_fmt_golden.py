@@ -33,7 +33,7 @@ def test_every_declaration_kind_has_a_case() -> None:
     text = "".join(p.read_text(encoding="utf-8") for p in CASE_FILES)
     for keyword in (
         "import", "service", "scale", "pool", "balance", "carbon", "job",
-        "policy", "integration", "gateway", "test", "provider", "mesh",
+        "policy", "integration", "gateway", "test", "provider", "mesh", "server",
     ):  # fmt: skip
         assert f"\n{keyword} " in text, keyword
 
