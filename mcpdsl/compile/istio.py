@@ -34,6 +34,7 @@ from typing import Any
 
 from mcpdsl.compile import Artifact, Enforcement, Status, TargetContext, TargetOutput
 from mcpdsl.compile.envoy_authz import Resource, delegated_status, resource_matches
+from mcpdsl.compile.server import needs_server, server_finding
 from mcpdsl.compile.istio_rules import (
     TRUE,
     Dnf,
@@ -491,6 +492,10 @@ class _Workload:
                 f"`{rule.principal.type}` at the sidecar",
             )
         record = Enforcement(rule=key, target=NAME, where=where, status=status)
+        if needs_server(rule, policy):
+            site = f"at the sidecar of {self.where}"
+            server_finding(self.out, record, rule, policy, span, site, missing)
+            return
         if status is Status.ENFORCED:
             self.out.enforced(record, span)
             return

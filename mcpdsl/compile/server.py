@@ -1,0 +1,87 @@
+"""Rules only the decision server can decide: the `stats` counters (B0170).
+
+`stats.principal.*` (mcpdsl.ir.stats) is counted by `mcpdsl serve` and by
+nothing the build generates: the OPA bundle has no counters (and never reads
+`input.stats`, which any caller could write), Envoy RBAC and Istio policies
+see no such attribute, and what they delegate through ext_authz goes to OPA.
+So wherever a generated artifact decides, a rule that depends on the counters
+never fires: a deny is `not-enforced` (fails open; an error under `--strict`),
+an allow `narrowed` (fails closed).  A `require` that depends on them applies
+to every request there, which narrows the policy's allow rules.  Each target
+reports such a rule with `server_finding` instead of its usual record.
+"""
+
+from __future__ import annotations
+
+from mcpdsl.compile import TargetOutput
+from mcpdsl.diagnostics import Enforcement, Status
+from mcpdsl.ir import model as m
+from mcpdsl.ir.stats import requires_stats, rule_stats
+from mcpdsl.source import Span
+
+CODE = "B0170"
+HELP = (
+    "let `mcpdsl serve` decide it: point ext_authz (Envoy) and the CUSTOM provider (Istio) "
+    "at its gRPC address, OPA REST clients at its `/v1/data` API "
+    "(`mcpdsl check --explain B0170`)"
+)
+
+
+def server_reads(rule: m.Rule, policy: m.Policy) -> tuple[list[str], list[str]]:
+    """The counters deciding `rule` reads: `(its condition's and risk's, its obligations')`.
+
+    Obligations only narrow allow rules (a deny's firing does not depend on them).
+    """
+    own = rule_stats(rule, policy)
+    required = requires_stats(policy) if rule.effect == "allow" else []
+    return own, [r for r in required if r not in own]
+
+
+def needs_server(rule: m.Rule, policy: m.Policy) -> bool:
+    own, required = server_reads(rule, policy)
+    return bool(own or required)
+
+
+def _names(reads: list[str]) -> str:
+    return ", ".join(f"`{r}`" for r in reads)
+
+
+def server_finding(
+    out: TargetOutput,
+    record: Enforcement,
+    rule: m.Rule,
+    policy: m.Policy,
+    span: Span | None,
+    site: str,
+    why: tuple[str, ...] = (),
+) -> None:
+    """Report `rule` (which `needs_server`) as not enforced or narrowed at `site` (B0170)."""
+    own, required = server_reads(rule, policy)
+    deny = rule.effect == "deny"
+    status = Status.NOT_ENFORCED if deny else Status.NARROWED
+    verb = "is not enforced" if deny else "is narrowed"
+    fails = "fails open" if deny else "fails closed"
+    if own:
+        fails += ": it never fires there"
+    notes: list[str] = []
+    if own:
+        notes.append(
+            f"it reads {_names(own)}, which only the decision server (`mcpdsl serve`) counts"
+        )
+    if required:
+        notes.append(
+            f"its policy's `require` reads {_names(required)}, so there the obligation "
+            "applies to every request"
+        )
+    out.unsupported(
+        CODE,
+        f"{rule.effect} rule `{record.rule}` {verb} {site}: it needs the decision server "
+        f"({fails})",
+        span,
+        notes=(*notes, *why, f"there: {record.where}"),
+        help=HELP,
+        enforcement=record.model_copy(update={"status": status}),
+    )
+
+
+__all__ = ["CODE", "needs_server", "server_finding", "server_reads"]
