@@ -39,8 +39,8 @@ from mcpdsl.diagnostics import Status
 from mcpdsl.ir import model as m
 from mcpdsl.ir.door import DoorMapping
 from mcpdsl.ir.globs import glob_regex, is_literal
-from mcpdsl.ir.stats import ROOT as STATS_ROOT
 from mcpdsl.ir.paths import globs_overlap
+from mcpdsl.ir.stats import ROOT as STATS_ROOT
 from mcpdsl.source import Span
 
 #: Headers Envoy itself sets, rewrites or strips before RBAC runs.

@@ -34,7 +34,6 @@ from typing import Any
 
 from mcpdsl.compile import Artifact, Enforcement, Status, TargetContext, TargetOutput
 from mcpdsl.compile.envoy_authz import Resource, delegated_status, resource_matches
-from mcpdsl.compile.server import needs_server, server_finding
 from mcpdsl.compile.istio_rules import (
     TRUE,
     Dnf,
@@ -58,6 +57,7 @@ from mcpdsl.compile.kubernetes_common import (
 from mcpdsl.compile.kubernetes_index import Index, build_index
 from mcpdsl.compile.kubernetes_workloads import SERVICE_COMPONENT
 from mcpdsl.compile.serialize import dump_yaml
+from mcpdsl.compile.server import needs_server, server_finding
 from mcpdsl.ir import model as m
 from mcpdsl.ir.door import DoorMapping, door_mapping
 from mcpdsl.ir.workload import WorkloadIdentity, workload_identity

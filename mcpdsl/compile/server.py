@@ -16,7 +16,7 @@ from __future__ import annotations
 from mcpdsl.compile import TargetOutput
 from mcpdsl.diagnostics import Enforcement, Status
 from mcpdsl.ir import model as m
-from mcpdsl.ir.stats import requires_stats, rule_stats
+from mcpdsl.ir.stats import project_reads_stats, reads_stats, requires_stats, rule_stats
 from mcpdsl.source import Span
 
 CODE = "B0170"
@@ -75,8 +75,7 @@ def server_finding(
         )
     out.unsupported(
         CODE,
-        f"{rule.effect} rule `{record.rule}` {verb} {site}: it needs the decision server "
-        f"({fails})",
+        f"{rule.effect} rule `{record.rule}` {verb} {site}: it needs the decision server ({fails})",
         span,
         notes=(*notes, *why, f"there: {record.where}"),
         help=HELP,
@@ -84,4 +83,35 @@ def server_finding(
     )
 
 
-__all__ = ["CODE", "needs_server", "server_finding", "server_reads"]
+def artifact_view(project: m.Project) -> m.Project:
+    """The project as the generated artifacts decide it, for the evaluator to compare with.
+
+    Rules that depend on the counters are gone (they never fire there), a risk
+    term that reads them always counts and a `require` that depends on them
+    always applies (the Rego reads the counters as an evaluation error, which
+    fails closed: docs/semantics.md); a `require` reading `risk` then sees the
+    same risk as there.  A project that reads no counter is
+    returned as it is.  The differential tests hold the OPA bundle to this.
+    """
+    if not project_reads_stats(project.policies):
+        return project
+    policies = []
+    for policy in project.policies:
+        rules = tuple(r for r in policy.rules if not rule_stats(r, policy))
+        risk = tuple(
+            t.model_copy(update={"condition": m.Literal_(value=True)})
+            if reads_stats(t.condition)
+            else t
+            for t in policy.risk
+        )
+        requires = tuple(
+            q.model_copy(update={"condition": None}) if reads_stats(q.condition) else q
+            for q in policy.requires
+        )
+        policies.append(
+            policy.model_copy(update={"rules": rules, "risk": risk, "requires": requires})
+        )
+    return project.model_copy(update={"policies": tuple(policies)})
+
+
+__all__ = ["CODE", "artifact_view", "needs_server", "server_finding", "server_reads"]

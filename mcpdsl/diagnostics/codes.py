@@ -338,7 +338,7 @@ _TABLE: tuple[Code, ...] = (
         "would never be true; it is refused, with the nearest counter when one is close:\n\n"
         "    deny agent any -> tool any when stats.principal.calls_1min > 600   # error[E0320]\n"
         "    deny agent any -> tool any unless stats.principal.calls_1m <= 600\n\n"
-        "docs/semantics.md (\"Server statistics\") says what each counter counts.\n",
+        'docs/semantics.md ("Server statistics") says what each counter counts.\n',
     ),
     # ------------------------------------------------------ names, imports
     Code(

@@ -67,9 +67,8 @@ def _stats_test(e: m.Node) -> tuple[m.Attr, str] | None:
             if isinstance(attr, m.Attr) and _counter(attr):
                 flipped = m.Compare(op=_OPPOSITE[e.op], left=e.left, right=e.right)
                 return attr, f"unless {_text(flipped)}"
-    if isinstance(e, m.In) and not e.negated:
-        if isinstance(e.item, m.Attr) and _counter(e.item):
-            return e.item, f"unless {e.item.dotted()} not in [...]"
+    if isinstance(e, m.In) and not e.negated and isinstance(e.item, m.Attr) and _counter(e.item):
+        return e.item, f"unless {e.item.dotted()} not in [...]"
     return None
 
 
@@ -85,7 +84,11 @@ def _text(e: m.Compare) -> str:
     def side(x: m.Node) -> str:
         if isinstance(x, m.Attr):
             return x.dotted()
-        if isinstance(x, m.Literal_) and not isinstance(x.value, (bool, str)) and x.unit in (None, "number"):
+        if (
+            isinstance(x, m.Literal_)
+            and not isinstance(x.value, (bool, str))
+            and x.unit in (None, "number")
+        ):
             return f"{x.value.normalize():f}"
         return "..."
 

@@ -163,8 +163,7 @@ def stats_problem(request: dict[str, Any]) -> str | None:
     for name in FIELDS:
         if name in scope and not _is_count(scope[name]):
             return (
-                f"`stats.principal.{name}` is {_what(scope[name])}, "
-                f"not an integer from 0 to {MAX}"
+                f"`stats.principal.{name}` is {_what(scope[name])}, not an integer from 0 to {MAX}"
             )
     return None
 

@@ -21,6 +21,7 @@ from mcpdsl.ir.common import (
 )
 from mcpdsl.ir.parts import part
 from mcpdsl.ir.settings import SettingsReader
+from mcpdsl.syntax.parser import closest
 
 REQUEST_ROOTS = ("principal", "resource", "request", "source", "context", "now", stats.ROOT)
 
@@ -112,11 +113,14 @@ def _counter(ctx: Context, attribute: Tree[Token], path: list[str]) -> bool:
     """A test sets the server's counters as `mcpdsl serve` would: known names, whole counts."""
     if len(path) != 3 or path[1] != stats.SCOPE or path[2] not in stats.FIELDS:
         known = ", ".join(f"`{stats.ROOT}.{stats.SCOPE}.{f}`" for f in stats.FIELDS)
+        guess = closest(path[-1], stats.FIELDS)
         ctx.error(
             "E0320",
             f"unknown server statistic `{'.'.join(path)}`",
             part(attribute, "path"),
-            help=f"the server counts {known}",
+            help=f"did you mean `{stats.ROOT}.{stats.SCOPE}.{guess}`?"
+            if guess
+            else f"the server counts {known}",
         )
         return False
     value = part(attribute, "value")

@@ -151,7 +151,9 @@ def _terms(draw: st.DrawFn) -> m.Node:
     if kind == "default":
         return m.Default(operand=a, fallback=draw(CONSTANTS))
     if kind == "scaled":
-        return m.Arith(op=draw(st.sampled_from(["*", "/"])), left=a, right=_num(draw(st.integers(1, 4))))
+        return m.Arith(
+            op=draw(st.sampled_from(["*", "/"])), left=a, right=_num(draw(st.integers(1, 4)))
+        )
     return a
 
 
