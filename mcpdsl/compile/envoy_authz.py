@@ -34,11 +34,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from mcpdsl.compile.server import needs_server
 from mcpdsl.diagnostics import Status
 from mcpdsl.ir import model as m
 from mcpdsl.ir.door import DoorMapping
 from mcpdsl.ir.globs import glob_regex, is_literal
 from mcpdsl.ir.paths import globs_overlap
+from mcpdsl.ir.stats import ROOT as STATS_ROOT
 from mcpdsl.source import Span
 
 #: Headers Envoy itself sets, rewrites or strips before RBAC runs.
@@ -86,6 +88,7 @@ class Record:
     why: tuple[str, ...] = ()
     site: str = ""  # "gateway public, route /v1/**"
     effect: str = "allow"
+    server: bool = False  # it reads the decision server's counters (compile/server.py)
 
 
 def _unprovided(attr: m.Attr, door: DoorMapping) -> bool:
@@ -391,6 +394,8 @@ def delegated_status(
     if _reads_risk(rule.condition):
         for term in policy.risk:
             reads.extend(r for r in unprovided_reads(term.condition, door) if r not in reads)
+    # the server's counters are said separately (compile/server.py, B0171)
+    reads = [r for r in reads if r.split(".", 1)[0] != STATS_ROOT]
     why: list[str] = []
     if reads:
         names = ", ".join(f"`{r}`" for r in reads)
@@ -545,7 +550,10 @@ def route_authz(
                 because = why or f"route delegated: {out.reason}"
                 status, missing = delegated_status(rule, policy, obligations, door)
                 text = f"ext_authz -> {authz}, {where} ({because})"
-                out.records.append(Record(key, text, span, status, missing, where, rule.effect))
+                server = needs_server(rule, policy)
+                out.records.append(
+                    Record(key, text, span, status, missing, where, rule.effect, server)
+                )
             elif policy.default == "allow":
                 text = f"default allow (no rbac needed), {where}"
                 out.records.append(Record(key, text, span))

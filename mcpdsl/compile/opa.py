@@ -43,10 +43,12 @@ from mcpdsl.compile.opa_expr import (
     uses_cidr,
 )
 from mcpdsl.compile.serialize import dump_json, dump_yaml
+from mcpdsl.compile.server import needs_server, server_finding
 from mcpdsl.ir import model as m
 from mcpdsl.ir.door import doors, doors_data, rego_constants
 from mcpdsl.ir.globs import PATH_PROBLEMS, glob_regex
 from mcpdsl.ir.paths import VALID_QUERY_COMPONENT
+from mcpdsl.ir.stats import rule_stats
 from mcpdsl.resources import read_text
 
 NAME = "opa"
@@ -191,7 +193,10 @@ def _summary(rule: m.Rule) -> str:
     return text
 
 
-def _rule_lines(rule: m.Rule) -> list[str]:
+def _rule_lines(rule: m.Rule, policy: m.Policy) -> list[str]:
+    if rule_stats(rule, policy):
+        # the counters exist only in `mcpdsl serve` (compile/server.py): never fires here
+        return ["false # reads stats.principal.*: decided by `mcpdsl serve` only (B0171)"]
     lines = _entity_lines("principal", rule.principal) + _entity_lines("resource", rule.resource)
     if rule.actions:
         lines += _one_of("input.action", "action", rule.actions)
@@ -233,7 +238,7 @@ def _policy_context(policy: m.Policy, rego_package: str, ctx: TargetContext) -> 
             "qualified_id": f"{policy.name}/{rule.id}",
             "effect": rule.effect,
             "summary": _summary(rule),
-            "lines": _rule_lines(rule),
+            "lines": _rule_lines(rule, policy),
         }
         for rule in policy.rules
     ]
@@ -386,7 +391,10 @@ def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
         where = f"data.{rego_package}.decision"
         for rule in policy.rules:
             record = Enforcement(rule=f"{policy.name}/{rule.id}", target=NAME, where=where)
-            output.enforced(record, rule.span or policy.span)
+            if needs_server(rule, policy):
+                server_finding(output, record, rule, policy, rule.span or policy.span, "by opa")
+            else:
+                output.enforced(record, rule.span or policy.span)
     # `_ip_in` also serves the trusted headers' `sources` in mcp.envoy
     sources = any(h.sources for g in project.gateways for h in g.trusted_headers)
     cidr = sources or any(_policy_uses_cidr(p) for p in project.policies)

@@ -27,6 +27,7 @@ from decimal import Decimal
 from mcpdsl.compile.serialize import decimal_str
 from mcpdsl.ir import model as m
 from mcpdsl.ir.globs import glob_regex
+from mcpdsl.ir.stats import ROOT as STATS_ROOT
 
 #: The Rego rule holding the policy's clamped risk (a number in 0..1).
 RISK_RULE = "_risk"
@@ -175,6 +176,10 @@ def attribute(e: m.Attr) -> str:
     """`risk`, `now.FIELD`, `action` or `root.a.b` as a result object."""
     if e.root == "risk":
         return '{"v": ' + RISK_RULE + "}"
+    if e.root == STATS_ROOT:
+        # only the decision server counts; `input.stats` is whatever the caller wrote, so
+        # it is never read: unknown, an ERROR (a risk term counts, a `require` applies)
+        return "lib.error"
     if e.root == "now":
         return f"lib.now(input, {rego_string(e.path[0])})"
     if e.root == "request" and (not e.path or e.path[0] in ("path", "query")):
@@ -209,7 +214,7 @@ def _plain_ref(e: m.Attr) -> str | None:
     """
     if e.root == "risk":
         return RISK_RULE
-    if e.root == "now":
+    if e.root in ("now", STATS_ROOT):
         return None
     if e.root == "request" and (not e.path or e.path[0] in ("path", "query")):
         return None  # read through lib.canonical (the path without its query)
@@ -269,7 +274,7 @@ def fires_lines(e: m.Expr, var: str = "v") -> list[str] | None:
         return None if ref is None or e.root == "risk" else [f"{ref} == true"]
     if isinstance(e, m.Not) and isinstance(e.operand, m.Attr):
         attr = e.operand
-        if attr.root in ("risk", "now"):
+        if attr.root in ("risk", "now", STATS_ROOT):
             return None
         path = rego_array((attr.root, *attr.path))
         return ["is_object(input)", f"object.get(input, {path}, false) == false"]

@@ -213,7 +213,8 @@ _TABLE: tuple[Code, ...] = (
         _E,
         "unknown attribute root",
         "Attribute paths start with `principal`, `resource`, `source`, `request`,\n"
-        "`context`, `now`, `action` or `risk` in conditions, and with `$` in integration mappings.\n",
+        "`context`, `now`, `action`, `risk` or `stats` in conditions, and with `$` in\n"
+        "integration mappings.\n",
     ),
     Code(
         "E0307",
@@ -323,6 +324,24 @@ _TABLE: tuple[Code, ...] = (
         "    balance api { limit 100/s per team }        # error[E0315]\n"
         "    balance api { limit 100/s per client-ip }   # one bucket per client address\n"
         "    balance api { limit 100/s }                 # one bucket for everyone\n",
+    ),
+    Code(
+        "E0320",
+        _E,
+        "unknown server statistic",
+        "`stats` holds the behaviour counters the decision server (`mcpdsl serve`) keeps\n"
+        "for the request's principal over sliding windows of one minute and one hour:\n\n"
+        "    stats.principal.calls_1m      stats.principal.calls_1h       calls decided\n"
+        "    stats.principal.denials_1m    stats.principal.denials_1h     calls denied\n"
+        "    stats.principal.resources_1m  stats.principal.resources_1h   distinct resources\n\n"
+        "Each is a non-negative integer (a *count*: it compares with plain numbers, not with\n"
+        "strings, durations or sizes, `E0305`). Any other path under `stats` -- a misspelled\n"
+        "counter, a scope other than `principal`, `stats` or `stats.principal` alone, an\n"
+        "attribute of a counter -- names nothing the server provides, so a condition on it\n"
+        "would never be true; it is refused, with the nearest counter when one is close:\n\n"
+        "    deny agent any -> tool any when stats.principal.calls_1min > 600   # error[E0320]\n"
+        "    deny agent any -> tool any unless stats.principal.calls_1m <= 600\n\n"
+        'docs/semantics.md ("Server statistics") says what each counter counts.\n',
     ),
     # ------------------------------------------------------ names, imports
     Code(
@@ -450,7 +469,13 @@ _TABLE: tuple[Code, ...] = (
         '    deny any -> service billing unless context.tier == "gold"\n\n'
         "(`unless C` is `when not C`, and `not` of a MISSING comparison is true.) If a\n"
         "request without the attribute should pass, keep the rule: the warning only says\n"
-        "what it does. `action`, `now` and `risk` are never missing.\n",
+        "what it does. `action`, `now` and `risk` are never missing.\n\n"
+        "The server's counters (`stats.principal.*`) are always present in a request\n"
+        "`mcpdsl serve` decides, but missing wherever nobody counts: in the embedded engine\n"
+        "unless its caller supplies them, and in the generated Rego and Envoy configuration.\n"
+        "So for them every comparison at a positive position is reported, `>` and `<` too:\n\n"
+        "    deny agent any -> tool any when stats.principal.calls_1m > 600     # W0106\n"
+        "    deny agent any -> tool any unless stats.principal.calls_1m <= 600  # fails closed\n",
     ),
     Code(
         "W0111",

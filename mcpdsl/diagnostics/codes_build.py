@@ -271,6 +271,26 @@ BUILD_TABLE: tuple[Code, ...] = (
         strict=True,
     ),
     Code(
+        "B0171",
+        _W,
+        "rule needs the decision server",
+        "The rule reads `stats.principal.*` (directly, or through `risk` when a risk term\n"
+        "does), the behaviour counters that only the decision server, `mcpdsl serve`,\n"
+        "keeps: it counts every call it decides and sets `stats` itself, replacing what a\n"
+        "caller sent. The generated OPA bundle, Envoy RBAC and Istio policies have no\n"
+        "counters, and the Rego never reads `input.stats` (a caller could forge it), so\n"
+        "there the rule never fires: a deny is not enforced (status `not-enforced`, it fails\n"
+        "open) and an allow is narrowed (`narrowed`, it fails closed). A `require` whose\n"
+        "condition reads the counters applies on every request there (its policy's allow\n"
+        "rules are narrowed).\n\n"
+        "To enforce the rule, let the decision server decide: run `mcpdsl serve` on the\n"
+        "tree or the build and point the gateway's ext_authz and Istio's CUSTOM provider at\n"
+        "its gRPC address (`--grpc-addr`, default `127.0.0.1:9191`) instead of OPA; clients\n"
+        "of OPA's REST API query its `/v1/data/...` unchanged (`--addr`). In-process callers\n"
+        "of the embedded engine may pass counters they keep themselves as `stats`.\n",
+        strict=True,
+    ),
+    Code(
         "B0130",
         _W,
         "carbon schedule not applied",

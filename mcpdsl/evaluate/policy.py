@@ -21,12 +21,15 @@ from mcpdsl.evaluate.target import query_problem, split_target, with_split_path
 from mcpdsl.evaluate.values import MISSING, Refused, checked, now_fields, plain_request
 from mcpdsl.ir import model as m
 from mcpdsl.ir.globs import path_problem
+from mcpdsl.ir.stats import project_reads_stats, stats_problem
 from mcpdsl.source import Span
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
 _WILD = None  # the wildcard bucket key
 MEMO_LIMIT = 65536  # memoised request keys before the memo is reset
+#: The refusal of a request whose server counters are not what `mcpdsl serve` sends.
+STATS_REFUSAL = "the request's server statistics are malformed: {}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +203,9 @@ class PreparedPolicies:
             )
         self.policies = tuple(compiled)
         self.reads_now = reads_now
+        # the z3 analyses assume the server's counters are what the server sends
+        # (mcpdsl.ir.stats); a policy reading them refuses a request whose are not
+        self.reads_stats = project_reads_stats(policies)
         self.rule_count = order
         self._index = {
             pk: {rk: {a: tuple(rs) for a, rs in by_a.items()} for rk, by_a in by_r.items()}
@@ -349,6 +355,11 @@ class PreparedPolicies:
             if self.reads_now and "now" not in inp:
                 inp = dict(inp)
                 inp["now"] = now_fields(datetime.now(UTC))
+            if self.reads_stats and "stats" in inp and stats_problem(inp) is not None:
+                # a subclass of dict or int is read as the plain value it holds
+                problem = stats_problem(plain_request(inp))
+                if problem is not None:
+                    return refused(STATS_REFUSAL.format(problem))
             cands = self.candidates(ptype, pid, rtype, rid, action)
             return self._evaluate(inp, request, origin, cands, path)
         except Refused as exc:
@@ -371,6 +382,9 @@ class PreparedPolicies:
         if self.reads_now and "now" not in inp:
             inp = dict(inp)
             inp["now"] = now_fields(datetime.now(UTC))
+        problem = stats_problem(inp) if self.reads_stats else None
+        if problem is not None:
+            return refused(STATS_REFUSAL.format(problem))
         cands = self.candidates(ptype, pid, rtype, rid, inp.get("action"))
         return self._evaluate(inp, inp, origin, cands, path)
 

@@ -8,7 +8,7 @@ from typing import Any, cast
 from lark import Token, Tree
 
 from mcpdsl.ir import model as m
-from mcpdsl.ir import units
+from mcpdsl.ir import stats, units
 from mcpdsl.ir.common import (
     Context,
     child_tree,
@@ -21,8 +21,9 @@ from mcpdsl.ir.common import (
 )
 from mcpdsl.ir.parts import part
 from mcpdsl.ir.settings import SettingsReader
+from mcpdsl.syntax.parser import closest
 
-REQUEST_ROOTS = ("principal", "resource", "request", "source", "context", "now")
+REQUEST_ROOTS = ("principal", "resource", "request", "source", "context", "now", stats.ROOT)
 
 _GIVEN_FOR = {
     "decision": "request",
@@ -93,6 +94,8 @@ def _attributes(
                 help="request attributes start with " + ", ".join(f"`{r}`" for r in roots),
             )
             continue
+        if path[0] == stats.ROOT and not _counter(ctx, attribute, path):
+            continue
         cursor = target
         for step in path[:-1]:
             nxt = cursor.setdefault(step, {})
@@ -104,6 +107,32 @@ def _attributes(
             cursor = nxt
         else:
             cursor[path[-1]] = literal(ctx, part(attribute, "value"))
+
+
+def _counter(ctx: Context, attribute: Tree[Token], path: list[str]) -> bool:
+    """A test sets the server's counters as `mcpdsl serve` would: known names, whole counts."""
+    if len(path) != 3 or path[1] != stats.SCOPE or path[2] not in stats.FIELDS:
+        known = ", ".join(f"`{stats.ROOT}.{stats.SCOPE}.{f}`" for f in stats.FIELDS)
+        guess = closest(path[-1], stats.FIELDS)
+        ctx.error(
+            "E0320",
+            f"unknown server statistic `{'.'.join(path)}`",
+            part(attribute, "path"),
+            help=f"did you mean `{stats.ROOT}.{stats.SCOPE}.{guess}`?"
+            if guess
+            else f"the server counts {known}",
+        )
+        return False
+    value = part(attribute, "value")
+    text = str(value) if isinstance(value, Token) and value.type == "NUMBER" else ""
+    if not text.isdigit() or int(text) > stats.MAX:
+        ctx.error(
+            "E0208",
+            f"`{'.'.join(path)}` is a count: a whole number from 0 to {stats.MAX}",
+            value,
+        )
+        return False
+    return True
 
 
 def _request(ctx: Context, clause: Tree[Token]) -> dict[str, Any] | None:

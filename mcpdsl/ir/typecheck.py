@@ -12,10 +12,14 @@ import ipaddress
 
 from mcpdsl.diagnostics import Diagnostic, make
 from mcpdsl.ir import model as m
+from mcpdsl.ir import stats
 from mcpdsl.ir.globs import glob_error
 from mcpdsl.ir.lints import missing_attribute_lints
+from mcpdsl.syntax.parser import closest
 
-CONDITION_ROOTS = ("principal", "resource", "source", "request", "context", "now", "risk", "action")
+CONDITION_ROOTS = (
+    "principal", "resource", "source", "request", "context", "now", "risk", "action", "stats",
+)  # fmt: skip
 MAPPING_ROOTS = ("$",)
 NOW_FIELDS = ("hour", "minute", "weekday", "time", "date")
 
@@ -24,6 +28,9 @@ BOOL = "bool"
 NUMBER = "number"
 STRING = "string"
 LIST = "list"
+#: A server counter (`stats.principal.*`): a non-negative integer, comparable with plain
+#: numbers and other counts only (a count of calls is not a duration or a size).
+COUNT = "count"
 _NUMERIC_UNITS = {
     "duration",
     "percent",
@@ -44,6 +51,7 @@ def _describe(t: str) -> str:
         NUMBER: "a number",
         STRING: "a string",
         LIST: "a list",
+        COUNT: "a count",
         "time": "a time of day",
     }.get(t, f"a {t}")
 
@@ -58,7 +66,7 @@ class _Checker:
         self.diags.append(make(code, message, node.span, **kw))  # type: ignore[arg-type]
 
     def numeric(self, t: str) -> bool:
-        return t in (NUMBER, ANY) or t in _NUMERIC_UNITS
+        return t in (NUMBER, ANY, COUNT) or t in _NUMERIC_UNITS
 
     def type_of(self, e: m.Node) -> str:
         if isinstance(e, m.Literal_):
@@ -153,6 +161,45 @@ class _Checker:
             return {"weekday": STRING, "date": STRING, "time": "time"}.get(e.path[0], NUMBER)
         if e.root == "action" and e.path:
             self.error("E0306", "`action` is a string and has no attributes", e)
+        if e.root == stats.ROOT:
+            return self.counter(e)
+        return ANY
+
+    def counter(self, e: m.Attr) -> str:
+        """`stats.principal.FIELD`: one of the server's counters (mcpdsl.ir.stats), else E0320."""
+        path = e.path
+        if len(path) == 2 and path[0] == stats.SCOPE and path[1] in stats.FIELDS:
+            return COUNT
+        known = ", ".join(f"`{stats.ROOT}.{stats.SCOPE}.{f}`" for f in stats.FIELDS)
+        hint = f"the server counts {known}"
+        label = "not a server statistic"
+        if len(path) > 2 and path[0] == stats.SCOPE and path[1] in stats.FIELDS:
+            name = f"{stats.ROOT}.{stats.SCOPE}.{path[1]}"
+            message, label, guess = f"`{name}` is a count and has no attributes", "", None
+            hint = f"compare `{name}` itself with a number"
+        elif len(path) < 2 and (not path or path[0] == stats.SCOPE):
+            message = f"`{e.dotted()}` is an object of counters, not a value"
+            guess = None
+        elif path[0] != stats.SCOPE and path[0] in stats.FIELDS:
+            message = f"unknown server statistic `{e.dotted()}`"
+            guess = f"{stats.ROOT}.{stats.SCOPE}.{path[0]}"
+        elif path[0] != stats.SCOPE:
+            message = f"unknown server statistic `{e.dotted()}`"
+            near = closest(path[0], (stats.SCOPE,))
+            guess = f"{stats.ROOT}.{near}.{'.'.join(path[1:])}" if near and len(path) > 1 else None
+            if guess and path[1] not in stats.FIELDS:
+                guess = None
+        else:
+            message = f"unknown server statistic `{e.dotted()}`"
+            near = closest(path[1], stats.FIELDS)
+            guess = f"{stats.ROOT}.{stats.SCOPE}.{near}" if near else None
+        self.error(
+            "E0320",
+            message,
+            e,
+            label=label,
+            help=f"did you mean `{guess}`?" if guess else hint,
+        )
         return ANY
 
     def boolean(self, e: m.Node, word: str) -> None:

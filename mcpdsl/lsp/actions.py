@@ -9,6 +9,10 @@ into `unless a in b` / `unless a == b`: `not in` and `!=` are false when a side
 is missing (docs/semantics.md), so the `when` form does not fire on a request
 without the attribute (fail open); the `unless` form does (fail closed).
 `when not C` needs no rewrite: `not` of a missing value is already true.
+A comparison of one of the decision server's counters (`stats.principal.*`,
+missing wherever nobody counts) is rewritten the same way with the opposite
+operator: `when stats.principal.calls_1m > 600` becomes `unless ... <= 600`
+(exact: the counters are integers).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from lark import Token, Tree
 
 from mcpdsl.diagnostics import Diagnostic
+from mcpdsl.ir import stats
 from mcpdsl.lsp.index import contains, token_span
 from mcpdsl.source import SourceFile, Span
 from mcpdsl.syntax.parser import ParsedFile
@@ -161,9 +166,29 @@ def _rewrite(path: str, cond: Tree[Token]) -> Fix | None:
         op = expr.children[1]
         assert isinstance(op, Token)
         edits = (when_edit, Edit(token_span(path, op), "=="))
+    elif (
+        expr.data == "compare"
+        and str(expr.children[1]) in _OPPOSITE
+        and any(_counter(side) for side in (expr.children[0], expr.children[2]))
+    ):
+        op = expr.children[1]
+        assert isinstance(op, Token)
+        edits = (when_edit, Edit(token_span(path, op), _OPPOSITE[str(op)]))
     else:
         return None
     return Fix("fail closed: rewrite the deny with `unless`", edits)
+
+
+#: The comparison true exactly when `op` is false, on two present integers.
+_OPPOSITE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!="}
+
+
+def _counter(node: object) -> bool:
+    """A `stats.principal.FIELD` path in the syntax tree."""
+    if not isinstance(node, Tree) or node.data != "path":
+        return False
+    words = [str(t) for t in node.scan_values(lambda v: isinstance(v, Token)) if str(t) != "."]
+    return len(words) == 3 and words[:2] == [stats.ROOT, stats.SCOPE] and words[2] in stats.FIELDS
 
 
 def overlaps(span: Span, line: int, end_line: int) -> bool:

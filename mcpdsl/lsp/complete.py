@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mcpdsl.ir import stats
 from mcpdsl.ir.typecheck import CONDITION_ROOTS, NOW_FIELDS
 from mcpdsl.lsp.workspace import Snapshot
 from mcpdsl.syntax.parser import DECLARATION_KEYWORDS
@@ -51,6 +52,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "request": ("path", "method", "headers", "auth"),
     "context": (),
     "now": NOW_FIELDS,
+    stats.ROOT: tuple(f"{stats.SCOPE}.{f}" for f in stats.FIELDS),
 }
 
 FUNCTIONS = ("lower", "upper", "len", "startswith", "endswith", "contains")

@@ -90,3 +90,48 @@ def test_a_keyword_typo_is_still_fixed(tmp_path: Path) -> None:
     assert [d.code for d in errors] == ["E0101"]
     (fix,) = fixes
     assert _apply(text, fix) == "package p\n\n" + POLICY
+
+
+def _apply(text: str, fix: Fix) -> str:
+    lines = text.split("\n")
+    for edit in sorted(fix.edits, key=lambda e: (e.span.line, e.span.column), reverse=True):
+        line = lines[edit.span.line - 1]
+        start, end = edit.span.column - 1, edit.span.end_column - 1
+        lines[edit.span.line - 1] = line[:start] + edit.text + line[end:]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("condition", "rewritten"),
+    [
+        ("stats.principal.calls_1m > 600", "unless stats.principal.calls_1m <= 600"),
+        ("stats.principal.denials_1h >= 3", "unless stats.principal.denials_1h < 3"),
+        ("5 < stats.principal.resources_1m", "unless 5 >= stats.principal.resources_1m"),
+        ("stats.principal.calls_1h == 0", "unless stats.principal.calls_1h != 0"),
+    ],
+)
+def test_a_deny_on_a_server_counter_is_rewritten_with_unless(
+    tmp_path: Path, condition: str, rewritten: str
+) -> None:
+    """W0106's own suggestion as a code action: the `unless` of the opposite comparison."""
+    from mcpdsl.lsp.actions import unless_fixes
+    from mcpdsl.syntax.parser import parse_source
+
+    text = f"package p\n\npolicy x {{\n  default allow\n  r: deny agent any -> any when {condition}\n}}\n"
+    [fix] = unless_fixes(parse_source(SourceFile("main.mcp", text)), 1, 1, 10)
+    fixed = _apply(text, fix)
+    assert f"  r: deny agent any -> any {rewritten}\n" in fixed
+    (tmp_path / "main.mcp").write_text(fixed, encoding="utf-8")
+    assert [d.code for d in mcpdsl.check(tmp_path)] == []
+
+
+def test_a_counter_in_a_larger_condition_is_left_alone() -> None:
+    from mcpdsl.lsp.actions import unless_fixes
+    from mcpdsl.syntax.parser import parse_source
+
+    text = (
+        "package p\n\npolicy x {\n  default allow\n"
+        "  r: deny agent any -> any when context.n > 1\n"
+        "  s: deny agent any -> any when stats.principal.calls_2m > 1\n}\n"
+    )
+    assert unless_fixes(parse_source(SourceFile("main.mcp", text)), 1, 1, 10) == []

@@ -75,6 +75,20 @@ def test_completion_after_a_dotted_root_lists_its_fields() -> None:
     assert labels == {"now.hour", "now.minute", "now.weekday", "now.time", "now.date"}
 
 
+def test_completion_lists_the_server_counters() -> None:
+    line = "  deny agent any -> any unless stats."
+    text = f"package p\npolicy x {{\n{line}\n}}\n"
+    labels = {c.label for c in complete(None, text, 3, len(line) + 1)}
+    assert labels == {
+        "stats.principal.calls_1m",
+        "stats.principal.calls_1h",
+        "stats.principal.denials_1m",
+        "stats.principal.denials_1h",
+        "stats.principal.resources_1m",
+        "stats.principal.resources_1h",
+    }
+
+
 def test_no_completion_inside_a_comment() -> None:
     text = "package p\n# service \n"
     assert complete(None, text, 2, 11) == []

@@ -37,6 +37,7 @@ from expect import Expectation, Expected
 from traffic import Drawn, Traffic
 
 from mcpdsl.builder.artifacts import compile_artifacts
+from mcpdsl.compile.server import artifact_view
 from mcpdsl.engine import Engine
 from mcpdsl.ir import model as m
 from mcpdsl.pipeline import compile_tree
@@ -53,6 +54,9 @@ def build(
     tree: Path, edit: ProjectEdit | None = None, targets: tuple[str, ...] = ("envoy", "opa")
 ) -> tuple[Engine, dict[str, bytes]]:
     """The engine and the artifacts of `tree` (optionally with its IR edited first).
+
+    The engine decides as the artifacts can: rules on the decision server's
+    counters are left out (`artifact_view`, B0171; only `mcpdsl serve` counts).
 
     A provider whose JWKS is a file gets the test key set written there (in a
     copy of the tree), so that the artifacts that inline it trust the test keys.
@@ -81,7 +85,9 @@ def build(
         compilation.project = project
         result = compile_artifacts(compilation, targets)
         files = {a.path: a.content for a in result.artifacts}
-        return Engine.from_project(project), files
+        # what the generated artifacts can decide: a rule needing the decision server's
+        # counters never fires there (B0171), so the engine is held to that view
+        return Engine.from_project(artifact_view(project)), files
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

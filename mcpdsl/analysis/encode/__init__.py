@@ -15,8 +15,11 @@ The request model (docs/semantics.md, exactly):
   symbolic JSON value: a **kind** (missing, null, bool, number, string, list,
   object) and one value per kind (Bool, Real, String, a list of slots).  A path
   that is present makes its parent an object; a parent that is not an object
-  makes its children missing.  MISSING and ERROR are therefore exact: `x < 1`
-  on a string is ERROR, on a missing `x` false, as the semantics table says;
+  makes its children missing; the decision server's counters
+  (`stats.principal.*`, mcpdsl.ir.stats) are missing or whole numbers in
+  0..2^53-1, the only values the engine accepts there.  MISSING and ERROR
+  are therefore exact: `x < 1` on a string is ERROR, on a missing `x` false,
+  as the semantics table says;
 - an expression evaluates to a `Sym`: guards for MISSING, ERROR and each kind,
   and the value of each kind.  Conditions fire on `true`, a deny fires on
   anything but `false`/MISSING (fail closed), risk terms count when they fire

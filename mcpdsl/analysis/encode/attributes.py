@@ -22,6 +22,7 @@ from mcpdsl.analysis.encode.core import (
     ListVal,
     Sym,
 )
+from mcpdsl.ir import stats
 
 
 class Attributes(Cidr):
@@ -63,6 +64,8 @@ class Attributes(Cidr):
             count.append(z3.If(present, z3.IntVal(1, ctx), z3.IntVal(0, ctx)))
         if count:
             side.append(z3.Sum(*count) <= length)
+        if path[0] == stats.ROOT:
+            side += self._counter(path, k, n)
         self._side[key] = side
         self._side_deps[key] = frozenset(deps - {key})
         self._attr_vars[path] = {"kind": k, "bool": b, "num": n, "str": s, "len": length}
@@ -83,6 +86,23 @@ class Attributes(Cidr):
         self._attr_vars[path]["slots"] = slots
         self._attr[path] = sym
         return sym
+
+    def _counter(self, path: tuple[str, ...], k: Any, n: Any) -> list[Any]:
+        """`stats`: what the decision server sends, and all the evaluator accepts.
+
+        `stats` and `stats.principal` are objects, each counter an integer in
+        0..stats.MAX -- or missing, at every level (a request nobody counted).
+        The engine refuses a request whose counters are anything else when a
+        policy reads them (`mcpdsl.ir.stats.stats_problem`), so this is exact.
+        """
+        K = self.K
+        if len(path) < 3:
+            return [z3.Or(k == K[MISSING], k == K[OBJ])]
+        if len(path) == 3 and path[1] == stats.SCOPE and path[2] in stats.FIELDS:
+            present = k == K[NUM]
+            bounded = z3.And(z3.IsInt(n), n >= 0, n <= self.real_val(stats.MAX))
+            return [z3.Or(k == K[MISSING], present), z3.Implies(present, bounded)]
+        return []  # an unknown counter (E0320) is never encoded
 
     def _element(self, name: str, side: list[Any]) -> Sym:
         ctx = self.ctx

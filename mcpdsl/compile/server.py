@@ -1,0 +1,117 @@
+"""Rules only the decision server can decide: the `stats` counters (B0171).
+
+`stats.principal.*` (mcpdsl.ir.stats) is counted by `mcpdsl serve` and by
+nothing the build generates: the OPA bundle has no counters (and never reads
+`input.stats`, which any caller could write), Envoy RBAC and Istio policies
+see no such attribute, and what they delegate through ext_authz goes to OPA.
+So wherever a generated artifact decides, a rule that depends on the counters
+never fires: a deny is `not-enforced` (fails open; an error under `--strict`),
+an allow `narrowed` (fails closed).  A `require` that depends on them applies
+to every request there, which narrows the policy's allow rules.  Each target
+reports such a rule with `server_finding` instead of its usual record.
+"""
+
+from __future__ import annotations
+
+from mcpdsl.compile import TargetOutput
+from mcpdsl.diagnostics import Enforcement, Status
+from mcpdsl.ir import model as m
+from mcpdsl.ir.stats import project_reads_stats, reads_stats, requires_stats, rule_stats
+from mcpdsl.source import Span
+
+CODE = "B0171"
+HELP = (
+    "let `mcpdsl serve` decide it: point ext_authz (Envoy) and the CUSTOM provider (Istio) "
+    "at its gRPC address, OPA REST clients at its `/v1/data` API "
+    "(`mcpdsl check --explain B0171`)"
+)
+
+
+def server_reads(rule: m.Rule, policy: m.Policy) -> tuple[list[str], list[str]]:
+    """The counters deciding `rule` reads: `(its condition's and risk's, its obligations')`.
+
+    Obligations only narrow allow rules (a deny's firing does not depend on them).
+    """
+    own = rule_stats(rule, policy)
+    required = requires_stats(policy) if rule.effect == "allow" else []
+    return own, [r for r in required if r not in own]
+
+
+def needs_server(rule: m.Rule, policy: m.Policy) -> bool:
+    own, required = server_reads(rule, policy)
+    return bool(own or required)
+
+
+def _names(reads: list[str]) -> str:
+    return ", ".join(f"`{r}`" for r in reads)
+
+
+def server_finding(
+    out: TargetOutput,
+    record: Enforcement,
+    rule: m.Rule,
+    policy: m.Policy,
+    span: Span | None,
+    site: str,
+    why: tuple[str, ...] = (),
+) -> None:
+    """Report `rule` (which `needs_server`) as not enforced or narrowed at `site` (B0171)."""
+    own, required = server_reads(rule, policy)
+    deny = rule.effect == "deny"
+    status = Status.NOT_ENFORCED if deny else Status.NARROWED
+    verb = "is not enforced" if deny else "is narrowed"
+    fails = "fails open" if deny else "fails closed"
+    if own:
+        fails += ": it never fires there"
+    notes: list[str] = []
+    if own:
+        notes.append(
+            f"it reads {_names(own)}, which only the decision server (`mcpdsl serve`) counts"
+        )
+    if required:
+        notes.append(
+            f"its policy's `require` reads {_names(required)}, so there the obligation "
+            "applies to every request"
+        )
+    out.unsupported(
+        CODE,
+        f"{rule.effect} rule `{record.rule}` {verb} {site}: it needs the decision server ({fails})",
+        span,
+        notes=(*notes, *why, f"there: {record.where}"),
+        help=HELP,
+        enforcement=record.model_copy(update={"status": status}),
+    )
+
+
+def artifact_view(project: m.Project) -> m.Project:
+    """The project as the generated artifacts decide it, for the evaluator to compare with.
+
+    Rules that depend on the counters are gone (they never fire there), a risk
+    term that reads them always counts and a `require` that depends on them
+    always applies (the Rego reads the counters as an evaluation error, which
+    fails closed: docs/semantics.md); a `require` reading `risk` then sees the
+    same risk as there.  A project that reads no counter is
+    returned as it is.  The differential tests hold the OPA bundle to this.
+    """
+    if not project_reads_stats(project.policies):
+        return project
+    policies = []
+    for policy in project.policies:
+        rules = tuple(r for r in policy.rules if not rule_stats(r, policy))
+        risk = tuple(
+            t.model_copy(update={"condition": m.Literal_(value=True)})
+            if reads_stats(t.condition)
+            else t
+            for t in policy.risk
+        )
+        requires = tuple(
+            q.model_copy(update={"condition": None}) if reads_stats(q.condition) else q
+            for q in policy.requires
+        )
+        policies.append(
+            policy.model_copy(update={"rules": rules, "risk": risk, "requires": requires})
+        )
+    return project.model_copy(update={"policies": tuple(policies)})
+
+
+__all__ = ["CODE", "artifact_view", "needs_server", "server_finding", "server_reads"]
