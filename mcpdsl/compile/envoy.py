@@ -253,7 +253,7 @@ class _Gateway:
         )
         for r in authz.records:
             record = Enforcement(rule=r.rule, target=NAME, where=r.where, status=r.status)
-            if r.server:
+            if r.server and server is None:  # with a `server`, ext_authz is the one counting
                 label, _, rule_id = r.rule.rpartition("/")
                 policy = dict(self.index.policies)[label]
                 rule = next(x for x in policy.rules if x.id == rule_id)

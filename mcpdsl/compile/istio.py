@@ -499,7 +499,7 @@ class _Workload:
                 f"`{rule.principal.type}` at the sidecar",
             )
         record = Enforcement(rule=key, target=NAME, where=where, status=status)
-        if needs_server(rule, policy):
+        if needs_server(rule, policy) and self.mesh.index.server_grpc() is None:
             site = f"at the sidecar of {self.where}"
             server_finding(self.out, record, rule, policy, span, site, missing)
             return

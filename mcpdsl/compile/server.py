@@ -3,7 +3,9 @@
 `stats.principal.*` (mcpdsl.ir.stats) is counted by `mcpdsl serve` and by
 nothing the build generates: the OPA bundle has no counters (and never reads
 `input.stats`, which any caller could write), Envoy RBAC and Istio policies
-see no such attribute, and what they delegate through ext_authz goes to OPA.
+see no such attribute, and what they delegate through ext_authz goes to OPA
+unless the tree declares a `server` (then ext_authz is `mcpdsl serve`, which
+counts, and the Envoy and Istio targets report such a rule as delegated to it).
 So wherever a generated artifact decides, a rule that depends on the counters
 never fires: a deny is `not-enforced` (fails open; an error under `--strict`),
 an allow `narrowed` (fails closed).  A `require` that depends on them applies

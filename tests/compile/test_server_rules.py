@@ -230,3 +230,25 @@ def test_a_tree_without_counters_is_unchanged(tmp_path: Path) -> None:
     assert artifact_view(compilation.project) is compilation.project
     result = _build(tmp_path, ("opa", "envoy", "istio"))
     assert not any(d.code == "B0171" for d in result.build_diagnostics)
+
+
+def test_with_a_declared_server_the_proxies_delegate_counter_rules_to_it(tmp_path: Path) -> None:
+    """A `server` is where ext_authz goes: its counters decide, so Envoy and Istio enforce.
+
+    The OPA bundle still cannot count, so it keeps reporting the rule (B0171).
+    """
+    server = '\nserver authz {\n  image "example/mcpdsl:1"\n  namespace "authz"\n  replicas 1\n}\n'
+    (tmp_path / "main.mcp").write_text(TREE + server, encoding="utf-8")
+    result = _build(tmp_path, ("opa", "envoy", "istio"))
+    for target in ("envoy", "istio"):
+        codes = {d.code for ds in _findings(result, target).values() for d in ds}
+        assert "B0171" not in codes, target
+    runaway = [
+        d
+        for d in result.build_diagnostics
+        if d.enforcement is not None
+        and d.enforcement.target == "envoy"
+        and d.enforcement.rule == "access/runaway"
+    ]
+    assert runaway and all("mcpdsl serve authz" in d.enforcement.where for d in runaway)  # type: ignore[union-attr]
+    assert "B0171" in {d.code for d in _findings(result, "opa")["access/runaway"]}
