@@ -18,9 +18,9 @@ import click
 from mcpdsl._version import __version__
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 
-__all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "COMMANDS", "main", "run"]
+__all__ = ["COMMANDS", "EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "main", "run"]
 
-#: Command name -> (module under `mcpdsl.cli`, attribute), in `--help` order.
+#: Command name -> (module under `mcpdsl.cli`, attribute); `--help` lists them sorted.
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("check", "check_command"),
     "diff": ("diff_cmd", "diff_command"),
