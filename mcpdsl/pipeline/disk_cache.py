@@ -108,12 +108,12 @@ def toolchain() -> str:
             digest.update(file.read_bytes())
     digest.update(b"\x00grammar\x00" + read_text("grammar", "mcp.lark").encode())
     digest.update(b"\x00python\x00" + sys.version.encode())
-    for library, file in (("lark", "__init__.py"), ("pydantic", "version.py")):
+    for library, version_file in (("lark", "__init__.py"), ("pydantic", "version.py")):
         spec = find_spec(library)
         origin = spec.origin if spec is not None else None
         digest.update(f"\x00{library}\x00".encode())
         if origin is not None:
-            digest.update((Path(origin).parent / file).read_bytes())
+            digest.update((Path(origin).parent / version_file).read_bytes())
     return digest.hexdigest()
 
 
@@ -247,6 +247,8 @@ def run_per_file(c: Compilation) -> None:
         for display, data in c.raw.items():
             name = entry_name(display, data)
             entry = store.get(name) if store is not None else None
+            if entry is not None and not _is_for(entry, display):
+                entry = None
             if entry is None:
                 entry = _compute(c, display, data)
                 if store is not None:
@@ -255,6 +257,13 @@ def run_per_file(c: Compilation) -> None:
                 c.sources.add(source)
             c.diagnostics.extend(entry.diagnostics)
             c.units.extend(entry.units)
+
+
+def _is_for(entry: Entry, display: str) -> bool:
+    """Whether an entry describes the file `display` (an entry names its file twice)."""
+    return all(path == display for path, _ in entry.sources) and all(
+        unit.path == display for unit in entry.units
+    )
 
 
 def _compute(c: Compilation, display: str, data: bytes) -> Entry:
