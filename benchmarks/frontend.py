@@ -1,15 +1,15 @@
-"""Front-end benchmark: parse + lower + resolve + typecheck, and `mcpdsl check` wall time.
+"""Front-end benchmark: parse + lower + resolve + typecheck on a large generated tree.
 
     python benchmarks/frontend.py
 
 Prints a markdown table.  The generated tree has 100 files with 100 rules each
 (10,000 rules) plus the services they name; the numbers are wall-clock on the
-machine it runs on, best of three.
+machine it runs on, best of three.  The process wall time of `mcpdsl check` on
+`policies/` (start-up) is measured by benchmarks/startup.py.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
@@ -73,16 +73,6 @@ def main() -> None:
         rows.append((f"front end, {rules:,} rules in 100 files", total, 3.0))
         for stage, seconds in stages.items():
             rows.append((f"  stage `{stage}`", seconds, None))
-    policies = ROOT / "policies"
-    if policies.is_dir():
-        for flags, label, target in (
-            (["--no-analyze"], "`mcpdsl check --no-analyze policies/` (front end)", 0.4),
-            ([], "`mcpdsl check policies/` (front end + z3 proofs)", None),
-        ):
-            cmd = [sys.executable, "-m", "mcpdsl", "check", *flags, str(policies)]
-            subprocess.run(cmd, capture_output=True, check=False)
-            wall = best_of(5, lambda cmd=cmd: subprocess.run(cmd, capture_output=True, check=False))
-            rows.append((f"{label}, process wall time", wall, target))
     print("| measurement | seconds | target |")
     print("| --- | ---: | ---: |")
     for name, seconds, target in rows:

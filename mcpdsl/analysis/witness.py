@@ -96,7 +96,9 @@ class Confirmer:
                 policy.requires if requires is None else tuple(policy.requires[i] for i in requires)
             )
             one = policy.model_copy(update={"rules": rules, "requires": reqs})
-            found = prepare_project(m.Project(policies=(one,)))
+            # `fast`: a tuple of one Policy is what validation would return; building
+            # Project's validator (every IR model) would cost more than the check.
+            found = prepare_project(m.Project.fast(policies=(one,)))
             self._engines[key] = found
         return found
 

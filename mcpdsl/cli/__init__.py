@@ -2,55 +2,65 @@
 
 Exit codes (binding): 0 ok, 1 findings / test failures / widened access,
 2 usage or unreadable input (named in `mcpdsl.cli.exit`).
+
+Subcommands are registered by module name and imported only when run (or
+listed, for `--help` and shell completion): `mcpdsl check` must not pay for
+the imports of `build` (the target compilers), `sign` (cryptography) or
+`serve` (the server stack) at start-up (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from mcpdsl._version import __version__
-from mcpdsl.cli.build import build_command
-from mcpdsl.cli.check import check_command
-from mcpdsl.cli.diff_cmd import diff_command
-from mcpdsl.cli.eval_cmd import eval_command
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
-from mcpdsl.cli.fmt_cmd import fmt_command
-from mcpdsl.cli.init_cmd import init_command
-from mcpdsl.cli.keys_cmd import keys_command
-from mcpdsl.cli.logs_cmd import logs_command
-from mcpdsl.cli.lsp_cmd import lsp_command
-from mcpdsl.cli.plan_cmd import plan_command
-from mcpdsl.cli.report_cmd import report_command
-from mcpdsl.cli.serve_cmd import serve_command
-from mcpdsl.cli.sign_cmd import sign_command, verify_command
-from mcpdsl.cli.test_cmd import test_command
-from mcpdsl.cli.watch_cmd import watch_command
 
-__all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "main", "run"]
+__all__ = ["COMMANDS", "EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "main", "run"]
+
+#: Command name -> (module under `mcpdsl.cli`, attribute); `--help` lists them sorted.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("check", "check_command"),
+    "diff": ("diff_cmd", "diff_command"),
+    "build": ("build", "build_command"),
+    "keys": ("keys_cmd", "keys_command"),
+    "sign": ("sign_cmd", "sign_command"),
+    "verify": ("sign_cmd", "verify_command"),
+    "watch": ("watch_cmd", "watch_command"),
+    "fmt": ("fmt_cmd", "fmt_command"),
+    "test": ("test_cmd", "test_command"),
+    "eval": ("eval_cmd", "eval_command"),
+    "plan": ("plan_cmd", "plan_command"),
+    "report": ("report_cmd", "report_command"),
+    "init": ("init_cmd", "init_command"),
+    "lsp": ("lsp_cmd", "lsp_command"),
+    "serve": ("serve_cmd", "serve_command"),
+    "logs": ("logs_cmd", "logs_command"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use, by name."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None or cmd_name not in COMMANDS:
+            return found
+        module, attribute = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(f"mcpdsl.cli.{module}"), attribute)
+        assert isinstance(command, click.Command) and command.name == cmd_name, cmd_name
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mcpdsl")
 def main() -> None:
     """Policy as code for AI infrastructure: scaling, carbon, zero-trust and integrations."""
-
-
-main.add_command(check_command)
-main.add_command(diff_command)
-main.add_command(build_command)
-main.add_command(keys_command)
-main.add_command(sign_command)
-main.add_command(verify_command)
-main.add_command(watch_command)
-main.add_command(fmt_command)
-main.add_command(test_command)
-main.add_command(eval_command)
-main.add_command(plan_command)
-main.add_command(report_command)
-main.add_command(init_command)
-main.add_command(lsp_command)
-main.add_command(serve_command)
-main.add_command(logs_command)
 
 
 def run() -> None:

@@ -94,7 +94,7 @@ def compile_or_exit(path: str, fmt: str = "text", *, analyze: bool = False) -> C
     from mcpdsl.pipeline import InputError, compile_tree
 
     try:
-        return compile_tree(path, analyze=analyze)
+        return compile_tree(path, analyze=analyze, stored=True)
     except InputError as exc:
         emit_diagnostics([exc.diagnostic], SourceMap(), fmt, summary=False)
         sys.exit(EXIT_USAGE)

@@ -39,7 +39,7 @@ class Code:
 class Label(BaseModel):
     """A secondary span with a short message, drawn under the primary one."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     span: Span
     message: str = ""
@@ -60,7 +60,7 @@ class Status(StrEnum):
 class Enforcement(BaseModel):
     """Where one access rule is enforced by one target: data carried by a build diagnostic."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     rule: str  # POLICY/ID
     target: str
@@ -71,7 +71,7 @@ class Enforcement(BaseModel):
 class Diagnostic(BaseModel):
     """A finding about the user's input: code, place, message and advice."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     code: str
     severity: Severity

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from mcpdsl.diagnostics import Diagnostic, Label, make
+from mcpdsl.diagnostics.wording import shown
 from mcpdsl.ir import model as m
 from mcpdsl.ir.jwks import load_jwks
-from mcpdsl.ir.lower_identity import shown
 from mcpdsl.ir.workload import parse_spiffe
 
 #: Attributes only a verified token can supply.

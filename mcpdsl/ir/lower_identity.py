@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from lark import Token, Tree
 
+from mcpdsl.diagnostics.wording import shown
 from mcpdsl.ir import limits
 from mcpdsl.ir import model as m
 from mcpdsl.ir.clauses import Clauses, clause_value, decl_name, string_list
@@ -54,11 +55,6 @@ _MANAGED = frozenset(
     }
 )
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
-
-
-def shown(text: str, limit: int = 60) -> str:
-    """A user string as a diagnostic quotes it: bounded, so a 64 KiB value stays readable."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def managed_header(name: str) -> bool:

@@ -78,7 +78,9 @@ def _hashable(value: Any) -> Any:
 class Node(BaseModel):
     """Base of every IR node: frozen, no extra fields, span-blind equality."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # `defer_build`: a model's validator is built on its first validation, not at import;
+    # lowering builds nodes with `fast` (no validation), so `check` builds few or none.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     span: Span | None = Field(default=None, exclude=True, repr=False)
 
@@ -865,5 +867,6 @@ _RECURSIVE: tuple[type[Node], ...] = (
     FileUnit,
     Project,
 )
-for _model in _RECURSIVE:
-    _model.model_rebuild()
+if not Node.model_config.get("defer_build"):  # deferred: built on first use, names all bound
+    for _model in _RECURSIVE:
+        _model.model_rebuild()

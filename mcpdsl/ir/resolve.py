@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mcpdsl.diagnostics import Diagnostic, Label, make
+from mcpdsl.diagnostics.wording import closest
 from mcpdsl.ir import model as m
 from mcpdsl.source import Span
-from mcpdsl.syntax.parser import closest
 
 D = TypeVar("D", bound=m.Decl)
 
@@ -263,7 +263,9 @@ def resolve(
             out[kind].append(bound)
     if memo is not None:
         memo._keep(fresh)
-    project = m.Project(
+    # `fast`: every value is a tuple of nodes of the declared class, as validation
+    # would return it; building Project's validator alone is most of a warm `check`.
+    project = m.Project.fast(
         root=root,
         packages=tuple(sorted(scope.packages)),
         **{

@@ -133,15 +133,20 @@ STAGES: tuple[tuple[str, Callable[[Compilation], None]], ...] = (
 )
 
 
-def compile_tree(path: str | os.PathLike[str], *, analyze: bool = False) -> Compilation:
+def compile_tree(
+    path: str | os.PathLike[str], *, analyze: bool = False, stored: bool = False
+) -> Compilation:
     """Run the front end on a tree (or one file); raises InputError for unusable paths.
 
     `analyze=True` adds the z3 analyses (what `mcpdsl check` reports).
+    `stored=True` (the command line) takes each unchanged file's `parse` and
+    `lower` results from the user's cache directory (`mcpdsl.pipeline.disk_cache`);
+    the result is the same, except that `Compilation.parsed` is empty.
     """
     root, files = find_files(Path(path))
     c = Compilation(root=root, analyze=analyze)
     with _no_gc():
-        _run_stages(c, files)
+        _run_stages(c, files, stored=stored)
     return c
 
 
@@ -163,11 +168,19 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _run_stages(c: Compilation, files: list[Path]) -> None:
+def _run_stages(c: Compilation, files: list[Path], *, stored: bool = False) -> None:
     start = time.perf_counter()
     read(c, files)
     c.timings["read"] = time.perf_counter() - start
-    for name, stage in STAGES:
+    stages = STAGES
+    if stored and [name for name, _ in STAGES[:2]] == ["parse", "lower"]:
+        from mcpdsl.pipeline.disk_cache import run_per_file
+
+        start = time.perf_counter()
+        run_per_file(c)
+        c.timings["parse+lower"] = time.perf_counter() - start
+        stages = STAGES[2:]
+    for name, stage in stages:
         start = time.perf_counter()
         stage(c)
         c.timings[name] = time.perf_counter() - start

@@ -10,7 +10,6 @@ with three broken declarations reports three errors.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -19,6 +18,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from lark.utils import TextSlice
 
 from mcpdsl.diagnostics import Diagnostic, Label, make
+from mcpdsl.diagnostics.wording import closest as closest  # re-exported for the lowering
 from mcpdsl.reader import MAX_FILE_BYTES
 from mcpdsl.resources import read_text
 from mcpdsl.source import SourceFile, Span
@@ -433,30 +433,6 @@ def _tree_span(path: str, tree: Tree[Token]) -> Span:
 
 
 # ----------------------------------------------------------- error messages
-
-
-def _distance(a: str, b: str) -> int:
-    """Levenshtein distance, for did-you-mean suggestions."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
-def closest(word: str, candidates: Iterable[str | None]) -> str | None:
-    """The nearest candidate within a third of the word's length, ties by name."""
-    best: tuple[int, str] | None = None
-    limit = max(1, len(word) // 3 + (1 if len(word) > 3 else 0))
-    for cand in sorted(c for c in candidates if c):
-        d = _distance(word.lower(), cand.lower())
-        if d <= limit and (best is None or d < best[0]):
-            best = (d, cand)
-    return best[1] if best else None
 
 
 def describe_expected(expected: set[str]) -> str:

@@ -22,7 +22,8 @@ here trusts nothing it did not make:
   version and the Python version, so a stale parser is never reused.
 
 Any doubt means "do not load": the parser is then built from the grammar, and
-saved only if the directory passed the same checks.
+saved only if the directory passed the same checks.  The directory and file
+checks are `mcpdsl.cachedir`'s, shared with the front end's per-file cache.
 """
 
 from __future__ import annotations
@@ -31,38 +32,22 @@ import hashlib
 import io
 import os
 import pickle
-import secrets
-import stat
 import sys
 from collections.abc import Mapping
-from contextlib import suppress
-from pathlib import Path
 from typing import Any
 
 import lark
 from lark import Lark
 
+from mcpdsl.cachedir import MAX_CACHE_BYTES, cache_root, write_atomic
+from mcpdsl.cachedir import open_private_dir as _open_private_dir
+from mcpdsl.cachedir import read_verified as _read_verified
+from mcpdsl.cachedir import unwrap as _unwrap
+from mcpdsl.cachedir import wrap as _wrap
+
+__all__ = ["MAX_CACHE_BYTES", "cache_root", "cached_parser", "read_verified", "unwrap", "wrap"]
+
 FORMAT = b"mcpdsl-parser-cache 1"
-MAX_CACHE_BYTES = 64 * 1024 * 1024  # a saved parser is well under 1 MiB
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
-
-
-def cache_root(environ: Mapping[str, str] | None = None) -> Path | None:
-    """The user's cache directory for mcpdsl, by the XDG base-directory rules.
-
-    A relative `XDG_CACHE_HOME` is ignored, as the specification says.  None when
-    no home directory can be found (the parser is then built every time).
-    """
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CACHE_HOME", "")
-    if base and os.path.isabs(base):
-        return Path(base) / "mcpdsl"
-    try:
-        home = Path.home()
-    except (KeyError, RuntimeError):
-        return None
-    return home / ".cache" / "mcpdsl"
 
 
 def cached_parser(
@@ -114,66 +99,19 @@ def cache_key(grammar: str, options: Mapping[str, Any]) -> str:
     return digest.hexdigest()[:32]
 
 
-def _open_private_dir(path: Path | None) -> int | None:
-    """A descriptor of the cache directory, or None unless it is private to this user."""
-    if path is None or not hasattr(os, "geteuid") or os.open not in os.supports_dir_fd:
-        return None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with suppress(FileExistsError):
-            path.mkdir(mode=0o700)
-        fd = os.open(path, _DIR_FLAGS)
-    except OSError:
-        return None
-    st = os.fstat(fd)
-    if (
-        not stat.S_ISDIR(st.st_mode)
-        or st.st_uid != os.geteuid()
-        or stat.S_IMODE(st.st_mode) & 0o077
-    ):
-        os.close(fd)
-        return None
-    return fd
-
-
 def read_verified(directory: int, filename: str) -> bytes | None:
-    """The payload of a cache file that passes every check, else None."""
-    try:
-        fd = os.open(filename, _OPEN_FLAGS, dir_fd=directory)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if (
-            not stat.S_ISREG(st.st_mode)
-            or st.st_uid != os.geteuid()
-            or stat.S_IMODE(st.st_mode) & 0o022
-            or st.st_size > MAX_CACHE_BYTES
-        ):
-            return None
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(MAX_CACHE_BYTES + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return unwrap(data)
+    """The payload of a parser cache file that passes every check, else None."""
+    return _read_verified(directory, filename, FORMAT)
 
 
 def wrap(payload: bytes) -> bytes:
-    """A cache file: the format line, the payload's SHA-256, then the payload."""
-    return FORMAT + b"\n" + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+    """A parser cache file: the format line, the payload's SHA-256, then the payload."""
+    return _wrap(payload, FORMAT)
 
 
 def unwrap(data: bytes) -> bytes | None:
-    """The payload of a well-formed cache file whose checksum matches, else None."""
-    header, _, rest = data.partition(b"\n")
-    digest, _, payload = rest.partition(b"\n")
-    if header != FORMAT or len(data) > MAX_CACHE_BYTES:
-        return None
-    if digest != hashlib.sha256(payload).hexdigest().encode():
-        return None
-    return payload
+    """The payload of a well-formed parser cache file whose checksum matches, else None."""
+    return _unwrap(data, FORMAT)
 
 
 class _DataOnly(pickle.Unpickler):
@@ -205,17 +143,4 @@ def _load(payload: bytes, extra: dict[str, Any]) -> Lark | None:
 
 
 def _write(directory: int, filename: str, payload: bytes) -> None:
-    """Save atomically (a private temp file renamed over); failures are ignored."""
-    tmp = f".{filename}.{secrets.token_hex(8)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(tmp, flags, 0o600, dir_fd=directory)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(wrap(payload))
-        os.replace(tmp, filename, src_dir_fd=directory, dst_dir_fd=directory)
-    except OSError:
-        with suppress(OSError):
-            os.unlink(tmp, dir_fd=directory)
+    write_atomic(directory, filename, payload, FORMAT)

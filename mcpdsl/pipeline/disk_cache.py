@@ -1,0 +1,277 @@
+"""The per-file front-end results, kept between runs in the user's cache directory.
+
+`mcpdsl check` on an unchanged tree used to parse and lower every file again:
+importing lark, loading the parser tables, compiling the lexer's regular
+expressions and building the pydantic validators the lowering uses took most of
+its start-up (docs/performance.md).  The per-file stages (`parse`, `lower`)
+depend on nothing but the file's bytes, its display path and the code that runs
+them, so their result is stored per file and reused while all of those are
+unchanged.  The cross-file stages (`resolve`, `typecheck`, `analyze`) run every
+time, as in `FrontEndCache`, which this is the on-disk counterpart of.
+
+Staleness: an entry is found by the SHA-256 of
+
+* the toolchain: the source of every mcpdsl module the per-file stages can run
+  (the layers up to `ir`, which `tests/test_layers.py` forbids to import anything
+  higher, plus `pipeline`), the grammar, the Python version and the lark and
+  pydantic releases (`lark/__init__.py` and `pydantic/version.py` as bytes);
+* the file's display path (spans carry it) and its bytes.
+
+Any change to one of them is another key, so a stale result cannot be found.
+
+Trust: the directory and file checks of `mcpdsl.cachedir` (private directory,
+owner-only regular file, SHA-256 of the payload verified before decoding).  The
+payload is a pickle of the IR; it is unpickled with every global refused except
+the IR's own data classes (`ALLOWED`), so a file that asks for any other
+callable is rejected and the file is parsed again.
+
+The store is bounded: when it holds more than `MAX_ENTRIES` files, the oldest
+are deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from mcpdsl.cachedir import cache_root, open_private_dir, read_verified, write_atomic
+from mcpdsl.diagnostics import Diagnostic
+from mcpdsl.ir import model as m
+from mcpdsl.pipeline import STAGES, Compilation
+from mcpdsl.pipeline.cache import PER_FILE_STAGES
+from mcpdsl.resources import read_text
+from mcpdsl.source import SourceFile
+
+FORMAT = b"mcpdsl-frontend-cache 1"
+PREFIX = "fe-"
+SUFFIX = ".pickle"
+MAX_ENTRIES = 512
+
+#: The mcpdsl packages and modules whose code the per-file stages can run: every
+#: layer up to `ir` (they may import only lower layers) and the stages themselves.
+FRONT_END = (
+    "_version",
+    "cachedir",
+    "resources",
+    "source",
+    "diagnostics",
+    "outdir",
+    "reader",
+    "syntax",
+    "ir",
+    "pipeline",
+)
+
+#: The only globals a stored entry may name: data classes whose construction runs no
+#: code beyond building the value.
+ALLOWED: dict[str, frozenset[str]] = {
+    "mcpdsl.ir.model": frozenset(
+        name
+        for name, value in vars(m).items()
+        if isinstance(value, type) and issubclass(value, m.Node)
+    ),
+    "mcpdsl.source": frozenset({"Span"}),
+    "mcpdsl.diagnostics.model": frozenset(
+        {"Diagnostic", "Label", "Enforcement", "Severity", "Status"}
+    ),
+    "decimal": frozenset({"Decimal"}),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file's results after the per-file stages."""
+
+    sources: tuple[tuple[str, str], ...]  # (path, text) of each SourceFile
+    diagnostics: tuple[Diagnostic, ...]
+    units: tuple[m.FileUnit, ...]
+
+
+@cache
+def toolchain() -> str:
+    """A hash of everything the per-file stages depend on besides the file itself."""
+    digest = hashlib.sha256(FORMAT)
+    package = Path(__file__).resolve().parent.parent
+    for name in FRONT_END:
+        for file in _sources(package / name):
+            digest.update(b"\x00" + file.relative_to(package).as_posix().encode() + b"\x00")
+            digest.update(file.read_bytes())
+    digest.update(b"\x00grammar\x00" + read_text("grammar", "mcp.lark").encode())
+    digest.update(b"\x00python\x00" + sys.version.encode())
+    for library, version_file in (("lark", "__init__.py"), ("pydantic", "version.py")):
+        spec = find_spec(library)
+        origin = spec.origin if spec is not None else None
+        digest.update(f"\x00{library}\x00".encode())
+        if origin is not None:
+            digest.update((Path(origin).parent / version_file).read_bytes())
+    return digest.hexdigest()
+
+
+def _sources(path: Path) -> list[Path]:
+    """The `.py` files of a package directory (recursively) or of one module, sorted."""
+    if path.is_dir():
+        return sorted(path.rglob("*.py"))
+    module = path.with_suffix(".py")
+    return [module] if module.is_file() else []
+
+
+def entry_name(display: str, data: bytes) -> str:
+    """The file name of one file's entry: toolchain, display path and bytes, hashed."""
+    digest = hashlib.sha256(toolchain().encode())
+    digest.update(b"\x00" + display.encode("utf-8", "surrogateescape") + b"\x00")
+    digest.update(data)
+    return f"{PREFIX}{digest.hexdigest()[:40]}{SUFFIX}"
+
+
+class _IROnly(pickle.Unpickler):
+    """An unpickler that builds IR data classes and refuses every other global."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name in ALLOWED.get(module, ()):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing `{module}.{name}` in a front-end cache")
+
+
+def encode(entry: Entry) -> bytes:
+    return pickle.dumps(entry_data(entry), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def entry_data(entry: Entry) -> tuple[object, ...]:
+    """The entry as a tuple: the `Entry` class itself is not among the allowed globals."""
+    return (entry.sources, entry.diagnostics, entry.units)
+
+
+def decode(payload: bytes) -> Entry | None:
+    """An entry from a verified payload, or None when it is not one."""
+    try:
+        data = _IROnly(io.BytesIO(payload)).load()
+    except Exception:  # any malformed or refused pickle: compute the file again
+        return None
+    if not (isinstance(data, tuple) and len(data) == 3):
+        return None
+    sources, diagnostics, units = data
+    if not (
+        isinstance(sources, tuple)
+        and all(
+            isinstance(s, tuple) and len(s) == 2 and all(isinstance(x, str) for x in s)
+            for s in sources
+        )
+        and isinstance(diagnostics, tuple)
+        and all(isinstance(d, Diagnostic) for d in diagnostics)
+        and isinstance(units, tuple)
+        and all(isinstance(u, m.FileUnit) for u in units)
+    ):
+        return None
+    return Entry(sources, diagnostics, units)
+
+
+class Store:
+    """The entries in an open private cache directory (`open_store()`)."""
+
+    def __init__(self, directory: int) -> None:
+        self.directory = directory
+        self.written = 0
+
+    def get(self, name: str) -> Entry | None:
+        payload = read_verified(self.directory, name, FORMAT)
+        return None if payload is None else decode(payload)
+
+    def put(self, name: str, entry: Entry) -> None:
+        try:
+            payload = encode(entry)
+        except Exception:  # an unpicklable value in the IR: simply not stored
+            return
+        write_atomic(self.directory, name, payload, FORMAT)
+        self.written += 1
+
+    def prune(self, keep: int = MAX_ENTRIES) -> None:
+        """Delete the oldest entries beyond `keep` (by modification time)."""
+        try:
+            names = [n for n in os.listdir(self.directory) if _is_entry(n)]
+        except OSError:
+            return
+        if len(names) <= keep:
+            return
+        aged = []
+        for name in names:
+            with suppress(OSError):
+                st = os.stat(name, dir_fd=self.directory, follow_symlinks=False)
+                aged.append((st.st_mtime_ns, name))
+        aged.sort()
+        for _, name in aged[: len(aged) - keep]:
+            with suppress(OSError):
+                os.unlink(name, dir_fd=self.directory)
+
+
+def _is_entry(name: str) -> bool:
+    return name.startswith(PREFIX) and name.endswith(SUFFIX)
+
+
+@contextmanager
+def open_store() -> Iterator[Store | None]:
+    """The store in the user's cache directory, or None when it is not private/usable."""
+    directory = open_private_dir(cache_root())
+    if directory is None:
+        yield None
+        return
+    store = Store(directory)
+    try:
+        yield store
+        if store.written:
+            store.prune()
+    finally:
+        os.close(directory)
+
+
+def sources_of(entry: Entry) -> list[SourceFile]:
+    return [SourceFile(path, text) for path, text in entry.sources]
+
+
+def run_per_file(c: Compilation) -> None:
+    """The per-file stages on `c.raw`, each file's result taken from the store if there.
+
+    What `parse` then `lower` would add to `c` (sources, diagnostics, units), file
+    by file in the same order; `c.parsed` stays empty (no syntax tree is stored).
+    """
+    with open_store() as store:
+        for display, data in c.raw.items():
+            name = entry_name(display, data)
+            entry = store.get(name) if store is not None else None
+            if entry is not None and not _is_for(entry, display):
+                entry = None
+            if entry is None:
+                entry = _compute(c, display, data)
+                if store is not None:
+                    store.put(name, entry)
+            for source in sources_of(entry):
+                c.sources.add(source)
+            c.diagnostics.extend(entry.diagnostics)
+            c.units.extend(entry.units)
+
+
+def _is_for(entry: Entry, display: str) -> bool:
+    """Whether an entry describes the file `display` (an entry names its file twice)."""
+    return all(path == display for path, _ in entry.sources) and all(
+        unit.path == display for unit in entry.units
+    )
+
+
+def _compute(c: Compilation, display: str, data: bytes) -> Entry:
+    unit = Compilation(root=c.root, raw={display: data})
+    for _name, stage in STAGES[: len(PER_FILE_STAGES)]:
+        stage(unit)
+    return Entry(
+        tuple((s.path, s.text) for s in unit.sources),
+        tuple(unit.diagnostics),
+        tuple(unit.units),
+    )
