@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from mcpdsl.engine import Engine
     from mcpdsl.engine.decision_log import DecisionLog
     from mcpdsl.evaluate.limits import BucketSpec
+    from mcpdsl.evaluate.policy import PreparedPolicies
     from mcpdsl.evaluate.project import PreparedProject
 
 Transport = Literal["grpc", "http", "mcp"]
@@ -192,14 +193,28 @@ class ServerState:
                                 transport, start)  # fmt: skip
         return await self._decide(prepared, request, _door_of(check), transport, start)
 
-    async def authorize(self, request: Any, transport: Transport = "http") -> Verdict:
-        """Decide a canonical request (OPA's `input`: the caller is a trusted PEP)."""
+    async def authorize(
+        self,
+        request: Any,
+        transport: Transport = "http",
+        *,
+        prepared: PreparedProject | None = None,
+        policies: PreparedPolicies | None = None,
+    ) -> Verdict:
+        """Decide a canonical request (OPA's `input`: the caller is a trusted PEP).
+
+        `policies` decides instead of every policy combined (the Data API's
+        per-policy packages); it must come from `prepared`, the policy the
+        caller read once (default: the one in force now).
+        """
         start = time.perf_counter_ns()
-        prepared = self.engine.compiled
+        if prepared is None:
+            prepared = self.engine.compiled
         if not isinstance(request, dict):
-            decision = prepared.policies.authorize(request)  # the evaluator's own refusal
+            chosen = prepared.policies if policies is None else policies
+            decision = chosen.authorize(request)  # the evaluator's own refusal
             return self._finish(decision, None, None, transport, start)
-        return await self._decide(prepared, dict(request), None, transport, start)
+        return await self._decide(prepared, dict(request), None, transport, start, policies)
 
     async def _decide(
         self,
@@ -208,6 +223,7 @@ class ServerState:
         door: str | None,
         transport: Transport,
         start: int,
+        policies: PreparedPolicies | None = None,
     ) -> Verdict:
         now = self._clock()
         principal = principal_key(request)
@@ -218,7 +234,7 @@ class ServerState:
             unavailable = True
             stats = Stats()
         request["stats"] = {"principal": stats.as_data()}
-        decision = prepared.policies.authorize(request)
+        decision = (prepared.policies if policies is None else policies).authorize(request)
         if unavailable:
             self.metrics.store_errors.inc()
             if self.on_unavailable == "deny":
