@@ -11,6 +11,7 @@ waited longest without sending one (see `limits`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -26,12 +27,15 @@ class ConnectionGuard:
     close the longest-waiting one in O(1).
     """
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, closed: Callable[[str], object] | None = None) -> None:
         self.limits = limits
         self.waiting: dict[GuardedH11Protocol, None] = {}  # insertion order = waiting since
-        self.evicted = 0
-        self.timed_out = 0
-        self.refused = 0
+        self._closed = closed
+
+    def closed(self, reason: str) -> None:
+        """Count a connection closed to protect the server (`evicted`, `head_timeout`, ...)."""
+        if self._closed is not None:
+            self._closed(reason)
 
     def protocol(self, *args: Any, **kwargs: Any) -> GuardedH11Protocol:
         """The protocol factory uvicorn calls for each accepted connection."""
@@ -45,6 +49,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._guard = guard
         self._deadline: asyncio.TimerHandle | None = None
+        self._head = bytearray()  # the request head received so far (bounded by the limit)
 
     # -- the protocol's life --------------------------------------------------------------
 
@@ -54,14 +59,24 @@ class GuardedH11Protocol(H11Protocol):
         if len(self.connections) > guard.limits.max_connections:
             victim = next(iter(guard.waiting), None)
             if victim is None:  # every open connection is busy: this one waits its turn
-                guard.refused += 1
+                guard.closed("refused")
                 transport.close()
                 return
-            guard.evicted += 1
+            guard.closed("evicted")
             victim._close()
         self._sync()
 
     def data_received(self, data: bytes) -> None:
+        if not self._busy():
+            head = self._head
+            head.extend(data)
+            end = head.find(b"\r\n\r\n")
+            size = end + 4 if end >= 0 else len(head)
+            if size > self._guard.limits.max_header_bytes:
+                self._refuse_head()
+                return
+            if end >= 0:
+                head.clear()  # complete: h11 parses it; the next head counts afresh
         super().data_received(data)
         self._sync()
 
@@ -84,6 +99,7 @@ class GuardedH11Protocol(H11Protocol):
         if self.transport.is_closing() or self._busy():
             self._leave()
         elif self not in self._guard.waiting:
+            self._head.clear()
             self._guard.waiting[self] = None
             self._deadline = self.loop.call_later(
                 self._guard.limits.request_timeout, self._head_timeout
@@ -98,8 +114,24 @@ class GuardedH11Protocol(H11Protocol):
     def _head_timeout(self) -> None:
         self._deadline = None
         if not self._busy() and not self.transport.is_closing():
-            self._guard.timed_out += 1
+            self._guard.closed("head_timeout")
             self._close()
+
+    def _refuse_head(self) -> None:
+        """431 in OPA's error shape, then close: the head is larger than the limit."""
+        self._guard.closed("head_too_large")
+        limit = self._guard.limits.max_header_bytes
+        body = (
+            b'{"code":"invalid_parameter","message":"request head larger than '
+            + str(limit).encode()
+            + b' bytes"}'
+        )
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\nconnection: close\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        self._close()
 
     def _close(self) -> None:
         self._leave()

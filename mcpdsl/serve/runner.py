@@ -93,7 +93,7 @@ async def serve(
     """Serve until SIGTERM/SIGINT; `on_listening(Bound)` once both listeners are bound."""
     lim = limits if limits is not None else Limits()
     host, port = split_addr(addrs.http)
-    guard = ConnectionGuard(lim)
+    guard = ConnectionGuard(lim, lambda reason: state.metrics.http_closed.labels(reason).inc())
     config = uvicorn.Config(
         build_app(state, status=status, limits=lim),
         host=host,

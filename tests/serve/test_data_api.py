@@ -201,8 +201,9 @@ def test_every_package_agrees_with_the_generated_rego(serve: Any) -> None:
     server = serve(SINK)
     compared = refused = 0
     with httpx.Client(base_url=server.url, timeout=30) as c:
-        assert c.get("/v1/data/mcp/meta").json()["result"]["policies"] == (
-            data["mcp"]["meta"]["policies"]
+        assert (
+            c.get("/v1/data/mcp/meta").json()["result"]["policies"]
+            == (data["mcp"]["meta"]["policies"])
         )
         for request, theirs in zip(batch, expected, strict=True):
             main_refused = "refusal" in theirs[0]["decision"]

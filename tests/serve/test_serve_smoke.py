@@ -50,7 +50,9 @@ def test_probes_and_metrics(serve: Any, demo_tree: Path) -> None:
     found = samples(raw.decode())
     assert found[("mcpdsl_decisions_total", (("result", "allow"), ("transport", "http")))] == 3
     assert found[("mcpdsl_decisions_total", (("result", "deny"), ("transport", "http")))] == 1
-    assert found[("mcpdsl_rule_decisions_total", (("result", "allow"), ("rule", "gate/allow-1")))] == 3
+    assert (
+        found[("mcpdsl_rule_decisions_total", (("result", "allow"), ("rule", "gate/allow-1")))] == 3
+    )
     assert found[("mcpdsl_decision_seconds_count", (("transport", "http"),))] == 4
     assert found[("mcpdsl_ready", ())] == 1
     assert ("mcpdsl_load_failures_total", ()) in found
