@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,8 +27,6 @@ from mcpdsl.serve.http_guard import ConnectionGuard
 from mcpdsl.serve.limits import Limits
 from mcpdsl.serve.state import ServerState
 from mcpdsl.serve.status import PolicyStatus
-
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,28 @@ def join_addr(host: str, port: int) -> str:
 
 
 def is_loopback(addr: str) -> bool:
-    return split_addr(addr)[0] in LOOPBACK
+    """Whether `addr` listens on this machine's loopback only (127.0.0.0/8, ::1, localhost)."""
+    host = split_addr(addr)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve anywhere
+        return False
 
 
 class _Server(uvicorn.Server):
     def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
         return contextlib.nullcontext()  # the runner owns the signals
+
+
+def bind_http(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """The HTTP listening socket (IPv6 for an IPv6 host); OSError when it cannot bind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=backlog)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {join_addr(host, port)}: {exc.strerror or exc}") from None
 
 
 def grpc_server(state: ServerState, addr: str, limits: Limits) -> tuple[grpc.aio.Server, int]:
@@ -74,7 +90,10 @@ def grpc_server(state: ServerState, addr: str, limits: Limits) -> tuple[grpc.aio
         maximum_concurrent_rpcs=limits.grpc_max_concurrent_rpcs,
     )
     pb_grpc.add_AuthorizationServicer_to_server(AuthorizationService(state), server)
-    port = server.add_insecure_port(addr)
+    try:
+        port = server.add_insecure_port(addr)
+    except RuntimeError as exc:  # newer grpcio raises where older ones returned 0
+        raise OSError(f"cannot listen on {addr} (gRPC): {exc}") from None
     if port == 0:
         raise OSError(f"cannot listen on {addr} (gRPC)")
     return server, port
@@ -108,7 +127,12 @@ async def serve(
         timeout_graceful_shutdown=grace,  # type: ignore[arg-type]
     )
     http = _Server(config)
-    grpc_srv, grpc_port = grpc_server(state, addrs.grpc, lim)
+    listener = bind_http(host, port)  # bound here: a busy port is an OSError, said cleanly
+    try:
+        grpc_srv, grpc_port = grpc_server(state, addrs.grpc, lim)
+    except BaseException:
+        listener.close()
+        raise
     await grpc_srv.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -120,15 +144,13 @@ async def serve(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signalled)
-    task = asyncio.create_task(http.serve())
+    task = asyncio.create_task(http.serve(sockets=[listener]))
     while not http.started and not task.done():
         await asyncio.sleep(0.01)
-    if task.done():
+    if task.done():  # pragma: no cover - the socket is already bound
         await grpc_srv.stop(0)
-        with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind
-            task.result()
-        raise OSError(f"cannot listen on {addrs.http}")
-    bound = http.servers[0].sockets[0].getsockname()[1] if http.servers else port
+        raise OSError(f"cannot serve HTTP on {addrs.http}")
+    bound = listener.getsockname()[1]
     if on_listening is not None:
         on_listening(Bound(join_addr(host, bound), join_addr(split_addr(addrs.grpc)[0], grpc_port)))
     await stop.wait()

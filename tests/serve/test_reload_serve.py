@@ -134,8 +134,10 @@ def test_broken_edit_is_refused_and_the_old_policy_kept(serve: Any, demo_tree: P
     assert metric(server, "mcpdsl_reloads_total", outcome="refused") >= 1
     assert decided(server) == OLD
     code, ready = server.json("GET", "/ready")
-    assert code == 200 and ready["policy"] == digest and "keeping the previous" in (
-        ready["last_error"]
+    assert (
+        code == 200
+        and ready["policy"] == digest
+        and "keeping the previous" in (ready["last_error"])
     )
     now = status(server)
     assert now["digest"] == digest and now["last_error"]["ok"] is False
