@@ -59,6 +59,7 @@ class Limits:
             ("grpc.http2.min_ping_interval_without_data_ms", self.grpc_min_ping_seconds * 1000),
             ("grpc.http2.max_ping_strikes", 2),
             ("grpc.max_connection_idle_ms", self.grpc_max_idle_seconds * 1000),
+            ("grpc.so_reuseport", 0),  # a second server on a busy port fails, not shares it
         ]
 
 
