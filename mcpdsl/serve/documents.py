@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mcpdsl import __version__
+from mcpdsl._version import __version__
 from mcpdsl.evaluate.policy import PreparedPolicies
 from mcpdsl.evaluate.project import PreparedProject
 
