@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mcpdsl._version import __version__
+from mcpdsl.compile import TargetContext
+from mcpdsl.compile.opa import ROOT, data_document, rego_names
 from mcpdsl.evaluate.policy import PreparedPolicies
 from mcpdsl.evaluate.project import PreparedProject
 
@@ -94,8 +96,6 @@ class DocumentTree:
     _meta: Any = None
 
     def __post_init__(self) -> None:
-        from mcpdsl.compile.opa import ROOT, rego_names
-
         project = self.prepared.project
         self._packages[(ROOT, "main")] = Package("main", f"{ROOT}/main")
         self._packages[(ROOT, "envoy")] = Package("envoy", f"{ROOT}/envoy")
@@ -109,8 +109,6 @@ class DocumentTree:
 
     def resolve(self, segments: tuple[str, ...]) -> Target:
         """What a `/v1/data/...` path names (None: nothing, an undefined document)."""
-        from mcpdsl.compile.opa import ROOT
-
         if segments in self._groups:
             return Group("/".join(segments))
         if segments[:2] == (ROOT, "meta"):
@@ -138,9 +136,6 @@ class DocumentTree:
     def meta(self) -> Any:
         """`data.mcp.meta` as the build's `opa/data.json` carries it."""
         if self._meta is None:
-            from mcpdsl.compile import TargetContext
-            from mcpdsl.compile.opa import ROOT, data_document, rego_names
-
             project = self.prepared.project
             document = data_document(project, rego_names(project), TargetContext(__version__))
             self._meta = document[ROOT]["meta"]
