@@ -6,20 +6,27 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mcpdsl.serve.limits import Limits
+
 if TYPE_CHECKING:
     from mcpdsl.serve.redis_store import RedisStore
+
+_DEFAULTS = Limits()
 
 
 @click.command("serve")
 @click.argument("path", type=click.Path(exists=True, path_type=str))
 @click.option(
-    "--addr", default="127.0.0.1:8181", show_default=True, help="HTTP address (Data API, health)."
+    "--addr",
+    default="127.0.0.1:8181",
+    show_default=True,
+    help="HTTP address (Data API, health); port 0 picks a free port.",
 )
 @click.option(
     "--grpc-addr",
     default="127.0.0.1:9191",
     show_default=True,
-    help="gRPC address (Envoy ext_authz Check).",
+    help="gRPC address (Envoy ext_authz Check); port 0 picks a free port.",
 )
 @click.option("--trust", "trust", default=None, help="Keyring: PATH must be a build signed by it.")
 @click.option(
@@ -82,6 +89,48 @@ if TYPE_CHECKING:
     help="Seconds to wait for Redis per connect/read before the store counts as unavailable.",
 )
 @click.option("--no-watch", is_flag=True, help="Do not reload when the policy changes.")
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.max_body_bytes,
+    show_default=True,
+    help="Largest Data API request body, in bytes (beyond: 413).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.max_connections,
+    show_default=True,
+    help="Open HTTP connections; beyond, the longest-idle one is closed.",
+)
+@click.option(
+    "--max-inflight",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.max_inflight,
+    show_default=True,
+    help="HTTP requests handled at once (beyond: 503); also the gRPC limit.",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0.1),
+    default=_DEFAULTS.request_timeout,
+    show_default=True,
+    help="Seconds a client has to send a request head, and again its body.",
+)
+@click.option(
+    "--keep-alive",
+    type=click.FloatRange(min=0.1),
+    default=_DEFAULTS.keep_alive,
+    show_default=True,
+    help="Seconds an idle keep-alive HTTP connection is kept open.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds SIGTERM waits for in-flight requests.",
+)
 def serve_command(
     path: str,
     addr: str,
@@ -96,29 +145,66 @@ def serve_command(
     redis_prefix: str,
     redis_timeout: float,
     no_watch: bool,
+    max_body: int,
+    max_connections: int,
+    max_inflight: int,
+    request_timeout: float,
+    keep_alive: float,
+    grace: float,
 ) -> None:
-    """Serve decisions over gRPC (Envoy ext_authz) and HTTP (OPA Data API) until SIGTERM."""
+    """Serve decisions over gRPC (Envoy ext_authz) and HTTP (OPA Data API) until SIGTERM.
+
+    Once both listeners are bound, one JSON line on standard error says where:
+    `{"event": "listening", "http": "HOST:PORT", "grpc": "HOST:PORT", "pid": N}`.
+    """
     import asyncio
+    import json
+    import os
     import sys
+    from dataclasses import replace
 
     from mcpdsl.cli.common import fail
     from mcpdsl.engine import Engine
     from mcpdsl.engine.decision_log import DEFAULT_MASK, DecisionLog, DecisionLogError
-    from mcpdsl.serve.runner import Addresses, serve, split_addr
+    from mcpdsl.serve.limits import raise_fd_limit
+    from mcpdsl.serve.metrics import Metrics
+    from mcpdsl.serve.runner import Addresses, Bound, is_loopback, serve
     from mcpdsl.serve.state import ServerState
+    from mcpdsl.serve.status import PolicyStatus
+
+    def say(text: str) -> None:
+        click.echo(text, err=True)
 
     for a in (addr, grpc_addr):
         try:
-            host, _ = split_addr(a)
+            loopback = is_loopback(a)
         except ValueError as exc:
             fail(f"invalid address: {exc}")
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            click.echo(f"note: listening on {a}, beyond this machine's loopback", err=True)
+        if not loopback:
+            say(
+                f"note: listening on {a}, beyond this machine's loopback: the Data API trusts"
+                " its callers' input (docs/serve.md, security model)"
+            )
+    limits = replace(
+        _DEFAULTS,
+        max_body_bytes=max_body,
+        max_connections=max_connections,
+        max_inflight=max_inflight,
+        grpc_max_concurrent_rpcs=max_inflight,
+        request_timeout=request_timeout,
+        keep_alive=keep_alive,
+    )
+    raise_fd_limit(max_connections + max_inflight + 256)
+    metrics = Metrics()
+    status = PolicyStatus(path, metrics, say=say)
     store = _redis_store(redis_url, redis_prefix, redis_timeout) if redis_url else None
     try:
-        engine = Engine.load(path, trust=trust)
+        engine = Engine.load(
+            path, trust=trust, on_reload=status.on_reload, on_error=status.on_error
+        )
     except Exception as exc:  # CompileError, TrustError: said, not a traceback
         fail(f"cannot load `{path}`: {exc}")
+    status.attach(engine, f"verified with keyring {trust}" if trust else "")
     log = None
     if decision_log is not None:
         mask = log_mask or DEFAULT_MASK
@@ -129,20 +215,35 @@ def serve_command(
         except DecisionLogError as exc:
             engine.close()
             fail(str(exc))
-    state = ServerState(engine, store=store, log=log,
+    state = ServerState(engine, store=store, log=log, metrics=metrics,
                         on_unavailable=on_unavailable)  # type: ignore[arg-type]  # fmt: skip
     if not no_watch:
         engine.start_watching()
 
-    def listening(host: str, http_port: int, grpc_port: int) -> None:
-        click.echo(f"serving {path}: http {host}:{http_port}, grpc port {grpc_port}", err=True)
+    def listening(bound: Bound) -> None:
+        line = {"event": "listening", "http": bound.http, "grpc": bound.grpc, "pid": os.getpid()}
+        say(json.dumps(line, sort_keys=True))
+
+    def stopping() -> None:
+        say(f"mcpdsl serve: stopping; draining in-flight requests (up to {grace:g} s)")
 
     try:
-        asyncio.run(serve(state, Addresses(addr, grpc_addr), on_listening=listening))
+        asyncio.run(
+            serve(
+                state,
+                Addresses(addr, grpc_addr),
+                grace=grace,
+                limits=limits,
+                status=status,
+                on_listening=listening,
+                on_stopping=stopping,
+            )
+        )
     except OSError as exc:
         fail(str(exc))
     finally:
         engine.close()
+    say("mcpdsl serve: stopped")
 
 
 def _redis_store(url: str, prefix: str, timeout: float) -> RedisStore:

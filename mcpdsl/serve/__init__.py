@@ -6,8 +6,14 @@ enforcement points that cannot embed `mcpdsl.Engine`:
 * gRPC `envoy.service.auth.v3.Authorization/Check` (`grpc_authz`) for Envoy's
   ext_authz filter and Istio's CUSTOM action, mapped to the canonical request
   by the one CheckRequest mapping (`mcpdsl.evaluate.checkrequest`);
-* OPA's Data API (`POST/GET /v1/data/{path}`) for clients written for OPA (`app`);
-* `/health`, `/ready`, `/metrics` for the platform (`app`, `metrics`).
+* OPA's Data API (`POST/GET /v1/data/{path}`) for clients written for OPA (`app`),
+  over the generated Rego packages' documents (`documents`);
+* `/health`, `/ready`, `/v1/status`, `/metrics` for the platform (`app`, `metrics`,
+  `status`: reloads and why one was refused).
+
+`limits` (and `http_guard`, uvicorn's h11 protocol hardened) bound what a
+hostile client can hold: body and head sizes, slow heads and bodies, idle
+connections, requests in flight.
 
 `state.ServerState` is the one place a decision is made: it reads the engine's
 prepared project once per request, adds the server-side behaviour signals and

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -306,13 +307,27 @@ def _identity(raw: bytes) -> bytes:
     return raw
 
 
-def grpc_server(state: ServerState, addr: str) -> tuple[grpc.aio.Server, int]:
-    """A `grpc.aio` server with the Authorization service bound to `addr`; and its port."""
+def grpc_server(
+    state: ServerState,
+    addr: str,
+    options: Sequence[tuple[str, Any]] | None = None,
+    maximum_concurrent_rpcs: int | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """A `grpc.aio` server with the Authorization service bound to `addr`; and its port.
+
+    The service is registered as a raw-bytes handler so that bytes that are no
+    CheckRequest are parsed here, into a logged deny with a reason.  `options`
+    default to the message-size limits; the runner passes its full set
+    (`mcpdsl.serve.limits.Limits.grpc_options`).
+    """
     server = grpc.aio.server(
-        options=[
+        options=list(options)
+        if options is not None
+        else [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
+        ],
+        maximum_concurrent_rpcs=maximum_concurrent_rpcs,
     )
     service = AuthorizationService(state)
     handler = grpc.unary_unary_rpc_method_handler(
@@ -321,7 +336,10 @@ def grpc_server(state: ServerState, addr: str) -> tuple[grpc.aio.Server, int]:
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE, {"Check": handler}),)
     )
-    port = server.add_insecure_port(addr)
+    try:
+        port = server.add_insecure_port(addr)
+    except RuntimeError as exc:  # newer grpcio raises where older ones returned 0
+        raise OSError(f"cannot listen on {addr} (gRPC): {exc}") from None
     if port == 0:
         raise OSError(f"cannot listen on {addr} (gRPC)")
     return server, port

@@ -66,6 +66,12 @@ class Metrics:
             "mcpdsl_store_unavailable", "Decisions made while the shared store was unreachable.",
             registry=r,
         )  # fmt: skip
+        self.http_closed = Counter(
+            "mcpdsl_http_connections_closed",
+            "HTTP connections the server closed to protect itself, by reason"
+            " (evicted, head_timeout, head_too_large, refused).",
+            ["reason"], registry=r,
+        )  # fmt: skip
         self.ready = Gauge("mcpdsl_ready", "1 when a policy is loaded.", registry=r)
         self.policy_revision = Gauge(
             "mcpdsl_policy_loaded_timestamp_seconds", "When the policy in force was installed.",

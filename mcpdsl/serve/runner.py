@@ -1,28 +1,45 @@
 """Run the HTTP app and the gRPC server in one event loop; stop both gracefully.
 
-SIGTERM/SIGINT: stop accepting, let in-flight requests finish (up to `grace`
-seconds), then close the store and flush the decision log.
+SIGTERM/SIGINT: both listeners stop accepting at once, in-flight HTTP requests
+and Checks finish (up to `grace` seconds; idle keep-alive connections are
+closed), then the store is closed and the decision log flushed and closed.
+A second signal during the drain stops waiting.  The limits against hostile
+clients are `limits.Limits`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import grpc
 import uvicorn
 
 from mcpdsl.serve.app import build_app
-from mcpdsl.serve.grpc_authz import grpc_server
+from mcpdsl.serve.grpc_authz import grpc_server as authz_server
+from mcpdsl.serve.http_guard import ConnectionGuard
+from mcpdsl.serve.limits import Limits
 from mcpdsl.serve.state import ServerState
+from mcpdsl.serve.status import PolicyStatus
 
 
 @dataclass(frozen=True)
 class Addresses:
     http: str = "127.0.0.1:8181"
     grpc: str = "127.0.0.1:9191"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """Where the server listens once bound (`HOST:PORT`, IPv6 as `[::1]:PORT`)."""
+
+    http: str
+    grpc: str
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -36,9 +53,43 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), number
 
 
+def join_addr(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_loopback(addr: str) -> bool:
+    """Whether `addr` listens on this machine's loopback only (127.0.0.0/8, ::1, localhost)."""
+    host = split_addr(addr)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve anywhere
+        return False
+
+
 class _Server(uvicorn.Server):
     def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
         return contextlib.nullcontext()  # the runner owns the signals
+
+
+def bind_http(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """The HTTP listening socket (IPv6 for an IPv6 host); OSError when it cannot bind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=backlog)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {join_addr(host, port)}: {exc.strerror or exc}") from None
+
+
+def grpc_server(state: ServerState, addr: str, limits: Limits) -> tuple[grpc.aio.Server, int]:
+    """The Authorization service on `addr` with the limits (concurrency, keepalive, size)."""
+    return authz_server(
+        state,
+        addr,
+        options=limits.grpc_options(),
+        maximum_concurrent_rpcs=limits.grpc_max_concurrent_rpcs,
+    )
 
 
 async def serve(
@@ -46,39 +97,64 @@ async def serve(
     addrs: Addresses,
     *,
     grace: float = 10.0,
-    on_listening: Callable[[str, int, int], None] | None = None,
+    limits: Limits | None = None,
+    status: PolicyStatus | None = None,
+    on_listening: Callable[[Bound], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; `on_listening(host, http_port, grpc_port)` once bound."""
+    """Serve until SIGTERM/SIGINT; `on_listening(Bound)` once both listeners are bound."""
+    lim = limits if limits is not None else Limits()
     host, port = split_addr(addrs.http)
+    guard = ConnectionGuard(lim, lambda reason: state.metrics.http_closed.labels(reason).inc())
     config = uvicorn.Config(
-        build_app(state),
+        build_app(state, status=status, limits=lim),
         host=host,
         port=port,
+        http=guard.protocol,  # type: ignore[arg-type]
+        ws="none",
         log_level="warning",
         access_log=False,
         lifespan="off",
-        timeout_graceful_shutdown=int(grace),
+        timeout_keep_alive=lim.keep_alive,  # type: ignore[arg-type]
+        h11_max_incomplete_event_size=lim.max_header_bytes,
+        timeout_graceful_shutdown=grace,  # type: ignore[arg-type]
     )
     http = _Server(config)
-    grpc, grpc_port = grpc_server(state, addrs.grpc)
-    await grpc.start()
+    listener = bind_http(host, port)  # bound here: a busy port is an OSError, said cleanly
+    try:
+        grpc_srv, grpc_port = grpc_server(state, addrs.grpc, lim)
+    except BaseException:
+        listener.close()
+        raise
+    await grpc_srv.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def signalled() -> None:
+        if stop.is_set():
+            http.force_exit = True  # a second signal: stop waiting for the drain
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(http.serve())
+        loop.add_signal_handler(sig, signalled)
+    task = asyncio.create_task(http.serve(sockets=[listener]))
     while not http.started and not task.done():
         await asyncio.sleep(0.01)
-    if task.done():
-        await grpc.stop(0)
-        task.result()
-        raise OSError(f"cannot listen on {addrs.http}")
-    bound = http.servers[0].sockets[0].getsockname()[1] if http.servers else port
+    if task.done():  # pragma: no cover - the socket is already bound
+        await grpc_srv.stop(0)
+        raise OSError(f"cannot serve HTTP on {addrs.http}")
+    bound = listener.getsockname()[1]
     if on_listening is not None:
-        on_listening(host, bound, grpc_port)
+        on_listening(Bound(join_addr(host, bound), join_addr(split_addr(addrs.grpc)[0], grpc_port)))
     await stop.wait()
+    if on_stopping is not None:
+        on_stopping()
     http.should_exit = True
-    await asyncio.gather(task, grpc.stop(grace))
-    await state.store.close()
-    if state.log is not None:
-        state.log.close()
+    await asyncio.gather(task, grpc_srv.stop(grace))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    try:
+        await state.store.close()
+    finally:
+        if state.log is not None:
+            state.log.close()

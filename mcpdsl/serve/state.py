@@ -31,12 +31,13 @@ from mcpdsl.evaluate.checkrequest import Refused, request_for
 from mcpdsl.evaluate.policy import Decision, refused
 from mcpdsl.ir.door import MESH_DOOR
 from mcpdsl.serve.metrics import Metrics
-from mcpdsl.serve.store import MemoryStore, Stats, Store, StoreUnavailable
+from mcpdsl.serve.store import MemoryStore, Store, StoreUnavailable
 
 if TYPE_CHECKING:
     from mcpdsl.engine import Engine
     from mcpdsl.engine.decision_log import DecisionLog
     from mcpdsl.evaluate.limits import BucketSpec
+    from mcpdsl.evaluate.policy import PreparedPolicies
     from mcpdsl.evaluate.project import PreparedProject
 
 Transport = Literal["grpc", "http", "mcp"]
@@ -207,14 +208,28 @@ class ServerState:
         """
         return self._finish(refused(reason), None, None, transport, time.perf_counter_ns())
 
-    async def authorize(self, request: Any, transport: Transport = "http") -> Verdict:
-        """Decide a canonical request (OPA's `input`: the caller is a trusted PEP)."""
+    async def authorize(
+        self,
+        request: Any,
+        transport: Transport = "http",
+        *,
+        prepared: PreparedProject | None = None,
+        policies: PreparedPolicies | None = None,
+    ) -> Verdict:
+        """Decide a canonical request (OPA's `input`: the caller is a trusted PEP).
+
+        `policies` decides instead of every policy combined (the Data API's
+        per-policy packages); it must come from `prepared`, the policy the
+        caller read once (default: the one in force now).
+        """
         start = time.perf_counter_ns()
-        prepared = self.engine.compiled
+        if prepared is None:
+            prepared = self.engine.compiled
         if not isinstance(request, dict):
-            decision = prepared.policies.authorize(request)  # the evaluator's own refusal
+            chosen = prepared.policies if policies is None else policies
+            decision = chosen.authorize(request)  # the evaluator's own refusal
             return self._finish(decision, None, None, transport, start)
-        return await self._decide(prepared, dict(request), None, transport, start)
+        return await self._decide(prepared, dict(request), None, transport, start, policies)
 
     async def _decide(
         self,
@@ -223,6 +238,7 @@ class ServerState:
         door: str | None,
         transport: Transport,
         start: int,
+        policies: PreparedPolicies | None = None,
     ) -> Verdict:
         now = self._clock()
         principal = principal_key(request)
@@ -231,9 +247,13 @@ class ServerState:
             stats = await self.store.observe(principal, resource_key(request), now)
         except StoreUnavailable:
             unavailable = True
-            stats = Stats()
-        request["stats"] = {"principal": stats.as_data()}
-        decision = prepared.policies.authorize(request)
+            # Nobody counted this call: `stats` is absent (never the caller's, never
+            # zeros), so with `on_unavailable="allow"` a deny written `unless
+            # stats.principal.calls_1m <= N` still refuses it (fails closed).
+            request.pop("stats", None)
+        else:
+            request["stats"] = {"principal": stats.as_data()}
+        decision = (prepared.policies if policies is None else policies).authorize(request)
         if unavailable:
             self.metrics.store_errors.inc()
             if self.on_unavailable == "deny":
