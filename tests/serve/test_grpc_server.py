@@ -308,22 +308,25 @@ def test_data_api_agrees_with_engine_authorize(
     rnd = random.Random(14)
     inputs = [make_request(rnd, vocab) for _ in range(5200)]
     responses = run(
-        lambda: post_all(
-            policies_server.http, "/v1/data/mcp/main/decision", [{"input": i} for i in inputs]
-        )
+        lambda: post_all(policies_server.http, "/v1/data/mcp/main", [{"input": i} for i in inputs])
     )
-    keys = ("allowed", "default_applied", "enforced", "obligations", "risk", "rules", "refusal")
+    # the package object: `decision` (the Rego's keys) and `allow` (the enforced value)
+    keys = ("allowed", "default_applied", "obligations", "risk", "rules", "refusal")
     problems = []
     for request, response in zip(inputs, responses, strict=True):
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["decision_id"]
-        theirs = body["result"]
+        theirs = {**body["result"]["decision"], "enforced": body["result"]["allow"]}
         mine = json.loads(json.dumps(engine.authorize(request).as_dict()))
-        if {k: theirs.get(k) for k in keys} != {k: mine.get(k) for k in keys}:
+        if {k: theirs.get(k) for k in (*keys, "enforced")} != {
+            k: mine.get(k) for k in (*keys, "enforced")
+        }:
             problems.append(f"server {theirs}, in process {mine}: {json.dumps(request)[:500]}")
     assert not problems, f"{len(problems)} disagreements:\n" + "\n".join(problems[:5])
-    kinds = {(r.json()["result"]["allowed"], r.json()["result"]["enforced"]) for r in responses}
+    kinds = {
+        (r.json()["result"]["decision"]["allowed"], r.json()["result"]["allow"]) for r in responses
+    }
     assert {(True, True), (False, False), (True, False)} <= kinds
     with capsys.disabled():
         print(f"\nData API differential: {len(inputs)} requests, 0 disagreements")

@@ -85,7 +85,9 @@ async def _drive(port: int, count: int, start: int, ids: list[str]) -> None:
             for n in queue:
                 resp = await check(bodies[n % len(bodies)], timeout=30)
                 which = resp.ok_response if resp.HasField("ok_response") else resp.denied_response
-                found = [h.header.value for h in which.headers if h.header.key == "x-mcpdsl-decision-id"]
+                found = [
+                    h.header.value for h in which.headers if h.header.key == "x-mcpdsl-decision-id"
+                ]
                 ids.append(found[0])
 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
@@ -95,9 +97,20 @@ def test_memory_steady_and_log_complete_over_100k_decisions(tmp_path: Path) -> N
     http, grpc_port = _free_port(), _free_port()
     log = tmp_path / "decisions.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mcpdsl", "serve", str(ROOT / "policies"), "--no-watch",
-         "--addr", f"127.0.0.1:{http}", "--grpc-addr", f"127.0.0.1:{grpc_port}",
-         "--decision-log", str(log)],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mcpdsl",
+            "serve",
+            str(ROOT / "policies"),
+            "--no-watch",
+            "--addr",
+            f"127.0.0.1:{http}",
+            "--grpc-addr",
+            f"127.0.0.1:{grpc_port}",
+            "--decision-log",
+            str(log),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -110,7 +123,9 @@ def test_memory_steady_and_log_complete_over_100k_decisions(tmp_path: Path) -> N
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(proc.stderr.read().decode() if proc.stderr else "") from None
+                    raise AssertionError(
+                        proc.stderr.read().decode() if proc.stderr else ""
+                    ) from None
                 time.sleep(0.05)
         ids: list[str] = []
         asyncio.run(_drive(grpc_port, WARMUP, 0, ids))
