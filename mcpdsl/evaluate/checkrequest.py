@@ -173,10 +173,6 @@ def _query(target: str) -> tuple[str, dict[str, str]]:
     return path, query
 
 
-def _texts(items: list[Any]) -> bool:
-    return not items or (set(map(type, items)) == _STR and max(map(len, items)) <= MAX_TEXT)
-
-
 @cache
 def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_network(cidr)
@@ -274,7 +270,9 @@ def _principal_reader(c: Claims) -> Principal:
     if c.groups_claim is not None:
         lines += [
             f"    v = payload.get({c.groups_claim!r})",
-            "    if type(v) is list and len(v) <= G and T(v): p['groups'] = list(v)",
+            "    if type(v) is list and len(v) <= G:",
+            "        if not v or set(map(type, v)) == STR and max(map(len, v)) <= L:",
+            "            p['groups'] = list(v)",
         ]
     lines += [f"    p['provider'] = {c.provider!r}", f"    p['issuer'] = {c.issuer!r}"]
     if c.mfa_claim is None:
@@ -283,10 +281,12 @@ def _principal_reader(c: Claims) -> Principal:
         lines += [
             f"    v = payload.get({c.mfa_claim!r})",
             "    if type(v) is str: return p, {'mfa': v in MFA}",
-            "    if type(v) is list: return p, {'mfa': any(type(x) is str and x in MFA for x in v)}",
+            "    if type(v) is list:",
+            "        for x in v:",
+            "            if type(x) is str and x in MFA: return p, {'mfa': True}",
             "    return p, {'mfa': False}",
         ]
-    namespace = {"L": MAX_TEXT, "G": MAX_GROUPS, "T": _texts, "MFA": frozenset(c.mfa_values)}
+    namespace = {"L": MAX_TEXT, "G": MAX_GROUPS, "STR": _STR, "MFA": frozenset(c.mfa_values)}
     fn: Principal = _exec("principal", lines, namespace)
     return fn
 

@@ -209,31 +209,39 @@ def _not(x: Compiled) -> Compiled:
 
 
 def _bool_op(is_and: bool, operands: list[Compiled]) -> Compiled:
-    fns = tuple(o.fn for o in operands)
-    # safe_after[i]: every operand after i can only give True/False/MISSING, so
-    # once the result is decided at i nothing later can turn it into ERROR.
-    safe_after = tuple(all(o.bool_only for o in operands[i + 1 :]) for i in range(len(operands)))
-    steps = tuple(zip(fns, safe_after, strict=True))
+    """`and`/`or`: the operands in order, unrolled into one generated function.
+
+    An operand that is not True, False or MISSING makes the result ERROR; the
+    evaluation stops at a deciding operand (False for `and`, True for `or`)
+    only when every later operand provably gives True, False or MISSING
+    (`bool_only`), so that stopping cannot hide an ERROR.
+    """
     decided = not is_and  # `and` is decided by a false operand, `or` by a true one
-
-    def bool_op(inp: dict[str, Any], risk: Decimal) -> Any:
-        result = is_and
-        for f, safe in steps:
-            v = f(inp, risk)
-            if v is True:
-                b = True
-            elif v is False or v is MISSING:
-                b = False
-            else:
-                return ERROR
-            if b is not is_and:
-                result = decided
-                if safe:
-                    return result
-        return result
-
+    lines = ["def bool_op(inp, risk):", f"    result = {is_and}"]
+    namespace: dict[str, Any] = {"M": MISSING, "E": ERROR}
+    for i, operand in enumerate(operands):
+        namespace[f"F{i}"] = operand.fn
+        safe = all(o.bool_only for o in operands[i + 1 :])
+        stop = f"return {decided}" if safe else f"result = {decided}"
+        lines.append(f"    v = F{i}(inp, risk)")
+        if is_and:
+            lines += [
+                "    if v is not True:",
+                "        if v is not False and v is not M: return E",
+                f"        {stop}",
+            ]
+        else:
+            lines += [
+                "    if v is True:",
+                f"        {stop}",
+                "    elif v is not False and v is not M: return E",
+            ]
+    lines.append("    return result")
+    exec(compile("\n".join(lines), "<and>" if is_and else "<or>", "exec"), namespace)
     bool_only = all(o.bool_only for o in operands)
-    return Compiled(bool_op, never_error=bool_only, bool_only=bool_only, **_flags(*operands))
+    return Compiled(
+        namespace["bool_op"], never_error=bool_only, bool_only=bool_only, **_flags(*operands)
+    )
 
 
 # ------------------------------------------------------------- comparisons
