@@ -387,13 +387,21 @@ class PreparedPolicies:
             if type(path) is str and ("?" in path or "#" in path):
                 inp, path = _split_query(inp, path)
             action = inp.get("action")
-            for key in (ptype, pid, rtype, rid, action, path):
-                if type(key) is str and not key.isascii():
-                    checked(key)  # a lone surrogate: refused, as `plain_request` refuses it
+            try:  # a memoised key was checked when it was first seen
+                cands = self._memo.get((ptype, pid, rtype, rid, action))
+            except Exception:  # unhashable or foreign: `candidates` says why
+                cands = None
+            if cands is None:
+                for key in (ptype, pid, rtype, rid, action, path):
+                    if type(key) is str and not key.isascii():
+                        checked(key)  # a lone surrogate: refused, as `plain_request` refuses it
+            elif type(path) is str and not path.isascii():
+                checked(path)
             if self.reads_now and "now" not in inp:
                 inp = dict(inp)
                 inp["now"] = now_fields(datetime.now(UTC))
-            cands = self.candidates(ptype, pid, rtype, rid, action)
+            if cands is None:
+                cands = self.candidates(ptype, pid, rtype, rid, action)
             return self._evaluate(inp, request, origin, cands, path)
         except Refused as exc:
             return refused(str(exc))
