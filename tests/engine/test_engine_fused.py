@@ -60,9 +60,11 @@ OPS = st.sampled_from(["==", "!=", "<", "<=", ">", ">="])
 
 def _leaves() -> st.SearchStrategy[m.Node]:
     compare = st.tuples(OPS, ATTRS, LITERALS, st.booleans()).map(
-        lambda t: m.Compare(op=t[0], left=t[1], right=t[2])
-        if t[3]
-        else m.Compare(op=t[0], left=t[2], right=t[1])
+        lambda t: (
+            m.Compare(op=t[0], left=t[1], right=t[2])
+            if t[3]
+            else m.Compare(op=t[0], left=t[2], right=t[1])
+        )
     )
     risk = st.tuples(OPS, LITERALS).map(
         lambda t: m.Compare(op=t[0], left=m.Attr(root="risk"), right=t[1])
