@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
-from functools import cache
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache, partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -117,17 +118,6 @@ def _what(value: Any) -> str:
     return "not JSON"
 
 
-def _at(obj: Any, *steps: str) -> Any:
-    """The value at `steps`, or `_ABSENT` when a step is missing or not an object."""
-    for step in steps:
-        if type(obj) is not dict:
-            return _ABSENT
-        obj = obj.get(step, _ABSENT)
-        if obj is _ABSENT:
-            return obj
-    return obj
-
-
 def select_door(table: Mapping[str, DoorMapping], check: Any) -> DoorMapping:
     """The door a CheckRequest came through: its gateway's (`mcpdsl.gateway`), else the mesh's."""
     if type(check) is not dict:
@@ -150,11 +140,16 @@ def select_door(table: Mapping[str, DoorMapping], check: Any) -> DoorMapping:
 
 
 def _query(target: str) -> tuple[str, dict[str, str]]:
-    """`split_target`, after refusing what not every evaluator decodes alike."""
-    path, query = split_target(target)
-    raw = target.split("#", 1)[0].partition("?")[2]
+    """`split_target`, after refusing what not every evaluator decodes alike.
+
+    A query without `%` decodes to itself (`unquote` leaves such a text as it
+    is), so it is split here in one pass; one with escapes is checked, then
+    decoded by `split_target`, the one function every door shares.
+    """
+    bare = target.split("#", 1)[0] if "#" in target else target
+    path, _, raw = bare.partition("?")
     if not raw:
-        return path, query
+        return path, {}
     parts = raw.split("&")
     if len(parts) > MAX_QUERY_PARAMETERS:
         raise Refused(MANY_PARAMETERS)
@@ -169,65 +164,13 @@ def _query(target: str) -> tuple[str, dict[str, str]]:
                     unquote(piece, errors="strict")
                 except UnicodeDecodeError as exc:
                     raise Refused(BAD_QUERY) from exc
+        return split_target(target)
+    query: dict[str, str] = {}
+    for part in parts:
+        name, _, value = part.partition("=")
+        if name and name not in query:  # the first occurrence wins, an empty name is skipped
+            query[name] = value
     return path, query
-
-
-def _text(value: Any) -> bool:
-    return type(value) is str and len(value) <= MAX_TEXT
-
-
-def _texts(items: list[Any]) -> bool:
-    return not items or (set(map(type, items)) == _STR and max(map(len, items)) <= MAX_TEXT)
-
-
-def _principal(c: Claims, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The principal and `request.auth` a verified payload vouches for."""
-    principal: dict[str, Any] = {}
-    if c.type_claim is None:
-        principal["type"] = c.principal_type
-    else:
-        kind = payload.get(c.type_claim)
-        if type(kind) is str and len(kind) <= MAX_TEXT:
-            principal["type"] = kind
-    ident = payload.get(c.id_claim)
-    if type(ident) is str and len(ident) <= MAX_TEXT:
-        principal["id"] = ident
-    if c.email_claim is not None:
-        email = payload.get(c.email_claim)
-        if type(email) is str and len(email) <= MAX_TEXT:
-            principal["email"] = email
-    if c.groups_claim is not None:
-        groups = payload.get(c.groups_claim)
-        # every item a string of at most MAX_TEXT (two C passes, no per-item call)
-        if type(groups) is list and len(groups) <= MAX_GROUPS and _texts(groups):
-            principal["groups"] = list(groups)
-    principal["provider"] = c.provider
-    principal["issuer"] = c.issuer
-    auth: dict[str, Any] = {}
-    if c.mfa_claim is not None:
-        held = payload.get(c.mfa_claim)
-        values = c.mfa_values
-        if type(held) is str:
-            auth["mfa"] = held in values
-        elif type(held) is list:
-            auth["mfa"] = any(type(x) is str and x in values for x in held)
-        else:
-            auth["mfa"] = False
-    return principal, auth
-
-
-def _typed(t: Trusted, value: str) -> Any:
-    """A trusted header's value as its declared type; `_ABSENT` when it does not parse."""
-    kind = t.type
-    if kind == "string":
-        return value
-    if kind == "bool":
-        return True if value == "true" else False if value == "false" else _ABSENT
-    if kind == "number":  # the pattern admits exactly what int()/float() read as JSON does
-        if not _NUMBER.fullmatch(value):
-            return _ABSENT
-        return float(value) if "." in value else int(value)
-    return [item for x in value.split(",") if (item := x.strip(" \t"))]
 
 
 @cache
@@ -248,24 +191,142 @@ def _from_source(t: Trusted, ip: str | None) -> bool:
     return False
 
 
-def _context(door: DoorMapping, headers: dict[str, Any], ip: str | None) -> dict[str, Any]:
-    context: dict[str, Any] = {}
-    for t in door.trusted:
-        raw = headers.get(t.header)
-        if raw is None or (t.sources and not _from_source(t, ip)):
-            continue
-        value = raw if t.type == "string" else _typed(t, raw)
-        if value is _ABSENT:
-            continue
-        attribute = t.attribute
-        if len(attribute) == 1:
-            context[attribute[0]] = value
-            continue
-        node = context
-        for step in attribute[:-1]:
-            node = node.setdefault(step, {})
-        node[attribute[-1]] = value
-    return context
+# ------------------------------------------------------------------ a door, compiled
+
+Principal = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
+Context = Callable[[dict[str, str], str], dict[str, Any]]
+_MEMO_KEY = "evaluate.checkrequest"
+
+
+@dataclass(frozen=True, slots=True)
+class _Door:
+    """A door compiled once for the hot path (`_compiled`).
+
+    `routes` maps each `mcpdsl.route` value that names a route (the decimal
+    index, as INDEX_PATTERN spells it) to its resource, or is None for the
+    east-west door; `providers` pairs each accepted provider's qualified name
+    with the function that reads its payload; `context` reads the trusted
+    headers (None when the door has none).
+    """
+
+    routes: dict[str, tuple[str, str] | None] | None
+    providers: tuple[tuple[str, Principal], ...]
+    context: Context | None
+    identities: dict[str, tuple[str, str]]
+
+
+def _compiled(door: DoorMapping) -> _Door:
+    """The door's compiled form, made on first use and kept in its memo.
+
+    Why compiled: the table is data (the Rego reads it too); walking its
+    dataclasses for every request costs more than the rest of the mapping, so
+    each provider's claims and the door's trusted headers become one function
+    each, with the names and types as constants (as `closures.getter` does).
+    Two threads may both compile a door: the results are equal, either is kept.
+    """
+    found: _Door | None = door.memo.get(_MEMO_KEY)
+    if found is None:
+        routes = None
+        if door.gateway is not None:
+            routes = {str(i): r for i, r in enumerate(door.routes) if _INDEX.fullmatch(str(i))}
+        found = _Door(
+            routes=routes,
+            providers=tuple((c.provider, _principal_reader(c)) for c in door.providers),
+            context=_context_reader(door.trusted) if door.trusted else None,
+            identities=door.identities,
+        )
+        door.memo[_MEMO_KEY] = found
+    return found
+
+
+def _exec(name: str, lines: list[str], namespace: dict[str, Any]) -> Any:
+    exec(compile("\n".join(lines), f"<{name}>", "exec"), namespace)
+    return namespace[name]
+
+
+def _principal_reader(c: Claims) -> Principal:
+    """`(principal, request.auth)` from a verified payload of `c` (module doc).
+
+    A claim that is missing or not of its type (a string of at most MAX_TEXT;
+    for `groups` a list of at most MAX_GROUPS such strings) gives no attribute.
+    """
+    lines = ["def principal(payload):", "    p = {}"]
+    if c.type_claim is None:
+        lines.append(f"    p['type'] = {c.principal_type!r}")
+    else:
+        lines += [
+            f"    v = payload.get({c.type_claim!r})",
+            "    if type(v) is str and len(v) <= L: p['type'] = v",
+        ]
+    lines += [
+        f"    v = payload.get({c.id_claim!r})",
+        "    if type(v) is str and len(v) <= L: p['id'] = v",
+    ]
+    if c.email_claim is not None:
+        lines += [
+            f"    v = payload.get({c.email_claim!r})",
+            "    if type(v) is str and len(v) <= L: p['email'] = v",
+        ]
+    if c.groups_claim is not None:
+        lines += [
+            f"    v = payload.get({c.groups_claim!r})",
+            "    if type(v) is list and len(v) <= G:",
+            "        if not v or set(map(type, v)) == STR and max(map(len, v)) <= L:",
+            "            p['groups'] = list(v)",
+        ]
+    lines += [f"    p['provider'] = {c.provider!r}", f"    p['issuer'] = {c.issuer!r}"]
+    if c.mfa_claim is None:
+        lines.append("    return p, {}")
+    else:
+        lines += [
+            f"    v = payload.get({c.mfa_claim!r})",
+            "    if type(v) is str: return p, {'mfa': v in MFA}",
+            "    if type(v) is list:",
+            "        for x in v:",
+            "            if type(x) is str and x in MFA: return p, {'mfa': True}",
+            "    return p, {'mfa': False}",
+        ]
+    namespace = {"L": MAX_TEXT, "G": MAX_GROUPS, "STR": _STR, "MFA": frozenset(c.mfa_values)}
+    fn: Principal = _exec("principal", lines, namespace)
+    return fn
+
+
+def _context_reader(trusted: tuple[Trusted, ...]) -> Context:
+    """`context` from the trusted headers: typed, and only from their sources (module doc).
+
+    A value that does not parse as its type gives no attribute; a `number` is
+    what NUMBER_PATTERN admits, read as JSON reads it (int, or float with a `.`).
+    """
+    lines = ["def context(headers, ip):", "    c = {}"]
+    namespace: dict[str, Any] = {"N": _NUMBER.fullmatch}
+    for i, t in enumerate(trusted):
+        target = "c"
+        for step in t.attribute[:-1]:
+            target += f".setdefault({step!r}, {{}})"
+        target += f"[{t.attribute[-1]!r}]"
+        test = "v is not None"
+        if t.sources:
+            namespace[f"S{i}"] = partial(_from_source, t)
+            test += f" and S{i}(ip)"
+        lines.append(f"    v = headers.get({t.header!r})")
+        if t.type == "string":
+            lines += [f"    if {test}: {target} = v"]
+        elif t.type == "bool":
+            lines += [
+                f"    if {test}:",
+                f"        if v == 'true': {target} = True",
+                f"        elif v == 'false': {target} = False",
+            ]
+        elif t.type == "number":
+            lines += [f"    if {test} and N(v): {target} = float(v) if '.' in v else int(v)"]
+        else:
+            lines += [
+                f"    if {test}:",
+                f"        {target} = [x for y in v.split(',') if (x := y.strip(' \\t'))]",
+            ]
+    lines.append("    return c")
+    fn: Context = _exec("context", lines, namespace)
+    return fn
 
 
 def to_request(door: DoorMapping, check: Any) -> dict[str, Any]:
@@ -308,9 +369,17 @@ def request_for(table: Mapping[str, DoorMapping], check: Any) -> dict[str, Any]:
 
 
 def _body(door: DoorMapping, attributes: dict[str, Any], extensions: Any) -> dict[str, Any]:
-    """The checks and the request after the shape and the door (see `to_request`)."""
+    """The checks and the request after the shape and the door (see `to_request`).
+
+    Written for speed (this is most of a CheckRequest's cost): every step is
+    inlined, the door's parts are compiled (`_compiled`); the order of the
+    checks is `to_request`'s, which the Rego mirrors.
+    """
+    plan = door.memo.get(_MEMO_KEY) or _compiled(door)
     http = attributes.get("request")
-    http = http.get("http") if type(http) is dict else None
+    if type(http) is not dict:
+        raise Refused(NO_HTTP)
+    http = http.get("http")
     if type(http) is not dict:
         raise Refused(NO_HTTP)
     method = http.get("method")
@@ -319,15 +388,15 @@ def _body(door: DoorMapping, attributes: dict[str, Any], extensions: Any) -> dic
     target = http.get("path")
     if type(target) is not str:
         raise Refused(BAD_PATH)
-    headers = http.get("headers", _ABSENT)
-    if headers is _ABSENT:
-        headers = {}
-    elif type(headers) is not dict:
-        raise Refused(BAD_HEADERS)
-    if len(headers) > MAX_HEADERS:
-        raise Refused(MANY_HEADERS)
     long = len(method) > MAX_TEXT or len(target) > MAX_TEXT
-    if headers:
+    headers = http.get("headers", _ABSENT)
+    if type(headers) is not dict:
+        if headers is not _ABSENT:
+            raise Refused(BAD_HEADERS)
+        headers = {}
+    elif headers:
+        if len(headers) > MAX_HEADERS:
+            raise Refused(MANY_HEADERS)
         values = headers.values()
         if set(map(type, values)) != _STR:  # one C pass over the values
             raise Refused(BAD_HEADER)
@@ -337,75 +406,83 @@ def _body(door: DoorMapping, attributes: dict[str, Any], extensions: Any) -> dic
         peer = source_.get("principal", "")
         if type(peer) is not str:
             raise Refused(BAD_PEER)
-        ip = _at(source_, "address", "socketAddress", "address")
-        if ip is _ABSENT:
-            ip = ""
-        elif type(ip) is not str:
+        ip = source_.get("address")  # attributes.source.address.socketAddress.address
+        ip = ip.get("socketAddress") if type(ip) is dict else None
+        ip = ip.get("address", "") if type(ip) is dict else ""
+        if type(ip) is not str:
             raise Refused(BAD_IP)
     else:
         peer = ip = ""
-    destination = _at(attributes, "destination", "principal")
-    if destination is _ABSENT:
-        destination = ""
-    elif type(destination) is not str:
+    destination = attributes.get("destination")
+    destination = destination.get("principal", "") if type(destination) is dict else ""
+    if type(destination) is not str:
         raise Refused(BAD_DESTINATION)
     if long or len(peer) > MAX_TEXT or len(ip) > MAX_TEXT or len(destination) > MAX_TEXT:
         raise Refused(TOO_LONG)
-    path, query = _query(target) if "?" in target or "#" in target else (target, {})
+    if "?" in target or "#" in target:
+        path, query = _query(target)
+    else:
+        path, query = target, {}
 
-    resource: dict[str, Any] = {}
-    if door.gateway is not None:
+    identities = plan.identities
+    routes = plan.routes
+    if routes is not None:
         index = extensions.get(ROUTE_KEY) if type(extensions) is dict else None
-        if type(index) is not str or not _INDEX.fullmatch(index) or int(index) >= len(door.routes):
+        named = routes.get(index, _ABSENT) if type(index) is str else _ABSENT
+        if named is _ABSENT:
             raise Refused(UNKNOWN_ROUTE)
-        named = door.routes[int(index)]
-        if named is not None:
-            resource = {"type": named[0], "id": named[1]}
-    elif destination in door.identities:
-        resource = {"type": "service", "id": door.identities[destination][0]}
+        resource = {} if named is None else {"type": named[0], "id": named[1]}
+    else:
+        called = identities.get(destination) if destination else None
+        resource = {} if called is None else {"type": "service", "id": called[0]}
 
     principal: dict[str, Any] | None = None
     auth: dict[str, Any] = {}
-    if door.providers:
-        metadata = _at(attributes, "metadataContext", "filterMetadata")
-        if metadata is not _ABSENT:
-            if type(metadata) is not dict:
-                raise Refused(BAD_METADATA)
-            tokens = metadata.get(JWT_NAMESPACE, _ABSENT)
-            if tokens is not _ABSENT:
-                if type(tokens) is not dict:
-                    raise Refused(BAD_JWT)
-                for c in door.providers:
-                    payload = tokens.get(c.provider, _ABSENT)
-                    if payload is _ABSENT:
-                        continue
-                    if type(payload) is not dict:
-                        raise Refused(BAD_PAYLOAD.format(c.provider))
-                    if principal is None:
-                        principal, auth = _principal(c, payload)
+    if plan.providers:
+        metadata = attributes.get("metadataContext", _ABSENT)
+        if type(metadata) is dict:
+            metadata = metadata.get("filterMetadata", _ABSENT)
+            if metadata is not _ABSENT:
+                if type(metadata) is not dict:
+                    raise Refused(BAD_METADATA)
+                tokens = metadata.get(JWT_NAMESPACE, _ABSENT)
+                if tokens is not _ABSENT:
+                    if type(tokens) is not dict:
+                        raise Refused(BAD_JWT)
+                    for provider, read in plan.providers:
+                        payload = tokens.get(provider, _ABSENT)
+                        if payload is _ABSENT:
+                            continue
+                        if type(payload) is not dict:
+                            raise Refused(BAD_PAYLOAD.format(provider))
+                        if principal is None:
+                            principal, auth = read(payload)
 
-    known = door.identities.get(peer) if peer else None
-    if principal is None:
+    if peer:
+        known = identities.get(peer)
         if known is not None:
-            principal = {"type": "service", "id": known[0], "identity": peer}
+            if principal is None:
+                principal = {"type": "service", "id": known[0], "identity": peer}
+            source = {"ip": ip, "namespace": known[1]} if ip else {"namespace": known[1]}
         else:
-            principal = {"identity": peer} if peer else {}
-    source: dict[str, Any] = {}
-    if ip:
-        source["ip"] = ip
-    if known is not None:
-        source["namespace"] = known[1]
-    elif peer:
-        parsed = parse_spiffe(peer)
-        if parsed is not None:
-            source["namespace"] = parsed.namespace
+            if principal is None:
+                principal = {"identity": peer}
+            source = {"ip": ip} if ip else {}
+            parsed = parse_spiffe(peer)
+            if parsed is not None:
+                source["namespace"] = parsed.namespace
+    else:
+        if principal is None:
+            principal = {}
+        source = {"ip": ip} if ip else {}
+    context = plan.context
     return {
         "principal": principal,
         "action": method,
         "resource": resource,
         "request": {"path": path, "query": query, "headers": headers, "auth": auth},
         "source": source,
-        "context": _context(door, headers, ip) if door.trusted else {},
+        "context": {} if context is None else context(headers, ip),
     }
 
 

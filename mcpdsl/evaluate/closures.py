@@ -16,9 +16,10 @@ from __future__ import annotations
 import ipaddress
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, DivisionByZero, InvalidOperation
 from functools import cache, lru_cache
+from types import CodeType
 from typing import Any
 
 from mcpdsl.evaluate.values import (
@@ -120,6 +121,18 @@ def getter(root: str, path: tuple[str, ...]) -> Fn:
     return fn
 
 
+@lru_cache(maxsize=4096)
+def _code(source: str, filename: str) -> CodeType:
+    """The compiled generated source: the functions of one shape share it.
+
+    Why: a tree of 10,000 rules has some 40,000 fused leaves and `and`/`or`
+    nodes but few distinct shapes (the constants are passed in the namespace,
+    not spelled in the source), and `compile` costs far more than `exec` of
+    its result.
+    """
+    return compile(source, filename, "exec")
+
+
 def _const(value: Any) -> Fn:
     return lambda inp, risk: value
 
@@ -141,13 +154,13 @@ def prepare_expr(e: m.Node) -> Compiled:
     if isinstance(e, m.ListExpr):
         return _list(e)
     if isinstance(e, m.Not):
-        return _not(prepare_expr(e.operand))
+        return _fuse(e, _not(prepare_expr(e.operand)))
     if isinstance(e, (m.And, m.Or)):
         return _bool_op(isinstance(e, m.And), [prepare_expr(o) for o in e.operands])
     if isinstance(e, m.Compare):
-        return _compare(e)
+        return _fuse(e, _compare(e))
     if isinstance(e, m.In):
-        return _in(e)
+        return _fuse(e, _in(e))
     if isinstance(e, m.InCidr):
         return _cidr(e)
     if isinstance(e, m.Matches):
@@ -209,31 +222,39 @@ def _not(x: Compiled) -> Compiled:
 
 
 def _bool_op(is_and: bool, operands: list[Compiled]) -> Compiled:
-    fns = tuple(o.fn for o in operands)
-    # safe_after[i]: every operand after i can only give True/False/MISSING, so
-    # once the result is decided at i nothing later can turn it into ERROR.
-    safe_after = tuple(all(o.bool_only for o in operands[i + 1 :]) for i in range(len(operands)))
-    steps = tuple(zip(fns, safe_after, strict=True))
+    """`and`/`or`: the operands in order, unrolled into one generated function.
+
+    An operand that is not True, False or MISSING makes the result ERROR; the
+    evaluation stops at a deciding operand (False for `and`, True for `or`)
+    only when every later operand provably gives True, False or MISSING
+    (`bool_only`), so that stopping cannot hide an ERROR.
+    """
     decided = not is_and  # `and` is decided by a false operand, `or` by a true one
-
-    def bool_op(inp: dict[str, Any], risk: Decimal) -> Any:
-        result = is_and
-        for f, safe in steps:
-            v = f(inp, risk)
-            if v is True:
-                b = True
-            elif v is False or v is MISSING:
-                b = False
-            else:
-                return ERROR
-            if b is not is_and:
-                result = decided
-                if safe:
-                    return result
-        return result
-
+    lines = ["def bool_op(inp, risk):", f"    result = {is_and}"]
+    namespace: dict[str, Any] = {"M": MISSING, "E": ERROR}
+    for i, operand in enumerate(operands):
+        namespace[f"F{i}"] = operand.fn
+        safe = all(o.bool_only for o in operands[i + 1 :])
+        stop = f"return {decided}" if safe else f"result = {decided}"
+        lines.append(f"    v = F{i}(inp, risk)")
+        if is_and:
+            lines += [
+                "    if v is not True:",
+                "        if v is not False and v is not M: return E",
+                f"        {stop}",
+            ]
+        else:
+            lines += [
+                "    if v is True:",
+                f"        {stop}",
+                "    elif v is not False and v is not M: return E",
+            ]
+    lines.append("    return result")
+    exec(_code("\n".join(lines), "<and>" if is_and else "<or>"), namespace)
     bool_only = all(o.bool_only for o in operands)
-    return Compiled(bool_op, never_error=bool_only, bool_only=bool_only, **_flags(*operands))
+    return Compiled(
+        namespace["bool_op"], never_error=bool_only, bool_only=bool_only, **_flags(*operands)
+    )
 
 
 # ------------------------------------------------------------- comparisons
@@ -457,6 +478,107 @@ def _matches(e: m.Matches) -> Compiled:
         return ERROR
 
     return Compiled(matches, **_flags(x))
+
+
+# ------------------------------------------------------------------ fusion
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def _leaf_test(e: m.Node) -> tuple[m.Attr, list[str], Any] | None:
+    """`(attribute, test lines, constant K)` of a leaf `_fuse` can inline, else None.
+
+    The test lines see the attribute's value as `v` and return the leaf's
+    result only for the plain values whose result is certain (an ASCII `str`,
+    a `bool`, a finite `float`, an `int` in range, MISSING); anything else
+    falls through to the leaf's own closure.
+    """
+    if isinstance(e, m.Not) and isinstance(e.operand, m.Attr) and e.operand.root != "risk":
+        return (
+            e.operand,
+            ["if v is True: return False", "if v is False or v is M: return True"],
+            None,
+        )
+    if (
+        isinstance(e, m.In)
+        and isinstance(e.item, m.Attr)
+        and e.item.root != "risk"
+        and isinstance(e.collection, m.ListExpr)
+    ):
+        values = [i.value if isinstance(i, m.Literal_) else None for i in e.collection.items]
+        if not all(type(v) is str for v in values):
+            return None
+        op = "not in" if e.negated else "in"
+        return e.item, [f"if type(v) is str and v.isascii(): return v {op} K"], frozenset(values)
+    if not isinstance(e, m.Compare):
+        return None
+    op, attr, literal = e.op, e.left, e.right
+    if isinstance(attr, m.Literal_):
+        op, attr, literal = _FLIP[op], e.right, e.left
+    if not isinstance(attr, m.Attr) or not isinstance(literal, m.Literal_):
+        return None
+    value = literal.value
+    if attr.root == "risk":
+        if not isinstance(value, Decimal):
+            return None
+        return attr, [f"return risk {op} K"], value  # `_fuse` checks the type of risk
+    if isinstance(value, bool):
+        if op not in ("==", "!="):
+            return None
+        same = "is" if op == "==" else "is not"
+        return attr, [f"if v is True or v is False: return v {same} K"], value
+    if isinstance(value, str):
+        if op not in ("==", "!="):
+            return None
+        return attr, [f"if type(v) is str and v.isascii(): return v {op} K"], value
+    fast = fast_literal(value) if isinstance(value, Decimal) else None
+    if fast is None:
+        return None
+    return (
+        attr,
+        [
+            "t = type(v)",
+            f"if t is int and -L < v < L or t is float and v - v == 0.0: return v {op} K",
+        ],
+        fast,
+    )
+
+
+def _fuse(e: m.Node, slow: Compiled) -> Compiled:
+    """`slow` with the attribute read inlined into the test, for the common leaves.
+
+    Why: a leaf such as `context.tier == "gold"` is otherwise two calls (the
+    comparison and the `getter` it calls), and conditions are mostly such
+    leaves.  The generated function reads the path with `dict.get` and decides
+    only the values whose result is certain; for anything else (a step that is
+    not a plain dict, a subclass, a number to check, a non-ASCII string) it
+    calls `slow`, the leaf's own closure, which reads the input again: the
+    result is always `slow`'s.  A missing attribute gives what `slow` gives
+    for MISSING (`not x` is true, every comparison false).
+    """
+    leaf = _leaf_test(e)
+    if leaf is None:
+        return slow
+    attr, tests, constant = leaf
+    missing = "True" if isinstance(e, m.Not) else "False"
+    if attr.root == "risk":
+        lines = ["def fused(inp, risk):", "    if type(risk) is not D: return SLOW(inp, risk)"]
+        lines += [f"    {t}" for t in tests]
+    else:
+        lines = ["def fused(inp, risk):", f"    v = inp.get({attr.root!r}, M)"]
+        for step in attr.path:
+            lines.append(
+                f"    if type(v) is not dict: return {missing} if v is M else SLOW(inp, risk)"
+            )
+            lines.append(f"    v = v.get({step!r}, M)")
+        lines += [f"    {t}" for t in tests]
+        lines.append(f"    if v is M: return {missing}")
+        lines.append("    return SLOW(inp, risk)")
+    namespace: dict[str, Any] = {
+        "M": MISSING, "D": Decimal, "L": INT_LIMIT, "K": constant, "SLOW": slow.fn
+    }  # fmt: skip
+    exec(_code("\n".join(lines), f"<fused {attr.root}.{'.'.join(attr.path)}>"), namespace)
+    return replace(slow, fn=namespace["fused"])
 
 
 # ------------------------------------------------------------- arithmetic

@@ -16,7 +16,7 @@ compilers both need it and may not import each other (docs/architecture.md).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mcpdsl.ir import model as m
@@ -119,6 +119,10 @@ class DoorMapping:
     trusted: tuple[Trusted, ...]
     identities: dict[str, tuple[str, str]]
     routes: tuple[tuple[str, str] | None, ...]
+    #: What a reader of this table derived from it once (the evaluator keeps its
+    #: compiled form of the door here, `mcpdsl.evaluate.checkrequest`): a cache of
+    #: pure functions of the fields above, so never part of the table's value.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # ------------------------------------------------------------ facts
 
