@@ -11,11 +11,11 @@ from __future__ import annotations
 import ipaddress
 
 from mcpdsl.diagnostics import Diagnostic, make
+from mcpdsl.diagnostics.wording import closest
 from mcpdsl.ir import model as m
 from mcpdsl.ir import stats
 from mcpdsl.ir.globs import glob_error
 from mcpdsl.ir.lints import missing_attribute_lints
-from mcpdsl.syntax.parser import closest
 
 CONDITION_ROOTS = (
     "principal", "resource", "source", "request", "context", "now", "risk", "action", "stats",

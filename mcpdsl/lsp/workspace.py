@@ -98,7 +98,7 @@ class TreeChecker:
         equals the whole-project stage).
         """
         from mcpdsl.ir.identity import check_identity
-        from mcpdsl.ir.lower_server import check_servers
+        from mcpdsl.ir.servers import check_servers
         from mcpdsl.ir.typecheck import typecheck
 
         if c.project is None:

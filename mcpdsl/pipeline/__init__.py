@@ -107,7 +107,7 @@ def resolve(c: Compilation) -> None:
 
 def typecheck(c: Compilation) -> None:
     from mcpdsl.ir.identity import check_identity
-    from mcpdsl.ir.lower_server import check_servers
+    from mcpdsl.ir.servers import check_servers
     from mcpdsl.ir.typecheck import typecheck as typecheck_project
 
     if c.project is not None:
