@@ -287,7 +287,11 @@ BUILD_TABLE: tuple[Code, ...] = (
         "tree or the build and point the gateway's ext_authz and Istio's CUSTOM provider at\n"
         "its gRPC address (`--grpc-addr`, default `127.0.0.1:9191`) instead of OPA; clients\n"
         "of OPA's REST API query its `/v1/data/...` unchanged (`--addr`). In-process callers\n"
-        "of the embedded engine may pass counters they keep themselves as `stats`.\n",
+        "of the embedded engine may pass counters they keep themselves as `stats`.\n\n"
+        "A tree that declares a `server` block gets this wiring from the build\n"
+        "(docs/serve-kubernetes.md): the Envoy and Istio targets then send such rules to\n"
+        "that server and report them as delegated to it; only the OPA bundle, which cannot\n"
+        "count, still reports them (docs/serve.md).\n",
         strict=True,
     ),
     Code(
