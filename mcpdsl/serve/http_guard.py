@@ -11,6 +11,8 @@ waited longest without sending one (see `limits`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +44,21 @@ class ConnectionGuard:
         return GuardedH11Protocol(*args, guard=self, **kwargs)
 
 
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Send small writes at once (TCP_NODELAY) on an accepted connection.
+
+    asyncio sets it only on sockets whose protocol number is IPPROTO_TCP, and a
+    listening socket made by `socket.create_server` (the runner's `bind_http`)
+    says 0, so its connections kept Nagle's algorithm: a response written as
+    head then body waited for the client's delayed ACK, about 40 ms on every
+    keep-alive request after the first.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline for request heads and a connection cap."""
 
@@ -54,6 +71,7 @@ class GuardedH11Protocol(H11Protocol):
     # -- the protocol's life --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        set_nodelay(transport)
         super().connection_made(transport)
         guard = self._guard
         if len(self.connections) > guard.limits.max_connections:

@@ -106,3 +106,32 @@ def test_reloads_become_status_metrics_and_lines(tmp_path: Path) -> None:
     assert samples(metrics)['mcpdsl_reloads_total{"outcome": "installed"}'] == 1
     assert "reloaded" in said[-1] and installed.digest in said[-1]
     engine.close()
+
+
+def test_accepted_http_connections_send_without_delay() -> None:
+    """TCP_NODELAY on accepted connections (asyncio skips sockets whose proto is 0).
+
+    Without it a keep-alive response written as head then body waits for the
+    client's delayed ACK (about 40 ms per request); checked on the socket option,
+    not on time.
+    """
+    import socket
+
+    from mcpdsl.serve.http_guard import set_nodelay
+    from mcpdsl.serve.runner import bind_http
+
+    listener = bind_http("127.0.0.1", 0)
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+
+    class Transport:
+        def get_extra_info(self, name: str) -> object:
+            return accepted if name == "socket" else None
+
+    try:
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        set_nodelay(Transport())  # type: ignore[arg-type]
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        for s in (client, accepted, listener):
+            s.close()
