@@ -71,6 +71,7 @@ __all__ = [
     "decide",
     "door_mapping",
     "doors",
+    "mapped",
     "request_for",
     "select_door",
     "to_request",
@@ -118,18 +119,23 @@ def _what(value: Any) -> str:
     return "not JSON"
 
 
-def select_door(table: Mapping[str, DoorMapping], check: Any) -> DoorMapping:
-    """The door a CheckRequest came through: its gateway's (`mcpdsl.gateway`), else the mesh's."""
+def _shape(check: Any) -> tuple[dict[str, Any], Any]:
+    """The CheckRequest's `attributes` and `contextExtensions` (or `_ABSENT`); raises `Refused`."""
     if type(check) is not dict:
         raise Refused(NOT_OBJECT.format(_what(check)))
     attributes = check.get("attributes")
     if type(attributes) is not dict:
         raise Refused(NO_ATTRIBUTES)
     extensions = attributes.get("contextExtensions", _ABSENT)
+    if extensions is not _ABSENT and type(extensions) is not dict:
+        raise Refused(BAD_EXTENSIONS)
+    return attributes, extensions
+
+
+def _door(table: Mapping[str, DoorMapping], extensions: Any) -> DoorMapping:
+    """The door `extensions` name (`mcpdsl.gateway`), else the mesh's; raises `Refused`."""
     if extensions is _ABSENT:
         return table[MESH_DOOR]
-    if type(extensions) is not dict:
-        raise Refused(BAD_EXTENSIONS)
     gateway = extensions.get(GATEWAY_KEY, _ABSENT)
     if gateway is _ABSENT:
         return table[MESH_DOOR]
@@ -137,6 +143,11 @@ def select_door(table: Mapping[str, DoorMapping], check: Any) -> DoorMapping:
     if door is None:
         raise Refused(UNKNOWN_GATEWAY)
     return door
+
+
+def select_door(table: Mapping[str, DoorMapping], check: Any) -> DoorMapping:
+    """The door a CheckRequest came through: its gateway's (`mcpdsl.gateway`), else the mesh's."""
+    return _door(table, _shape(check)[1])
 
 
 def _query(target: str) -> tuple[str, dict[str, str]]:
@@ -336,36 +347,20 @@ def to_request(door: DoorMapping, check: Any) -> dict[str, Any]:
     failure): the shape, the door, the HTTP section, the peer, lengths, the
     query, the route, the token metadata.
     """
-    if type(check) is not dict:
-        raise Refused(NOT_OBJECT.format(_what(check)))
-    attributes = check.get("attributes")
-    if type(attributes) is not dict:
-        raise Refused(NO_ATTRIBUTES)
-    extensions = attributes.get("contextExtensions", _ABSENT)
-    if extensions is not _ABSENT and type(extensions) is not dict:
-        raise Refused(BAD_EXTENSIONS)
+    attributes, extensions = _shape(check)
     return _body(door, attributes, extensions)
+
+
+def mapped(table: Mapping[str, DoorMapping], check: Any) -> tuple[DoorMapping, dict[str, Any]]:
+    """The door a CheckRequest came through and its canonical request, in one pass."""
+    attributes, extensions = _shape(check)
+    door = _door(table, extensions)
+    return door, _body(door, attributes, extensions)
 
 
 def request_for(table: Mapping[str, DoorMapping], check: Any) -> dict[str, Any]:
     """`to_request(select_door(table, check), check)` in one pass (the hot path)."""
-    if type(check) is not dict:
-        raise Refused(NOT_OBJECT.format(_what(check)))
-    attributes = check.get("attributes")
-    if type(attributes) is not dict:
-        raise Refused(NO_ATTRIBUTES)
-    extensions = attributes.get("contextExtensions", _ABSENT)
-    if extensions is _ABSENT:
-        return _body(table[MESH_DOOR], attributes, extensions)
-    if type(extensions) is not dict:
-        raise Refused(BAD_EXTENSIONS)
-    gateway = extensions.get(GATEWAY_KEY, _ABSENT)
-    if gateway is _ABSENT:
-        return _body(table[MESH_DOOR], attributes, extensions)
-    door = table.get(gateway) if type(gateway) is str and gateway != MESH_DOOR else None
-    if door is None:
-        raise Refused(UNKNOWN_GATEWAY)
-    return _body(door, attributes, extensions)
+    return mapped(table, check)[1]
 
 
 def _body(door: DoorMapping, attributes: dict[str, Any], extensions: Any) -> dict[str, Any]:

@@ -27,9 +27,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from mcpdsl.evaluate.checkrequest import Refused, request_for
+from mcpdsl.evaluate.checkrequest import Refused, mapped
 from mcpdsl.evaluate.policy import Decision, refused
-from mcpdsl.ir.door import MESH_DOOR
 from mcpdsl.serve.metrics import Metrics
 from mcpdsl.serve.store import MemoryStore, Store, StoreUnavailable
 
@@ -112,6 +111,9 @@ def limit_for(
 ) -> tuple[str, BucketSpec] | None:
     """The shared bucket an allowed request takes a token from, if a limit governs it.
 
+    `door` is the gateway (qualified name) the request came through; None for
+    the mesh and for requests decided without a door (the Data API).
+
     At a gateway door: the gateway's `limit` (`gateway:<name>`, per client address
     with `per client-ip`); on the mesh door: the destination service's `balance`
     limit (`service:<name>`).  One global bucket across every replica is what the
@@ -120,7 +122,7 @@ def limit_for(
     project = prepared.project
     source = request.get("source")
     ip = source.get("ip") if isinstance(source, dict) else None
-    if door is not None and door != MESH_DOOR:
+    if door is not None:
         gw = next((g for g in project.gateways if g.qualified == door), None)
         if gw is None or gw.limit is None:
             return None
@@ -141,18 +143,6 @@ def limit_for(
     if limit.key == "client-ip":
         key = f"{key}:{ip if isinstance(ip, str) and ip else 'unknown'}"
     return key, spec
-
-
-def _door_of(check: Any) -> str | None:
-    """The door a CheckRequest names (`mcpdsl.gateway`), else the mesh; None if unreadable."""
-    try:
-        ext = check["attributes"].get("contextExtensions")
-    except (TypeError, KeyError, AttributeError):
-        return None
-    if not isinstance(ext, dict):
-        return MESH_DOOR
-    gateway = ext.get("mcpdsl.gateway")
-    return gateway if isinstance(gateway, str) else MESH_DOOR
 
 
 class ServerState:
@@ -193,13 +183,13 @@ class ServerState:
         start = time.perf_counter_ns()
         prepared = self.engine.compiled  # once: the whole request sees one policy
         try:
-            request = request_for(prepared.doors, check)
+            door, request = mapped(prepared.doors, check)
         except Refused as exc:
             return self._finish(refused(str(exc)), None, None, transport, start)
         except RecursionError:
             return self._finish(refused("the CheckRequest is nested too deeply"), None, None,
                                 transport, start)  # fmt: skip
-        return await self._decide(prepared, request, _door_of(check), transport, start)
+        return await self._decide(prepared, request, door.gateway, transport, start)
 
     def refuse(self, reason: str, transport: Transport = "grpc") -> Verdict:
         """A deny for input no mapping can read (e.g. bytes that are not a CheckRequest).
