@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +20,7 @@ grpc = pytest.importorskip("grpc")
 pb = pytest.importorskip("envoy.service.auth.v3.external_auth_pb2")
 
 from repo_paths import REPO as ROOT  # noqa: E402
+from server_process import ServerProcess  # noqa: E402
 
 TOTAL = 100_000
 WARMUP = 10_000
@@ -35,12 +31,6 @@ CONCURRENCY = 32
 #: log record: kilobytes each) would cost hundreds.
 MAX_GROWTH = 48 * 1024 * 1024
 CHECK = "/envoy.service.auth.v3.Authorization/Check"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _rss(pid: int) -> int:
@@ -93,51 +83,18 @@ async def _drive(port: int, count: int, start: int, ids: list[str]) -> None:
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
 
 
-def test_memory_steady_and_log_complete_over_100k_decisions(tmp_path: Path) -> None:
-    http, grpc_port = _free_port(), _free_port()
+def test_memory_steady_and_log_complete_over_100k_decisions(
+    tmp_path: Path, serve: Callable[..., ServerProcess]
+) -> None:
     log = tmp_path / "decisions.jsonl"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mcpdsl",
-            "serve",
-            str(ROOT / "policies"),
-            "--no-watch",
-            "--addr",
-            f"127.0.0.1:{http}",
-            "--grpc-addr",
-            f"127.0.0.1:{grpc_port}",
-            "--decision-log",
-            str(log),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", grpc_port), timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        proc.stderr.read().decode() if proc.stderr else ""
-                    ) from None
-                time.sleep(0.05)
-        ids: list[str] = []
-        asyncio.run(_drive(grpc_port, WARMUP, 0, ids))
-        warm = _rss(proc.pid)
-        asyncio.run(_drive(grpc_port, TOTAL - WARMUP, WARMUP, ids))
-        end = _rss(proc.pid)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    server = serve(ROOT / "policies", "--no-watch", "--decision-log", str(log))
+    grpc_port = int(server.grpc.rpartition(":")[2])
+    ids: list[str] = []
+    asyncio.run(_drive(grpc_port, WARMUP, 0, ids))
+    warm = _rss(server.pid)
+    asyncio.run(_drive(grpc_port, TOTAL - WARMUP, WARMUP, ids))
+    end = _rss(server.pid)
+    assert server.stop(60) == 0
     assert len(ids) == TOTAL
     assert len(set(ids)) == TOTAL, "a decision id was given twice"
     assert end - warm < MAX_GROWTH, f"resident memory grew by {(end - warm) >> 20} MiB"
