@@ -603,10 +603,49 @@ class Mapping(Node):
     expr: Expr
 
 
+class SecretRef(Node):
+    """Where the MCP gateway reads an upstream credential at run time (never the tree).
+
+    `env`: the environment variable `name` of the server process; `file`: the file
+    at `name` (e.g. a mounted Kubernetes Secret), read when the call is made, so a
+    rotated secret is used without a restart.  The value itself never appears in
+    the IR, an artifact or a log.
+    """
+
+    source: Literal["env", "file"]
+    name: str
+
+
+class UpstreamAuth(Node):
+    """`auth bearer env "X"` / `auth header "X-Api-Key" file "/path"` of an integration.
+
+    How the gateway authenticates *itself* to the upstream.  The MCP client's own
+    token is never forwarded (no token passthrough, MCP authorization spec).
+    """
+
+    scheme: Literal["bearer", "header"]
+    header: str = "authorization"  # lower-case; `bearer` sends `authorization: Bearer <v>`
+    secret: SecretRef
+
+
+class Breaker(Node):
+    """`breaker N failures open T`: circuit breaking of an integration's upstream.
+
+    N consecutive failed calls (after retries) open the circuit: calls fail at once
+    for T seconds, then one probe is let through (half-open); its success closes the
+    circuit, its failure opens it again for T.
+    """
+
+    failures: int
+    open_for: Decimal  # seconds
+
+
 class Integration(Decl):
     kind: Literal["integration"] = "integration"
     tool: str | None = None
     input: dict[str, str] = {}
+    # Fields of `input` marked optional (`name?: type`); every other field is required.
+    optional: tuple[str, ...] = ()
     description: str | None = None
     method: str
     url: str
@@ -614,6 +653,17 @@ class Integration(Decl):
     retry: Retry | None = None
     limit: Limit | None = None
     mappings: tuple[Mapping, ...] = ()
+    auth: UpstreamAuth | None = None
+    breaker: Breaker | None = None
+    # `idempotent`: retries apply to this call even when its method is not idempotent
+    # (POST, PATCH); None: by the method (GET, HEAD, PUT, DELETE are).
+    idempotent: bool | None = None
+    # `upstream mcp "URL" [prefix "P"]`: a federated MCP server.  Its tools are
+    # discovered at run time and exposed as `P.<tool>` (P defaults to the
+    # integration's name); `method` is then "POST" and `url` the MCP endpoint, and
+    # `tool`/`input`/`call`/`map` are not allowed.
+    upstream: Literal["rest", "mcp"] = "rest"
+    prefix: str | None = None
 
 
 class RouteTarget(Node):
@@ -691,6 +741,18 @@ class RedisStore(Node):
     secret_key: str | None = None
 
 
+class McpEndpoint(Node):
+    """`mcp resource "URL" accept [providers]` of a server: its MCP gateway (docs/mcp.md).
+
+    `resource` is the gateway's resource identifier (RFC 8707/9728): the audience a
+    bearer token must carry, and the `resource` of its protected-resource metadata.
+    `providers` are the identity providers whose tokens it verifies, in order.
+    """
+
+    resource: str
+    providers: tuple[Ref, ...] = ()
+
+
 class Server(Decl):
     """`server NAME { ... }`: the `mcpdsl serve` deployment that enforces the tree.
 
@@ -709,6 +771,7 @@ class Server(Decl):
     memory: int = 512 * 2**20
     redis: RedisStore | None = None  # None: each replica counts on its own
     on_store_down: Literal["deny", "allow"] = "deny"
+    mcp: McpEndpoint | None = None  # the MCP gateway at `/mcp` (None: not served)
 
 
 class TrustedHeader(Node):
