@@ -11,10 +11,10 @@ same bytes.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 from mcpdsl.ir import model as m
+from mcpdsl.optimize import charts
 from mcpdsl.optimize.accounting import DAYS
 from mcpdsl.optimize.plan import Plan
 
@@ -25,7 +25,7 @@ PALETTE = {
     "service": "#1565c0",
     "job": "#2e7d32",
     "budget": "#555555",
-    "grid": "#dddddd",
+    "grid": charts.GRID,
 }
 LABELS = {"plan": "plan", "window-start": "window start", "greedy": "greedy"}
 
@@ -139,18 +139,11 @@ def _pct(ours: float, base: float) -> str:
 
 
 def _esc(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    return charts.esc(text)
 
 
 def _legend(entries: list[tuple[str, str]], x: float, y: float) -> str:
-    parts = []
-    for label, colour in entries:
-        parts.append(
-            f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{x + 14:.1f}" y="{y:.1f}" class="small">{_esc(label)}</text>'
-        )
-        x += 24 + 7 * len(label)
-    return "".join(parts)
+    return charts.legend(entries, x, y)
 
 
 def bar_chart(
@@ -163,91 +156,14 @@ def bar_chart(
     width: int = 720,
     rotate: bool = False,
 ) -> str:
-    """A vertical bar chart (stacked or grouped) as an inline SVG element."""
-    height = 300 if not rotate else 340
-    left, right, top, bottom = 64, 16, 40, 52 if not rotate else 110
-    plot_w, plot_h = width - left - right, height - top - bottom
-    if stacked:
-        peak = max((sum(s[2][i] for s in series) for i in range(len(categories))), default=0)
-    else:
-        peak = max((v for s in series for v in s[2]), default=0)
-    ticks = _ticks(0.0, peak if peak > 0 else 1.0)
-    top_value = ticks[-1]
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="{_esc(title)}">',
-        f'<text x="{left}" y="20" class="title">{_esc(title)}</text>',
-    ]
-    for value in ticks:
-        y = top + plot_h - plot_h * value / top_value
-        out.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" '
-            f'stroke="{PALETTE["grid"]}"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" class="small" text-anchor="end">'
-            f"{_esc(_tick(value))}</text>"
-        )
-    out.append(
-        f'<text x="14" y="{top + plot_h / 2:.1f}" class="small" '
-        f'transform="rotate(-90 14 {top + plot_h / 2:.1f})" text-anchor="middle">{_esc(unit)}</text>'
+    """A bar chart of kilograms (the shared engine of `mcpdsl.optimize.charts`)."""
+    return charts.bar_chart(
+        title, categories, series, stacked=stacked, unit=unit, width=width, rotate=rotate, fmt=_kg
     )
-    n = max(len(categories), 1)
-    band = plot_w / n
-    bar_w = band * 0.7 if stacked else band * 0.8 / max(len(series), 1)
-    for i, category in enumerate(categories):
-        x0 = left + band * i + band * 0.15 if stacked else left + band * i + band * 0.1
-        base = 0.0
-        for s, (label, colour, values) in enumerate(series):
-            value = values[i]
-            h = plot_h * value / top_value
-            if stacked:
-                y = top + plot_h - plot_h * (base + value) / top_value
-                x = x0
-                base += value
-            else:
-                y = top + plot_h - h
-                x = x0 + s * bar_w
-            out.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{max(h, 0):.1f}" '
-                f'fill="{colour}"><title>{_esc(category)}, {_esc(label)}: '
-                f"{_esc(_kg(value))} kg</title></rect>"
-            )
-        cx = left + band * i + band / 2
-        ly = top + plot_h + 16
-        if rotate:
-            out.append(
-                f'<text x="{cx:.1f}" y="{ly:.1f}" class="small" text-anchor="end" '
-                f'transform="rotate(-35 {cx:.1f} {ly:.1f})">{_esc(category)}</text>'
-            )
-        else:
-            out.append(
-                f'<text x="{cx:.1f}" y="{ly:.1f}" class="small" text-anchor="middle">'
-                f"{_esc(category)}</text>"
-            )
-    out.append(
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#333"/>'
-    )
-    out.append(_legend([(label, colour) for label, colour, _ in series], left, height - 10))
-    out.append("</svg>")
-    return "".join(out)
 
 
-def _tick(value: float) -> str:
-    return f"{round(value, 6):g}"
-
-
-def _ticks(low: float, high: float, count: int = 4) -> list[float]:
-    """Round tick values covering [low, high]."""
-    import math
-
-    span = high - low if high > low else 1.0
-    raw = span / count
-    exp = 10 ** math.floor(math.log10(raw))
-    step = next(s * exp for s in (1, 2, 2.5, 5, 10) if raw <= s * exp)
-    first = math.floor(low / step) * step
-    ticks = [first]
-    while ticks[-1] < high - 1e-9:
-        ticks.append(ticks[-1] + step)
-    return ticks
+_tick = charts.tick
+_ticks = charts.ticks
 
 
 def burn_down(carbon: str, budget: float, scenarios: dict[str, float], width: int = 720) -> str:
@@ -318,21 +234,7 @@ def short_names(names: list[str]) -> list[str]:
 # ------------------------------------------------------------------ HTML
 
 
-_CSS = """
-body{font-family:"DejaVu Sans",Arial,sans-serif;margin:24px auto;max-width:980px;color:#222;
-line-height:1.4;padding:0 16px}
-h1{font-size:1.6em;margin-bottom:4px}h2{font-size:1.2em;margin-top:28px;border-bottom:1px solid #ccc}
-.cards{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
-.card{border:1px solid #ccc;border-radius:6px;padding:10px 14px;min-width:150px}
-.card b{display:block;font-size:1.4em}
-table{border-collapse:collapse;margin:8px 0;font-size:.9em}
-th,td{border-bottom:1px solid #e3e3e3;padding:4px 10px;text-align:right}
-th:first-child,td:first-child{text-align:left}
-svg{width:100%;height:auto;margin:8px 0}
-svg .title{font-size:14px;font-weight:bold}svg .small{font-size:11px}
-.bad{color:#c62828;font-weight:bold}.good{color:#2e7d32;font-weight:bold}
-.note{color:#555;font-size:.9em}
-"""
+_CSS = charts.CSS
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
