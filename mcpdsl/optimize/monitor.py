@@ -4,9 +4,12 @@
 
 Three rule groups:
 
-- `mcpdsl-carbon-facts`: the carbon blocks as constant series —
+- `mcpdsl-carbon-facts`: the carbon blocks as series —
   `mcpdsl:grid_intensity_g_per_kwh` and `mcpdsl:pue` per region (labels
-  `region`, `carbon`), `mcpdsl:carbon_budget_g_per_month` per carbon block;
+  `region`, `carbon`), `mcpdsl:carbon_budget_g_per_month` per carbon block.
+  The intensity is the region's annual average, or, where the block has
+  `intensity from "FILE"`, the forecast folded into an hourly profile (see
+  `intensity_expr`) that the rule picks by the hour Prometheus evaluates it at;
 - `mcpdsl-carbon-energy`: watts per region (and per namespace) from Kepler's
   counters — `kepler_container_joules_total` (Kepler before 0.10) or the
   `kepler_container_cpu_joules_total` / `kepler_pod_cpu_joules_total` names of
@@ -25,12 +28,16 @@ qualified name.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from mcpdsl.ir import model as m
 from mcpdsl.optimize.accounting import budget_kg_per_month
 from mcpdsl.optimize.coefficients import provider_of
+from mcpdsl.optimize.intensity import IntensityTable, load
 
 FACTS = "mcpdsl-carbon-facts"
 ENERGY = "mcpdsl-carbon-energy"
@@ -80,14 +87,21 @@ def rules(project: m.Project) -> dict[str, Any] | None:
     if not project.carbons:
         return None
     facts: list[dict[str, Any]] = []
+    tables: dict[str, IntensityTable | None] = {}
     for region, carbon in owners(project).items():
         entry = next(r for r in carbon.regions if r.region == region)
         labels = {"carbon": carbon.qualified, "region": region}
         pue = entry.pue if entry.pue is not None else provider_of(region).pue
+        if carbon.qualified not in tables:
+            tables[carbon.qualified] = _forecast(project, carbon)
+        table = tables[carbon.qualified]
+        profile = hourly_profile(table, region) if table is not None else None
         facts.append(
             {
                 "record": "mcpdsl:grid_intensity_g_per_kwh",
-                "expr": f"vector({_number(entry.intensity)})",
+                "expr": intensity_expr(profile)
+                if profile
+                else f"vector({_number(entry.intensity)})",
                 "labels": labels,
             }
         )
@@ -169,6 +183,102 @@ def rules(project: m.Project) -> dict[str, Any] | None:
             {"name": BUDGET, "interval": "5m", "rules": budget},
         ]
     }
+
+
+# ------------------------------------------------------------------ the forecast over time
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A forecast folded onto the hours of a UTC day (24 slots) or week (168 slots).
+
+    Prometheus evaluates rules without access to the forecast file, and there
+    is no exporter to serve it; so the build bakes the forecast into the rule
+    as constants and PromQL's own clock functions pick the constant of the
+    current hour.  A forecast spanning at least a week keeps its weekly shape
+    (slot = `day_of_week() * 24 + hour()`, Sunday 0 as in PromQL), a shorter
+    one its daily shape; an hour-slot seen several times takes the mean, a slot
+    the forecast never covers the annual average.  The profile repeats until
+    the next build: a daily forecast refresh means a daily rebuild.
+    """
+
+    slots: int  # 24 or 168
+    values: tuple[float, ...]  # g/kWh per slot, rounded to 3 decimals
+
+
+def _forecast(project: m.Project, carbon: m.Carbon) -> IntensityTable | None:
+    """The block's forecast table, None without one or when it does not load.
+
+    A forecast that does not load is reported by the carbon analysis
+    (E0701-E0706) and fails the build before any target runs; here it only
+    means falling back to the annual average.
+    """
+    if carbon.intensity_file is None:
+        return None
+    loaded = load(project, carbon)
+    return None if loaded.diagnostics or not loaded.table.series else loaded.table
+
+
+def hourly_profile(table: IntensityTable, region: str) -> Profile | None:
+    """The region's forecast as a daily or weekly hourly profile, None without one."""
+    segments = table.series.get(region)
+    if not segments:
+        return None
+    first = math.ceil(segments[0].start / 3600) * 3600
+    last = math.floor(segments[-1].end / 3600) * 3600
+    if last <= first:
+        return None
+    slots = 168 if last - first >= 7 * 86400 else 24
+    sums = [0.0] * slots
+    counts = [0] * slots
+    for hour in range(first, last, 3600):
+        moment = datetime.fromtimestamp(hour, UTC)
+        slot = moment.hour if slots == 24 else (moment.isoweekday() % 7) * 24 + moment.hour
+        sums[slot] += table.average(region, hour, hour + 3600)
+        counts[slot] += 1
+    annual = table.regions[region].intensity
+    values = tuple(round(sums[k] / counts[k] if counts[k] else annual, 3) for k in range(slots))
+    return Profile(slots, values)
+
+
+def slot_ranges(profile: Profile) -> list[tuple[int, int, float]]:
+    """Runs of equal consecutive slots, [lo, hi) with their value: one PromQL term each."""
+    runs: list[tuple[int, int, float]] = []
+    for k, value in enumerate(profile.values):
+        if runs and runs[-1][2] == value:
+            runs[-1] = (runs[-1][0], k + 1, value)
+        else:
+            runs.append((k, k + 1, value))
+    return runs
+
+
+def intensity_expr(profile: Profile) -> str:
+    """PromQL for the profile's value at the evaluation time, without any exporter.
+
+    One term per run of equal slots, `vector(V) and on () (SLOT >= lo < hi)`,
+    joined by `or`: the clock comparison keeps a sample in exactly one term,
+    so exactly one constant comes out (`and`/`or` on label-less vectors).
+    """
+    slot = "hour()" if profile.slots == 24 else "(day_of_week() * 24 + hour())"
+    runs = slot_ranges(profile)
+    if len(runs) == 1:
+        return f"vector({_float(runs[0][2])})"
+    terms = []
+    for lo, hi, value in runs:
+        if hi - lo == 1:
+            test = f"{slot} == {lo}"
+        elif lo == 0:
+            test = f"{slot} < {hi}"
+        elif hi == profile.slots:
+            test = f"{slot} >= {lo}"
+        else:
+            test = f"{slot} >= {lo} < {hi}"
+        terms.append(f"vector({_float(value)}) and on () ({test})")
+    return "\nor ".join(terms)
+
+
+def _float(value: float) -> str:
+    return _number(Decimal(repr(value)))
 
 
 def expressions(doc: dict[str, Any]) -> list[tuple[str, str]]:

@@ -19,7 +19,12 @@ import mcpdsl
 from mcpdsl.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-TREES = [REPO / "policies", *sorted(p for p in (REPO / "examples").iterdir() if p.is_dir())]
+TREES = [
+    REPO / "policies",
+    *sorted(
+        p for p in (REPO / "examples").iterdir() if p.is_dir() and any(p.rglob("*.mcp"))
+    ),  # examples/simulate holds traces, not a tree
+]
 
 
 def _tree_id(tree: Path) -> str:

@@ -129,7 +129,7 @@ def test_engine_agrees_with_opa(name: str) -> None:
 def _request_tests() -> list[tuple[str, Path]]:
     trees = [
         REPO / "policies",
-        *sorted((REPO / "examples").glob("*")),
+        *sorted(p for p in (REPO / "examples").glob("*") if any(p.rglob("*.mcp"))),
         FIXTURES / "failing",
         FIXTURES / "coverage",
     ]

@@ -42,7 +42,7 @@ from trust_helpers import NOW, make_build
 TREES = sorted(
     [
         REPO / "policies",
-        *(p for p in (REPO / "examples").iterdir() if p.is_dir()),
+        *(p for p in (REPO / "examples").iterdir() if p.is_dir() and any(p.rglob("*.mcp"))),
         *(p for p in FIXTURES.iterdir() if p.is_dir()),
         SHOP,
     ]
