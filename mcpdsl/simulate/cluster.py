@@ -185,7 +185,7 @@ class PoolState:
                 bins.append([spec.cpu - pod.cpu, spec.memory - pod.memory, spec.gpu - pod.gpu])
                 new += 1
         room = spec.max_nodes - len(self.nodes)
-        if too_big or new > room:
+        if too_big or (new > room and any(p.kind != BALLOON for p in waiting)):
             self.blocked_capacity += 1
         for _ in range(min(new, room)):
             self.nodes.append(Node(spec, now + PROVISION_S))

@@ -119,7 +119,7 @@ class Prepared:
 
     def decide(
         self,
-        inputs: list[int | None],
+        inputs: tuple[int | None, ...],
         predict: int | None,
         cron: tuple[bool, ...],
         current: int,

@@ -51,6 +51,8 @@ from mcpdsl.simulate.model import (
 from mcpdsl.simulate.trace import Trace
 
 MAX_STEPS = 5_000_000
+#: How often the cluster autoscaler looks for a node to remove (its scan, coarsened).
+SCALE_DOWN_SCAN_S = 60
 
 
 class SimulationMismatch(AssertionError):
@@ -315,6 +317,8 @@ def simulate(
         for s in specs
     ]
     next_sync = 0.0
+    steady: list[object] = [None] * n_svc
+    next_down = 0.0
     shares = []
     for spec in specs:
         pool = pools.get(spec.pool or "")
@@ -402,7 +406,7 @@ def simulate(
             hpa = prepared[i]
             if hpa is not None and sync:
                 current = spec_replicas[i]
-                inputs = _inputs(hpa, spec, offered, used, n_ready, current)
+                inputs = tuple(_inputs(hpa, spec, offered, used, n_ready, current))
                 forecast = None
                 if hpa.predict_milli is not None and reg is not None:
                     value = reg.predict(k + horizon_steps[i])
@@ -427,9 +431,21 @@ def simulate(
                     hist.popleft()
                 while ev and ev[0][0] <= epoch - hpa.max_period:
                     ev.popleft()
-                desired, rec, active = hpa.decide(
-                    inputs, forecast, cron, current, hist, ev, epoch, last_active[i]
-                )
+                key = (inputs, forecast, cron, current)
+                if (
+                    steady[i] == key
+                    and not ev
+                    and hpa.min_replicas > 0
+                    and all(r == current for _, r in hist)
+                ):
+                    # the same inputs as the last sync, which kept `current` with every
+                    # remembered recommendation equal to it: `decide` returns the same
+                    desired, rec, active = current, current, False
+                else:
+                    desired, rec, active = hpa.decide(
+                        inputs, forecast, cron, current, hist, ev, epoch, last_active[i]
+                    )
+                    steady[i] = key if (desired, rec) == (current, current) else None
                 if settings.verify:
                     _verify(hpa, inputs, forecast, current, hist, ev, epoch, last_active[i],
                             desired, rec)  # fmt: skip
@@ -444,10 +460,13 @@ def simulate(
             run.replicas[k] = spec_replicas[i]
         # 5. cluster autoscaler, 6. power, cost, carbon
         step_kwh = 0.0
+        down = now >= next_down
+        if down:
+            next_down = now + SCALE_DOWN_SCAN_S
         for name, state in states.items():
             if state.pending:
                 state.autoscale_up(now)
-            elif len(state.nodes) > state.spec.min_nodes:
+            elif down and len(state.nodes) > state.spec.min_nodes:
                 state.autoscale_down(now, moved)
             pr = pool_runs[name]
             spec = state.spec
