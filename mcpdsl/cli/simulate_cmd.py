@@ -99,11 +99,12 @@ def _simulate(path: str, load: str, opts: dict[str, Any]) -> dict[str, Any]:
     outcome = run(compilation.project, load, policy=path, **opts)
     for source in outcome.sources:
         compilation.sources.add(source)
+    if outcome.diagnostics:  # on stderr: stdout holds the report (json, html, markdown)
+        from mcpdsl.diagnostics.render import render_human
+
+        click.echo(render_human(outcome.diagnostics, compilation.sources), err=True, nl=False)
     if outcome.result is None:
-        emit_diagnostics(outcome.diagnostics, compilation.sources)
         sys.exit(EXIT_USAGE)
-    if outcome.diagnostics:
-        emit_diagnostics(outcome.diagnostics, compilation.sources, summary=False)
     return outcome.result.to_data()
 
 
