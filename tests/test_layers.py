@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ir",),  # lowering, resolution, type checking; globs and path semantics
     ("evaluate", "optimize", "fmt"),  # pure evaluator, OR-Tools planning, formatter
     ("analysis", "compile"),  # z3 analyses (confirmed by the evaluator), target compilers
+    ("simulate",),  # `mcpdsl simulate`: load traces through the HPA, scheduler and nodes
     ("pipeline",),  # the front end as stages (+ its per-file cache), analyses included
     ("builder",),  # artifacts on disk, watch mode
     ("trust",),  # signing and verifying builds

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lsp": ("lsp_cmd", "lsp_command"),
     "serve": ("serve_cmd", "serve_command"),
     "logs": ("logs_cmd", "logs_command"),
+    "simulate": ("simulate_cmd", "simulate_command"),
 }
 
 

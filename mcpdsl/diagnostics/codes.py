@@ -10,7 +10,8 @@ carbon data and the optimiser, E08xx output directories (mcpdsl/outdir.py),
 E09xx identity (providers, the mesh, gateway TLS, trusted headers), E10xx the decision
 server's deployment (`server`), W01xx warnings, A01xx analysis findings (z3; docs/analysis.md), B01xx build findings:
 what a target or the optimiser could not express as written (docs/diagnostics.md), L01xx
-decision-log verification (`mcpdsl logs verify`, `codes_log.py`).
+decision-log verification (`mcpdsl logs verify`, `codes_log.py`), S01xx load
+simulation (`mcpdsl simulate`, `codes_sim.py`).
 
 A code marked `strict` says that a clause is not enforced, was dropped or is
 narrowed by the build; `mcpdsl build --strict` turns those warnings into errors.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from mcpdsl.diagnostics.codes_build import BUILD_TABLE
 from mcpdsl.diagnostics.codes_log import LOG_TABLE
+from mcpdsl.diagnostics.codes_sim import SIM_TABLE
 from mcpdsl.diagnostics.model import Code, Severity
 
 __all__ = ["CODES", "STRICT_CODES", "Code", "explain"]
@@ -991,7 +993,7 @@ _TABLE: tuple[Code, ...] = (
     ),
 )
 
-CODES: dict[str, Code] = {c.code: c for c in (*_TABLE, *BUILD_TABLE, *LOG_TABLE)}
+CODES: dict[str, Code] = {c.code: c for c in (*_TABLE, *BUILD_TABLE, *LOG_TABLE, *SIM_TABLE)}
 
 #: Codes `mcpdsl build --strict` turns into errors: a clause not enforced, dropped or narrowed.
 STRICT_CODES: frozenset[str] = frozenset(c.code for c in CODES.values() if c.strict)

@@ -181,6 +181,28 @@ def load(project: m.Project, carbon: m.Carbon) -> Loaded:
         )
         return Loaded(table, [diag], [])
     display = path.relative_to(root.resolve()).as_posix()
+    return _read_file(carbon, facts, table, path, display, clause)
+
+
+def load_forecast(carbon: m.Carbon, path: Path) -> Loaded:
+    """A forecast file named outside the tree (`mcpdsl simulate --intensity FILE`).
+
+    The same formats and checks as `intensity from`; the user named the file on
+    the command line, so it need not lie under the tree root.
+    """
+    facts = region_facts(carbon)
+    table = IntensityTable(carbon.qualified, facts)
+    return _read_file(carbon, facts, table, path, path.as_posix(), None)
+
+
+def _read_file(
+    carbon: m.Carbon,
+    facts: dict[str, RegionFacts],
+    table: IntensityTable,
+    path: Path,
+    display: str,
+    clause: Span | None,
+) -> Loaded:
     try:  # a FIFO or a device named `data.csv` is refused, not read forever
         data = read_regular(path, MAX_FILE_BYTES)
     except OSError as exc:
