@@ -38,7 +38,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("builder",),  # artifacts on disk, watch mode
     ("trust",),  # signing and verifying builds
     ("engine",),  # the evaluator's host: sources, reload, watch, decision log
-    ("simulate",),  # `mcpdsl simulate`: load and carbon replayed through the policy, its report
     ("serve",),  # the decision server: gRPC ext_authz, OPA Data API, metrics, shared store
     ("lsp",),  # the language server: the front end, analyses and formatter behind LSP
     ("cli",),  # one module per subcommand

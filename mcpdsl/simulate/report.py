@@ -322,8 +322,8 @@ def _figure_table(
         cells = "".join(f"<td>{esc(_fmt(row.get(key), unit))}</td>" for key, _, unit in every)
         body.append(f"<tr><td>{esc(name)}</td>{cells}</tr>")
     return (
-        f"<table><thead><tr><th>{esc(kind)}</th>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div style="overflow-x:auto"><table><thead><tr><th>{esc(kind)}</th>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 

@@ -226,3 +226,35 @@ def test_the_page_renders_in_headless_chromium(tmp_path: Path) -> None:
     red = sum(1 for p in pixels if p == (0xC6, 0x28, 0x28))  # offered demand
     blue = sum(1 for p in pixels if p == (0x15, 0x65, 0xC0))  # capacity, replicas
     assert red > 30 and blue > 30, (red, blue)
+
+
+def test_the_cli_writes_the_page_of_a_real_run(tmp_path: Path) -> None:
+    """`mcpdsl simulate policies/ --load flash-crowd.csv --format html` end to end."""
+    from click.testing import CliRunner
+
+    from mcpdsl.cli import main
+
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "flash.html"
+    result = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            str(repo / "policies"),
+            "--load",
+            str(repo / "examples" / "simulate" / "flash-crowd.csv"),
+            "--intensity",
+            str(repo / "examples" / "simulate" / "week-intensity.csv"),
+            "--format",
+            "html",
+        ],
+    )
+    assert result.exit_code in (0, 1), result.output
+    page = result.stdout if hasattr(result, "stdout") else result.output
+    page = page[page.index("<!DOCTYPE html>") :]
+    out.write_text(page, encoding="utf-8")
+    titles = re.findall(r'aria-label="([^"]+)"', page)
+    for service in ("api-gateway", "mcp-api", "embedder"):
+        assert f"{service}: demand against capacity" in titles
+    assert "Nodes per pool" in titles and "Grid carbon intensity" in titles
+    assert "<script" not in page

@@ -167,10 +167,15 @@ def test_hostile_csv(text: str, code: str) -> None:
         ("[", "S0110"),
         ("[" * 100000, "S0110"),
         ('{"start": "x", "series": []}', "S0104"),
-        ('{"start": "2026-01-01T00:00:00Z", "series": [{"service": "api", "metric": "rps"}]}',
-         "S0121"),
-        ('{"start": "2026-01-01T00:00:00Z", "series": [{"service": "api", "metric": "rps",'
-         ' "points": [[0, NaN]]}]}', "S0110"),
+        (
+            '{"start": "2026-01-01T00:00:00Z", "series": [{"service": "api", "metric": "rps"}]}',
+            "S0121",
+        ),
+        (
+            '{"start": "2026-01-01T00:00:00Z", "series": [{"service": "api", "metric": "rps",'
+            ' "points": [[0, NaN]]}]}',
+            "S0110",
+        ),
         ('{"start": "2026-01-01T00:00:00Z", "series": []}', "S0112"),
     ],
 )
@@ -187,7 +192,9 @@ def test_unreadable_trace_is_a_diagnostic(tmp_path: Path) -> None:
     assert "S0101" in res.output
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
         st.tuples(st.integers(0, 3600), st.floats(0, 2000, allow_nan=False)), min_size=1,
