@@ -85,8 +85,8 @@ SIM_TABLE: tuple[Code, ...] = (
         "S0110",
         _E,
         "malformed JSON trace",
-        "A JSON trace is `{\"start\": \"ISO instant\", \"series\": [{\"service\": NAME,\n"
-        "\"metric\": \"rps\"|\"cpu\", \"points\": [[seconds, value], ...]}]}`. The message names\n"
+        'A JSON trace is `{"start": "ISO instant", "series": [{"service": NAME,\n'
+        '"metric": "rps"|"cpu", "points": [[seconds, value], ...]}]}`. The message names\n'
         "the first place where the document differs from that shape.\n",
     ),
     Code(

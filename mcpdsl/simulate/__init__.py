@@ -153,9 +153,11 @@ def _jobs(project: m.Project, region: str, out: Outcome) -> list:  # type: ignor
         if info is None:
             continue
         placed = plan.assignments.get(job.qualified)
-        spec = next(
-            (j for j in plan.translation.problem.jobs if j.name == job.qualified), None
-        ) if plan.translation else None
+        spec = (
+            next((j for j in plan.translation.problem.jobs if j.name == job.qualified), None)
+            if plan.translation
+            else None
+        )
         if spec is None:
             continue
         option = placed.option if placed else spec.options[0]
@@ -179,6 +181,3 @@ def _jobs(project: m.Project, region: str, out: Outcome) -> list:  # type: ignor
             )
         )
     return runs
-
-
-

@@ -166,9 +166,7 @@ class PoolState:
         if not waiting:
             return
         spec = self.spec
-        bins = [
-            [n.free_cpu, n.free_memory, n.free_gpu] for n in self.nodes if n.ready_at > now
-        ]
+        bins = [[n.free_cpu, n.free_memory, n.free_gpu] for n in self.nodes if n.ready_at > now]
         new = 0
         too_big = False
         for pod in waiting:
@@ -217,15 +215,15 @@ class PoolState:
             candidate.unneeded_since = None
             return
         others = [n for n in ready if n is not candidate]
-        bins = [[n.free_cpu, n.free_memory, n.free_gpu, n] for n in others]
-        moves = []
+        bins = [[n.free_cpu, n.free_memory, n.free_gpu] for n in others]
+        moves: list[tuple[Pod, Node]] = []
         for pod in sorted(candidate.pods, key=lambda p: (-p.priority, p.seq)):
-            for b in bins:
+            for b, target in zip(bins, others, strict=True):
                 if pod.cpu <= b[0] and pod.memory <= b[1] and pod.gpu <= b[2]:
                     b[0] -= pod.cpu
                     b[1] -= pod.memory
                     b[2] -= pod.gpu
-                    moves.append((pod, b[3]))
+                    moves.append((pod, target))
                     break
             else:
                 candidate.unneeded_since = None
@@ -237,8 +235,7 @@ class PoolState:
             return
         for pod, target in moves:  # drained: its pods restart on the other nodes
             candidate.take(pod)
-            target.put(pod)  # type: ignore[arg-type]
+            target.put(pod)
             on_moved(pod, now)  # type: ignore[operator]
         self.nodes.remove(candidate)
         self.dirty = True
-

@@ -154,7 +154,8 @@ def pool_specs(project: m.Project, region: str) -> tuple[PoolSpec, ...]:
         for r in p.reservations:
             want = (millicores(r.resources.cpu), r.resources.memory, r.resources.gpu)
             pods = max([1] + [math.ceil(w / n) for w, n in zip(want, size, strict=True) if n])
-            balloons.extend([tuple(math.ceil(w / pods) for w in want)] * pods)  # type: ignore[misc]
+            each = (math.ceil(want[0] / pods), math.ceil(want[1] / pods), math.ceil(want[2] / pods))
+            balloons.extend([each] * pods)
         out.append(
             PoolSpec(
                 name=p.qualified,

@@ -190,9 +190,7 @@ def _service_figures(run: ServiceRun, step: int, pool_cap: dict[str, float]) -> 
         "scale_up_episodes": len(episodes),
         "predict_mape": r6(mape),
         "predict_within_10pct": r6(within),
-        "utilisation_requested": r6(
-            _ratio(requested, pool_cap.get(run.spec.pool or "", 0.0))
-        ),
+        "utilisation_requested": r6(_ratio(requested, pool_cap.get(run.spec.pool or "", 0.0))),
         "utilisation_used": r6(_ratio(sum(run.cpu_used), requested)),
         "availability": r6(_ratio(sum(run.within), total_offered)),
         "slo_violations": slo_violations,

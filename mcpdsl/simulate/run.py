@@ -32,7 +32,7 @@ from mcpdsl.diagnostics import Diagnostic, make
 from mcpdsl.evaluate.scale import PREDICT_KEY, cron_active, decide
 from mcpdsl.ir import model as m
 from mcpdsl.optimize.coefficients import provider_of
-from mcpdsl.optimize.intensity import IntensityTable, region_facts
+from mcpdsl.optimize.intensity import IntensityTable
 from mcpdsl.simulate.cluster import BALLOON, JOB, SERVICE, Node, Pod, PoolState
 from mcpdsl.simulate.hpa import EXTERNAL, PODS, RESOURCE, Prepared
 from mcpdsl.simulate.model import (
@@ -198,15 +198,25 @@ def simulate(
     spec_replicas: list[int] = []
     pods_of: list[tuple[list[Pod], list[Pod], list[Pod]]] = []  # pending, starting, ready
     demand: list[array] = []
-    for i, spec in enumerate(specs):
+    for spec in specs:
         offered = _demand(trace, spec, steps, step, settings.start)
         demand.append(offered)
         has_predict = spec.scale is not None and spec.scale.predict is not None
+
+        def zeros() -> array:
+            return array("d", bytes(8 * steps))
+
         runs.append(
             ServiceRun(
-                spec,
-                offered,
-                *(array("d", bytes(8 * steps)) for _ in range(7)),
+                spec=spec,
+                offered=offered,
+                served=zeros(),
+                replicas=zeros(),
+                ready=zeros(),
+                capacity=zeros(),
+                cpu_used=zeros(),
+                cpu_requested=zeros(),
+                within=zeros(),
                 predicted=array("d", [math.nan] * steps) if has_predict else None,
             )
         )
@@ -215,9 +225,11 @@ def simulate(
             s = spec.scale
             start = s.expected if s.expected is not None else s.min_replicas
             start = min(max(start, s.min_replicas), max(s.max_replicas, s.min_replicas))
-            if trace.get(spec.service.name, "rps") is None and trace.get(
-                spec.service.name, "cpu"
-            ) is None and spec.name not in {x.service for x in trace.series}:
+            if (
+                trace.get(spec.service.name, "rps") is None
+                and trace.get(spec.service.name, "cpu") is None
+                and spec.name not in {x.service for x in trace.series}
+            ):
                 diagnostics.append(
                     make("S0117", f"service `{spec.name}` has a `scale` block but no demand", None)
                 )
@@ -234,7 +246,7 @@ def simulate(
     def startup() -> float:
         return STARTUP_S + (rng.randint(0, STARTUP_JITTER_S) if STARTUP_JITTER_S else 0)
 
-    for name, state in states.items():
+    for state in states.values():
         for _ in range(state.spec.min_nodes):
             state.nodes.append(Node(state.spec, -1.0))
     initial: list[Pod] = []
@@ -243,9 +255,9 @@ def simulate(
             pod = new_pod(SERVICE, i, spec.cpu, spec.memory, spec.gpu, spec.namespace,
                           spec.priority)  # fmt: skip
             initial.append(pod)
-    for name, spec in pools.items():
-        for b in spec.balloons:
-            initial.append(new_pod(BALLOON, -1, *b, "", -10))
+    for name, pool_spec in pools.items():
+        for b in pool_spec.balloons:
+            initial.append(new_pod(BALLOON, -1, b[0], b[1], b[2], "", -10))
             initial[-1].ready_at = 0.0
             initial[-1].owner = -1
             states[name].add_pending(initial[-1])
@@ -351,7 +363,7 @@ def simulate(
             pod.end_at = -1.0
             job_pods[pod.seq] = (job, at)
             states[job.pool].add_pending(pod)
-        for name, state in states.items():
+        for state in states.values():
             state.schedule(now, placed)
         for pod in list(running_jobs):
             if pod.end_at < 0 and pod.ready_at <= now:
@@ -365,7 +377,9 @@ def simulate(
                 e = job.energy_kwh
                 g = e * _mean(intensity, (pod.ready_at - settings.start) / step, pod.end_at, step,
                               settings.start)  # fmt: skip
-                records.append(JobRecord(job.name, job.pool, region, pod.ready_at, pod.end_at, e, g))
+                records.append(
+                    JobRecord(job.name, job.pool, region, pod.ready_at, pod.end_at, e, g)
+                )
         for util_key in pool_util:
             pool_util[util_key] = 0.0
         # 3. served load
@@ -374,7 +388,7 @@ def simulate(
             next_sync = now + max(HPA_SYNC_S, step)
         epoch = origin + k * step
         for i, spec in enumerate(specs):
-            pending, starting, ready = pods_of[i]
+            _, starting, ready = pods_of[i]
             if starting:
                 still = []
                 for pod in starting:
@@ -432,6 +446,8 @@ def simulate(
                 while ev and ev[0][0] <= epoch - hpa.max_period:
                     ev.popleft()
                 key = (inputs, forecast, cron, current)
+                desired: int
+                rec: int | None
                 if (
                     steady[i] == key
                     and not ev
@@ -469,19 +485,23 @@ def simulate(
             elif down and len(state.nodes) > state.spec.min_nodes:
                 state.autoscale_down(now, moved)
             pr = pool_runs[name]
-            spec = state.spec
+            ps = state.spec
             n_nodes = len(state.nodes)
             ready_nodes = sum(1 for n in state.nodes if n.ready_at <= now)
             util = pool_util[name]
             for pod in running_jobs:
-                if pod.node is not None and pod.ready_at <= now and job_pods[pod.seq][0].pool == name:
-                    util += max(pod.cpu / spec.cpu if spec.cpu else 0.0,
-                                pod.gpu / spec.gpu if spec.gpu else 0.0)  # fmt: skip
+                if (
+                    pod.node is not None
+                    and pod.ready_at <= now
+                    and job_pods[pod.seq][0].pool == name
+                ):
+                    util += max(pod.cpu / ps.cpu if ps.cpu else 0.0,
+                                pod.gpu / ps.gpu if ps.gpu else 0.0)  # fmt: skip
             util = min(util, float(ready_nodes))
-            power = n_nodes * spec.idle_w + (spec.peak_w - spec.idle_w) * util
+            power = n_nodes * ps.idle_w + (ps.peak_w - ps.idle_w) * util
             pr.nodes[k] = n_nodes
-            pr.cost_per_h[k] = n_nodes * spec.cost_per_h
-            pr.cpu_capacity[k] = ready_nodes * spec.cpu / 1000
+            pr.cost_per_h[k] = n_nodes * ps.cost_per_h
+            pr.cpu_capacity[k] = ready_nodes * ps.cpu / 1000
             pr.cpu_requested[k] = state.req_cpu / 1000
             pr.power_w[k] = power
             kwh = power * pue * hours / 1000
@@ -601,7 +621,7 @@ def _held(raw: int, spread: int, want: int, unready: bool) -> int:
     return spread
 
 
-def _verify(hpa: Prepared, inputs: list[int | None], forecast: int | None, current: int,
+def _verify(hpa: Prepared, inputs: tuple[int | None, ...], forecast: int | None, current: int,
             hist: deque[tuple[float, int]], ev: deque[tuple[float, int]], epoch: float,
             last_active: float | None, desired: int, rec: int | None) -> None:  # fmt: skip
     metrics: dict[str, object] = {}

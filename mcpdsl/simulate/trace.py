@@ -18,6 +18,7 @@ the loader returns either a `Trace` or the diagnostics, never a partial trace.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -186,13 +187,14 @@ class _Reader:
         end = 0.0
         for (service, metric), pts in sorted(self.points.items()):
             pts.sort(key=lambda p: (p[0], p[2]))
-            for a, b in zip(pts, pts[1:], strict=False):
+            for a, b in itertools.pairwise(pts):
                 if a[0] == b[0]:
                     self.error(
                         "S0109",
                         f"`{service}` `{metric}` has two points at the same time "
-                        f"(lines {a[2]} and {b[2]})" if b[2] else
-                        f"`{service}` `{metric}` has two points at {a[0]:g}s",
+                        f"(lines {a[2]} and {b[2]})"
+                        if b[2]
+                        else f"`{service}` `{metric}` has two points at {a[0]:g}s",
                         b[2],
                     )
                     break
@@ -265,9 +267,7 @@ def _read_csv(reader: _Reader, text: str) -> bool:
             header = {n: i for i, n in enumerate(names)}
             continue
         if len(fields) != 4:
-            reader.error(
-                "S0103", f"expected 4 fields, found {len(fields)}", number, 1, len(line)
-            )
+            reader.error("S0103", f"expected 4 fields, found {len(fields)}", number, 1, len(line))
             continue
         t_text, t_col = fields[header["time"]]
         relative = parse_number(t_text)
