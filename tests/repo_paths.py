@@ -11,3 +11,11 @@ from pathlib import Path
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
+
+
+def example_trees() -> list[Path]:
+    """The policy trees under examples/, sorted: folders holding `.mcp` sources.
+
+    Some example folders are data, not trees (examples/simulate holds load traces).
+    """
+    return sorted(p for p in (REPO / "examples").iterdir() if p.is_dir() and any(p.rglob("*.mcp")))

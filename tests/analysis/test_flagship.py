@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from analysis_support import REPO, check_style, check_witnesses, run
+from repo_paths import example_trees
 
 from mcpdsl.diagnostics import Severity
 from mcpdsl.diagnostics.render import render_human
 
-TREES = [REPO / "policies", *sorted(p for p in (REPO / "examples").iterdir() if p.is_dir())]
+TREES = [REPO / "policies", *example_trees()]
 
 
 @pytest.mark.parametrize("tree", TREES, ids=[t.name for t in TREES])

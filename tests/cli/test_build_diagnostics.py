@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from repo_paths import FIXTURES, REPO
+from repo_paths import FIXTURES, REPO, example_trees
 from test_check_cli import _check_sarif_structure, _sarif_schema
 
 import mcpdsl
@@ -80,7 +80,7 @@ def test_build_diagnostics_have_spans_and_follow_the_style_guide(
 
 
 def test_every_target_finding_on_the_real_trees_has_a_code_and_a_span() -> None:
-    trees = sorted(p for p in (REPO / "examples").iterdir() if any(p.rglob("*.mcp")))
+    trees = example_trees()
     for tree in [REPO / "policies", *trees]:
         result = compile_artifacts(compile_tree(tree))
         for d in result.build_diagnostics:

@@ -264,7 +264,9 @@ def test_explain_is_case_insensitive() -> None:
 def test_every_code_has_an_explanation(code: str) -> None:
     entry = CODES[code]
     assert entry.code == code
-    assert re.fullmatch(r"[EWIABLS]\d{4}", code)  # A01xx: z3, B01xx: build, L01xx: logs, S01xx: simulate
+    assert re.fullmatch(
+        r"[EWIABLS]\d{4}", code
+    )  # A01xx: z3, B01xx: build, L01xx: logs, S01xx: simulate
     assert entry.title and not entry.title.endswith(".")
     assert not entry.title[0].isupper(), f"{code}: title should be lowercase"
     assert len(entry.explanation.strip()) > 40

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from repo_paths import example_trees
 
 import mcpdsl
 from mcpdsl.cli import main
@@ -21,9 +22,7 @@ from mcpdsl.cli import main
 REPO = Path(__file__).resolve().parents[2]
 TREES = [
     REPO / "policies",
-    *sorted(
-        p for p in (REPO / "examples").iterdir() if p.is_dir() and any(p.rglob("*.mcp"))
-    ),  # examples/simulate holds traces, not a tree
+    *example_trees(),
 ]
 
 

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from istio_matcher import MeshRequest, decide, denied
+from repo_paths import example_trees
 from validators import validate_istio
 
 from mcpdsl._version import __version__
@@ -34,7 +35,7 @@ from mcpdsl.ir import model as m
 from mcpdsl.pipeline import compile_tree
 
 REPO = Path(__file__).resolve().parents[2]
-TREES = [REPO / "policies", *sorted(p for p in (REPO / "examples").iterdir() if p.is_dir())]
+TREES = [REPO / "policies", *example_trees()]
 
 SERVICES = """
 package mesh

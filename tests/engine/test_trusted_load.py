@@ -36,13 +36,14 @@ from mcpdsl.trust import Keyring, SigningKey, TrustError, generate_key, sign_bui
 from mcpdsl.trust.common import format_time
 
 sys.path.insert(0, str(REPO / "tests" / "trust"))
+from repo_paths import example_trees
 from trust_helpers import FIXTURE as SHOP
 from trust_helpers import NOW, make_build
 
 TREES = sorted(
     [
         REPO / "policies",
-        *(p for p in (REPO / "examples").iterdir() if p.is_dir() and any(p.rglob("*.mcp"))),
+        *example_trees(),
         *(p for p in FIXTURES.iterdir() if p.is_dir()),
         SHOP,
     ]
