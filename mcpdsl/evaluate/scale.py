@@ -150,11 +150,21 @@ def cron_active(during: m.During, moment: datetime) -> bool:
     clocks change it is what KEDA does (e.g. a start in the repeated hour fires
     the second time round when the first has passed).
     """
+    return cron_state(during, moment)[0]
+
+
+def cron_state(during: m.During, moment: datetime) -> tuple[bool, float]:
+    """`cron_active` and the epoch second from which it may change (the next fire).
+
+    Both next fires stay the same for every moment whose whole second is before
+    the earlier of them, so the answer holds until then: a simulation asks once
+    per transition instead of once per step.
+    """
     (start, start_days), end_days = cron_schedule(during)
     zone = UTC if during.window.zone.upper() == "UTC" else _zone(during.window.zone)
-    next_start = _next_fire(start, start_days, zone, moment)
-    next_end = _next_fire(during.window.end, end_days, zone, moment)
-    return math.floor(next_end.timestamp()) <= math.floor(next_start.timestamp())
+    next_start = math.floor(_next_fire(start, start_days, zone, moment).timestamp())
+    next_end = math.floor(_next_fire(during.window.end, end_days, zone, moment).timestamp())
+    return next_end <= next_start, float(min(next_start, next_end))
 
 
 def describe_during(during: m.During) -> str:

@@ -86,11 +86,18 @@ def compute_plan(
     packing: bool = True,
     settings: SolverSettings | None = None,
     embodied: Embodied | None = None,
+    tables: dict[str, intensity.IntensityTable] | None = None,
 ) -> Plan:
-    """Run the optimisers on a resolved project (OR-Tools is imported here, lazily)."""
+    """Run the optimisers on a resolved project (OR-Tools is imported here, lazily).
+
+    `tables` (carbon block -> intensity) replaces a block's own intensity: `mcpdsl
+    simulate --intensity` places the jobs against the forecast it replays."""
     plan = Plan(settings=settings or SolverSettings())
     clock = time.perf_counter()
     for carbon in project.carbons:
+        if tables is not None and carbon.qualified in tables:
+            plan.tables[carbon.qualified] = tables[carbon.qualified]
+            continue
         loaded = intensity.load(project, carbon)
         plan.diagnostics.extend(loaded.diagnostics)
         plan.sources.extend(loaded.sources)

@@ -105,7 +105,9 @@ def run(
     table, found = _intensity(project, chosen, intensity, out)
     if found is False:
         return out
-    job_runs = _jobs(project, chosen, out) if jobs else []
+    # with `--intensity`, the green scheduler places the jobs against that forecast too
+    override = {table.carbon: table} if intensity is not None and table is not None else None
+    job_runs = _jobs(project, chosen, out, override) if jobs else []
     settings = Settings(step, t0, t1, seed, chosen, policy, verify)
     raw = simulate(project, trace, settings, table, job_runs)
     out.diagnostics.extend(raw.diagnostics)
@@ -138,14 +140,15 @@ def _intensity(project: m.Project, region: str, forecast: str | Path | None, out
     return loaded.table, True
 
 
-def _jobs(project: m.Project, region: str, out: Outcome) -> list:  # type: ignore[type-arg]
-    """Where and when the green scheduler runs each job (`mcpdsl plan`'s placement)."""
+def _jobs(project: m.Project, region: str, out: Outcome, tables=None) -> list:  # type: ignore[no-untyped-def,type-arg]
+    """Where and when the green scheduler runs each job (`mcpdsl plan`'s placement),
+    against `tables` (the `--intensity` forecast) when given."""
     if not project.jobs:
         return []
     from mcpdsl.optimize.plan import compute_plan
     from mcpdsl.simulate.model import JobRun, millicores
 
-    plan = compute_plan(project, packing=False)
+    plan = compute_plan(project, packing=False, tables=tables)
     infos = plan.infos()
     runs = []
     for job in sorted(project.jobs, key=lambda j: j.qualified):

@@ -21,7 +21,7 @@ SERVICE, JOB, BALLOON = 0, 1, 2
 
 class Pod:
     __slots__ = ("cpu", "end_at", "gpu", "kind", "memory", "namespace", "node", "owner",
-                 "priority", "ready_at", "seq")  # fmt: skip
+                 "priority", "ready_at", "seq", "unschedulable")  # fmt: skip
 
     def __init__(self, kind: int, owner: int, cpu: int, memory: int, gpu: int,
                  namespace: str, priority: int, seq: int) -> None:  # fmt: skip
@@ -31,6 +31,9 @@ class Pod:
         self.node: Node | None = None
         self.ready_at = 0.0
         self.end_at = 0.0
+        #: A scheduling pass found no node for it: only such pods make the cluster
+        #: autoscaler add nodes (a pod created after this step's pass waits for the next).
+        self.unschedulable = False
 
 
 class Node:
@@ -75,6 +78,11 @@ class PoolState:
         self.req_cpu = 0  # millicores requested by the placed pods (balloons excluded)
         self.blocked_quota = 0  # steps with a pod held back by a quota
         self.blocked_capacity = 0  # steps with a pod that no node can take
+        #: When the next provisioning node becomes ready: scheduling must look again then
+        #: (a pod waiting for that node would otherwise wait for an unrelated change
+        #: while the autoscaler, not seeing the node as provisioning any more, adds
+        #: another one for it: nodes piled up to the maximum, one per `PROVISION_S`).
+        self.next_node_ready = float("inf")
 
     # -------------------------------------------------------------- quotas
     def quota_allows(self, pod: Pod) -> bool:
@@ -120,6 +128,11 @@ class PoolState:
 
     def schedule(self, now: float, on_placed: object) -> None:
         """First fit by priority (then age) onto ready nodes; balloons are preempted."""
+        if now >= self.next_node_ready:
+            self.dirty = True
+            self.next_node_ready = min(
+                (n.ready_at for n in self.nodes if n.ready_at > now), default=float("inf")
+            )
         if not self.pending or not self.dirty:
             return
         self.dirty = False
@@ -138,7 +151,18 @@ class PoolState:
                 continue
             self.place(pod, node)
             on_placed(pod, now)  # type: ignore[operator]
-        self.pending = left
+        # Balloons evicted in this pass are recreated at once by their Deployment and
+        # scheduled like any pod: onto room another node has, before the autoscaler
+        # is asked for a node (waiting for an unrelated change added needless nodes).
+        self.pending = []
+        for pod in left:
+            if pod.kind == BALLOON and pod.node is None:
+                node = next((n for n in ready if n.fits(pod)), None)
+                if node is not None:
+                    self.place(pod, node)
+                    continue
+            pod.unschedulable = True
+            self.pending.append(pod)
 
     def _preempt(self, ready: list[Node], pod: Pod, left: list[Pod]) -> Node | None:
         for node in ready:
@@ -163,6 +187,7 @@ class PoolState:
         waiting = [p for p in self.pending if p.kind == BALLOON or self.quota_allows(p)]
         if len(waiting) < len(self.pending):
             self.blocked_quota += 1
+        waiting = [p for p in waiting if p.unschedulable]
         if not waiting:
             return
         spec = self.spec
@@ -187,6 +212,7 @@ class PoolState:
             self.blocked_capacity += 1
         for _ in range(min(new, room)):
             self.nodes.append(Node(spec, now + PROVISION_S))
+            self.next_node_ready = min(self.next_node_ready, now + PROVISION_S)
 
     def autoscale_down(self, now: float, on_moved: object) -> None:
         """Remove the least-requested ready node once unneeded for `NODE_UNNEEDED_S`."""

@@ -13,8 +13,8 @@ Figures (docs/simulate.md defines each):
   pods; `utilisation_requested` = its requests / its pool's ready node CPU;
   pools: requests / ready node CPU;
 * availability: demand served within the SLO / demand offered;
-* energy vs baseline: energy / the energy of static provisioning (each service
-  at the most replicas it had, no node autoscaling).
+* energy vs baseline: energy / the energy of the baseline run (the same loop with
+  every service static at its peak replicas of this run, jobs unshifted).
 
 Numbers are rounded to 6 significant digits; undefined values are null.
 """
