@@ -670,7 +670,7 @@ class Upstreams:
         low, high = DEFAULT_BACKOFF
         if retry is not None and retry.backoff_min is not None:
             low = float(retry.backoff_min)
-            high = float(retry.backoff_max) if retry.backoff_max is not None else low * 10
+            high = float(retry.backoff_max) if retry.backoff_max is not None else low
         ceiling = min(max(high, low), low * 2 ** min(n - 1, 30))
         return self._rng.uniform(0.0, ceiling)
 

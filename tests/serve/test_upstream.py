@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pytest
 from raw_upstream import Hang, RawUpstream, Reply, Reset, Seen, Stream
 
@@ -583,3 +584,20 @@ async def test_without_breaker_state_is_closed(upstream: RawUpstream, fake: Fake
                 await ups.call(integration(upstream.base + "/x"), {})
         assert ups.breaker_state("t.crm") == "closed"
     assert len(upstream.requests) == 5
+
+
+async def test_one_shared_client_within_its_connection_limit(upstream: RawUpstream) -> None:
+    async with upstreams(max_connections=2) as ups:
+        results = await asyncio.gather(
+            *(ups.call(integration(upstream.base + "/c/{id}"), {"id": str(i)}) for i in range(20))
+        )
+    assert all(r.status == 200 for r in results)
+    assert len(upstream.requests) == 20
+    assert {s.connection for s in upstream.requests} <= {1, 2}
+
+
+async def test_injected_client_is_used_and_left_open(upstream: RawUpstream) -> None:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        async with upstreams(client=client) as ups:
+            assert (await ups.call(integration(upstream.base + "/x"), {})).status == 200
+        assert not client.is_closed
