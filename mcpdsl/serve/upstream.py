@@ -17,8 +17,9 @@ fragment; non-scalar values, empty path values and values that make a segment
 `.` or `..` are refused (`bad-argument`), and the rendered URL's scheme, host
 and port are checked against the template's after rendering (defence in depth:
 the encoding alone already guarantees it).  Arguments that fill no placeholder
-travel as query parameters for GET, HEAD, DELETE and OPTIONS (a list of scalars
-repeats the parameter, an object or a nested list is sent as compact JSON) and
+travel as query parameters for GET, HEAD, DELETE and OPTIONS, encoded the same way and
+appended to the template's own query (a list of scalars repeats the parameter, an
+object or a nested list is sent as compact JSON), and
 as the JSON object body for POST, PUT and PATCH.
 
 **Headers.**  Only ours: `accept: application/json`, `accept-encoding:
@@ -66,7 +67,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -277,6 +278,21 @@ def _query(rest: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
         else:
             params.append((name, _compact(name, value).decode("utf-8")))
     return tuple(params)
+
+
+def with_query(url: str, params: tuple[tuple[str, str], ...]) -> str:
+    """`url` with `params` appended to the query it already has (httpx would replace it).
+
+    Names and values are percent-encoded with no safe character, like path
+    parameters; the fragment, which is never sent, is dropped.
+    """
+    url = url.split("#", 1)[0]
+    if not params:
+        return url
+    joined = url + ("&" if "?" in url else "?") + urlencode(params, quote_via=quote)
+    if len(joined) > MAX_URL_CHARS:
+        raise _bad(f"the arguments make a URL longer than {MAX_URL_CHARS} characters")
+    return joined
 
 
 def _compact(name: str, value: Any) -> bytes:
@@ -516,8 +532,10 @@ class Upstreams:
         url = render_url(integration.url, args)
         used = set(placeholders(integration.url))
         rest = {k: v for k, v in args.items() if k not in used}
-        params = _query(rest) if method in QUERY_METHODS else None
-        content = None if method in QUERY_METHODS else _body(rest)
+        if method in QUERY_METHODS:
+            url, content = with_query(url, _query(rest)), None
+        else:
+            content = _body(rest)
         headers = {
             "accept": "application/json",
             "accept-encoding": "identity",
@@ -542,7 +560,7 @@ class Upstreams:
                 )
         try:
             outcome, attempts = await self._attempts(
-                integration, method, url, params, content, headers, start
+                integration, method, url, content, headers, start
             )
         except BaseException:
             if ticket is not None:
@@ -622,7 +640,6 @@ class Upstreams:
         integration: m.Integration,
         method: str,
         url: str,
-        params: tuple[tuple[str, str], ...] | None,
         content: bytes | None,
         headers: dict[str, str],
         start: float,
@@ -651,7 +668,7 @@ class Upstreams:
                 return _Failure(
                     "timeout", f"upstream did not answer within {_seconds(total)}"
                 ), attempt - 1
-            outcome = await self._attempt(method, url, params, content, headers, budget)
+            outcome = await self._attempt(method, url, content, headers, budget)
             if not isinstance(outcome, _Failure):
                 return outcome, attempt
             if (
@@ -678,7 +695,6 @@ class Upstreams:
         self,
         method: str,
         url: str,
-        params: tuple[tuple[str, str], ...] | None,
         content: bytes | None,
         headers: dict[str, str],
         budget: float,
@@ -686,7 +702,7 @@ class Upstreams:
         """One request, bounded by `budget` seconds from connect to the last body byte."""
         try:
             async with asyncio.timeout(budget):
-                return await self._exchange(method, url, params, content, headers, budget)
+                return await self._exchange(method, url, content, headers, budget)
         except _TooLarge:
             return _Failure(
                 "body-too-large",
@@ -700,7 +716,6 @@ class Upstreams:
         self,
         method: str,
         url: str,
-        params: tuple[tuple[str, str], ...] | None,
         content: bytes | None,
         headers: dict[str, str],
         budget: float,
@@ -708,7 +723,6 @@ class Upstreams:
         async with self._client.stream(
             method,
             url,
-            params=params or None,
             content=content,
             headers=headers,
             timeout=httpx.Timeout(budget),
@@ -725,7 +739,7 @@ class Upstreams:
             if not 200 <= status <= 299:
                 return _status_failure(status)
             raw = await self._read(response)
-        if not raw and status in (204, 205):
+        if not raw and (status in (204, 205) or method == "HEAD"):
             return status, None
         try:
             return status, parse_json(raw)
