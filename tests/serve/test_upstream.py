@@ -137,7 +137,7 @@ async def test_head_has_no_body_and_template_query_is_kept(upstream: RawUpstream
     upstream.script = lambda s: Reply(body=b"" if s.method == "HEAD" else b"{}")
     async with upstreams() as ups:
         head = await ups.call(integration(upstream.base + "/x?v=1", "HEAD"), {"q": "a b&c"})
-        get = await ups.call(integration(upstream.base + "/x?v={v}"), {"v": "&w=2", "q": 1})
+        await ups.call(integration(upstream.base + "/x?v={v}"), {"v": "&w=2", "q": 1})
     assert (head.status, head.payload) == (200, None)
     assert [s.target for s in upstream.requests] == [b"/x?v=1&q=a%20b%26c", b"/x?v=%26w%3D2&q=1"]
 

@@ -144,3 +144,28 @@ def test_query_placeholder_may_be_empty_or_dots() -> None:
 
 def test_placeholders() -> None:
     assert placeholders("http://h/{a}/{b}/{a}") == ("a", "b")
+
+
+def test_transport_failures_classified_as_envoy_retry_on() -> None:
+    """Failures no loopback socket can produce on demand (a connect timeout, a full pool)."""
+    from mcpdsl.serve.upstream import _transport_failure
+
+    connect_timeout = _transport_failure(httpx.ConnectTimeout("t"), 1.0)
+    assert connect_timeout.kind == "connect" and not connect_timeout.sent
+    assert connect_timeout.conditions == {"connect-failure", "5xx", "gateway-error", "reset"}
+    refused = httpx.ConnectError("x")
+    refused.__cause__ = ConnectionRefusedError(111, "refused")
+    assert "refused-stream" in _transport_failure(refused, 1.0).conditions
+    pool = _transport_failure(httpx.PoolTimeout("p"), 1.0)
+    assert (pool.kind, pool.verdict, pool.conditions) == ("timeout", "none", frozenset())
+    read = _transport_failure(httpx.ReadTimeout("r"), 0.25)
+    assert (read.kind, read.reason, read.sent) == (
+        "timeout",
+        "upstream did not answer within 250ms",
+        True,
+    )
+    assert _transport_failure(httpx.RemoteProtocolError("r"), 1.0).conditions == {
+        "5xx",
+        "gateway-error",
+        "reset",
+    }
