@@ -271,15 +271,17 @@ def resolve(
             out[kind].append(bound)
     if memo is not None:
         memo._keep(fresh)
+    decls = {
+        field: tuple(sorted(out[kind], key=lambda d: (d.package, d.name)))
+        for kind, field in m.DECL_KINDS.items()
+    }
     # `fast`: every value is a tuple of nodes of the declared class, as validation
     # would return it; building Project's validator alone is most of a warm `check`.
     project = m.Project.fast(
         root=root,
         packages=tuple(sorted(scope.packages)),
-        **{
-            field: tuple(sorted(out[kind], key=lambda d: (d.package, d.name)))
-            for kind, field in m.DECL_KINDS.items()
-        },
+        mcp=next((s.mcp for s in decls["servers"] if s.mcp is not None), None),
+        **decls,
     )
     broken_scales = {
         (unit.package, name) for unit in units for kind, name in unit.failed if kind == "scale"
