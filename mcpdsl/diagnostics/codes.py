@@ -992,9 +992,7 @@ _TABLE: tuple[Code, ...] = (
     ),
 )
 
-CODES: dict[str, Code] = {
-    c.code: c for c in (*_TABLE, *MCP_TABLE, *BUILD_TABLE, *LOG_TABLE)
-}
+CODES: dict[str, Code] = {c.code: c for c in (*_TABLE, *MCP_TABLE, *BUILD_TABLE, *LOG_TABLE)}
 
 #: Codes `mcpdsl build --strict` turns into errors: a clause not enforced, dropped or narrowed.
 STRICT_CODES: frozenset[str] = frozenset(c.code for c in CODES.values() if c.strict)
