@@ -112,7 +112,7 @@ MCP_TABLE: tuple[Code, ...] = (
     Code(
         "E1110",
         _E,
-        "MCP endpoint accepts no identity provider",
+        "endpoint of the MCP gateway accepts no identity provider",
         "A server's `mcp` clause names no provider in `accept [...]`. Every MCP request\n"
         "carries a bearer token that the gateway verifies against the providers it\n"
         "accepts (issuer, keys, audience = the resource); with none, every request is\n"
@@ -151,7 +151,7 @@ MCP_TABLE: tuple[Code, ...] = (
     Code(
         "W0122",
         _W,
-        "MCP resource over plain http",
+        "plain-http MCP resource",
         'A server\'s `mcp resource "http://localhost..."` is plain `http`. It is accepted\n'
         "for a loopback host (local development) only: bearer tokens sent to it travel\n"
         "unencrypted. Use `https://` for anything reachable from another machine.\n",
