@@ -8,7 +8,7 @@ Ranges: E01xx syntax, E02xx declarations and clauses, E03xx units, values and
 expressions, E04xx names and imports, E05xx input files, E06xx tests, E07xx
 carbon data and the optimiser, E08xx output directories (mcpdsl/outdir.py),
 E09xx identity (providers, the mesh, gateway TLS, trusted headers), E10xx the decision
-server's deployment (`server`), W01xx warnings, A01xx analysis findings (z3; docs/analysis.md), B01xx build findings:
+server's deployment (`server`), E11xx the MCP gateway's clauses (`codes_mcp.py`), W01xx warnings, A01xx analysis findings (z3; docs/analysis.md), B01xx build findings:
 what a target or the optimiser could not express as written (docs/diagnostics.md), L01xx
 decision-log verification (`mcpdsl logs verify`, `codes_log.py`), S01xx load
 simulation (`mcpdsl simulate`, `codes_sim.py`).
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from mcpdsl.diagnostics.codes_build import BUILD_TABLE
 from mcpdsl.diagnostics.codes_log import LOG_TABLE
+from mcpdsl.diagnostics.codes_mcp import MCP_TABLE
 from mcpdsl.diagnostics.codes_sim import SIM_TABLE
 from mcpdsl.diagnostics.model import Code, Severity
 
@@ -993,7 +994,9 @@ _TABLE: tuple[Code, ...] = (
     ),
 )
 
-CODES: dict[str, Code] = {c.code: c for c in (*_TABLE, *BUILD_TABLE, *LOG_TABLE, *SIM_TABLE)}
+CODES: dict[str, Code] = {
+    c.code: c for c in (*_TABLE, *MCP_TABLE, *BUILD_TABLE, *LOG_TABLE, *SIM_TABLE)
+}
 
 #: Codes `mcpdsl build --strict` turns into errors: a clause not enforced, dropped or narrowed.
 STRICT_CODES: frozenset[str] = frozenset(c.code for c in CODES.values() if c.strict)

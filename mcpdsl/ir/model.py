@@ -890,6 +890,11 @@ class Project(Node):
     meshes: tuple[Mesh, ...] = ()
     # Deployment settings, not evaluation: not in the IR JSON the engine loads.
     servers: tuple[Server, ...] = Field(default=(), exclude=True)
+    # The MCP gateway's endpoint: the tree's `server { mcp ... }`, copied at resolve.
+    # Unlike the rest of the server it decides who may call `/mcp` (the audience and
+    # the providers), so it is policy: it travels in the IR JSON (the build's
+    # `ir/project.json`, the server's ConfigMap), and changing it rolls the pods.
+    mcp: McpEndpoint | None = None
 
 
 DECL_KINDS: dict[str, str] = {

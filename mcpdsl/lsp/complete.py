@@ -33,12 +33,15 @@ CLAUSES: dict[str, tuple[str, ...]] = {
         "pool", "namespace", "team",
     ),
     "policy": ("default", "allow", "deny", "risk", "require"),
-    "integration": ("expose", "call", "timeout", "retry", "limit", "map", "description"),
+    "integration": (
+        "expose", "call", "timeout", "retry", "limit", "map", "description", "auth", "breaker",
+        "idempotent", "upstream",
+    ),
     "gateway": ("listen", "route", "limit", "hosts", "tls", "accept", "trust"),
     "provider": ("issuer", "jwks", "audiences", "skew", "claims", "mfa", "type"),
     "mesh": ("trust",),
     "server": (
-        "image", "namespace", "replicas", "target", "cpu", "memory", "redis", "on",
+        "image", "namespace", "replicas", "target", "cpu", "memory", "redis", "on", "mcp",
     ),
     "tls": ("cert", "clients", "ca"),
     "test": ("request", "given", "expect"),
@@ -98,6 +101,15 @@ _NAME_AFTER: dict[tuple[str, str], str] = {
     ("gateway", "integration"): "integration",
     ("test", "service"): "service",
     ("test", "integration"): "integration",
+}
+
+#: The words that may follow a keyword inside a block (`auth` -> `bearer`, `header`).
+_WORDS_AFTER: dict[tuple[str, str], tuple[str, ...]] = {
+    ("integration", "auth"): ("bearer", "header"),
+    ("integration", "bearer"): ("env", "file"),
+    ("integration", "upstream"): ("mcp",),
+    ("integration", "failures"): ("open",),
+    ("server", "mcp"): ("resource",),
 }
 
 _SCAN = re.compile(r'#[^\n]*|"(?:[^"\\\n]|\\.)*"?|[A-Za-z_$][A-Za-z0-9_-]*|[0-9][\w.%/]*|->|\S')
@@ -212,6 +224,8 @@ def complete(
         ]
     if ctx.block == "":
         return [Candidate(k, "keyword", "declaration") for k in DECLARATION_KEYWORDS]
+    if (words := _WORDS_AFTER.get((ctx.block, ctx.previous))) is not None:
+        return [Candidate(w, "keyword", f"after `{ctx.previous}`") for w in words]
     if ctx.previous in _CONDITION_START or ctx.previous in ("risk", "require"):
         return _expression(ctx)
     if ctx.line_start and ctx.block in CLAUSES:

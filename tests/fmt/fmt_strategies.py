@@ -366,7 +366,35 @@ def integrations(draw: st.DrawFn) -> list[Item]:
         "limit": ["limit", "100/s", "burst", "200"],
         "description": ["description", '"look \\"up\\""'],
         "map": [*mapping, "}"],
+        "auth": draw(
+            st.sampled_from(
+                [
+                    ["auth", "bearer", "env", '"CRM_TOKEN"'],
+                    ["auth", "header", '"X-Api-Key"', "file", '"/run/secrets/key"'],
+                ]
+            )
+        ),
+        "breaker": ["breaker", "5", "failures", "open", "30s"],
+        "idempotent": ["idempotent"],
     }
+    if draw(st.booleans()):
+        optional = draw(st.booleans())
+        clauses["expose"] = [
+            *["expose", "tool", '"crm.lookup"', "input", "{", "id", ":", "string", ","],
+            *(["fields", "?", ":", "array"] if optional else ["n", ":", "number"]),
+            "}",
+        ]
+    # Programs lower cleanly: `idempotent` only where the method is not (W0120), and
+    # then always, so that the retry is one the gateway makes (W0121).
+    if draw(st.integers(0, 3)) == 0:  # a federated MCP server: no call, expose or map
+        for rest in ("call", "expose", "map"):
+            del clauses[rest]
+        clauses["upstream"] = ["upstream", "mcp", '"http://docs-mcp:8000/mcp"', "prefix", '"docs"']
+        return block(draw, ["integration", draw(NAMES)], clauses, {"upstream", "idempotent"})
+    if draw(st.booleans()):
+        clauses["call"] = ["call", "POST", '"https://crm.internal/api/{id}"']
+        return block(draw, ["integration", draw(NAMES)], clauses, {"call", "idempotent"})
+    del clauses["idempotent"]
     return block(draw, ["integration", draw(NAMES)], clauses, {"call"})
 
 

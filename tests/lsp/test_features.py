@@ -92,3 +92,18 @@ def test_completion_lists_the_server_counters() -> None:
 def test_no_completion_inside_a_comment() -> None:
     text = "package p\n# service \n"
     assert complete(None, text, 2, 11) == []
+
+
+def test_completion_offers_the_mcp_gateway_clauses() -> None:
+    """The gateway's clauses are completed, and the words that follow their keywords."""
+    text = "package p\nintegration crm {\n  \n}\n"
+    labels = {c.label for c in complete(None, text, 3, 3)}
+    assert {"auth", "breaker", "idempotent", "upstream", "call", "expose"} <= labels
+    text = "package p\nintegration crm {\n  auth \n}\n"
+    assert [c.label for c in complete(None, text, 3, 8)] == ["bearer", "header"]
+    text = "package p\nintegration crm {\n  auth bearer \n}\n"
+    assert [c.label for c in complete(None, text, 3, 15)] == ["env", "file"]
+    text = "package p\nserver authz {\n  \n}\n"
+    assert "mcp" in {c.label for c in complete(None, text, 3, 3)}
+    text = "package p\nserver authz {\n  mcp \n}\n"
+    assert [c.label for c in complete(None, text, 3, 7)] == ["resource"]
