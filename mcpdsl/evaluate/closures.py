@@ -105,7 +105,9 @@ def getter(root: str, path: tuple[str, ...]) -> Fn:
     lines = ["def get(inp, risk):", f"    v = inp.get({root!r}, M)"]
     if root == args.ROOT:
         # a tool call whose arguments nobody read: every `args.*` is ERROR (mcpdsl.ir.args)
-        lines.append(f"    if type(v) is not dict and not isinstance(v, dict): return E if U(inp) else M")
+        lines.append(
+            f"    if type(v) is not dict and not isinstance(v, dict): return E if U(inp) else M"
+        )
     for i, step in enumerate(path):
         rest = path[i:]
         lines.append(f"    if type(v) is not dict: return S(v, {rest!r}) if v is not M else M")

@@ -104,7 +104,7 @@ def scope_of(pattern: m.EntityPattern | None, tools: dict[str, ToolInput]) -> Sc
                 "E0331",
                 f"`{ROOT}` is read in a rule about `{pattern.describe()}`: only tool calls "
                 "have arguments",
-                "write the rule about the tool (`-> tool \"NAME\"`), or read `request` or "
+                'write the rule about the tool (`-> tool "NAME"`), or read `request` or '
                 "`context` instead",
             ),
         )
