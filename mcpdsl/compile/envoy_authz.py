@@ -38,11 +38,11 @@ from mcpdsl.compile.server import needs_server
 from mcpdsl.compile.tool_args import needs_gateway
 from mcpdsl.diagnostics import Status
 from mcpdsl.ir import model as m
+from mcpdsl.ir.args import ROOT as ARGS_ROOT
+from mcpdsl.ir.args import TOOL
 from mcpdsl.ir.door import DoorMapping
 from mcpdsl.ir.globs import glob_regex, is_literal
 from mcpdsl.ir.paths import globs_overlap
-from mcpdsl.ir.args import ROOT as ARGS_ROOT
-from mcpdsl.ir.args import TOOL
 from mcpdsl.ir.stats import ROOT as STATS_ROOT
 from mcpdsl.source import Span
 

@@ -26,8 +26,8 @@ from decimal import Decimal
 
 from mcpdsl.compile.serialize import decimal_str
 from mcpdsl.ir import model as m
-from mcpdsl.ir.globs import glob_regex
 from mcpdsl.ir.args import ROOT as ARGS_ROOT
+from mcpdsl.ir.globs import glob_regex
 from mcpdsl.ir.stats import ROOT as STATS_ROOT
 
 #: The Rego rule holding the policy's clamped risk (a number in 0..1).
