@@ -111,7 +111,7 @@ def test_completion_of_args_offers_the_rules_tool_arguments() -> None:
     text = f"package platform\npolicy p {{\n{line}\n}}\n"
     found = {c.label: c.detail for c in complete(snapshot, text, 3, len(line) + 1, "platform")}
     assert set(found) == {"args.limit", "args.query"}
-    assert found["args.limit"] == "number argument of `docs.search`"
+    assert found["args.limit"] == "number argument of `docs.search` (optional)"
     # a rule about any tool: the arguments of every exposed tool
     line = "  deny agent any -> tool any when args."
     text = f"package platform\npolicy p {{\n{line}\n}}\n"
