@@ -8,7 +8,7 @@ Ranges: E01xx syntax, E02xx declarations and clauses, E03xx units, values and
 expressions, E04xx names and imports, E05xx input files, E06xx tests, E07xx
 carbon data and the optimiser, E08xx output directories (mcpdsl/outdir.py),
 E09xx identity (providers, the mesh, gateway TLS, trusted headers), E10xx the decision
-server's deployment (`server`), W01xx warnings, A01xx analysis findings (z3; docs/analysis.md), B01xx build findings:
+server's deployment (`server`), E11xx the MCP gateway's clauses (`codes_mcp.py`), W01xx warnings, A01xx analysis findings (z3; docs/analysis.md), B01xx build findings:
 what a target or the optimiser could not express as written (docs/diagnostics.md), L01xx
 decision-log verification (`mcpdsl logs verify`, `codes_log.py`).
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from mcpdsl.diagnostics.codes_build import BUILD_TABLE
 from mcpdsl.diagnostics.codes_log import LOG_TABLE
+from mcpdsl.diagnostics.codes_mcp import MCP_TABLE
 from mcpdsl.diagnostics.model import Code, Severity
 
 __all__ = ["CODES", "STRICT_CODES", "Code", "explain"]
@@ -342,6 +343,49 @@ _TABLE: tuple[Code, ...] = (
         "    deny agent any -> tool any when stats.principal.calls_1min > 600   # error[E0320]\n"
         "    deny agent any -> tool any unless stats.principal.calls_1m <= 600\n\n"
         'docs/semantics.md ("Server statistics") says what each counter counts.\n',
+    ),
+    Code(
+        "E0330",
+        _E,
+        "unknown tool argument",
+        "`args.NAME` reads the argument `NAME` of a tool call (docs/semantics.md, \"Tool\n"
+        "arguments\"); the integration that exposes the tool declares its arguments in\n"
+        "`input { ... }`. In a rule about named tools (`-> tool \"docs.search\"`, or a list)\n"
+        "the argument must be declared by every one of them; in a rule about any tool (`any`,\n"
+        "`tool any`), a risk term or a `require`, by at least one exposed tool (on the others\n"
+        "it is missing). An argument no such tool declares can never be there, so a\n"
+        "condition on it would never be true; it is refused, with the nearest argument:\n\n"
+        '    integration docs-search { expose tool "docs.search" input { query: string, limit: number } ... }\n'
+        '    deny agent any -> tool "docs.search" unless args.limt <= 50   # error[E0330]\n'
+        '    deny agent any -> tool "docs.search" unless args.limit <= 50\n',
+    ),
+    Code(
+        "E0331",
+        _E,
+        "tool arguments read about something that is not a tool",
+        "Only tool calls have arguments: the MCP gateway puts them in the request as `args`\n"
+        "when the resource is a tool. A rule about a service, an agent, a user or a group\n"
+        "never sees `args` (it is missing there), so a condition on them would never be\n"
+        "true. Write the rule about the tool (`-> tool \"NAME\"`), or read what requests to\n"
+        "that resource carry (`request`, `context`).\n",
+    ),
+    Code(
+        "E0332",
+        _E,
+        "tool argument with different types",
+        "The rule is about several tools that all declare the argument, with different\n"
+        "types (a string in one, a number in another), so no comparison is right for all of\n"
+        "them. Write one rule per tool. (In a rule about any tool, a risk term or a\n"
+        "`require`, such an argument is read untyped instead.)\n",
+    ),
+    Code(
+        "E0333",
+        _E,
+        "tool argument path",
+        "`args` alone is the object of all arguments, not a value: read one argument\n"
+        "(`args.limit`). Below an argument, only an `object` argument has fields\n"
+        "(`args.filter.team`, untyped); a string, number, boolean or array argument has\n"
+        "none, so `args.limit.max` would never be there.\n",
     ),
     # ------------------------------------------------------ names, imports
     Code(
@@ -991,7 +1035,9 @@ _TABLE: tuple[Code, ...] = (
     ),
 )
 
-CODES: dict[str, Code] = {c.code: c for c in (*_TABLE, *BUILD_TABLE, *LOG_TABLE)}
+CODES: dict[str, Code] = {
+    c.code: c for c in (*_TABLE, *MCP_TABLE, *BUILD_TABLE, *LOG_TABLE)
+}
 
 #: Codes `mcpdsl build --strict` turns into errors: a clause not enforced, dropped or narrowed.
 STRICT_CODES: frozenset[str] = frozenset(c.code for c in CODES.values() if c.strict)

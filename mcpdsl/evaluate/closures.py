@@ -37,7 +37,7 @@ from mcpdsl.evaluate.values import (
     num_eq,
     to_decimal,
 )
-from mcpdsl.ir import globs
+from mcpdsl.ir import args, globs
 from mcpdsl.ir import model as m
 
 Fn = Callable[[dict[str, Any], Decimal], Any]
@@ -103,6 +103,11 @@ def getter(root: str, path: tuple[str, ...]) -> Fn:
     if root == "risk":
         return lambda inp, risk: risk
     lines = ["def get(inp, risk):", f"    v = inp.get({root!r}, M)"]
+    if root == args.ROOT:
+        # a tool call whose arguments nobody read: every `args.*` is ERROR (mcpdsl.ir.args)
+        lines.append(
+            f"    if type(v) is not dict and not isinstance(v, dict): return E if U(inp) else M"
+        )
     for i, step in enumerate(path):
         rest = path[i:]
         lines.append(f"    if type(v) is not dict: return S(v, {rest!r}) if v is not M else M")
@@ -115,7 +120,9 @@ def getter(root: str, path: tuple[str, ...]) -> Fn:
     lines.append("    if t is bool or v is M or v is None: return v")
     lines.append("    if t is int and -L < v < L or t is float and v - v == 0.0: return v")
     lines.append("    return C(v)")
-    namespace: dict[str, Any] = {"M": MISSING, "S": lookup_slow, "C": checked, "L": INT_LIMIT}
+    namespace: dict[str, Any] = {
+        "M": MISSING, "E": ERROR, "S": lookup_slow, "C": checked, "L": INT_LIMIT, "U": args.unread
+    }  # fmt: skip
     exec(compile("\n".join(lines), f"<attr {root}.{'.'.join(path)}>", "exec"), namespace)
     fn: Fn = namespace["get"]
     return fn
@@ -147,7 +154,7 @@ def prepare_expr(e: m.Node) -> Compiled:
     if isinstance(e, m.Attr):
         return Compiled(
             getter(e.root, e.path),
-            never_error=True,
+            never_error=e.root != args.ROOT,
             reads_now=e.root == "now",
             reads_risk=e.root == "risk",
         )
@@ -566,9 +573,11 @@ def _fuse(e: m.Node, slow: Compiled) -> Compiled:
         lines += [f"    {t}" for t in tests]
     else:
         lines = ["def fused(inp, risk):", f"    v = inp.get({attr.root!r}, M)"]
-        for step in attr.path:
+        for i, step in enumerate(attr.path):
+            # no `args` object may be ERROR (mcpdsl.ir.args.unread): the leaf's own closure says
+            fallback = "SLOW(inp, risk)" if i == 0 and attr.root == args.ROOT else missing
             lines.append(
-                f"    if type(v) is not dict: return {missing} if v is M else SLOW(inp, risk)"
+                f"    if type(v) is not dict: return {fallback} if v is M else SLOW(inp, risk)"
             )
             lines.append(f"    v = v.get({step!r}, M)")
         lines += [f"    {t}" for t in tests]

@@ -25,7 +25,7 @@ from mcpdsl.evaluate.values import (
     show,
     type_name,
 )
-from mcpdsl.ir import globs
+from mcpdsl.ir import args, globs
 from mcpdsl.ir import model as m
 
 # ----------------------------------------------------------------- unparse
@@ -93,6 +93,8 @@ def _wrap(e: m.Node, prec: int) -> str:
 def lookup(inp: dict[str, Any], root: str, path: tuple[str, ...], risk: Decimal) -> Any:
     if root == "risk":
         return risk
+    if root == args.ROOT and not isinstance(inp.get(root), dict):
+        return ERROR if args.unread(inp) else MISSING  # mcpdsl.ir.args: fails closed
     value: Any = inp
     for step in (root, *path):
         if not isinstance(value, dict) or step not in value:
@@ -250,6 +252,8 @@ def _operand_error(o: m.Node, v: Any, inp: dict[str, Any], risk: Decimal) -> lis
 def _fact(e: m.Node, value: Any) -> str:
     if value is MISSING:
         return f"`{unparse(e)}` is missing"
+    if value is ERROR and isinstance(e, m.Attr) and e.root == args.ROOT:
+        return f"`{unparse(e)}` is an error: the tool call carries no `args` object"
     return f"`{unparse(e)}` is {show(value)}"
 
 

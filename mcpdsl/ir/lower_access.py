@@ -33,6 +33,13 @@ from mcpdsl.ir.common import (
 from mcpdsl.ir.expr import lower_expr
 from mcpdsl.ir.globs import glob_error
 from mcpdsl.ir.lower_identity import gateway_identity
+from mcpdsl.ir.lower_upstream import (
+    check_retry_idempotence,
+    lower_auth,
+    lower_breaker,
+    lower_input,
+    lower_upstream,
+)
 from mcpdsl.ir.parts import part
 from mcpdsl.ir.paths import header_name_problem, prefix_error
 
@@ -152,29 +159,31 @@ def _rule(ctx: Context, rule: Tree[Token], index: int) -> m.Rule | None:
 def lower_integration(ctx: Context, decl: Tree[Token]) -> m.Integration | None:
     name = decl_name(decl)
     c = Clauses(ctx, decl)
+    federated = lower_upstream(ctx, c, name) if c.one("upstream_clause") is not None else None
     tool = None
     schema: dict[str, str] = {}
+    optional: tuple[str, ...] = ()
     if (ec := c.one("expose_clause")) is not None:
         tool = ctx.string(clause_value(ec, 0))
-        schema = string_object(ctx, child_tree(ec, "object"))
-        for key, typ in schema.items():
-            if typ not in ("string", "number", "boolean", "object", "array"):
-                ctx.error(
-                    "E0204",
-                    f"unknown input type `{typ}` for `{key}`",
-                    ec,
-                    help="use string, number, boolean, object or array",
-                )
-    call = c.require("call_clause", "call", name)
-    method = str(clause_value(call, 0)) if call is not None else "GET"
-    url = ctx.string(clause_value(call, 1)) if call is not None else None
-    if call is not None and method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"):
-        ctx.error("E0204", f"unknown HTTP method `{method}`", clause_value(call, 0))
-    if url is not None and not (url.startswith("https://") or url.startswith("http://")):
-        ctx.error(
-            "E0206", "the call URL must start with `http://` or `https://`", clause_value(call, 1)
-        )
-        url = None
+        schema, optional = lower_input(ctx, child_tree(ec, "input_schema"))
+    url: str | None
+    if c.one("upstream_clause") is not None:
+        method, url = "POST", federated[0] if federated is not None else None
+    else:
+        call = c.require("call_clause", "call", name)
+        method = str(clause_value(call, 0)) if call is not None else "GET"
+        url = ctx.string(clause_value(call, 1)) if call is not None else None
+        if call is not None and method.upper() not in (
+            "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
+        ):  # fmt: skip
+            ctx.error("E0204", f"unknown HTTP method `{method}`", clause_value(call, 0))
+        if url is not None and not (url.startswith("https://") or url.startswith("http://")):
+            ctx.error(
+                "E0206",
+                "the call URL must start with `http://` or `https://`",
+                clause_value(call, 1),
+            )
+            url = None
     timeout = positive(
         ctx,
         clause_value(c.one("timeout_clause")),
@@ -182,6 +191,10 @@ def lower_integration(ctx: Context, decl: Tree[Token]) -> m.Integration | None:
         "a timeout",
     )
     retry = lower_retry(ctx, c.one("retry_clause"))
+    idempotent = True if c.one("idempotent_clause") is not None else None
+    check_retry_idempotence(ctx, c, method.upper(), retry, idempotent)
+    auth = lower_auth(ctx, c)
+    breaker = lower_breaker(ctx, c.one("breaker_clause"))
     mappings = []
     if (mc := c.one("map_clause")) is not None:
         seen: set[tuple[str, ...]] = set()
@@ -196,11 +209,15 @@ def lower_integration(ctx: Context, decl: Tree[Token]) -> m.Integration | None:
                 mappings.append(m.Mapping(target=target, expr=expr, span=ctx.span(mapping)))
     if url is None:
         return None
+    extra: dict[str, Any] = {}
+    if federated is not None:
+        extra = {"upstream": "mcp", "prefix": federated[1]}
     return m.Integration(
         package=ctx.package,
         name=name,
         tool=tool,
         input=schema,
+        optional=optional,
         description=ctx.string(clause_value(c.one("description_clause"))),
         method=method.upper(),
         url=url,
@@ -208,7 +225,11 @@ def lower_integration(ctx: Context, decl: Tree[Token]) -> m.Integration | None:
         retry=retry,
         limit=lower_limit(ctx, c.one("limit_clause")),
         mappings=tuple(mappings),
+        auth=auth,
+        breaker=breaker,
+        idempotent=idempotent,
         span=ctx.span(decl),
+        **extra,
     )
 
 

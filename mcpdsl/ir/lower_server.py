@@ -3,8 +3,9 @@
 A server is a deployment of `mcpdsl serve`, not a rule: it takes the clauses
 a `service` and a `scale` already have (`image`, `namespace`, `cpu`, `memory`,
 `replicas`, `target`), lowered by the same functions (`clauses.py`), plus the
-store its replicas share (`redis`) and what to decide when that store cannot
-answer (`on redis down`).  What a cluster would refuse, or what would put a
+store its replicas share (`redis`), what to decide when that store cannot
+answer (`on redis down`) and its MCP gateway (`mcp resource ... accept [...]`,
+lowered in `lower_upstream.py`).  What a cluster would refuse, or what would put a
 credential in a manifest, is refused here rather than at apply time.
 """
 
@@ -27,6 +28,7 @@ from mcpdsl.ir.clauses import (
     lower_targets,
 )
 from mcpdsl.ir.common import Context, first_token
+from mcpdsl.ir.lower_upstream import lower_mcp_endpoint
 
 #: URL schemes the server's Redis client accepts across a network (TLS or not).
 REDIS_SCHEMES = ("redis", "rediss")
@@ -54,6 +56,7 @@ def lower_server(ctx: Context, decl: Tree[Token]) -> m.Server | None:
     memory = ctx.read(clause_value(c.one("memory_clause")), limits.read_memory)
     namespace = ctx.string(clause_value(c.one("namespace_clause"))) or ctx.package
     redis = _redis(ctx, c)
+    mcp = lower_mcp_endpoint(ctx, c, name)
     on_down = "deny"
     if (down := c.one("store_down_clause")) is not None:
         on_down = "allow" if first_token(down, "ALLOW") is not None else "deny"
@@ -88,6 +91,7 @@ def lower_server(ctx: Context, decl: Tree[Token]) -> m.Server | None:
         targets=targets,
         redis=redis,
         on_store_down=cast(Any, on_down),
+        mcp=mcp,
         span=ctx.span(decl),
         **values,
     )

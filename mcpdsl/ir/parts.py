@@ -33,6 +33,15 @@ PARTS: dict[str, dict[str, int]] = {
     "require_clause": {"obligation": 1, "condition": 3},  # REQUIRE NAME [WHEN expr]
     # integration, gateway
     "mapping": {"target": 0, "expr": 2},  # key_path ASSIGN expr
+    "input_field": {"key": 0, "optional": 1, "value": -1},  # (key | STRING) [QMARK] COLON value
+    "auth_bearer": {"secret": 2},  # AUTH BEARER secret_source
+    "auth_header": {"header": 2, "secret": 3},  # AUTH HEADER STRING secret_source
+    "secret_env": {"value": 1},  # ENV STRING
+    "secret_file": {"value": 1},  # FILE STRING
+    "secret_inline": {"value": 0},  # STRING
+    "breaker_clause": {"failures": 1, "open": 4},  # BREAKER scalar FAILURES OPEN scalar
+    "upstream_clause": {"url": 2, "prefix": 4},  # UPSTREAM MCP STRING [PREFIX STRING]
+    "mcp_clause": {"resource": 2, "accept": 3},  # MCP RESOURCE STRING [accept_clause]
     # ROUTE [PREFIX] STRING [on_methods] route_match* ARROW route_target route_option*
     "route_clause": {"prefix": 1, "path": 2},
     "header_match": {"name": 1, "op": 2, "value": 3},  # HEADER STRING [COMPARE_OP STRING]

@@ -84,6 +84,12 @@ class _Scope:
             return self.names(query[1], query[2])
         if what == "tools":
             return tools
+        if what == "federated":
+            return frozenset(
+                d.prefix
+                for d in self.table.values()
+                if isinstance(d, m.Integration) and d.prefix is not None
+            )
         if what == "service names":
             return frozenset(n for (k, _, n) in self.table if k == "service")
         if what == "scale targets":
@@ -247,7 +253,9 @@ def resolve(
     """
     diags: list[Diagnostic] = []
     scope = _Scope(units, diags)
-    tools = frozenset(_exposed_tools(scope, diags))
+    exposed = _exposed_tools(scope, diags)
+    _check_prefixes(scope, exposed, diags)
+    tools = frozenset(exposed)
     _check_service_names(scope, diags)
     if memo is not None:
         memo.reused = 0
@@ -298,6 +306,54 @@ def _exposed_tools(scope: _Scope, diags: list[Diagnostic]) -> dict[str, m.Integr
             else:
                 tools[decl.tool] = decl
     return tools
+
+
+def _check_prefixes(
+    scope: _Scope, tools: dict[str, m.Integration], diags: list[Diagnostic]
+) -> None:
+    """E1111: a federated server's prefix is its own (not a tool's, not another server's).
+
+    A federated tool `x` of the server with prefix `P` is called `P.x`; if an
+    exposed tool is `P` or starts with `P.` (or another federated server's prefix
+    nests with `P`), a name `P.x` could mean two tools, and the rules written for
+    one would govern the other.
+    """
+    federated = sorted(
+        (d for d in scope.table.values() if isinstance(d, m.Integration) and d.prefix),
+        key=lambda d: (d.package, d.name),
+    )
+    prefixes: dict[str, m.Integration] = {}
+    for decl in federated:
+        prefix = decl.prefix or ""
+        other = next(
+            (p for q, p in prefixes.items() if _nested(q, prefix) or _nested(prefix, q)), None
+        )
+        owner = next(
+            (i for t, i in sorted(tools.items()) if t == prefix or _nested(prefix, t)), None
+        )
+        if other is not None:
+            what = f"integration `{other.name}` federates with the prefix `{other.prefix}`"
+        elif owner is not None:
+            what = f"integration `{owner.name}` exposes tool `{owner.tool}`"
+            other = owner
+        else:
+            prefixes[prefix] = decl
+            continue
+        diags.append(
+            make(
+                "E1111",
+                f"the tool prefix `{prefix}` of integration `{decl.name}` collides: {what}",
+                decl.span,
+                label="federated tools named `" + prefix + ".*`",
+                secondary=_labels((other.span, "also names tools `" + prefix + ".*`")),
+                help=f'give the federated server a prefix of its own: `prefix "{decl.name}"`',
+            )
+        )
+
+
+def _nested(prefix: str, name: str) -> bool:
+    """`name` is `prefix` or lies under it (`docs` and `docs.search`, not `docsearch`)."""
+    return name == prefix or name.startswith(prefix + ".")
 
 
 def _check_service_names(scope: _Scope, diags: list[Diagnostic]) -> None:
@@ -410,6 +466,11 @@ def _bind(r: _FileResolver, decl: m.Decl) -> m.Decl | None:
         return decl.model_copy(update={"routes": tuple(routes), "providers": providers})
     if isinstance(decl, m.Test):
         return _bind_test(r, decl)
+    if isinstance(decl, m.Server) and decl.mcp is not None:
+        accepted = tuple(
+            bound for ref in decl.mcp.providers if (bound := r.ref(ref, "provider")) is not None
+        )
+        return decl.model_copy(update={"mcp": decl.mcp.model_copy(update={"providers": accepted})})
     return decl
 
 
@@ -431,7 +492,7 @@ def _bind_entity(r: _FileResolver, pattern: m.EntityPattern) -> m.EntityPattern:
             bound = r.ref(ref, "service")
             ids.append(bound.name if bound is not None else name)
         else:
-            if ident not in r.tools():
+            if ident not in r.tools() and not _federated(ident, r.ask("federated")):
                 guess = closest(ident, r.tools())
                 r.diags.append(
                     make(
@@ -448,6 +509,11 @@ def _bind_entity(r: _FileResolver, pattern: m.EntityPattern) -> m.EntityPattern:
     if tuple(ids) == pattern.ids:
         return pattern
     return pattern.model_copy(update={"ids": tuple(ids)})
+
+
+def _federated(tool: str, prefixes: frozenset[str]) -> bool:
+    """`tool` is `P.x` for the prefix `P` of a federated MCP server (discovered at run time)."""
+    return any(tool.startswith(p + ".") and len(tool) > len(p) + 1 for p in prefixes)
 
 
 def _bind_rule(r: _FileResolver, rule: m.Rule) -> m.Rule:
@@ -484,7 +550,11 @@ def _bind_test(r: _FileResolver, test: m.Test) -> m.Test:
     if test.request is not None:
         for side in ("principal", "resource"):
             entity = test.request[side]
-            if entity["type"] == "tool" and entity["id"] not in r.tools():
+            if (
+                entity["type"] == "tool"
+                and entity["id"] not in r.tools()
+                and not _federated(entity["id"], r.ask("federated"))
+            ):
                 guess = closest(entity["id"], r.tools())
                 r.diags.append(
                     make(

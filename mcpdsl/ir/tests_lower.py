@@ -8,7 +8,7 @@ from typing import Any, cast
 from lark import Token, Tree
 
 from mcpdsl.ir import model as m
-from mcpdsl.ir import stats, units
+from mcpdsl.ir import args, stats, units
 from mcpdsl.ir.common import (
     Context,
     child_tree,
@@ -23,7 +23,9 @@ from mcpdsl.ir.parts import part
 from mcpdsl.ir.settings import SettingsReader
 from mcpdsl.syntax.parser import closest
 
-REQUEST_ROOTS = ("principal", "resource", "request", "source", "context", "now", stats.ROOT)
+REQUEST_ROOTS = (
+    "principal", "resource", "request", "source", "context", "now", stats.ROOT, args.ROOT,
+)  # fmt: skip
 
 _GIVEN_FOR = {
     "decision": "request",

@@ -13,12 +13,13 @@ import ipaddress
 from mcpdsl.diagnostics import Diagnostic, make
 from mcpdsl.diagnostics.wording import closest
 from mcpdsl.ir import model as m
-from mcpdsl.ir import stats
+from mcpdsl.ir import args, stats
 from mcpdsl.ir.globs import glob_error
 from mcpdsl.ir.lints import missing_attribute_lints
 
 CONDITION_ROOTS = (
     "principal", "resource", "source", "request", "context", "now", "risk", "action", "stats",
+    "args",
 )  # fmt: skip
 MAPPING_ROOTS = ("$",)
 NOW_FIELDS = ("hour", "minute", "weekday", "time", "date")
@@ -31,6 +32,15 @@ LIST = "list"
 #: A server counter (`stats.principal.*`): a non-negative integer, comparable with plain
 #: numbers and other counts only (a count of calls is not a duration or a size).
 COUNT = "count"
+#: An argument's static type by its `input` type (an `object`'s fields are untyped).
+_INPUT = {"string": STRING, "number": NUMBER, "boolean": BOOL, "array": LIST, "object": ANY}
+_INPUT_WORDS = {
+    "string": "a string",
+    "number": "a number",
+    "boolean": "a boolean",
+    "array": "an array",
+    "object": "an object",
+}
 _NUMERIC_UNITS = {
     "duration",
     "percent",
@@ -61,6 +71,8 @@ class _Checker:
         self.roots = roots
         self.where = where
         self.diags = diags
+        # which tool arguments `args.*` may name here (set per rule by `typecheck`)
+        self.scope: args.Scope | None = None
 
     def error(self, code: str, message: str, node: m.Node, **kw: object) -> None:
         self.diags.append(make(code, message, node.span, **kw))  # type: ignore[arg-type]
@@ -163,7 +175,69 @@ class _Checker:
             self.error("E0306", "`action` is a string and has no attributes", e)
         if e.root == stats.ROOT:
             return self.counter(e)
+        if e.root == args.ROOT:
+            return self.argument(e)
         return ANY
+
+    def argument(self, e: m.Attr) -> str:
+        """`args.FIELD`: an argument of every tool the expression can be about (E0330-E0333)."""
+        scope = self.scope
+        if scope is None:  # pragma: no cover - `typecheck` sets it wherever `args` is a root
+            return ANY
+        if scope.unknown:  # a tool no integration exposes: E0402 says so already
+            return ANY
+        if scope.problem is not None:
+            code, message, hint = scope.problem
+            self.error(code, message, e, label=f"`{e.dotted()}` read here", help=hint)
+            return ANY
+        if not e.path:
+            self.error(
+                "E0333",
+                "`args` is the object of a tool call's arguments, not a value",
+                e,
+                help="read one argument: `args.NAME`",
+            )
+            return ANY
+        name = e.path[0]
+        types = scope.types(name)
+        lacking = scope.lacking(name) if scope.every else ([] if types else ["*"])
+        if lacking:
+            if types:  # declared by some of the listed tools, not by all
+                message = f"tool `{lacking[0]}` has no argument `{name}`"
+                hint = f"only {', '.join(f'`{t}`' for t in types)} {'declares' if len(types) == 1 else 'declare'} it: write one rule per tool"
+            else:
+                near = closest(name, scope.fields())
+                known = ", ".join(f"`{f}`" for f in scope.fields()) or "none"
+                message = (
+                    f"{scope.what} has no argument `{name}`"
+                    if scope.every
+                    else f"no exposed tool has an argument `{name}`"
+                )
+                hint = f"did you mean `args.{near}`?" if near else f"the arguments: {known}"
+            self.error("E0330", message, e, label="unknown argument", help=hint)
+            return ANY
+        declared = set(types.values())
+        if len(declared) > 1:
+            if not scope.every:  # `any tool`: the tools declaring it disagree; untyped
+                return ANY
+            listed = ", ".join(f"{_INPUT_WORDS[t]} in `{tool}`" for tool, t in types.items())
+            self.error(
+                "E0332",
+                f"`args.{name}` has different types in {scope.what}: {listed}",
+                e,
+                help="write one rule per tool",
+            )
+            return ANY
+        (kind,) = declared
+        if len(e.path) > 1 and kind != "object":
+            self.error(
+                "E0333",
+                f"`args.{name}` is {_INPUT_WORDS[kind]} and has no attributes",
+                e,
+                help=f"compare `args.{name}` itself",
+            )
+            return ANY
+        return ANY if len(e.path) > 1 else _INPUT[kind]
 
     def counter(self, e: m.Attr) -> str:
         """`stats.principal.FIELD`: one of the server's counters (mcpdsl.ir.stats), else E0320."""
@@ -287,10 +361,15 @@ def typecheck(project: m.Project) -> list[Diagnostic]:
     diags: list[Diagnostic] = []
     condition = _Checker(CONDITION_ROOTS, "a condition", diags)
     risk_checker = _Checker(tuple(r for r in CONDITION_ROOTS if r != "risk"), "a risk term", diags)
+    tools = args.tool_inputs(project.integrations)
+    everywhere = args.scope_of(None, tools)
+    risk_checker.scope = everywhere
     for policy in project.policies:
         for rule in policy.rules:
             if rule.condition is not None:
+                condition.scope = args.scope_of(rule.resource, tools)
                 condition.boolean(rule.condition, "a condition")
+        condition.scope = everywhere
         for term in policy.risk:
             if _reads_risk(term.condition):
                 diags.append(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mcpdsl.ir import stats
+from mcpdsl.ir import args, stats
 from mcpdsl.ir.typecheck import CONDITION_ROOTS, NOW_FIELDS
 from mcpdsl.lsp.workspace import Snapshot
 from mcpdsl.syntax.parser import DECLARATION_KEYWORDS
@@ -194,6 +194,8 @@ def complete(
         return [Candidate(unit, "unit", meaning) for unit, meaning in UNITS.items()]
     if "." in ctx.prefix:
         root = ctx.prefix.split(".", 1)[0]
+        if root == args.ROOT:
+            return _arguments(snapshot, text, line, column)
         fields = ATTRIBUTES.get(root)
         if fields is not None:
             return [Candidate(f"{root}.{f}", "attribute", f"`{root}` field") for f in fields]
@@ -222,6 +224,49 @@ def complete(
             for k in ("any", "service", "agent", "user", "tool", "group")
         ]
     return _expression(ctx) if ctx.declaration == "policy" else []
+
+
+#: The tools a rule is about, in the text before the cursor: `-> tool "a"` or `-> tool ["a", "b"]`.
+_RULE_TOOLS = re.compile(r'->\s*tool\s+(?:"([^"\n]*)"|\[([^\]]*)\])')
+
+
+def _arguments(snapshot: Snapshot | None, text: str, line: int, column: int) -> list[Candidate]:
+    """`args.` completes to the arguments of the rule's tool(s), else of every exposed tool.
+
+    The rule is found textually (its last `->` before the cursor, as it is being
+    typed); the arguments come from the last compiled project (mcpdsl.ir.args).
+    """
+    project = snapshot.compilation.project if snapshot is not None else None
+    if project is None:
+        return []
+    tools = args.tool_inputs(project.integrations)
+    lines = text.split("\n")
+    before = "\n".join(
+        [*lines[: line - 1], lines[line - 1][: column - 1] if line <= len(lines) else ""]
+    )
+    arrow = before.rfind("->")
+    found = _RULE_TOOLS.match(before, arrow) if arrow >= 0 else None
+    names: list[str] = []
+    if found is not None:
+        names = (
+            [found.group(1)]
+            if found.group(1) is not None
+            else re.findall(r'"([^"]*)"', found.group(2))
+        )
+    chosen = [tools[n] for n in names if n in tools] or list(tools.values())
+    out: dict[str, Candidate] = {}
+    for tool in chosen:
+        for name, kind in sorted(tool.fields.items()):
+            optional = " (optional)" if name in tool.optional else ""
+            out.setdefault(
+                name,
+                Candidate(
+                    f"{args.ROOT}.{name}",
+                    "attribute",
+                    f"{kind} argument of `{tool.tool}`{optional}",
+                ),
+            )
+    return sorted(out.values(), key=lambda c: c.label)
 
 
 def _expression(ctx: Context) -> list[Candidate]:

@@ -101,3 +101,19 @@ def test_completion_of_a_pool_reference_offers_declared_pools() -> None:
     labels = {c.label for c in complete(snapshot, text, 3, 8, "platform")}
     pools = {s.name for i in snapshot.indexes.values() for s in i.symbols if s.kind == "pool"}
     assert pools and labels == pools
+
+
+def test_completion_of_args_offers_the_rules_tool_arguments() -> None:
+    from mcpdsl.lsp.complete import complete
+
+    snapshot = TreeChecker(REPO / "policies").check({})
+    line = '  allow agent any -> tool "docs.search" when args.'
+    text = f"package platform\npolicy p {{\n{line}\n}}\n"
+    found = {c.label: c.detail for c in complete(snapshot, text, 3, len(line) + 1, "platform")}
+    assert set(found) == {"args.limit", "args.query"}
+    assert found["args.limit"] == "number argument of `docs.search`"
+    # a rule about any tool: the arguments of every exposed tool
+    line = "  deny agent any -> tool any when args."
+    text = f"package platform\npolicy p {{\n{line}\n}}\n"
+    labels = {c.label for c in complete(snapshot, text, 3, len(line) + 1, "platform")}
+    assert {"args.customer_id", "args.priority", "args.limit"} <= labels

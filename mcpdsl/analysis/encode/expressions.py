@@ -6,6 +6,7 @@ JSON equality and list membership live here because comparisons need them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import z3
@@ -14,6 +15,7 @@ from mcpdsl.analysis.encode.attributes import Attributes
 from mcpdsl.analysis.encode.core import (
     AND,
     NOT,
+    OBJ,
     OR,
     Bool,
     Env,
@@ -27,11 +29,32 @@ from mcpdsl.analysis.encode.core import (
     str_of,
     sym_key,
 )
+from mcpdsl.ir import args
 from mcpdsl.ir import model as m
 
 
 class Expressions(Attributes):
     """IR expressions as `Sym`s, cached by expression identity."""
+
+    def argument(self, path: tuple[str, ...]) -> Sym:
+        """`args.*` (mcpdsl.ir.args): the attribute, but ERROR on a tool call without `args`.
+
+        A request about a tool (`resource.type == "tool"`) whose `args` is not an
+        object reads every argument as ERROR; elsewhere an absent `args` makes the
+        argument missing, as any attribute.  (A non-object `args` already makes
+        its children missing: `Attributes.attr`.)
+        """
+        sym = self.attr(path)
+        self.attr(path[:1])
+        kind = self._attr_vars[path[:1]]["kind"]
+        rtype = self.attr(("resource", "type"))
+        unread = AND(rtype.iss, rtype.s == self.str_val(args.TOOL), kind != self.K[OBJ])
+        return replace(
+            sym,
+            missing=AND(NOT(unread), sym.missing),
+            error=OR(sym.error, unread),
+            deps=sym.deps | rtype.deps,
+        )
 
     def reads_risk(self, e: m.Node) -> bool:
         found = self._risk_reads.get(id(e))
@@ -55,6 +78,8 @@ class Expressions(Attributes):
             if e.root == "risk":
                 assert env.risk is not None, "`risk` read outside a policy"
                 return env.risk
+            if e.root == args.ROOT:
+                return self.argument((e.root, *e.path))
             return self.attr((e.root, *e.path))
         if isinstance(e, m.ListExpr):
             items = [self.expr(i, env) for i in e.items]
