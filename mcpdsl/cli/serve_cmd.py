@@ -289,14 +289,9 @@ def _gateway(state: Any, resource: str | None, accept: str | None, say: Any) -> 
         fail(f"--mcp-accept: no provider named {', '.join(unknown)} in the tree")
     from mcpdsl.serve.gateway import Gateway
 
-    upstreams = None
-    try:
-        from mcpdsl.serve.upstream import Upstreams  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        say("note: this build has no REST upstream client; MCP tool calls answer an error")
-    else:
-        upstreams = Upstreams(env=dict(os.environ))
-    return Gateway(state, resource=resource, accept=names, upstreams=upstreams)
+    from mcpdsl.serve.upstream import Upstreams
+
+    return Gateway(state, resource=resource, accept=names, upstreams=Upstreams(env=os.environ))
 
 
 def _redis_store(url: str, prefix: str, timeout: float) -> RedisStore:

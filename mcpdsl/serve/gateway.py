@@ -393,7 +393,7 @@ class Gateway:
         if self.upstreams is None:
             return
         try:
-            state = self.upstreams.breaker_state(tool.integration.name)
+            state = self.upstreams.breaker_state(tool.integration.qualified)
         except Exception:  # noqa: BLE001 - a gauge never breaks a call
             return
         value = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}.get(str(state))

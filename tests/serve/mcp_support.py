@@ -131,6 +131,7 @@ policy access {{
   default deny
 
   crm:     allow agent [alpha, gamma] -> tool "crm.lookup"
+  blocked: deny agent any -> tool "crm.lookup" when args.customer_id == "c-blocked"
   docs:    allow agent any -> tool "docs.search"
   no-beta: deny agent beta -> tool "docs.search" when principal.id == "beta"
   billing: allow user any -> tool "billing.invoice" when "finance" in principal.groups
