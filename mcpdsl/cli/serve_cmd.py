@@ -288,7 +288,6 @@ def _gateway(state: Any, resource: str | None, accept: str | None, say: Any) -> 
     if unknown:
         fail(f"--mcp-accept: no provider named {', '.join(unknown)} in the tree")
     from mcpdsl.serve.gateway import Gateway
-
     from mcpdsl.serve.upstream import Upstreams
 
     return Gateway(state, resource=resource, accept=names, upstreams=Upstreams(env=os.environ))

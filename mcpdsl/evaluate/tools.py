@@ -79,9 +79,7 @@ def catalog(project: m.Project) -> dict[str, Tool]:
     for integ in project.integrations:
         if integ.tool is None or integ.upstream != "rest" or integ.tool in out:
             continue
-        out[integ.tool] = Tool(
-            integ.tool, integ, integ.description or "", input_schema(integ)
-        )
+        out[integ.tool] = Tool(integ.tool, integ, integ.description or "", input_schema(integ))
     return out
 
 

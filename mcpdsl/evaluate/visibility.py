@@ -88,10 +88,7 @@ def reads_unknown(e: m.Node, risk_known: bool) -> bool:
         if e.root == "risk":
             return not risk_known
         return e.root in UNKNOWN_ROOTS
-    for child in _children(e):
-        if reads_unknown(child, risk_known):
-            return True
-    return False
+    return any(reads_unknown(child, risk_known) for child in _children(e))
 
 
 def _children(e: m.Node) -> Iterable[m.Node]:

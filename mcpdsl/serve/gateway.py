@@ -189,7 +189,9 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def tool_error(reason: str, meta: dict[str, Any] | None = None, **extra: Any) -> types.CallToolResult:
+def tool_error(
+    reason: str, meta: dict[str, Any] | None = None, **extra: Any
+) -> types.CallToolResult:
     """A tool error (`isError: true`): the reason as text and as structured content."""
     structured = {"error": reason, **extra}
     return types.CallToolResult(
@@ -286,9 +288,7 @@ class Gateway:
             data = {"field": exc.field} if exc.field else None
             raise MCPError(types.INVALID_PARAMS, f"invalid arguments: {exc}", data) from None
         request = tool_request(identity, name, args, peer)
-        verdict = await self.state.authorize(
-            request, "mcp", prepared=view.prepared, log=False
-        )
+        verdict = await self.state.authorize(request, "mcp", prepared=view.prepared, log=False)
         metadata_url = view.endpoint.metadata_url if view.endpoint is not None else ""
         extra: dict[str, Any] = {
             "tool": name,
@@ -369,7 +369,7 @@ class Gateway:
         assert self.federation is not None
         try:
             answer = await self.federation.call(name, args)
-        except Exception as exc:  # noqa: BLE001 - a federated failure is a tool error
+        except Exception as exc:
             reason = getattr(exc, "reason", None)
             if not isinstance(reason, str):
                 _log.exception("federated call of `%s` failed", name)
@@ -394,7 +394,7 @@ class Gateway:
             return
         try:
             state = self.upstreams.breaker_state(tool.integration.qualified)
-        except Exception:  # noqa: BLE001 - a gauge never breaks a call
+        except Exception:
             return
         value = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}.get(str(state))
         if value is not None:
@@ -460,9 +460,11 @@ class Gateway:
 
 def _open_schema(arguments: Any) -> dict[str, Any]:
     """A federated tool's arguments are checked upstream; here only their shape and bounds."""
-    props = {k: {"type": _type_of(v)} for k, v in arguments.items()} if isinstance(
-        arguments, dict
-    ) else {}
+    props = (
+        {k: {"type": _type_of(v)} for k, v in arguments.items()}
+        if isinstance(arguments, dict)
+        else {}
+    )
     return {"properties": props, "required": []}
 
 

@@ -86,7 +86,7 @@ class Metrics:
         self.tool_latency = Histogram(
             "mcpdsl_mcp_tool_call_seconds",
             "Time of an MCP tools/call at the gateway, upstream included, by tool.",
-            ["tool"], buckets=LATENCY_BUCKETS + (2.5, 5.0, 10.0), registry=r,
+            ["tool"], buckets=(*LATENCY_BUCKETS, 2.5, 5.0, 10.0), registry=r,
         )  # fmt: skip
         self.breaker_open = Gauge(
             "mcpdsl_mcp_breaker_state",

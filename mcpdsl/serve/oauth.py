@@ -172,7 +172,7 @@ class Authenticator:
             try:
                 raw = await self._fetch(provider.jwks_uri)
                 keys = parse_keys(json.loads(raw))
-            except (OSError, ValueError, RecursionError, Exception):  # noqa: BLE001 - any fetch failure
+            except (OSError, ValueError, RecursionError, Exception):
                 return found  # keep the last good keys
             keyset.keys, keyset.fetched = keys, now
             return _pick(keys, kid)

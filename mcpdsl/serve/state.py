@@ -145,9 +145,7 @@ def limit_for(
     return key, spec
 
 
-def tool_limits(
-    prepared: PreparedProject, request: dict[str, Any]
-) -> list[tuple[str, BucketSpec]]:
+def tool_limits(prepared: PreparedProject, request: dict[str, Any]) -> list[tuple[str, BucketSpec]]:
     """The buckets a tool call (MCP gateway) takes a token from: its integration's `limit`.
 
     The integration exposing the tool (`resource.id`) limits it twice, with the

@@ -15,7 +15,6 @@ import asyncio
 import itertools
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -77,9 +76,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def identity(engine: Engine, payload: dict[str, Any]) -> Identity:
-    provider = next(
-        p for p in engine.project.providers if p.issuer == payload["iss"]
-    )
+    provider = next(p for p in engine.project.providers if p.issuer == payload["iss"])
     principal, auth = principal_reader(claims(provider))(payload)
     return Identity(principal, auth, provider.qualified, provider.issuer, payload.get("sub"), None)
 
@@ -184,7 +181,7 @@ contexts = st.recursive(
 @settings(max_examples=400, deadline=None)
 @given(
     agent=st.booleans(),
-    who=st.sampled_from(AGENT_IDS + ["fay", "sam"]),
+    who=st.sampled_from([*AGENT_IDS, "fay", "sam"]),
     groups=st.lists(st.sampled_from(GROUPS), max_size=3, unique=True),
     mfa=st.booleans(),
     tool=st.sampled_from(TOOLS),

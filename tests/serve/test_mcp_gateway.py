@@ -235,7 +235,9 @@ def _hs256_with_public_key(idp: TestIdp) -> str:
 
     now = int(time.time())
     header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "k1"}).encode())
-    body = b64(json.dumps({"iss": AGENTS, "sub": "alpha", "aud": RESOURCE, "exp": now + 300}).encode())
+    body = b64(
+        json.dumps({"iss": AGENTS, "sub": "alpha", "aud": RESOURCE, "exp": now + 300}).encode()
+    )
     signature = hmac.new(pem, f"{header}.{body}".encode(), hashlib.sha256).digest()
     return f"{header}.{body}.{b64(signature)}"
 
@@ -292,8 +294,21 @@ def test_protected_resource_metadata(server: tuple[ServerProcess, Path]) -> None
 
 
 def test_zz_log_and_metrics(server: tuple[ServerProcess, Path], idp: TestIdp) -> None:
-    """Runs last (name order): every call above is one line of a log that verifies."""
+    """Its own calls (xdist may run it alone), then the metrics and a log that verifies."""
     proc, log = server
+
+    async def calls(session: ClientSession) -> Any:
+        await session.call_tool("crm.lookup", {"customer_id": "c-7"})
+        await session.call_tool("crm.lookup", {"customer_id": "c-blocked"})
+        for _ in range(4):
+            await session.call_tool("docs.search", {"query": "q", "limit": 1})
+
+    run(proc.url, idp.agent("alpha"), calls)
+
+    async def step_up(session: ClientSession) -> Any:
+        await session.call_tool("billing.invoice", {"customer_id": "c-1"})
+
+    run(proc.url, idp.person("fay", ["finance"]), step_up)
     metrics = httpx.get(proc.url + "/metrics", timeout=30).text
     assert 'mcpdsl_mcp_tool_calls_total{result="ok",tool="crm.lookup"}' in metrics
     assert 'mcpdsl_mcp_tool_calls_total{result="denied",tool="crm.lookup"}' in metrics
