@@ -342,7 +342,9 @@ def lower_breaker(ctx: Context, clause: Tree[Token] | None) -> m.Breaker | None:
     if not ok:
         return None
     return m.Breaker(
-        failures=int(cast(Any, failures)), open_for=Decimal(open_for), span=ctx.span(clause)
+        failures=int(cast(Any, failures)),
+        open_for=Decimal(cast(Any, open_for)),
+        span=ctx.span(clause),
     )
 
 
