@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -131,6 +131,21 @@ _DEFAULTS = Limits()
     show_default=True,
     help="Seconds SIGTERM waits for in-flight requests.",
 )
+@click.option(
+    "--mcp-resource",
+    "mcp_resource",
+    default=None,
+    metavar="URL",
+    help="Serve the MCP gateway at /mcp with this resource identifier (the audience its"
+    " bearer tokens must carry); replaces the `mcp resource` of the server block.",
+)
+@click.option(
+    "--mcp-accept",
+    "mcp_accept",
+    default=None,
+    metavar="PROVIDER[,PROVIDER]",
+    help="Identity providers whose tokens /mcp accepts; replaces the server block's `accept`.",
+)
 def serve_command(
     path: str,
     addr: str,
@@ -151,6 +166,8 @@ def serve_command(
     request_timeout: float,
     keep_alive: float,
     grace: float,
+    mcp_resource: str | None = None,
+    mcp_accept: str | None = None,
 ) -> None:
     """Serve decisions over gRPC (Envoy ext_authz) and HTTP (OPA Data API) until SIGTERM.
 
@@ -217,6 +234,7 @@ def serve_command(
             fail(str(exc))
     state = ServerState(engine, store=store, log=log, metrics=metrics,
                         on_unavailable=on_unavailable)  # type: ignore[arg-type]  # fmt: skip
+    gateway = _gateway(state, mcp_resource, mcp_accept, say)
     if not no_watch:
         engine.start_watching()
 
@@ -237,6 +255,7 @@ def serve_command(
                 status=status,
                 on_listening=listening,
                 on_stopping=stopping,
+                gateway=gateway,
             )
         )
     except OSError as exc:
@@ -244,6 +263,34 @@ def serve_command(
     finally:
         engine.close()
     say("mcpdsl serve: stopped")
+
+
+def _gateway(state: Any, resource: str | None, accept: str | None, say: Any) -> Any:
+    """The MCP gateway when the tree's server block or `--mcp-resource` declares `/mcp`.
+
+    Provider names of `--mcp-accept` that name no provider of the tree are a usage
+    error (exit 2), as is `--mcp-accept` without a resource to serve.
+    """
+    import os
+
+    from mcpdsl.cli.common import fail
+
+    project = state.engine.compiled.project
+    declared = any(s.mcp is not None for s in project.servers)
+    names = tuple(n.strip() for n in (accept or "").split(",") if n.strip())
+    if resource is None and not declared:
+        if names:
+            fail("--mcp-accept needs an MCP endpoint: --mcp-resource URL or `mcp resource` in"
+                 " the server block")  # fmt: skip
+        return None
+    known = {p.name for p in project.providers} | {p.qualified for p in project.providers}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        fail(f"--mcp-accept: no provider named {', '.join(unknown)} in the tree")
+    from mcpdsl.serve.gateway import Gateway
+    from mcpdsl.serve.upstream import Upstreams
+
+    return Gateway(state, resource=resource, accept=names, upstreams=Upstreams(env=os.environ))
 
 
 def _redis_store(url: str, prefix: str, timeout: float) -> RedisStore:

@@ -72,6 +72,7 @@ __all__ = [
     "door_mapping",
     "doors",
     "mapped",
+    "principal_reader",
     "request_for",
     "select_door",
     "to_request",
@@ -300,6 +301,16 @@ def _principal_reader(c: Claims) -> Principal:
     namespace = {"L": MAX_TEXT, "G": MAX_GROUPS, "STR": _STR, "MFA": frozenset(c.mfa_values)}
     fn: Principal = _exec("principal", lines, namespace)
     return fn
+
+
+@cache
+def principal_reader(c: Claims) -> Principal:
+    """The reader of one provider's verified payload, shared by every door that verifies tokens.
+
+    The CheckRequest door reads the payload Envoy verified; the MCP gateway
+    (`mcpdsl serve`, `/mcp`) the payload it verified itself: one claim mapping.
+    """
+    return _principal_reader(c)
 
 
 def _context_reader(trusted: tuple[Trusted, ...]) -> Context:

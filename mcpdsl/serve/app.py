@@ -25,9 +25,11 @@ API is trusted as OPA trusts it: `input` is the request as it claims it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -41,6 +43,9 @@ from mcpdsl.serve.limits import Limits
 from mcpdsl.serve.metrics import CONTENT_TYPE_LATEST
 from mcpdsl.serve.state import ServerState, Verdict
 from mcpdsl.serve.status import PolicyStatus
+
+if TYPE_CHECKING:
+    from mcpdsl.serve.gateway import Gateway
 
 _log = logging.getLogger("mcpdsl.serve")
 
@@ -184,9 +189,17 @@ class InflightLimit:
 
 
 def build_app(
-    state: ServerState, *, status: PolicyStatus | None = None, limits: Limits | None = None
+    state: ServerState,
+    *,
+    status: PolicyStatus | None = None,
+    limits: Limits | None = None,
+    gateway: Gateway | None = None,
 ) -> ASGIApp:
-    """The ASGI app for one server state."""
+    """The ASGI app for one server state; with `gateway`, also `/mcp` (docs/mcp.md).
+
+    The gateway's session manager runs in the app's lifespan (the runner turns
+    uvicorn's lifespan on), as the SDK requires.
+    """
     lim = limits if limits is not None else Limits()
     trees: list[DocumentTree] = []  # the tree of the policy in force (rebuilt after a swap)
 
@@ -295,8 +308,28 @@ def build_app(
         message = f"method {request.method} is not allowed at `{request.url.path}`"
         return opa_error(405, "invalid_operation", message, headers=headers)
 
+    mcp_routes: list[Any] = []
+    lifespan = None
+    if gateway is not None:
+        from mcpdsl.serve.gateway import METADATA_PATH, McpHttp, metadata_endpoint
+
+        endpoint = McpHttp(gateway, lim.max_body_bytes)
+        metadata = metadata_endpoint(gateway)
+        mcp_routes = [
+            Route(METADATA_PATH, metadata, methods=["GET"]),
+            Route(METADATA_PATH + "/{path:path}", metadata, methods=["GET"]),
+            Route("/mcp", endpoint, methods=["GET", "POST", "DELETE"]),
+        ]
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_: Any) -> AsyncIterator[None]:
+            async with gateway.run(lim.max_body_bytes):
+                yield
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
+            *mcp_routes,
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

@@ -72,6 +72,27 @@ class Metrics:
             " (evicted, head_timeout, head_too_large, refused).",
             ["reason"], registry=r,
         )  # fmt: skip
+        self.tool_calls = Counter(
+            "mcpdsl_mcp_tool_calls",
+            "MCP tools/call by tool and result (ok, denied, step_up, limited, invalid,"
+            " upstream_error, unknown_tool, unavailable).",
+            ["tool", "result"], registry=r,
+        )  # fmt: skip
+        self.tool_upstream_errors = Counter(
+            "mcpdsl_mcp_upstream_errors",
+            "Upstream failures of MCP tool calls, by tool and kind.",
+            ["tool", "kind"], registry=r,
+        )  # fmt: skip
+        self.tool_latency = Histogram(
+            "mcpdsl_mcp_tool_call_seconds",
+            "Time of an MCP tools/call at the gateway, upstream included, by tool.",
+            ["tool"], buckets=(*LATENCY_BUCKETS, 2.5, 5.0, 10.0), registry=r,
+        )  # fmt: skip
+        self.breaker_open = Gauge(
+            "mcpdsl_mcp_breaker_state",
+            "Circuit breaker of each tool's upstream: 0 closed, 1 half-open, 2 open.",
+            ["tool"], registry=r,
+        )  # fmt: skip
         self.ready = Gauge("mcpdsl_ready", "1 when a policy is loaded.", registry=r)
         self.policy_revision = Gauge(
             "mcpdsl_policy_loaded_timestamp_seconds", "When the policy in force was installed.",

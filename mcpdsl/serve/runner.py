@@ -16,6 +16,7 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 import uvicorn
@@ -26,6 +27,9 @@ from mcpdsl.serve.http_guard import ConnectionGuard
 from mcpdsl.serve.limits import Limits
 from mcpdsl.serve.state import ServerState
 from mcpdsl.serve.status import PolicyStatus
+
+if TYPE_CHECKING:
+    from mcpdsl.serve.gateway import Gateway
 
 
 @dataclass(frozen=True)
@@ -101,20 +105,21 @@ async def serve(
     status: PolicyStatus | None = None,
     on_listening: Callable[[Bound], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
+    gateway: Gateway | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT; `on_listening(Bound)` once both listeners are bound."""
     lim = limits if limits is not None else Limits()
     host, port = split_addr(addrs.http)
     guard = ConnectionGuard(lim, lambda reason: state.metrics.http_closed.labels(reason).inc())
     config = uvicorn.Config(
-        build_app(state, status=status, limits=lim),
+        build_app(state, status=status, limits=lim, gateway=gateway),
         host=host,
         port=port,
         http=guard.protocol,  # type: ignore[arg-type]
         ws="none",
         log_level="warning",
         access_log=False,
-        lifespan="off",
+        lifespan="on" if gateway is not None else "off",  # the MCP session manager's
         timeout_keep_alive=lim.keep_alive,  # type: ignore[arg-type]
         h11_max_incomplete_event_size=lim.max_header_bytes,
         timeout_graceful_shutdown=grace,  # type: ignore[arg-type]

@@ -145,6 +145,35 @@ def limit_for(
     return key, spec
 
 
+def tool_limits(prepared: PreparedProject, request: dict[str, Any]) -> list[tuple[str, BucketSpec]]:
+    """The buckets a tool call (MCP gateway) takes a token from: its integration's `limit`.
+
+    The integration exposing the tool (`resource.id`) limits it twice, with the
+    same rate: per caller (`integration:<name>:<principal>`, or per client
+    address with `per client-ip`) and globally (`integration:<name>`), so one
+    agent cannot use up everyone's share and all agents together stay within
+    what the upstream was promised.
+    """
+    resource = request.get("resource")
+    if not isinstance(resource, dict) or resource.get("type") != "tool":
+        return []
+    tool = resource.get("id")
+    integ = next((i for i in prepared.project.integrations if i.tool == tool), None)
+    if integ is None or integ.limit is None:
+        return []
+    key = f"integration:{integ.name}"
+    spec = prepared.limits.get(key)
+    if spec is None:
+        return []
+    if integ.limit.key == "client-ip":
+        source = request.get("source")
+        ip = source.get("ip") if isinstance(source, dict) else None
+        mine = f"{key}:ip:{ip if isinstance(ip, str) and ip else 'unknown'}"
+    else:
+        mine = f"{key}:principal:{principal_key(request)}"
+    return [(mine, spec), (key, spec)]
+
+
 class ServerState:
     """The engine, the store, the log and the metrics of one server, and its decisions."""
 
@@ -205,12 +234,15 @@ class ServerState:
         *,
         prepared: PreparedProject | None = None,
         policies: PreparedPolicies | None = None,
+        log: bool = True,
     ) -> Verdict:
         """Decide a canonical request (OPA's `input`: the caller is a trusted PEP).
 
         `policies` decides instead of every policy combined (the Data API's
         per-policy packages); it must come from `prepared`, the policy the
-        caller read once (default: the one in force now).
+        caller read once (default: the one in force now).  `log=False` leaves
+        the decision-log line to the caller (`record`), who knows more once the
+        request has been served (the MCP gateway: the upstream's status).
         """
         start = time.perf_counter_ns()
         if prepared is None:
@@ -218,8 +250,10 @@ class ServerState:
         if not isinstance(request, dict):
             chosen = prepared.policies if policies is None else policies
             decision = chosen.authorize(request)  # the evaluator's own refusal
-            return self._finish(decision, None, None, transport, start)
-        return await self._decide(prepared, dict(request), None, transport, start, policies)
+            return self._finish(decision, None, None, transport, start, log=log)
+        return await self._decide(
+            prepared, dict(request), None, transport, start, policies, log=log
+        )
 
     async def _decide(
         self,
@@ -229,6 +263,8 @@ class ServerState:
         transport: Transport,
         start: int,
         policies: PreparedPolicies | None = None,
+        *,
+        log: bool = True,
     ) -> Verdict:
         now = self._clock()
         principal = principal_key(request)
@@ -247,25 +283,32 @@ class ServerState:
         if unavailable:
             self.metrics.store_errors.inc()
             if self.on_unavailable == "deny":
-                return self._finish(decision, request, None, transport, start, unavailable=True)
-            return self._finish(decision, request, None, transport, start)
+                return self._finish(decision, request, None, transport, start, unavailable=True,
+                                    log=log)  # fmt: skip
+            return self._finish(decision, request, None, transport, start, log=log)
         limited: str | None = None
         if decision.enforced:
-            bucket = limit_for(prepared, door, request)
-            if bucket is not None:
+            if transport == "mcp":
+                buckets = tool_limits(prepared, request)
+            else:
+                bucket = limit_for(prepared, door, request)
+                buckets = [] if bucket is None else [bucket]
+            for key, spec in buckets:
                 try:
-                    if not await self.store.take(bucket[0], bucket[1], now):
-                        limited = bucket[1].source
+                    if not await self.store.take(key, spec, now):
+                        limited = spec.source
+                        break
                 except StoreUnavailable:
                     self.metrics.store_errors.inc()
                     if self.on_unavailable == "deny":
                         return self._finish(decision, request, None, transport, start,
-                                            unavailable=True)  # fmt: skip
+                                            unavailable=True, log=log)  # fmt: skip
+                    break
         try:
             await self.store.outcome(principal, not decision.enforced or limited is not None, now)
         except StoreUnavailable:
             self.metrics.store_errors.inc()
-        return self._finish(decision, request, limited, transport, start)
+        return self._finish(decision, request, limited, transport, start, log=log)
 
     def _decision_id(self) -> str:
         """A decision id unique across processes (random prefix) and within one (counter)."""
@@ -289,6 +332,7 @@ class ServerState:
         start: int,
         *,
         unavailable: bool = False,
+        log: bool = True,
     ) -> Verdict:
         verdict = Verdict(decision, request, self._decision_id(), limited, unavailable)
         elapsed = time.perf_counter_ns() - start
@@ -304,14 +348,34 @@ class ServerState:
         for rule in decision.rules:
             self._child(m.rule_hits, "rule", rule, result).inc()
         self._child(m.latency, "latency", transport).observe(elapsed / 1e9)
-        if self.log is not None:
-            extra: dict[str, Any] = {"decision_id": verdict.decision_id, "transport": transport}
-            if limited is not None:
-                extra["limited"] = limited
-            if unavailable:
-                extra["unavailable"] = True
-            before = self.log.dropped  # record never raises: it counts what it could not write
-            self.log.record(request if request is not None else {}, decision, elapsed / 1000, extra)
-            if self.log.dropped > before:
-                m.log_drops.inc(self.log.dropped - before)
+        if log:
+            self.record(verdict, transport, elapsed / 1000)
         return verdict
+
+    def record(
+        self,
+        verdict: Verdict,
+        transport: Transport,
+        latency_us: float,
+        extra: dict[str, Any] | None = None,
+        request: dict[str, Any] | None = None,
+    ) -> None:
+        """The decision-log line of a verdict (once per decision; `authorize(log=False)`).
+
+        `extra` adds fields (the MCP gateway: tool, argument digest, upstream
+        status); `request` replaces the logged input (default: the verdict's).
+        """
+        if self.log is None:
+            return
+        fields: dict[str, Any] = {"decision_id": verdict.decision_id, "transport": transport}
+        if verdict.limited is not None:
+            fields["limited"] = verdict.limited
+        if verdict.unavailable:
+            fields["unavailable"] = True
+        if extra:
+            fields.update(extra)
+        logged = request if request is not None else verdict.request
+        before = self.log.dropped  # record never raises: it counts what it could not write
+        self.log.record(logged if logged is not None else {}, verdict.decision, latency_us, fields)
+        if self.log.dropped > before:
+            self.metrics.log_drops.inc(self.log.dropped - before)
