@@ -67,7 +67,7 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # one HTTP response to a request (not the 
 MAX_SSE_EVENT = 1024 * 1024  # one server-sent event
 MAX_SECRET_BYTES = 16 * 1024  # a credential file
 
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,%d}" % MAX_NAME)
+_NAME = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_NAME}}}")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 
 
@@ -249,16 +249,22 @@ def secret_value(ref: m.SecretRef, env: Mapping[str, str]) -> str:
             with open(ref.name, "rb") as handle:
                 raw = handle.read(MAX_SECRET_BYTES + 1)
         except OSError as exc:
-            raise UpstreamError(f"the credential file {ref.name} cannot be read ({exc.strerror})") from None
+            raise UpstreamError(
+                f"the credential file {ref.name} cannot be read ({exc.strerror})"
+            ) from None
         if len(raw) > MAX_SECRET_BYTES:
-            raise UpstreamError(f"the credential file {ref.name} is larger than {MAX_SECRET_BYTES} bytes")
+            raise UpstreamError(
+                f"the credential file {ref.name} is larger than {MAX_SECRET_BYTES} bytes"
+            )
         try:
             value = raw.decode("utf-8").strip()
         except UnicodeDecodeError:
             raise UpstreamError(f"the credential file {ref.name} is not UTF-8") from None
     value = value.strip()
     if not value or not _HEADER_VALUE.fullmatch(value):
-        raise UpstreamError(f"the credential from {ref.source} {ref.name} is empty or not a header value")
+        raise UpstreamError(
+            f"the credential from {ref.source} {ref.name} is empty or not a header value"
+        )
     return value
 
 
@@ -279,7 +285,9 @@ class _SecretAuth(httpx2.Auth):
         self._auth = auth
         self._env = env
 
-    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
+    def auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
         for name, value in auth_headers(self._auth, self._env).items():
             request.headers[name] = value
         yield request
@@ -337,7 +345,9 @@ class _CappedTransport(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def _http_client(integration: m.Integration, env: Mapping[str, str], timeout: float) -> httpx2.AsyncClient:
+def _http_client(
+    integration: m.Integration, env: Mapping[str, str], timeout: float
+) -> httpx2.AsyncClient:
     """The HTTP client of one upstream: its credential, bounded bodies, no redirects off origin.
 
     The read timeout stays long because event streams are held open; requests
@@ -358,7 +368,9 @@ def _http_client(integration: m.Integration, env: Mapping[str, str], timeout: fl
 
 
 def _error(reason: str) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text=reason)], is_error=True)
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=reason)], is_error=True
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -371,7 +383,9 @@ def _describe(exc: BaseException) -> str:
         return f"answered JSON-RPC error {exc.code}"
     if isinstance(exc, SubscriptionLost):
         return "closed its change stream"
-    if isinstance(exc, httpx2.HTTPError | OSError | anyio.BrokenResourceError | anyio.ClosedResourceError):
+    if isinstance(
+        exc, httpx2.HTTPError | OSError | anyio.BrokenResourceError | anyio.ClosedResourceError
+    ):
         return "is unreachable or closed the connection"
     if isinstance(exc, BaseExceptionGroup):
         inner = exc.exceptions[0] if exc.exceptions else None
@@ -518,7 +532,9 @@ class Federation:
             self._publish(upstream, ())
             upstream.first_attempt.set()
             level = logging.WARNING if was_connected else logging.INFO
-            _log.log(level, "MCP upstream %s %s; retrying in %.1fs", name, upstream.last_error, delay)
+            _log.log(
+                level, "MCP upstream %s %s; retrying in %.1fs", name, upstream.last_error, delay
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._retry_max)
 
@@ -534,9 +550,13 @@ class Federation:
         secret_check = auth_headers(integration.auth, self._env)  # fail early on a missing secret
         del secret_check
         async with contextlib.AsyncExitStack() as stack:
-            http = await stack.enter_async_context(_http_client(integration, self._env, upstream.timeout))
+            http = await stack.enter_async_context(
+                _http_client(integration, self._env, upstream.timeout)
+            )
             client = Client(
-                streamable_http_client(integration.url, http_client=http, max_sse_event_size=MAX_SSE_EVENT),
+                streamable_http_client(
+                    integration.url, http_client=http, max_sse_event_size=MAX_SSE_EVENT
+                ),
                 message_handler=on_message,
                 read_timeout_seconds=upstream.timeout,
                 client_info=types.Implementation(name="mcpdsl", version=__version__),
@@ -551,7 +571,9 @@ class Federation:
             upstream.connected = True
             upstream.last_error = None
             upstream.first_attempt.set()
-            _log.info("MCP upstream %s connected: %d tools", integration.qualified, len(upstream.tools))
+            _log.info(
+                "MCP upstream %s connected: %d tools", integration.qualified, len(upstream.tools)
+            )
             async with anyio.create_task_group() as group:
                 capabilities = client.server_capabilities
                 if capabilities.tools is not None and capabilities.tools.list_changed:
@@ -582,7 +604,11 @@ class Federation:
         except ListenNotSupportedError:
             return
         except MCPError as exc:
-            _log.info("MCP upstream %s refused to stream changes (%s)", upstream.integration.qualified, exc.code)
+            _log.info(
+                "MCP upstream %s refused to stream changes (%s)",
+                upstream.integration.qualified,
+                exc.code,
+            )
             return
         raise SubscriptionLost("the change stream ended")
 
@@ -608,9 +634,15 @@ class Federation:
             skipped += (("…", f"the listing was cut after {len(listed)} tools"),)
         upstream.skipped = skipped[:64]
         for name, reason in skipped[:16]:
-            _log.warning("MCP upstream %s: tool %r skipped: %s", upstream.integration.qualified, name, reason)
+            _log.warning(
+                "MCP upstream %s: tool %r skipped: %s", upstream.integration.qualified, name, reason
+            )
         if len(skipped) > 16:
-            _log.warning("MCP upstream %s: %d more tools skipped", upstream.integration.qualified, len(skipped) - 16)
+            _log.warning(
+                "MCP upstream %s: %d more tools skipped",
+                upstream.integration.qualified,
+                len(skipped) - 16,
+            )
         upstream.last_refresh = time.time()
         self._publish(upstream, tools)
 
@@ -640,7 +672,9 @@ class Federation:
             reason = _describe(exc)
             if isinstance(exc, TimeoutError):
                 reason = f"timed out after {upstream.timeout:g}s"
-            _log.warning("MCP upstream %s: call %s %s", upstream.integration.qualified, name, reason)
+            _log.warning(
+                "MCP upstream %s: call %s %s", upstream.integration.qualified, name, reason
+            )
             return _error(f"{label} {reason}")
         if breaker is not None:
             breaker.success()
@@ -650,7 +684,9 @@ class Federation:
 def _bounded(result: types.CallToolResult, label: str) -> types.CallToolResult:
     """The upstream's result without its `_meta`, or a tool error when it is too large."""
     clean = types.CallToolResult(
-        content=result.content, structured_content=result.structured_content, is_error=result.is_error
+        content=result.content,
+        structured_content=result.structured_content,
+        is_error=result.is_error,
     )
     size = len(clean.model_dump_json(by_alias=True, exclude_none=True))
     if size > MAX_RESULT_BYTES:

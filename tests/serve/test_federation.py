@@ -94,7 +94,9 @@ class Upstream:
             if self.handler is not None:
                 return await self.handler(params.name, args)
             return types.CallToolResult(
-                content=[types.TextContent(type="text", text=f"{params.name}:{sorted(args.items())}")],
+                content=[
+                    types.TextContent(type="text", text=f"{params.name}:{sorted(args.items())}")
+                ],
                 structured_content={"echo": args},
             )
 
@@ -179,7 +181,9 @@ def test_discovery_call_and_credentials() -> None:
                 "Search the docs",
                 {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
             ),
-            "fetch": tool("fetch", None, {"type": "object", "properties": {"id": {"type": "integer"}}}),
+            "fetch": tool(
+                "fetch", None, {"type": "object", "properties": {"id": {"type": "integer"}}}
+            ),
         }
     )
 
@@ -233,7 +237,9 @@ def test_discovery_call_and_credentials() -> None:
 def test_header_credential_from_a_file_and_prefix(tmp_path: Path) -> None:
     secret = tmp_path / "key"
     secret.write_text("k-1\n")
-    auth = m.UpstreamAuth(scheme="header", header="x-api-key", secret=m.SecretRef(source="file", name=str(secret)))
+    auth = m.UpstreamAuth(
+        scheme="header", header="x-api-key", secret=m.SecretRef(source="file", name=str(secret))
+    )
     upstream = Upstream(tools={"a": tool("a")})
 
     async def go() -> None:
@@ -377,7 +383,9 @@ def test_hostile_listing_is_bounded_and_skipped() -> None:
                 assert got[0].name == "docs.ok"
                 description = got[0].description
                 assert description is not None and len(description) == fed.MAX_DESCRIPTION
-                skipped = {s["name"]: s["reason"] for s in federation.status()["tools.docs"]["skipped"]}
+                skipped = {
+                    s["name"]: s["reason"] for s in federation.status()["tools.docs"]["skipped"]
+                }
                 for name in ("has space", "has/slash", "", "deep", "giant"):
                     assert name in skipped, name
                 assert "x" * fed.MAX_NAME in skipped
@@ -422,11 +430,15 @@ def test_hanging_calls_huge_results_and_errors_become_tool_errors() -> None:
         if name == "hang":
             await release.wait()
         if name == "huge":
-            return types.CallToolResult(content=[types.TextContent(type="text", text="z" * 2_000_000)])
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text="z" * 2_000_000)]
+            )
         if name == "boom":
             raise RuntimeError("secret internal path /srv/app/db.py line 12")
         if name == "err":
-            return types.CallToolResult(content=[types.TextContent(type="text", text="no such doc")], is_error=True)
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text="no such doc")], is_error=True
+            )
         return types.CallToolResult(content=[types.TextContent(type="text", text="fine")])
 
     upstream.handler = handler
@@ -443,7 +455,9 @@ def test_hanging_calls_huge_results_and_errors_become_tool_errors() -> None:
                 boom = await federation.call("docs.boom", {})
                 text = boom.content[0].text  # type: ignore[union-attr]
                 assert "/srv/app" not in text and "secret" not in text
-                err = await federation.call("docs.err", {})  # the tool's own error is the agent's to read
+                err = await federation.call(
+                    "docs.err", {}
+                )  # the tool's own error is the agent's to read
                 assert err.is_error and err.content[0].text == "no such doc"  # type: ignore[union-attr]
                 ok = await federation.call("docs.ok", {})
                 assert not ok.is_error
@@ -467,7 +481,9 @@ def test_a_hanging_listing_is_not_fatal() -> None:
 
     async def go() -> None:
         async with serving(upstream.app()) as url:
-            federation = Federation([integration(url, timeout="0.3")], retry_initial=0.05, retry_max=0.1)
+            federation = Federation(
+                [integration(url, timeout="0.3")], retry_initial=0.05, retry_max=0.1
+            )
             await federation.start()
             try:
                 assert federation.tools() == []
@@ -543,7 +559,9 @@ def test_circuit_breaker_state_machine() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=30,
 )
 
