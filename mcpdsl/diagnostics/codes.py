@@ -348,9 +348,9 @@ _TABLE: tuple[Code, ...] = (
         "E0330",
         _E,
         "unknown tool argument",
-        "`args.NAME` reads the argument `NAME` of a tool call (docs/semantics.md, \"Tool\n"
-        "arguments\"); the integration that exposes the tool declares its arguments in\n"
-        "`input { ... }`. In a rule about named tools (`-> tool \"docs.search\"`, or a list)\n"
+        '`args.NAME` reads the argument `NAME` of a tool call (docs/semantics.md, "Tool\n'
+        'arguments"); the integration that exposes the tool declares its arguments in\n'
+        '`input { ... }`. In a rule about named tools (`-> tool "docs.search"`, or a list)\n'
         "the argument must be declared by every one of them; in a rule about any tool (`any`,\n"
         "`tool any`), a risk term or a `require`, by at least one exposed tool (on the others\n"
         "it is missing). An argument no such tool declares can never be there, so a\n"
@@ -366,7 +366,7 @@ _TABLE: tuple[Code, ...] = (
         "Only tool calls have arguments: the MCP gateway puts them in the request as `args`\n"
         "when the resource is a tool. A rule about a service, an agent, a user or a group\n"
         "never sees `args` (it is missing there), so a condition on them would never be\n"
-        "true. Write the rule about the tool (`-> tool \"NAME\"`), or read what requests to\n"
+        'true. Write the rule about the tool (`-> tool "NAME"`), or read what requests to\n'
         "that resource carry (`request`, `context`).\n",
     ),
     Code(
@@ -1035,9 +1035,7 @@ _TABLE: tuple[Code, ...] = (
     ),
 )
 
-CODES: dict[str, Code] = {
-    c.code: c for c in (*_TABLE, *MCP_TABLE, *BUILD_TABLE, *LOG_TABLE)
-}
+CODES: dict[str, Code] = {c.code: c for c in (*_TABLE, *MCP_TABLE, *BUILD_TABLE, *LOG_TABLE)}
 
 #: Codes `mcpdsl build --strict` turns into errors: a clause not enforced, dropped or narrowed.
 STRICT_CODES: frozenset[str] = frozenset(c.code for c in CODES.values() if c.strict)

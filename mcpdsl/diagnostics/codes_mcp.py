@@ -50,7 +50,7 @@ MCP_TABLE: tuple[Code, ...] = (
         "E1104",
         _E,
         "secret written in the policy",
-        "An upstream credential is written in the tree: `auth bearer \"s3cret\"`, or a\n"
+        'An upstream credential is written in the tree: `auth bearer "s3cret"`, or a\n'
         "user and password in an `upstream mcp` URL. The policy tree, its build, the IR\n"
         "in the server's ConfigMap and the decision log are not secret: they are\n"
         "reviewed, diffed, stored in git and in CI logs. Name where the server reads the\n"
@@ -94,7 +94,7 @@ MCP_TABLE: tuple[Code, ...] = (
         _E,
         "invalid tool-name prefix",
         "The tools of a federated MCP server are exposed as `PREFIX.TOOL`. The prefix\n"
-        "(`prefix \"P\"`, by default the integration's name) is letters, digits, `-` and\n"
+        '(`prefix "P"`, by default the integration\'s name) is letters, digits, `-` and\n'
         "`_`, in `.`-separated parts, at most 64 characters, so that every federated\n"
         "name is a valid MCP tool name.\n",
     ),
@@ -102,7 +102,7 @@ MCP_TABLE: tuple[Code, ...] = (
         "E1109",
         _E,
         "invalid MCP resource identifier",
-        'The `resource` of a server\'s `mcp resource "URL"` is the gateway\'s resource\n'
+        "The `resource` of a server's `mcp resource \"URL\"` is the gateway's resource\n"
         "identifier (RFC 8707, RFC 9728): the URL clients ask tokens for and the audience\n"
         "the gateway requires. It is an absolute `https://` URL with a host and no\n"
         "`#fragment` (plain `http://` only for a loopback host, W0122), without a user or\n"
@@ -122,7 +122,7 @@ MCP_TABLE: tuple[Code, ...] = (
         "E1111",
         _E,
         "federated tool prefix collides",
-        "The prefix of a federated MCP server (`upstream mcp ... prefix \"P\"`) is also\n"
+        'The prefix of a federated MCP server (`upstream mcp ... prefix "P"`) is also\n'
         "the name, or the first dotted part, of a tool another integration exposes, or the\n"
         "prefix of another federated server: a name `P.x` could then mean either tool,\n"
         "and rules written for one would govern the other. Give each federated server a\n"

@@ -106,7 +106,7 @@ def getter(root: str, path: tuple[str, ...]) -> Fn:
     if root == args.ROOT:
         # a tool call whose arguments nobody read: every `args.*` is ERROR (mcpdsl.ir.args)
         lines.append(
-            f"    if type(v) is not dict and not isinstance(v, dict): return E if U(inp) else M"
+            "    if type(v) is not dict and not isinstance(v, dict): return E if U(inp) else M"
         )
     for i, step in enumerate(path):
         rest = path[i:]

@@ -17,7 +17,6 @@ from mcpdsl.ir.clauses import (
     lower_limit,
     positive,
     string_list,
-    string_object,
     word_list,
 )
 from mcpdsl.ir.common import (

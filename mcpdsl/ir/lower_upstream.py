@@ -19,7 +19,6 @@ import ipaddress
 import json
 import re
 from decimal import Decimal
-from typing import Any, cast
 from urllib.parse import urlsplit
 
 from lark import Token, Tree
@@ -339,11 +338,9 @@ def lower_breaker(ctx: Context, clause: Tree[Token] | None) -> m.Breaker | None:
             help="e.g. `open 30s`; without a breaker, remove the clause",
         )
         ok = False
-    if not ok:
+    if not ok or failures is None or open_for is None:
         return None
-    return m.Breaker(
-        failures=int(cast(Any, failures)), open_for=Decimal(open_for), span=ctx.span(clause)
-    )
+    return m.Breaker(failures=int(failures), open_for=Decimal(open_for), span=ctx.span(clause))
 
 
 def lower_upstream(ctx: Context, c: Clauses, name: str) -> tuple[str, str] | None:

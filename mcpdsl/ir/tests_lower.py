@@ -7,8 +7,8 @@ from typing import Any, cast
 
 from lark import Token, Tree
 
-from mcpdsl.ir import model as m
 from mcpdsl.ir import args, stats, units
+from mcpdsl.ir import model as m
 from mcpdsl.ir.common import (
     Context,
     child_tree,

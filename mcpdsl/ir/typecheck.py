@@ -12,8 +12,8 @@ import ipaddress
 
 from mcpdsl.diagnostics import Diagnostic, make
 from mcpdsl.diagnostics.wording import closest
-from mcpdsl.ir import model as m
 from mcpdsl.ir import args, stats
+from mcpdsl.ir import model as m
 from mcpdsl.ir.globs import glob_error
 from mcpdsl.ir.lints import missing_attribute_lints
 

@@ -9,7 +9,10 @@ enforcement points that cannot embed `mcpdsl.Engine`:
 * OPA's Data API (`POST/GET /v1/data/{path}`) for clients written for OPA (`app`),
   over the generated Rego packages' documents (`documents`);
 * `/health`, `/ready`, `/v1/status`, `/metrics` for the platform (`app`, `metrics`,
-  `status`: reloads and why one was refused).
+  `status`: reloads and why one was refused);
+* federated MCP upstreams (`federation`): the tools of the MCP servers that
+  `upstream mcp` integrations name, discovered, namespaced and proxied for the
+  MCP gateway (docs/mcp.md).
 
 `limits` (and `http_guard`, uvicorn's h11 protocol hardened) bound what a
 hostile client can hold: body and head sizes, slow heads and bodies, idle
