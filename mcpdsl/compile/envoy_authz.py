@@ -35,8 +35,11 @@ from decimal import Decimal
 from typing import Any
 
 from mcpdsl.compile.server import needs_server
+from mcpdsl.compile.tool_args import needs_gateway
 from mcpdsl.diagnostics import Status
 from mcpdsl.ir import model as m
+from mcpdsl.ir.args import ROOT as ARGS_ROOT
+from mcpdsl.ir.args import TOOL
 from mcpdsl.ir.door import DoorMapping
 from mcpdsl.ir.globs import glob_regex, is_literal
 from mcpdsl.ir.paths import globs_overlap
@@ -89,6 +92,7 @@ class Record:
     site: str = ""  # "gateway public, route /v1/**"
     effect: str = "allow"
     server: bool = False  # it reads the decision server's counters (compile/server.py)
+    gateway: bool = False  # it reads tool arguments on a tool route (compile/tool_args.py)
 
 
 def _unprovided(attr: m.Attr, door: DoorMapping) -> bool:
@@ -394,8 +398,10 @@ def delegated_status(
     if _reads_risk(rule.condition):
         for term in policy.risk:
             reads.extend(r for r in unprovided_reads(term.condition, door) if r not in reads)
-    # the server's counters are said separately (compile/server.py, B0171)
-    reads = [r for r in reads if r.split(".", 1)[0] != STATS_ROOT]
+    # the server's counters are said separately (compile/server.py, B0171), and so are
+    # tool arguments on a tool route (compile/tool_args.py, B0180); elsewhere `args.*`
+    # is missing in every evaluator alike (mcpdsl.ir.args)
+    reads = [r for r in reads if r.split(".", 1)[0] not in (STATS_ROOT, ARGS_ROOT)]
     why: list[str] = []
     if reads:
         names = ", ".join(f"`{r}`" for r in reads)
@@ -551,8 +557,10 @@ def route_authz(
                 status, missing = delegated_status(rule, policy, obligations, door)
                 text = f"ext_authz -> {authz}, {where} ({because})"
                 server = needs_server(rule, policy)
+                # on a route whose resource may be a tool, `args.*` is an ERROR there
+                gateway = resource.type in (None, TOOL) and needs_gateway(rule, policy)
                 out.records.append(
-                    Record(key, text, span, status, missing, where, rule.effect, server)
+                    Record(key, text, span, status, missing, where, rule.effect, server, gateway)
                 )
             elif policy.default == "allow":
                 text = f"default allow (no rbac needed), {where}"

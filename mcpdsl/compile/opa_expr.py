@@ -26,6 +26,7 @@ from decimal import Decimal
 
 from mcpdsl.compile.serialize import decimal_str
 from mcpdsl.ir import model as m
+from mcpdsl.ir.args import ROOT as ARGS_ROOT
 from mcpdsl.ir.globs import glob_regex
 from mcpdsl.ir.stats import ROOT as STATS_ROOT
 
@@ -182,6 +183,9 @@ def attribute(e: m.Attr) -> str:
         return "lib.error"
     if e.root == "now":
         return f"lib.now(input, {rego_string(e.path[0])})"
+    if e.root == ARGS_ROOT:
+        # ERROR on a tool call without an `args` object (mcpdsl.ir.args), else the attribute
+        return f"lib.arg(input, {rego_array(e.path)})"
     if e.root == "request" and (not e.path or e.path[0] in ("path", "query")):
         # request.path without its query, request.query its map (lib.canonical)
         return f"lib.attr(lib.canonical(input), {rego_array((e.root, *e.path))})"
@@ -274,8 +278,8 @@ def fires_lines(e: m.Expr, var: str = "v") -> list[str] | None:
         return None if ref is None or e.root == "risk" else [f"{ref} == true"]
     if isinstance(e, m.Not) and isinstance(e.operand, m.Attr):
         attr = e.operand
-        if attr.root in ("risk", "now", STATS_ROOT):
-            return None
+        if attr.root in ("risk", "now", STATS_ROOT, ARGS_ROOT):
+            return None  # (`not args.x` is ERROR, never true, on a call without `args`)
         path = rego_array((attr.root, *attr.path))
         return ["is_object(input)", f"object.get(input, {path}, false) == false"]
     if isinstance(e, m.Compare):

@@ -295,6 +295,25 @@ BUILD_TABLE: tuple[Code, ...] = (
         strict=True,
     ),
     Code(
+        "B0180",
+        _W,
+        "rule needs the MCP gateway",
+        "The rule reads `args.*`, the arguments of a tool call (directly, or through `risk`\n"
+        "when a risk term does, or its policy's `require` does), and an Envoy gateway routes\n"
+        "calls of that tool to its integration. Only the MCP gateway of `mcpdsl serve`\n"
+        "(`/mcp`, `tools/call`) reads a call's arguments and puts them in the request; an\n"
+        "Envoy route, and whatever it asks through ext_authz (OPA, or `mcpdsl serve` itself:\n"
+        "a CheckRequest carries no body), never has them. There every `args.*` read is an\n"
+        "evaluation error (a call about a tool without `args`, docs/semantics.md), which\n"
+        "fails closed: a deny reading them fires on every call it matches, an allow never\n"
+        "fires, a risk term always counts and a `require` always applies. The rule is\n"
+        "narrowed (status `narrowed`), never widened.\n\n"
+        "To enforce it as written, let agents reach the tool through the MCP gateway and\n"
+        "drop the Envoy route to the integration, or decide at that route on what Envoy\n"
+        "sees (path, query, headers).\n",
+        strict=True,
+    ),
+    Code(
         "B0130",
         _W,
         "carbon schedule not applied",

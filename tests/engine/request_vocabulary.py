@@ -341,6 +341,14 @@ def make_request(rnd: Any, vocab: Vocabulary) -> dict[str, Any]:
     req["now"] = now
     present = rnd.choice([0.15, 0.4, 0.7, 0.95])  # how many attributes this request carries
     odd = rnd.choice([0.0, 0.1, 0.3])  # how many of them are wrong-typed or odd
+    if any(path[0] == "args" for path in vocab.attributes):
+        # a tool call carries `args` (an object, `{}` without arguments); one about a
+        # tool without it reads every argument as ERROR (mcpdsl.ir.args)
+        which = rnd.randrange(8)
+        if which < 3:
+            req["args"] = {}
+        elif which == 3:
+            req["args"] = copy.deepcopy(rnd.choice([None, "x", [], ["x"], 3, True]))
     for path in sorted(vocab.attributes, key=len):
         if rnd.random() < present:
             pool = ODD_VALUES if rnd.random() < odd else vocab.attributes[path]

@@ -49,6 +49,7 @@ TREES = {
     "zero-trust": (REPO / "examples" / "zero-trust", 50),
     "carbon": (REPO / "examples" / "carbon", 20),
     "sink": (FIXTURES / "sink", 80),
+    "args": (FIXTURES / "args", 60),
 }
 
 
