@@ -22,9 +22,10 @@ integration's declared secret (environment variable or file, read per request so
 a rotated file is used without a restart).  Nothing of the agent — its token, its
 headers — ever reaches this module, so nothing of it can be forwarded.
 
-The circuit breaker (`CircuitBreaker`) has the semantics of `m.Breaker`; it is
-kept small and self-contained so the REST upstream's implementation can replace
-it (same three methods).
+The circuit breaker is the REST upstreams' (`mcpdsl.serve.breaker`): one
+`BreakerState` per federated integration, moved by the same pure `admit`,
+`settle` and `abandon`, so `breaker N failures open T` means one thing whatever
+the upstream speaks.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import httpx2
@@ -52,6 +53,7 @@ from mcp.shared.exceptions import MCPError
 
 from mcpdsl._version import __version__
 from mcpdsl.ir import model as m
+from mcpdsl.serve import breaker as br
 
 _log = logging.getLogger("mcpdsl.serve.federation")
 
@@ -175,60 +177,6 @@ def federate(
             input_schema=tool.input_schema,
         )
     return tuple(sorted(kept.values(), key=lambda t: t.name)), tuple(skipped)
-
-
-# --- circuit breaker -------------------------------------------------------------
-
-
-@dataclass
-class CircuitBreaker:
-    """`breaker N failures open T` (m.Breaker): closed → open → half-open → closed.
-
-    N consecutive failures open the circuit; while open, calls fail at once.
-    After T seconds one probe is let through (half-open); its success closes the
-    circuit, its failure opens it again for T.  The clock is injected so the
-    state machine is tested without sleeping.
-    """
-
-    failures: int
-    open_for: float
-    clock: Callable[[], float] = time.monotonic
-    _consecutive: int = 0
-    _opened_at: float | None = None
-    _probing: bool = False
-
-    @classmethod
-    def of(cls, breaker: m.Breaker, clock: Callable[[], float] = time.monotonic) -> CircuitBreaker:
-        return cls(failures=breaker.failures, open_for=float(breaker.open_for), clock=clock)
-
-    @property
-    def state(self) -> Literal["closed", "open", "half-open"]:
-        if self._opened_at is None:
-            return "closed"
-        if self._probing or self.clock() - self._opened_at >= self.open_for:
-            return "half-open"
-        return "open"
-
-    def allow(self) -> bool:
-        """May a call go through now?  In half-open, only the one probe may."""
-        state = self.state
-        if state == "closed":
-            return True
-        if state == "half-open" and not self._probing:
-            self._probing = True
-            return True
-        return False
-
-    def success(self) -> None:
-        self._consecutive = 0
-        self._opened_at = None
-        self._probing = False
-
-    def failure(self) -> None:
-        self._consecutive += 1
-        if self._probing or self._consecutive >= self.failures:
-            self._opened_at = self.clock()
-            self._probing = False
 
 
 # --- credentials and the HTTP client -----------------------------------------------
@@ -398,8 +346,8 @@ class _Upstream:
     """The run-time state of one federated integration (owned by its supervisor task)."""
 
     integration: m.Integration
-    breaker: CircuitBreaker | None
     timeout: float
+    breaker: br.BreakerState = field(default_factory=br.BreakerState)
     client: Client | None = None
     tools: tuple[FederatedTool, ...] = ()
     connected: bool = False
@@ -432,6 +380,7 @@ class Federation:
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
         health_interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._env: Mapping[str, str] = os.environ if env is None else env
         self._on_change = on_change
@@ -439,6 +388,7 @@ class Federation:
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._health_interval = health_interval
+        self._clock = clock
         self._closed = False
         self._upstreams: dict[str, _Upstream] = {}
         for integration in integrations:
@@ -447,7 +397,6 @@ class Federation:
             declared = float(integration.timeout) if integration.timeout is not None else timeout
             self._upstreams[integration.qualified] = _Upstream(
                 integration=integration,
-                breaker=CircuitBreaker.of(integration.breaker) if integration.breaker else None,
                 timeout=declared if math.isfinite(declared) and declared > 0 else timeout,
             )
         self._by_name: dict[str, tuple[_Upstream, FederatedTool]] = {}
@@ -489,10 +438,21 @@ class Federation:
                 "skipped": [{"name": name, "reason": reason} for name, reason in up.skipped],
                 "last_error": up.last_error,
                 "last_refresh": up.last_refresh,
-                "breaker": up.breaker.state if up.breaker is not None else None,
+                "breaker": self._breaker_state(up),
             }
             for key, up in sorted(self._upstreams.items())
         }
+
+    def breaker_state(self, integration: str) -> str | None:
+        """The breaker of the federated integration `package.name` now (None: no breaker)."""
+        up = self._upstreams.get(integration)
+        return self._breaker_state(up) if up is not None else None
+
+    def _breaker_state(self, up: _Upstream) -> str | None:
+        spec = up.integration.breaker
+        if spec is None:
+            return None
+        return br.state_at(up.breaker, self._clock(), float(spec.open_for))
 
     def _publish(self, upstream: _Upstream, tools: tuple[FederatedTool, ...]) -> None:
         """Replace one upstream's tools; tell `on_change` when the snapshot changed."""
@@ -658,15 +618,19 @@ class Federation:
         label = f"upstream MCP server {prefix_of(upstream.integration)}"
         if client is None:
             return _error(f"{label} is not connected")
-        breaker = upstream.breaker
-        if breaker is not None and not breaker.allow():
-            return _error(f"{label} is failing; its circuit is open")
+        spec = upstream.integration.breaker
+        ticket: br.Ticket | None = None
+        if spec is not None:
+            upstream.breaker, ticket = br.admit(
+                upstream.breaker, self._clock(), float(spec.open_for)
+            )
+            if ticket is None:
+                return _error(f"{label} is failing; its circuit is open")
         try:
             with anyio.fail_after(upstream.timeout):
                 result = await client.call_tool(tool.upstream_name, dict(args))
         except Exception as exc:
-            if breaker is not None:
-                breaker.failure()
+            self._settle(upstream, ticket, ok=False)
             if not isinstance(exc, MCPError):
                 upstream.wake.set()  # let the supervisor check the connection
             reason = _describe(exc)
@@ -676,9 +640,22 @@ class Federation:
                 "MCP upstream %s: call %s %s", upstream.integration.qualified, name, reason
             )
             return _error(f"{label} {reason}")
-        if breaker is not None:
-            breaker.success()
+        except BaseException:  # cancelled: no verdict, a probe gives its slot back
+            if ticket is not None:
+                upstream.breaker = br.abandon(upstream.breaker, ticket)
+            raise
+        self._settle(upstream, ticket, ok=True)
         return _bounded(result, label)
+
+    def _settle(self, upstream: _Upstream, ticket: br.Ticket | None, *, ok: bool) -> None:
+        """The breaker after an admitted call's verdict (a tool's own `isError` is `ok`)."""
+        spec = upstream.integration.breaker
+        if ticket is None or spec is None:
+            return
+        upstream.breaker = br.settle(
+            upstream.breaker, ticket, ok=ok, now=self._clock(), failures=spec.failures,
+            open_for=float(spec.open_for),
+        )  # fmt: skip
 
 
 def _bounded(result: types.CallToolResult, label: str) -> types.CallToolResult:
@@ -700,7 +677,6 @@ __all__ = [
     "MAX_SCHEMA_BYTES",
     "MAX_SCHEMA_DEPTH",
     "MAX_TOOLS",
-    "CircuitBreaker",
     "FederatedTool",
     "Federation",
     "UpstreamError",

@@ -28,8 +28,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcpdsl.ir import model as m
+from mcpdsl.serve import breaker as br
 from mcpdsl.serve import federation as fed
-from mcpdsl.serve.federation import CircuitBreaker, Federation
+from mcpdsl.serve.federation import Federation
 
 DEADLINE = 60.0  # a bound for a wait that should take milliseconds, not an assertion
 
@@ -536,25 +537,34 @@ def test_breaker_opens_on_failures_and_closes_after_a_probe() -> None:
 # --- pure parts --------------------------------------------------------------------
 
 
-def test_circuit_breaker_state_machine() -> None:
-    now = [0.0]
-    breaker = CircuitBreaker(failures=3, open_for=10, clock=lambda: now[0])
-    breaker.failure()
-    breaker.failure()
-    breaker.success()  # consecutive failures only
+def test_the_shared_breaker_has_the_semantics_federation_relies_on() -> None:
+    """Federation uses `mcpdsl.serve.breaker` (the REST upstreams' breaker): the scenario
+    the federation's own breaker was tested with, on the shared pure functions."""
+    n, t = 3, 10.0
+    state = br.BreakerState()
+
+    def call(now: float, ok: bool) -> bool:
+        nonlocal state
+        state, ticket = br.admit(state, now, t)
+        if ticket is None:
+            return False
+        state = br.settle(state, ticket, ok=ok, now=now, failures=n, open_for=t)
+        return True
+
+    assert call(0, False) and call(0, False) and call(0, True)  # consecutive failures only
     for _ in range(3):
-        assert breaker.allow()
-        breaker.failure()
-    assert breaker.state == "open" and not breaker.allow()
-    now[0] = 10
-    assert breaker.state == "half-open"
-    assert breaker.allow() and not breaker.allow()  # exactly one probe
-    breaker.failure()
-    assert breaker.state == "open"
-    now[0] = 20
-    assert breaker.allow()
-    breaker.success()
-    assert breaker.state == "closed" and breaker.allow()
+        assert call(0, False)
+    assert br.state_at(state, 0, t) == "open" and not call(0, True)
+    assert br.state_at(state, 10, t) == "half-open"
+    state, probe = br.admit(state, 10, t)
+    assert probe == "probe" and br.admit(state, 10, t)[1] is None  # exactly one probe
+    state = br.settle(state, probe, ok=False, now=10, failures=n, open_for=t)
+    assert br.state_at(state, 10, t) == "open"
+    state, probe = br.admit(state, 20, t)
+    assert probe == "probe"
+    state = br.abandon(state, probe)  # a cancelled probe gives its slot back
+    assert call(20, True)
+    assert br.state_at(state, 20, t) == "closed" and call(20, True)
 
 
 json_values = st.recursive(
