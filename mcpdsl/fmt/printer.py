@@ -81,12 +81,13 @@ _BRACKETS = {
     "list_literal": (True, False),
     "object": (True, True),
     "object_literal": (True, True),
+    "input_schema": (True, True),  # `expose tool ... input { name: type, name?: type }`
     "settings": (False, True),
     "attributes": (False, True),
 }
 
 # Tokens glued to what comes before them / after them in the generic layout.
-_GLUE_BEFORE = {"COMMA", "COLON", "DOT", "DOTDOT", "RPAR", "RBRACKET"}
+_GLUE_BEFORE = {"COMMA", "COLON", "DOT", "DOTDOT", "RPAR", "RBRACKET", "QMARK"}
 _GLUE_AFTER = {"DOT", "DOTDOT", "LPAR", "LBRACKET", "DOLLAR"}
 
 
@@ -403,7 +404,12 @@ class Printer:
                 em.text(",", glue=True)
             if isinstance(k, Tree) and k.data == "setting":
                 line.align_after = 0
-            elif isinstance(k, Tree) and k.data in ("pair", "literal_pair", "attribute"):
+            elif isinstance(k, Tree) and k.data in (
+                "pair",
+                "literal_pair",
+                "attribute",
+                "input_field",
+            ):
                 line.align_after = next(
                     (i for i, p in enumerate(line.pieces) if _is_tok(p.source, "COLON")), None
                 )

@@ -98,11 +98,12 @@ def lower(c: Compilation) -> None:
 
 
 def resolve(c: Compilation) -> None:
+    from mcpdsl.ir.identity import with_jwks_keys
     from mcpdsl.ir.resolve import resolve as resolve_units
 
     project, diags = resolve_units(c.units, str(c.root))
     c.diagnostics.extend(diags)
-    c.project = project
+    c.project = with_jwks_keys(project)  # the IR carries the keys it was checked with
 
 
 def typecheck(c: Compilation) -> None:

@@ -44,7 +44,6 @@ from typing import Any
 
 import anyio
 import httpx2
-import jsonschema
 import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -54,6 +53,12 @@ from mcp.shared.exceptions import MCPError
 from mcpdsl._version import __version__
 from mcpdsl.ir import model as m
 from mcpdsl.serve import breaker as br
+from mcpdsl.serve.schemas import (
+    MAX_SCHEMA_BYTES,
+    MAX_SCHEMA_DEPTH,
+    arguments_validator,
+    check_schema,
+)
 
 _log = logging.getLogger("mcpdsl.serve.federation")
 
@@ -61,8 +66,6 @@ _log = logging.getLogger("mcpdsl.serve.federation")
 MAX_TOOLS = 1024  # tools kept per upstream; the rest are skipped
 MAX_PAGES = 64  # tools/list pages followed per refresh
 MAX_NAME = 128  # characters of an upstream tool name (MCP's own limit)
-MAX_SCHEMA_BYTES = 64 * 1024  # an input schema, as compact JSON
-MAX_SCHEMA_DEPTH = 32  # nesting of objects/arrays in an input schema
 MAX_DESCRIPTION = 2048  # characters kept of a description (longer ones are cut)
 MAX_RESULT_BYTES = 1024 * 1024  # a tools/call result, as compact JSON
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # one HTTP response to a request (not the event streams)
@@ -82,54 +85,13 @@ class FederatedTool:
     integration: m.Integration
     description: str | None
     input_schema: dict[str, Any]  # the upstream's inputSchema, checked by `check_tool`
+    # Built once per listing (`schemas.arguments_validator`); not part of `==`.
+    validator: Any = field(default=None, compare=False, repr=False)
 
 
 def prefix_of(integration: m.Integration) -> str:
     """The namespace of an integration's federated tools (`prefix`, else its name)."""
     return integration.prefix or integration.name
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of a JSON value, iteratively (a hostile schema cannot blow the stack)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in node.values())
-        elif isinstance(node, list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in node)
-    return deepest
-
-
-def check_schema(schema: Any) -> str | None:
-    """Why `schema` cannot be a federated tool's input schema, or None when it can.
-
-    The gateway validates every call's arguments against it, so it must be a JSON
-    Schema (2020-12, the MCP default) describing an object, and small enough that
-    compiling and evaluating it is cheap.
-    """
-    if not isinstance(schema, dict):
-        return "its input schema is not a JSON object"
-    if schema.get("type") != "object":
-        return 'its input schema is not an object schema (`"type": "object"` at the root)'
-    if _depth(schema) > MAX_SCHEMA_DEPTH:
-        return f"its input schema is nested deeper than {MAX_SCHEMA_DEPTH}"
-    try:
-        size = len(json.dumps(schema, separators=(",", ":"), allow_nan=False))
-    except (TypeError, ValueError):
-        return "its input schema is not plain JSON"
-    if size > MAX_SCHEMA_BYTES:
-        return f"its input schema is {size} bytes (limit {MAX_SCHEMA_BYTES})"
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        return f"its input schema is not a valid JSON Schema ({exc.message[:200]})"
-    except RecursionError:  # pragma: no cover - depth is bounded above
-        return "its input schema is too deeply nested"
-    return None
 
 
 def _description(text: str | None) -> str | None:
@@ -175,6 +137,7 @@ def federate(
             integration=integration,
             description=_description(tool.description),
             input_schema=tool.input_schema,
+            validator=arguments_validator(tool.input_schema),
         )
     return tuple(sorted(kept.values(), key=lambda t: t.name)), tuple(skipped)
 
@@ -184,6 +147,20 @@ def federate(
 
 class UpstreamError(Exception):
     """A failure talking to an upstream, worded for status and logs (no secrets, no bodies)."""
+
+
+class CallFailed(Exception):
+    """A federated call that got no answer from the tool (`Federation.proxy`).
+
+    `reason` is for the agent (short, no upstream text); `kind` is for metrics and
+    the decision log: `unavailable` (no such tool now), `not-connected`,
+    `breaker-open`, `timeout`, `unreachable`, `rpc-error`, `too-large`.
+    """
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
 
 
 def secret_value(ref: m.SecretRef, env: Mapping[str, str]) -> str:
@@ -608,16 +585,34 @@ class Federation:
 
     # -- calls
 
+    def tool(self, name: str) -> FederatedTool | None:
+        """The federated tool `name` of the current snapshot, if any."""
+        entry = self._by_name.get(name)
+        return entry[1] if entry is not None else None
+
     async def call(self, name: str, args: Mapping[str, Any]) -> types.CallToolResult:
         """Proxy `tools/call` of a federated tool; every failure is a tool error with a reason."""
+        try:
+            return await self.proxy(name, args)
+        except CallFailed as exc:
+            return _error(exc.reason)
+
+    async def proxy(self, name: str, args: Mapping[str, Any]) -> types.CallToolResult:
+        """Proxy `tools/call` of a federated tool: its (bounded) result, or CallFailed.
+
+        The result may be the tool's own error (`isError: true`): that is the
+        tool's answer, passed on, and it counts as a success for the breaker.
+        """
         entry = self._by_name.get(name)
         if entry is None:
-            return _error(f"tool {name} is not available from its upstream MCP server")
+            raise CallFailed(
+                "unavailable", f"tool {name} is not available from its upstream MCP server"
+            )
         upstream, tool = entry
         client = upstream.client
         label = f"upstream MCP server {prefix_of(upstream.integration)}"
         if client is None:
-            return _error(f"{label} is not connected")
+            raise CallFailed("not-connected", f"{label} is not connected")
         spec = upstream.integration.breaker
         ticket: br.Ticket | None = None
         if spec is not None:
@@ -625,7 +620,7 @@ class Federation:
                 upstream.breaker, self._clock(), float(spec.open_for)
             )
             if ticket is None:
-                return _error(f"{label} is failing; its circuit is open")
+                raise CallFailed("breaker-open", f"{label} is failing; its circuit is open")
         try:
             with anyio.fail_after(upstream.timeout):
                 result = await client.call_tool(tool.upstream_name, dict(args))
@@ -634,12 +629,13 @@ class Federation:
             if not isinstance(exc, MCPError):
                 upstream.wake.set()  # let the supervisor check the connection
             reason = _describe(exc)
+            kind = "rpc-error" if isinstance(exc, MCPError) else "unreachable"
             if isinstance(exc, TimeoutError):
-                reason = f"timed out after {upstream.timeout:g}s"
+                reason, kind = f"timed out after {upstream.timeout:g}s", "timeout"
             _log.warning(
                 "MCP upstream %s: call %s %s", upstream.integration.qualified, name, reason
             )
-            return _error(f"{label} {reason}")
+            raise CallFailed(kind, f"{label} {reason}") from None
         except BaseException:  # cancelled: no verdict, a probe gives its slot back
             if ticket is not None:
                 upstream.breaker = br.abandon(upstream.breaker, ticket)
@@ -667,7 +663,9 @@ def _bounded(result: types.CallToolResult, label: str) -> types.CallToolResult:
     )
     size = len(clean.model_dump_json(by_alias=True, exclude_none=True))
     if size > MAX_RESULT_BYTES:
-        return _error(f"{label} answered a result of {size} bytes (limit {MAX_RESULT_BYTES})")
+        raise CallFailed(
+            "too-large", f"{label} answered a result of {size} bytes (limit {MAX_RESULT_BYTES})"
+        )
     return clean
 
 
@@ -677,6 +675,7 @@ __all__ = [
     "MAX_SCHEMA_BYTES",
     "MAX_SCHEMA_DEPTH",
     "MAX_TOOLS",
+    "CallFailed",
     "FederatedTool",
     "Federation",
     "UpstreamError",

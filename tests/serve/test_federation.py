@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,8 @@ import pytest
 import uvicorn
 from hypothesis import given
 from hypothesis import strategies as st
-from mcp.server.lowlevel import Server
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
-from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from mcp_upstream import Upstream, tool
+from starlette.types import ASGIApp
 
 from mcpdsl.ir import model as m
 from mcpdsl.serve import breaker as br
@@ -58,74 +55,6 @@ def integration(
 
 
 BEARER = m.UpstreamAuth(scheme="bearer", secret=m.SecretRef(source="env", name="DOCS_TOKEN"))
-
-
-def tool(name: str, description: str | None = None, schema: Any = None) -> types.Tool:
-    return types.Tool(
-        name=name,
-        description=description,
-        input_schema=schema if schema is not None else {"type": "object"},
-    )
-
-
-@dataclass
-class Upstream:
-    """A real MCP server with mutable tools, recording the headers it receives."""
-
-    tools: dict[str, types.Tool] = field(default_factory=dict)
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    legacy_sessions: list[Any] = field(default_factory=list)
-    bus: InMemorySubscriptionBus = field(default_factory=InMemorySubscriptionBus)
-    handler: Callable[[str, dict[str, Any]], Awaitable[types.CallToolResult]] | None = None
-    lister: Callable[[], Awaitable[types.ListToolsResult]] | None = None
-    legacy_only: bool = False
-
-    def app(self) -> ASGIApp:
-        async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-            if ctx.protocol_version < "2026" and ctx.session not in self.legacy_sessions:
-                self.legacy_sessions.append(ctx.session)
-            if self.lister is not None:
-                return await self.lister()
-            return types.ListToolsResult(tools=list(self.tools.values()))
-
-        async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-            args = dict(params.arguments or {})
-            self.calls.append((params.name, args))
-            if self.handler is not None:
-                return await self.handler(params.name, args)
-            return types.CallToolResult(
-                content=[
-                    types.TextContent(type="text", text=f"{params.name}:{sorted(args.items())}")
-                ],
-                structured_content={"echo": args},
-            )
-
-        server = Server(
-            "upstream",
-            on_list_tools=list_tools,
-            on_call_tool=call_tool,
-            on_subscriptions_listen=ListenHandler(self.bus),
-        )
-        inner = server.streamable_http_app()
-
-        async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http":
-                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-                self.headers.append(headers)
-                if self.legacy_only and headers.get("mcp-method") == "server/discover":
-                    await Response("no discover here", status_code=400)(scope, receive, send)
-                    return
-            await inner(scope, receive, send)
-
-        return app
-
-    async def changed(self) -> None:
-        """Tell clients the tool list changed, in both protocol eras."""
-        await self.bus.publish(ToolsListChanged())
-        for session in self.legacy_sessions:
-            with contextlib.suppress(Exception):
-                await session.send_tool_list_changed()
 
 
 def free_socket() -> socket.socket:
