@@ -1,4 +1,4 @@
-"""Codes of the MCP gateway's clauses (E11xx, W0120-W0125).
+"""Codes of the MCP gateway's clauses (E1101-E1111, W0120-W0123).
 
 An integration's `auth`, `breaker`, `idempotent` and `upstream mcp`, and a
 server's `mcp resource ... accept [...]` (docs/language.md, "The MCP gateway").
@@ -112,7 +112,7 @@ MCP_TABLE: tuple[Code, ...] = (
     Code(
         "E1110",
         _E,
-        "MCP endpoint accepts no identity provider",
+        "no identity provider for the MCP endpoint",
         "A server's `mcp` clause names no provider in `accept [...]`. Every MCP request\n"
         "carries a bearer token that the gateway verifies against the providers it\n"
         "accepts (issuer, keys, audience = the resource); with none, every request is\n"
@@ -151,7 +151,7 @@ MCP_TABLE: tuple[Code, ...] = (
     Code(
         "W0122",
         _W,
-        "MCP resource over plain http",
+        "plain-http MCP resource",
         'A server\'s `mcp resource "http://localhost..."` is plain `http`. It is accepted\n'
         "for a loopback host (local development) only: bearer tokens sent to it travel\n"
         "unencrypted. Use `https://` for anything reachable from another machine.\n",

@@ -441,7 +441,7 @@ def check_retry_idempotence(
         "W0121",
         f"the MCP gateway will not retry this {call} on {shown}",
         c.one("retry_clause"),
-        label=f"a {call} is not idempotent" if call != method else f"{method} is not idempotent",
+        label=f"a {call} is not idempotent",
         help="if a repeated call is harmless, add `idempotent`; else retry only "
         "`on [connect-failure, refused-stream]`",
         notes=(

@@ -98,12 +98,11 @@ def lower(c: Compilation) -> None:
 
 
 def resolve(c: Compilation) -> None:
-    from mcpdsl.ir.identity import with_jwks_keys
     from mcpdsl.ir.resolve import resolve as resolve_units
 
     project, diags = resolve_units(c.units, str(c.root))
     c.diagnostics.extend(diags)
-    c.project = with_jwks_keys(project)  # the IR carries the keys it was checked with
+    c.project = project
 
 
 def typecheck(c: Compilation) -> None:
