@@ -24,8 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mcpdsl.evaluate.tools import InvalidArguments  # noqa: E402
-from mcpdsl.serve import schemas  # noqa: E402
+from mcpdsl.evaluate.tools import InvalidArguments
+from mcpdsl.serve import schemas
 
 
 def _cases() -> list[tuple[str, dict[str, Any], Any]]:
