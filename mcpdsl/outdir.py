@@ -48,6 +48,10 @@ REPORT_FORMAT = "mcpdsl-report/1"
 MANIFEST = "manifest.json"
 #: The IR of the build (`mcpdsl.builder.ir_artifact`), what `Engine.load(build, trust=...)` runs.
 IR_ARTIFACT = "ir/project.json"
+#: The tree's `server` block (`mcpdsl.builder.server_artifact`), beside the IR and not in it:
+#: a deployment setting (the IR is the same with or without one), but `mcpdsl serve BUILD`
+#: needs its `mcp` endpoint to serve the MCP gateway as the tree declares it.
+SERVER_ARTIFACT = "ir/server.json"
 #: A manifest larger than this is not read to recognise an output (5,000 artifacts: ~0.6 MB).
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 

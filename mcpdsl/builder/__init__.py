@@ -20,6 +20,7 @@ from mcpdsl.builder.artifacts import (
     compile_artifacts,
     ir_artifact,
     manifest,
+    server_artifact,
     write_atomically,
     write_result,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "compile_artifacts",
     "ir_artifact",
     "manifest",
+    "server_artifact",
     "write_atomically",
     "write_result",
 ]

@@ -29,7 +29,15 @@ from mcpdsl.compile.serialize import dump_json
 from mcpdsl.diagnostics import CompileError, Diagnostic, Severity, sort_diagnostics
 from mcpdsl.diagnostics.codes import STRICT_CODES
 from mcpdsl.ir.model import Project
-from mcpdsl.outdir import BUILD_FORMAT, IR_ARTIFACT, MANIFEST, OutputPlan, prepare, replace
+from mcpdsl.outdir import (
+    BUILD_FORMAT,
+    IR_ARTIFACT,
+    MANIFEST,
+    SERVER_ARTIFACT,
+    OutputPlan,
+    prepare,
+    replace,
+)
 from mcpdsl.pipeline import Compilation, InputError, _no_gc, compile_tree
 
 
@@ -107,6 +115,20 @@ def ir_artifact(project: Project) -> Artifact:
         return Artifact(IR_ARTIFACT, (project.canonical_json() + "\n").encode())
 
 
+def server_artifact(project: Project) -> Artifact | None:
+    """`ir/server.json`: the tree's `server` blocks, when it has one (None otherwise).
+
+    Not part of the IR (a deployment setting: `ir/project.json` is the same with or
+    without a server), but a build served as such (`mcpdsl serve BUILD`) must know
+    the `mcp` endpoint the block declares; the manifest lists it, so a signed build
+    signs it too.
+    """
+    if not project.servers:
+        return None
+    doc = {"servers": [s.model_dump(mode="json") for s in project.servers]}
+    return Artifact(SERVER_ARTIFACT, dump_json(doc))
+
+
 def compile_artifacts(
     compilation: Compilation, targets: tuple[str, ...] = TARGETS, *, strict: bool = False
 ) -> BuildResult:
@@ -140,6 +162,9 @@ def compile_artifacts(
         per_target[name] = len(output.artifacts)
     start = time.perf_counter()
     artifacts.append(ir_artifact(compilation.project))
+    server = server_artifact(compilation.project)
+    if server is not None:
+        artifacts.append(server)
     timings["ir"] = time.perf_counter() - start
     paths = [a.path for a in artifacts]
     duplicates = {p for p, n in Counter(paths).items() if n > 1}

@@ -287,10 +287,17 @@ def _gateway(state: Any, resource: str | None, accept: str | None, say: Any) -> 
     unknown = [n for n in names if n not in known]
     if unknown:
         fail(f"--mcp-accept: no provider named {', '.join(unknown)} in the tree")
+    from mcpdsl.serve.federation import Federation
     from mcpdsl.serve.gateway import Gateway
     from mcpdsl.serve.upstream import Upstreams
 
-    return Gateway(state, resource=resource, accept=names, upstreams=Upstreams(env=os.environ))
+    def federate(integrations: Any, on_change: Any) -> Federation:
+        return Federation(integrations, env=os.environ, on_change=on_change)
+
+    return Gateway(
+        state, resource=resource, accept=names, upstreams=Upstreams(env=os.environ),
+        federate=federate,
+    )  # fmt: skip
 
 
 def _redis_store(url: str, prefix: str, timeout: float) -> RedisStore:

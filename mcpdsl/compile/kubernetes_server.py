@@ -126,6 +126,13 @@ def server_args(server: m.Server) -> list[str]:
         "--decision-log",
         "-",
     ]
+    if server.mcp is not None:
+        # The pods run the IR alone (the server block is not in it): the block's MCP
+        # endpoint reaches `serve` as its flags, which is what they are for.
+        args += ["--mcp-resource", server.mcp.resource]
+        if server.mcp.providers:
+            accept = ",".join(str(r) for r in server.mcp.providers)
+            args += ["--mcp-accept", accept]
     if server.redis is not None:
         # Expanded by the kubelet from the container's environment (a Secret's value
         # never appears in the manifest).

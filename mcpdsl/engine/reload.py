@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias
 from mcpdsl.diagnostics import CompileError, Diagnostic
 from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.ir import model as m
+from mcpdsl.outdir import SERVER_ARTIFACT
 from mcpdsl.pipeline import SUFFIX, InputError, _no_gc, find_files
 from mcpdsl.pipeline.cache import CacheStats, FrontEndCache
 from mcpdsl.reader import Refused, display_path, read_source
@@ -203,6 +204,28 @@ def project_from_ir(data: bytes) -> m.Project:
         ) from None
 
 
+def with_servers(project: m.Project, data: bytes | None) -> m.Project:
+    """The IR's project with the build's `server` blocks (`ir/server.json`) attached.
+
+    They are not part of the IR JSON (a deployment setting), but `mcpdsl serve`
+    reads the MCP endpoint from them; a build without one has no such file.
+    Raises `BundleError` (`ir-invalid`) for a file this mcpdsl cannot read.
+    """
+    if data is None:
+        return project
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        doc = TypeAdapter(dict[str, tuple[m.Server, ...]]).validate_json(data)
+    except ValidationError as exc:
+        raise BundleError(
+            f"{SERVER_ARTIFACT} is not a server block this mcpdsl can read"
+            f" ({exc.error_count()} error(s)); rebuild it with this version",
+            "ir-invalid",
+        ) from None
+    return project.model_copy(update={"servers": doc.get("servers", ())})
+
+
 class BundleSource:
     """A build directory: verified (or, with `allow_unsigned`, hash-checked) on every load."""
 
@@ -227,7 +250,8 @@ class BundleSource:
                     f"build has no {IR_ARTIFACT} (built by an older mcpdsl?); rebuild and re-sign it",
                     "ir-missing",
                 )
-            compiled = prepare_project(project_from_ir(data), str(self.path))
+            project = with_servers(project_from_ir(data), files.get(SERVER_ARTIFACT))
+            compiled = prepare_project(project, str(self.path))
         except TrustError as exc:
             return Outcome(error=exc)
         self._manifest = digest

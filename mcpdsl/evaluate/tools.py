@@ -6,8 +6,10 @@ JSON Schema (draft 2020-12) object: each field typed (`string`, `number`,
 `additionalProperties: false`.  The gateway validates `tools/call` arguments
 against it itself (`validate`): the type set is this small one, and the checks
 must also bound what a hostile client can send (size, depth), which a general
-validator does not; `jsonschema` stays a test dependency (the tests check that
-both agree on the schemas produced here).
+validator does not.  The tests check that `jsonschema` agrees on the schemas
+produced here; a federated tool's schema (any JSON Schema an upstream MCP server
+lists) is checked with `jsonschema` after the same bounds (`bounded`), in
+`mcpdsl.serve.federation.check_arguments`.
 """
 
 from __future__ import annotations
@@ -117,8 +119,12 @@ def _fits(value: Any, typ: str) -> bool:
     return False
 
 
-def validate(schema: dict[str, Any], arguments: Any) -> dict[str, Any]:
-    """The arguments, checked against the schema and the bounds; InvalidArguments otherwise."""
+def bounded(arguments: Any) -> dict[str, Any]:
+    """The arguments as an object within the bounds (size, depth); InvalidArguments otherwise.
+
+    Every tool's arguments pass here first, declared or federated: a hostile
+    client's object is measured without recursion before any schema reads it.
+    """
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):
@@ -131,6 +137,12 @@ def validate(schema: dict[str, Any], arguments: Any) -> dict[str, Any]:
         raise InvalidArguments("the arguments are not JSON (a number is not finite)") from None
     if size > MAX_ARGS_BYTES:
         raise InvalidArguments(f"the arguments are larger than {MAX_ARGS_BYTES} bytes")
+    return arguments
+
+
+def validate(schema: dict[str, Any], arguments: Any) -> dict[str, Any]:
+    """The arguments, checked against the schema and the bounds; InvalidArguments otherwise."""
+    arguments = bounded(arguments)
     properties: dict[str, Any] = schema.get("properties", {})
     for name in schema.get("required", ()):
         if name not in arguments:
@@ -149,6 +161,7 @@ __all__ = [
     "MAX_ARGS_DEPTH",
     "InvalidArguments",
     "Tool",
+    "bounded",
     "catalog",
     "input_schema",
     "validate",

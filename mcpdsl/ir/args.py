@@ -18,6 +18,12 @@ evaluator (the engine, the Rego, the z3 encoding):
   counts and a `require` applies -- it fails closed;
 * on a request about anything else (a service, ...) `args.*` is MISSING.
 
+A tool of a federated MCP server (`upstream mcp ... prefix "P"`, named `P.x`)
+is discovered at run time: no `input` declares its arguments at build time,
+so a rule about it reads them **untyped** (any value, no unknown-argument
+error), and a rule about any tool reads any argument untyped when the
+project federates a server (docs/mcp.md, "Rules about federated tools").
+
 One module owns those facts so that the typechecker (which arguments a rule
 may read, and their types), the evaluator, the z3 encoding, the Rego and the
 targets that cannot see arguments read the same ones.  Pure data and
@@ -60,6 +66,34 @@ def tool_inputs(integrations: Iterable[m.Integration]) -> dict[str, ToolInput]:
     return dict(sorted(out.items()))
 
 
+def federated_prefixes(integrations: Iterable[m.Integration]) -> frozenset[str]:
+    """The prefixes of the federated MCP servers (`upstream mcp`): their tools are `P.x`."""
+    return frozenset(i.prefix for i in integrations if i.upstream == "mcp" and i.prefix is not None)
+
+
+def federated_under(tool: str, prefixes: Iterable[str]) -> str | None:
+    """The prefix `P` when `tool` is `P.x` of a federated server, else None (longest first).
+
+    The front end keeps prefixes from nesting (E1111), so at most one matches in
+    a valid project; the longest wins otherwise.
+    """
+    found = [p for p in prefixes if len(tool) > len(p) + 1 and tool.startswith(p + ".")]
+    return max(found, key=len) if found else None
+
+
+def tool_integration(integrations: Iterable[m.Integration], tool: str) -> m.Integration | None:
+    """The integration behind `tool`: the one exposing it, else the federated server named by
+    its prefix (the first declared in either case); None for a tool nobody provides."""
+    federated: list[m.Integration] = []
+    for integration in integrations:
+        if integration.tool == tool:
+            return integration
+        if integration.upstream == "mcp" and integration.prefix is not None:
+            federated.append(integration)
+    prefix = federated_under(tool, [i.prefix for i in federated if i.prefix is not None])
+    return next((i for i in federated if i.prefix == prefix), None) if prefix else None
+
+
 @dataclass(frozen=True)
 class Scope:
     """Which arguments an expression may read, given the resource it is about.
@@ -76,6 +110,7 @@ class Scope:
     what: str  # "tool `docs.search`", "every tool" (for messages)
     problem: tuple[str, str, str | None] | None = None  # (code, message, help)
     unknown: bool = False  # names a tool no integration exposes (reported by resolve)
+    federated: bool = False  # also about tools discovered at run time (untyped arguments)
 
     def fields(self) -> tuple[str, ...]:
         """The argument names some tool of the scope declares (sorted)."""
@@ -90,11 +125,20 @@ class Scope:
         return [t.tool for t in self.tools if name not in t.fields]
 
 
-def scope_of(pattern: m.EntityPattern | None, tools: dict[str, ToolInput]) -> Scope:
-    """The argument scope of a rule about `pattern` (None: a risk term or a `require`)."""
+def scope_of(
+    pattern: m.EntityPattern | None,
+    tools: dict[str, ToolInput],
+    federated: frozenset[str] = frozenset(),
+) -> Scope:
+    """The argument scope of a rule about `pattern` (None: a risk term or a `require`).
+
+    `federated` are the prefixes of the project's federated MCP servers
+    (`federated_prefixes`): a named tool `P.x` under one of them is known, with
+    arguments unknown until run time.
+    """
     every_tool = tuple(tools.values())
     if pattern is None or pattern.type is None or (pattern.type == TOOL and pattern.ids is None):
-        return Scope(every_tool, every=False, what="any tool")
+        return Scope(every_tool, every=False, what="any tool", federated=bool(federated))
     if pattern.type != TOOL:
         return Scope(
             (),
@@ -109,14 +153,16 @@ def scope_of(pattern: m.EntityPattern | None, tools: dict[str, ToolInput]) -> Sc
             ),
         )
     assert pattern.ids is not None
-    if any(i not in tools for i in pattern.ids):  # E0402 (resolve) reports the name
-        return Scope((), every=True, what=pattern.describe(), unknown=True)
+    run_time = [i for i in pattern.ids if i not in tools and federated_under(i, federated)]
+    if any(i not in tools and i not in run_time for i in pattern.ids):
+        return Scope((), every=True, what=pattern.describe(), unknown=True)  # E0402 (resolve)
     what = (
         f"tool `{pattern.ids[0]}`"
         if len(pattern.ids) == 1
         else "tools " + ", ".join(f"`{i}`" for i in pattern.ids)
     )
-    return Scope(tuple(tools[i] for i in dict.fromkeys(pattern.ids)), every=True, what=what)
+    static = tuple(tools[i] for i in dict.fromkeys(pattern.ids) if i in tools)
+    return Scope(static, every=True, what=what, federated=bool(run_time))
 
 
 # ------------------------------------------------------------------ reads
@@ -191,11 +237,14 @@ __all__ = [
     "ToolInput",
     "about_tool",
     "args_reads",
+    "federated_prefixes",
+    "federated_under",
     "project_reads_args",
     "reads_args",
     "requires_args",
     "rule_args",
     "scope_of",
     "tool_inputs",
+    "tool_integration",
     "unread",
 ]

@@ -26,6 +26,25 @@ from mcpdsl.ir.workload import parse_spiffe
 _CLAIM_ATTRIBUTES = (("principal", "email"), ("principal", "groups"), ("request", "auth"))
 
 
+def with_jwks_keys(project: m.Project) -> m.Project:
+    """The project with each `jwks file` provider's usable keys inlined (`Provider.jwks_keys`).
+
+    Read once, at compile time, with the loader `check_identity` and the Envoy
+    target use: what the IR says is what the check accepted and what the Envoy
+    bootstrap inlines.  An unusable file inlines nothing (E0904 reports it).
+    """
+    providers = []
+    changed = False
+    for provider in project.providers:
+        if provider.jwks_file is not None:
+            keys = load_jwks(project.root, provider.jwks_file).text
+            if keys != provider.jwks_keys:
+                provider = provider.model_copy(update={"jwks_keys": keys})
+                changed = True
+        providers.append(provider)
+    return project.model_copy(update={"providers": tuple(providers)}) if changed else project
+
+
 def check_identity(project: m.Project) -> list[Diagnostic]:
     diags: list[Diagnostic] = []
     for provider in project.providers:

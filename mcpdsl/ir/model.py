@@ -711,6 +711,10 @@ class Provider(Decl):
     issuer: str
     jwks_uri: str | None = None  # remote JWKS (https), fetched by the enforcement point
     jwks_file: str | None = None  # local JWKS, relative to the tree root, read at build time
+    # The keys of `jwks_file` as read at build time (canonical JSON of `{"keys": [...]}`,
+    # public keys only; `mcpdsl.ir.jwks`): the IR carries them, so a build directory, a
+    # bare `ir/project.json` or the Kubernetes ConfigMap verifies tokens without the tree.
+    jwks_keys: str | None = None
     audiences: tuple[str, ...] = ()  # empty: any audience
     clock_skew: int = 60  # seconds
     principal_type: str = "user"  # the type of the principals it vouches for ...

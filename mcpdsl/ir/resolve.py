@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from mcpdsl.diagnostics import Diagnostic, Label, make
 from mcpdsl.diagnostics.wording import closest
 from mcpdsl.ir import model as m
+from mcpdsl.ir.identity import with_jwks_keys
 from mcpdsl.source import Span
 
 D = TypeVar("D", bound=m.Decl)
@@ -287,7 +288,9 @@ def resolve(
         (unit.package, name) for unit in units for kind, name in unit.failed if kind == "scale"
     }
     _check_conflicts(project, diags, broken_scales)
-    return project, diags
+    # The IR carries the keys of each `jwks file` as this compile read them (builds,
+    # IR files and ConfigMaps have no tree to read them from at run time).
+    return with_jwks_keys(project), diags
 
 
 def _exposed_tools(scope: _Scope, diags: list[Diagnostic]) -> dict[str, m.Integration]:

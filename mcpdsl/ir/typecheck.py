@@ -199,6 +199,21 @@ class _Checker:
             )
             return ANY
         name = e.path[0]
+        if scope.federated:
+            # Some tool of the scope is discovered at run time (a federated MCP server):
+            # its arguments have no build-time types, so the read is untyped.  The
+            # statically declared tools of a named list must still declare it.
+            missing = scope.lacking(name) if scope.every else []
+            if missing:
+                near = closest(name, scope.fields())
+                self.error(
+                    "E0330",
+                    f"tool `{missing[0]}` has no argument `{name}`",
+                    e,
+                    label="unknown argument",
+                    help=f"did you mean `args.{near}`?" if near else "write one rule per tool",
+                )
+            return ANY
         types = scope.types(name)
         lacking = scope.lacking(name) if scope.every else ([] if types else ["*"])
         if lacking:
@@ -362,12 +377,13 @@ def typecheck(project: m.Project) -> list[Diagnostic]:
     condition = _Checker(CONDITION_ROOTS, "a condition", diags)
     risk_checker = _Checker(tuple(r for r in CONDITION_ROOTS if r != "risk"), "a risk term", diags)
     tools = args.tool_inputs(project.integrations)
-    everywhere = args.scope_of(None, tools)
+    federated = args.federated_prefixes(project.integrations)
+    everywhere = args.scope_of(None, tools, federated)
     risk_checker.scope = everywhere
     for policy in project.policies:
         for rule in policy.rules:
             if rule.condition is not None:
-                condition.scope = args.scope_of(rule.resource, tools)
+                condition.scope = args.scope_of(rule.resource, tools, federated)
                 condition.boolean(rule.condition, "a condition")
         condition.scope = everywhere
         for term in policy.risk:

@@ -9,7 +9,13 @@ enforcement points that cannot embed `mcpdsl.Engine`:
 * OPA's Data API (`POST/GET /v1/data/{path}`) for clients written for OPA (`app`),
   over the generated Rego packages' documents (`documents`);
 * `/health`, `/ready`, `/v1/status`, `/metrics` for the platform (`app`, `metrics`,
-  `status`: reloads and why one was refused).
+  `status`: reloads and why one was refused);
+* the MCP gateway at `/mcp` (`gateway`, docs/mcp.md) for agents: bearer tokens
+  verified as an OAuth resource server (`oauth`), tools listed and called under
+  the policy, REST upstreams (`upstream`) and federated MCP upstreams
+  (`federation`: the tools of the MCP servers that `upstream mcp` integrations
+  name, discovered, namespaced and proxied; their schemas applied by `schemas`),
+  one circuit breaker semantics for both (`breaker`).
 
 `limits` (and `http_guard`, uvicorn's h11 protocol hardened) bound what a
 hostile client can hold: body and head sizes, slow heads and bodies, idle

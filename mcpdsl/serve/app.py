@@ -210,7 +210,11 @@ def build_app(
 
     def status_data() -> dict[str, Any]:
         snap = status.snapshot if status is not None else None
-        return {"policy": snap.as_data() if snap is not None else None}
+        data: dict[str, Any] = {"policy": snap.as_data() if snap is not None else None}
+        upstreams = gateway.upstream_status() if gateway is not None else None
+        if upstreams is not None:
+            data["mcp_upstreams"] = upstreams  # the federated MCP servers (docs/mcp.md)
+        return data
 
     async def health(_: Request) -> Response:
         return json_response({})

@@ -15,7 +15,8 @@ valid bearer token, no MCP.  Then, per message:
 
 * `tools/list`: the tools of the policy in force that some call by this
   principal could be allowed (`mcpdsl.evaluate.visibility`), with their JSON
-  Schemas (`mcpdsl.evaluate.tools`), plus federated tools under the same rule;
+  Schemas (`mcpdsl.evaluate.tools`), plus the federated tools of the `upstream
+  mcp` integrations (`mcpdsl.serve.federation`) under the same rule;
 * `tools/call`: unknown tool -> MCP error; arguments checked against the schema
   and the bounds -> MCP invalid-params error naming the field; the canonical
   request decided by `ServerState.authorize(transport="mcp")` (server-side
@@ -28,16 +29,29 @@ valid bearer token, no MCP.  Then, per message:
 
 Nothing from the upstream but the mapped object reaches the client: an upstream
 failure is the upstream error's reason, never its body or a traceback.
+
+Federated tools (`P.x` of an `upstream mcp "URL" prefix "P"` integration) take
+the same path: listed by the same rule, arguments checked against the schema
+the upstream listed (`mcpdsl.serve.schemas`: jsonschema draft 2020-12, bounded,
+in a worker thread), decided with `resource = {type: tool, id: "P.x"}`, limited
+by the integration's `limit`, proxied by the `Federation` (its own credential,
+timeout, breaker), logged and counted.  The gateway owns the federation when it
+is given a factory (`federate`): it starts it in the app's lifespan, stops it on
+shutdown, and follows reloads -- a federated tool whose integration the policy in
+force no longer has (or has with another URL, prefix, credential, timeout or
+breaker) is hidden and refused with a reason at once, and a new federation for
+the policy's `upstream mcp` integrations replaces the old one once connected.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -58,6 +72,7 @@ from mcpdsl.evaluate.transform import TransformError
 from mcpdsl.evaluate.visibility import INVOKE, Visibility
 from mcpdsl.ir import model as m
 from mcpdsl.serve.oauth import Authenticator, Identity, TokenRejected, challenge, metadata_document
+from mcpdsl.serve.schemas import check_arguments
 from mcpdsl.serve.state import ServerState, Verdict, principal_key
 
 if TYPE_CHECKING:
@@ -70,6 +85,8 @@ IDENTITY_KEY = "mcpdsl.identity"
 #: `_meta` key of a step-up answer: the RFC 9470 challenge, as a `WWW-Authenticate` value.
 CHALLENGE_META = "mcpdsl/www-authenticate"
 UNKNOWN_TOOL_LABEL = "(unknown)"
+#: How often the gateway looks for a reload that changed the `upstream mcp` integrations.
+FOLLOW_INTERVAL = 1.0
 
 
 # ------------------------------------------------------------------ the seams
@@ -86,11 +103,46 @@ class UpstreamCaller(Protocol):
 
 
 class FederatedCaller(Protocol):
-    """What the gateway needs of `mcpdsl.serve.federation.Federation` (MCP upstreams)."""
+    """What the gateway needs of `mcpdsl.serve.federation.Federation` (MCP upstreams).
 
-    def tools(self) -> list[Any]: ...  # FederatedTool(name, integration, description, input_schema)
+    Tools are `FederatedTool`s (name, integration, description, input_schema,
+    validator).  `proxy` answers the tool's result or raises an exception with a
+    `reason` for the agent and a `kind` for metrics (`federation.CallFailed`).
+    """
 
-    async def call(self, name: str, args: dict[str, Any]) -> types.CallToolResult: ...
+    def tools(self) -> list[Any]: ...
+
+    def tool(self, name: str) -> Any | None: ...
+
+    async def proxy(self, name: str, args: dict[str, Any]) -> types.CallToolResult: ...
+
+    def breaker_state(self, integration: str) -> str | None: ...
+
+    def status(self) -> dict[str, dict[str, Any]]: ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+#: Makes the federation of some `upstream mcp` integrations; the callback is its `on_change`.
+FederationFactory = Callable[[tuple[m.Integration, ...], Callable[[], None]], FederatedCaller]
+
+
+def connection(integration: m.Integration) -> tuple[Any, ...]:
+    """What a federation's connection to an integration's upstream depends on.
+
+    A reload that changes any of it (URL, prefix, credential source, timeout,
+    breaker) needs a new connection; a change of `limit` or of the rules does not.
+    """
+    return (
+        integration.qualified, integration.url, integration.prefix, integration.auth,
+        integration.timeout, integration.breaker,
+    )  # fmt: skip
+
+
+def connections(integrations: Iterable[m.Integration]) -> tuple[tuple[Any, ...], ...]:
+    return tuple(sorted((connection(i) for i in integrations), key=lambda c: str(c[0])))
 
 
 @dataclass(frozen=True)
@@ -120,6 +172,8 @@ def endpoint_config(
     server block; `serve` checks the flags at start).
     """
     declared = next((s.mcp for s in project.servers if s.mcp is not None), None)
+    if declared is None:
+        declared = project.mcp  # the IR alone (a ConfigMap, a bare project.json)
     chosen = resource or (declared.resource if declared is not None else None)
     if chosen is None:
         return None
@@ -152,6 +206,38 @@ class View:
     visibility: Visibility
     endpoint: EndpointConfig | None
     authenticator: Authenticator | None
+    federated: dict[str, m.Integration] = field(default_factory=dict)  # `upstream mcp`, by name
+
+
+def federated_of(project: m.Project) -> dict[str, m.Integration]:
+    """The project's `upstream mcp` integrations by qualified name (the first of a name wins)."""
+    out: dict[str, m.Integration] = {}
+    for integration in project.integrations:
+        if integration.upstream == "mcp" and integration.prefix is not None:
+            out.setdefault(integration.qualified, integration)
+    return out
+
+
+def withdrawn(view: View, tool: Any) -> str | None:
+    """Why the policy in force no longer lets a federated tool be called, or None.
+
+    The federation connected with the integration as it was; after a reload that
+    removed it or changed its connection, its tools must not be reached through
+    the old connection, nor listed.
+    """
+    integration: m.Integration = tool.integration
+    current = view.federated.get(integration.qualified)
+    if current is None:
+        return (
+            f"tool `{tool.name}` is withdrawn: integration `{integration.name}` is no longer"
+            " in the policy in force"
+        )
+    if connection(current) != connection(integration):
+        return (
+            f"tool `{tool.name}` is withdrawn until integration `{integration.name}` reconnects"
+            " after a policy change"
+        )
+    return None
 
 
 def args_digest(args: dict[str, Any], mask_paths: tuple[tuple[str, ...], ...]) -> str:
@@ -210,10 +296,13 @@ class Gateway:
     resource: str | None = None  # `--mcp-resource`
     accept: tuple[str, ...] = ()  # `--mcp-accept`
     upstreams: UpstreamCaller | None = None
-    federation: FederatedCaller | None = None
+    federation: FederatedCaller | None = None  # injected as is (its owner starts and stops it)
+    federate: FederationFactory | None = None  # or made, started and followed by the gateway
     clock: Callable[[], float] = time.perf_counter
+    follow_interval: float = FOLLOW_INTERVAL
     _views: list[View] = field(default_factory=list)
     _manager: StreamableHTTPSessionManager | None = None
+    _wanted: tuple[tuple[Any, ...], ...] | None = None  # the connections of the federation
 
     # ------------------------------------------------------------ views
 
@@ -235,7 +324,10 @@ class Gateway:
                 auth = old  # keep its fetched keys
             else:
                 auth = Authenticator(endpoint.resource, endpoint.providers, prepared.root)
-        view = View(prepared, catalog(project), Visibility(prepared.policies), endpoint, auth)
+        view = View(
+            prepared, catalog(project), Visibility(prepared.policies), endpoint, auth,
+            federated_of(project),
+        )  # fmt: skip
         views[:] = [view]
         return view
 
@@ -250,10 +342,11 @@ class Gateway:
             out.append(
                 types.Tool(name=name, description=tool.description, input_schema=tool.schema)
             )
-        if self.federation is not None:
-            for ft in sorted(self.federation.tools(), key=lambda t: t.name):
-                if ft.name in v.tools:
-                    continue  # a declared tool wins over a federated one of the same name
+        federation = self.federation
+        if federation is not None:
+            for ft in federation.tools():  # sorted by name
+                if ft.name in v.tools or withdrawn(v, ft) is not None:
+                    continue  # a declared tool wins; a withdrawn one is not offered
                 if v.visibility.may_allow(identity.principal, identity.auth, ft.name):
                     out.append(
                         types.Tool(
@@ -271,18 +364,28 @@ class Gateway:
         """One `tools/call` (module doc); raises MCPError for protocol errors."""
         start = self.clock()
         view = self.view()
+        federation = self.federation  # once: a swap after a reload does not split this call
         tool = view.tools.get(name)
         federated = None
-        if tool is None and self.federation is not None:
-            federated = next((t for t in self.federation.tools() if t.name == name), None)
+        if tool is None and federation is not None:
+            federated = federation.tool(name)
         if tool is None and federated is None:
             self._count(UNKNOWN_TOOL_LABEL, "unknown_tool")
             raise MCPError(types.INVALID_PARAMS, f"unknown tool `{name[:200]}`")
+        if federated is not None:
+            gone = withdrawn(view, federated)
+            if gone is not None:
+                self._count(name, "withdrawn")
+                return tool_error(gone)
         try:
             if tool is not None:
                 args = validate(tool.schema, arguments)
             else:
-                args = validate(_open_schema(arguments), arguments)
+                assert federated is not None
+                # jsonschema is slow (a 64 KiB argument object: ~0.1 s); off the event loop.
+                args = await asyncio.to_thread(
+                    check_arguments, federated.input_schema, arguments, federated.validator
+                )
         except InvalidArguments as exc:
             self._count(name, "invalid")
             data = {"field": exc.field} if exc.field else None
@@ -313,7 +416,8 @@ class Gateway:
                 answer = tool_error(verdict.reason)
             return self._done(verdict, name, result, start, extra, answer)
         if federated is not None:
-            return await self._federated(verdict, name, args, start, extra)
+            assert federation is not None
+            return await self._federated(verdict, federation, federated, args, start, extra)
         assert tool is not None
         return await self._rest(verdict, view, tool, args, start, extra)
 
@@ -363,22 +467,31 @@ class Gateway:
         return self._done(verdict, name, "ok", start, extra, answer)
 
     async def _federated(
-        self, verdict: Verdict, name: str, args: dict[str, Any], start: float,
-        extra: dict[str, Any],
+        self, verdict: Verdict, federation: FederatedCaller, tool: Any, args: dict[str, Any],
+        start: float, extra: dict[str, Any],
     ) -> types.CallToolResult:  # fmt: skip
-        assert self.federation is not None
+        name = tool.name
+        integration: m.Integration = tool.integration
+        upstream: dict[str, Any] = {"mcp": integration.qualified}
+        extra["upstream"] = upstream
+        began = self.clock()
         try:
-            answer = await self.federation.call(name, args)
-        except Exception as exc:
+            answer = await federation.proxy(name, args)
+        except Exception as exc:  # CallFailed carries a safe reason; anything else is a bug
             reason = getattr(exc, "reason", None)
-            if not isinstance(reason, str):
+            kind = getattr(exc, "kind", None)
+            if not isinstance(reason, str) or not isinstance(kind, str):
                 _log.exception("federated call of `%s` failed", name)
-                reason = "the upstream MCP server failed"
-            self.state.metrics.tool_upstream_errors.labels(name, "federated").inc()
-            extra["upstream"] = {"error": "federated"}
+                reason, kind = "the upstream MCP server failed", "internal"
+            self.state.metrics.tool_upstream_errors.labels(name, kind).inc()
+            upstream["error"] = kind
             return self._done(verdict, name, "upstream_error", start, extra, tool_error(reason))
-        extra["upstream"] = {"federated": True, "is_error": bool(answer.is_error)}
-        return self._done(verdict, name, "ok", start, extra, answer)
+        finally:
+            self._federated_breaker(federation, tool)
+        upstream["is_error"] = bool(answer.is_error)
+        upstream["elapsed_ms"] = round((self.clock() - began) * 1000.0, 3)
+        result = "tool_error" if answer.is_error else "ok"
+        return self._done(verdict, name, result, start, extra, answer)
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -396,9 +509,20 @@ class Gateway:
             state = self.upstreams.breaker_state(tool.integration.qualified)
         except Exception:
             return
+        self._breaker_gauge(tool.name, state)
+
+    def _federated_breaker(self, federation: FederatedCaller, tool: Any) -> None:
+        try:
+            state = federation.breaker_state(tool.integration.qualified)
+        except Exception:
+            return
+        if state is not None:
+            self._breaker_gauge(tool.name, state)
+
+    def _breaker_gauge(self, tool: str, state: Any) -> None:
         value = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}.get(str(state))
         if value is not None:
-            self.state.metrics.breaker_open.labels(tool.name).set(value)
+            self.state.metrics.breaker_open.labels(tool).set(value)
 
     def _done(
         self, verdict: Verdict, tool: str, result: str, start: float, extra: dict[str, Any],
@@ -448,36 +572,88 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def run(self, max_body: int) -> AsyncIterator[None]:
-        """The session manager's lifetime (the app's lifespan); closes the upstreams after."""
+        """The gateway's lifetime (the app's lifespan): the SDK's session manager and,
+        with a `federate` factory, the federation -- connected before the first
+        request, followed across reloads, closed after the last; then the upstreams."""
+        follow: asyncio.Task[None] | None = None
         try:
             async with self.manager(max_body).run():
-                yield
+                if self.federate is not None:
+                    try:
+                        await self._refederate()
+                    except Exception:  # a bug: serve the rest; the follower tries again
+                        _log.exception("the federated MCP upstreams could not be started")
+                    follow = asyncio.create_task(self._follow(), name="mcpdsl federation")
+                try:
+                    yield
+                finally:
+                    if follow is not None:
+                        follow.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await follow
+                    if self.federate is not None and self.federation is not None:
+                        owned, self.federation = self.federation, None
+                        with contextlib.suppress(Exception):
+                            await owned.aclose()
         finally:
             if self.upstreams is not None:
                 with contextlib.suppress(Exception):
                     await self.upstreams.aclose()
 
+    def upstream_status(self) -> dict[str, dict[str, Any]] | None:
+        """The federated upstreams' status (`Federation.status`), None without federation."""
+        federation = self.federation
+        return federation.status() if federation is not None else None
 
-def _open_schema(arguments: Any) -> dict[str, Any]:
-    """A federated tool's arguments are checked upstream; here only their shape and bounds."""
-    props = (
-        {k: {"type": _type_of(v)} for k, v in arguments.items()}
-        if isinstance(arguments, dict)
-        else {}
-    )
-    return {"properties": props, "required": []}
+    async def _follow(self) -> None:
+        """Replace the federation when a reload changed the `upstream mcp` integrations."""
+        while True:
+            await asyncio.sleep(self.follow_interval)
+            try:
+                await self._refederate()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never end the follower: the next reload tries again
+                _log.exception("the federation could not follow the policy")
 
+    async def _refederate(self) -> None:
+        """Make the federation of the policy in force's `upstream mcp` integrations, if it
+        differs from the running one: start the new one, then swap, then close the old.
 
-def _type_of(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    return "string"
+        Meanwhile the old one serves its unchanged integrations; the tools of a removed
+        or changed one are withdrawn by `withdrawn` from the moment the policy changed.
+        """
+        assert self.federate is not None
+        view = self.view()
+        wanted = connections(view.federated.values())
+        if wanted == self._wanted:
+            return
+        new = None
+        if view.federated:
+            integrations = tuple(view.federated[k] for k in sorted(view.federated))
+            new = self.federate(integrations, self._federation_changed)
+            try:
+                await new.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await new.aclose()
+                raise
+        old, self.federation, self._wanted = self.federation, new, wanted
+        if old is not None:
+            _log.info("the federated MCP upstreams follow the policy in force")
+            for name in old.status():
+                self.state.metrics.federated_tools.labels(name).set(0)
+            await old.aclose()
+        self._federation_changed()
+
+    def _federation_changed(self) -> None:
+        """`on_change` of the federation: the next `tools/list` reads the new tools (the
+        sessions are stateless); here only the per-upstream gauge follows."""
+        federation = self.federation
+        if federation is None:
+            return
+        for name, status in federation.status().items():
+            self.state.metrics.federated_tools.labels(name).set(int(status.get("tools", 0)))
 
 
 def _identity_of(ctx: Any) -> Identity:
@@ -557,12 +733,15 @@ __all__ = [
     "CHALLENGE_META",
     "EndpointConfig",
     "FederatedCaller",
+    "FederationFactory",
     "Gateway",
     "McpHttp",
     "UpstreamCaller",
     "args_digest",
+    "connection",
     "endpoint_config",
     "metadata_endpoint",
     "step_up_challenge",
     "tool_request",
+    "withdrawn",
 ]

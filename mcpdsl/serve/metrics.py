@@ -74,8 +74,8 @@ class Metrics:
         )  # fmt: skip
         self.tool_calls = Counter(
             "mcpdsl_mcp_tool_calls",
-            "MCP tools/call by tool and result (ok, denied, step_up, limited, invalid,"
-            " upstream_error, unknown_tool, unavailable).",
+            "MCP tools/call by tool and result (ok, tool_error, denied, step_up, limited,"
+            " invalid, upstream_error, unknown_tool, withdrawn, unavailable).",
             ["tool", "result"], registry=r,
         )  # fmt: skip
         self.tool_upstream_errors = Counter(
@@ -92,6 +92,12 @@ class Metrics:
             "mcpdsl_mcp_breaker_state",
             "Circuit breaker of each tool's upstream: 0 closed, 1 half-open, 2 open.",
             ["tool"], registry=r,
+        )  # fmt: skip
+        self.federated_tools = Gauge(
+            "mcpdsl_mcp_federated_tools",
+            "Tools the gateway federates from each `upstream mcp` integration (0 while"
+            " it is not connected).",
+            ["integration"], registry=r,
         )  # fmt: skip
         self.ready = Gauge("mcpdsl_ready", "1 when a policy is loaded.", registry=r)
         self.policy_revision = Gauge(

@@ -150,9 +150,13 @@ class Authenticator:
         keyset = self._sets.setdefault(name, _KeySet())
         if provider.jwks_file is not None:
             if not keyset.keys:
-                loaded = load_jwks(self._root, provider.jwks_file)
-                if loaded.text is not None:
-                    keyset.keys = parse_keys(json.loads(loaded.text))
+                # The keys the IR carries (read when the tree was compiled); the file
+                # itself only for an IR written before it carried them.
+                text = provider.jwks_keys
+                if text is None:
+                    text = load_jwks(self._root, provider.jwks_file).text
+                if text is not None:
+                    keyset.keys = parse_keys(json.loads(text))
             return _pick(keyset.keys, kid)
         if provider.jwks_uri is None:
             return None

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mcpdsl.evaluate.checkrequest import Refused, mapped
 from mcpdsl.evaluate.policy import Decision, refused
+from mcpdsl.ir.args import tool_integration
 from mcpdsl.serve.metrics import Metrics
 from mcpdsl.serve.store import MemoryStore, Store, StoreUnavailable
 
@@ -148,8 +149,9 @@ def limit_for(
 def tool_limits(prepared: PreparedProject, request: dict[str, Any]) -> list[tuple[str, BucketSpec]]:
     """The buckets a tool call (MCP gateway) takes a token from: its integration's `limit`.
 
-    The integration exposing the tool (`resource.id`) limits it twice, with the
-    same rate: per caller (`integration:<name>:<principal>`, or per client
+    The integration behind the tool (`resource.id`: the one exposing it, or the
+    federated MCP server whose prefix names it, `mcpdsl.ir.args.tool_integration`)
+    limits it twice, with the same rate: per caller (`integration:<name>:<principal>`, or per client
     address with `per client-ip`) and globally (`integration:<name>`), so one
     agent cannot use up everyone's share and all agents together stay within
     what the upstream was promised.
@@ -158,7 +160,9 @@ def tool_limits(prepared: PreparedProject, request: dict[str, Any]) -> list[tupl
     if not isinstance(resource, dict) or resource.get("type") != "tool":
         return []
     tool = resource.get("id")
-    integ = next((i for i in prepared.project.integrations if i.tool == tool), None)
+    if not isinstance(tool, str):
+        return []
+    integ = tool_integration(prepared.project.integrations, tool)
     if integ is None or integ.limit is None:
         return []
     key = f"integration:{integ.name}"

@@ -414,3 +414,31 @@ def test_a_policy_too_large_for_a_config_map_is_reported(monkeypatch: pytest.Mon
     (finding,) = out.diagnostics
     assert finding.code == "B0170" and "more than a ConfigMap holds" in finding.message
     assert any("configmap-authz-policy" in a.path for a in out.artifacts)
+
+
+MCP_SERVER = """
+provider agents {
+  issuer    "https://agents.test"
+  jwks      url "https://agents.test/jwks.json"
+  audiences ["https://mcp.test/mcp"]
+  type      agent
+}
+
+server gw {
+  image    "ghcr.io/acme/mcpdsl:1.0"
+  replicas 1
+  mcp resource "https://mcp.test/mcp" accept [agents]
+}
+"""
+
+
+def test_the_pods_serve_the_mcp_endpoint_the_block_declares() -> None:
+    """The pods run the IR alone (the block is not in it): the endpoint reaches them as flags."""
+    docs = k8s(clean(MCP_SERVER))
+    (container,) = of_kind(docs, "Deployment", "gw")["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--mcp-resource") + 1] == "https://mcp.test/mcp"
+    assert args[args.index("--mcp-accept") + 1] == "shop.agents"
+    without = k8s(clean('server z { image "a/b:1" replicas 1 }'))
+    (plain,) = of_kind(without, "Deployment", "z")["spec"]["template"]["spec"]["containers"]
+    assert "--mcp-resource" not in plain["args"] and "--mcp-accept" not in plain["args"]

@@ -228,3 +228,83 @@ test "a small search" {{
     assert compilation.project is not None
     (test,) = compilation.project.tests
     assert test.request is not None and test.request["args"] == {"limit": 10}
+
+
+# ------------------------------------------------------------ federated tools
+
+FEDERATED = """
+integration wiki {
+  upstream mcp "http://127.0.0.1:9/mcp" prefix "wiki"
+}
+"""
+
+
+def _federated(tmp_path: Path, policy: str) -> list[tuple[str, str]]:
+    text = f"package shop\n{TOOLS}\n{FEDERATED}\n{policy}\n"
+    (tmp_path / "main.mcp").write_text(text, encoding="utf-8")
+    return [(d.code, d.message) for d in compile_tree(tmp_path).diagnostics if d.is_error]
+
+
+def _federated_rule(tmp_path: Path, resource: str, condition: str) -> list[tuple[str, str]]:
+    policy = f"policy p {{\n  default deny\n  r: deny agent any -> {resource} when {condition}\n}}"
+    return _federated(tmp_path, policy)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        'args.query == "x"',
+        'args.query == 3 and args.query.deep.deeper == "y"',  # untyped: any value, any path
+        'args.page > 2 or "x" in args.tags',
+    ],
+)
+def test_a_federated_tool_reads_untyped_arguments(tmp_path: Path, condition: str) -> None:
+    """`wiki.search` is discovered at run time: no unknown-tool, no unknown-argument error."""
+    assert _federated_rule(tmp_path, 'tool "wiki.search"', condition) == []
+
+
+def test_a_federated_tool_still_has_no_bare_args(tmp_path: Path) -> None:
+    assert [c for c, _ in _federated_rule(tmp_path, 'tool "wiki.search"', "args == 1")] == ["E0333"]
+
+
+def test_a_list_with_a_federated_tool_checks_the_static_ones(tmp_path: Path) -> None:
+    both = 'tool ["wiki.search", "tickets.create"]'
+    assert _federated_rule(tmp_path, both, 'args.title == "x"') == []
+    assert _federated_rule(tmp_path, both, "args.limit == 3") == []  # untyped with wiki.search
+    assert [c for c, _ in _federated_rule(tmp_path, both, "args.pages == 3")] == ["E0330"]
+
+
+def test_any_tool_reads_any_argument_when_the_project_federates(tmp_path: Path) -> None:
+    assert _federated_rule(tmp_path, "tool any", "args.nope == 3") == []
+    assert _federated_rule(tmp_path, "any", 'args.limit == "ten"') == []
+    policy = """policy p {
+  default allow
+  risk {
+    0.5 when args.pages > 20
+  }
+  require mfa when args.nope == 1
+}"""
+    assert _federated(tmp_path, policy) == []
+
+
+def test_a_name_under_no_prefix_is_still_an_unknown_tool(tmp_path: Path) -> None:
+    codes = [c for c, _ in _federated_rule(tmp_path, 'tool "wikis.search"', "args.q == 1")]
+    assert codes == ["E0402"]
+    codes = [c for c, _ in _federated_rule(tmp_path, 'tool "wiki"', "args.q == 1")]
+    assert codes == ["E0402"]
+
+
+def test_the_integration_behind_a_tool() -> None:
+    from mcpdsl.ir import model as m
+
+    rest = m.Integration(package="p", name="crm", tool="crm.lookup", method="GET", url="http://x/")
+    wiki = m.Integration(package="p", name="wiki", method="POST", url="http://w/mcp",
+                         upstream="mcp", prefix="wiki")  # fmt: skip
+    both = [rest, wiki]
+    assert args.tool_integration(both, "crm.lookup") is rest
+    assert args.tool_integration(both, "wiki.search") is wiki
+    assert args.tool_integration(both, "wiki.a.b") is wiki
+    assert args.tool_integration(both, "wiki") is None
+    assert args.tool_integration(both, "wiki.") is None
+    assert args.tool_integration(both, "wikis.x") is None
+    assert args.federated_prefixes(both) == frozenset({"wiki"})

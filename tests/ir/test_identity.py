@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcpdsl.ir import model as m
+from mcpdsl.ir.identity import with_jwks_keys
 from mcpdsl.ir.jwks import load_jwks
 from mcpdsl.pipeline import compile_tree
 
@@ -300,3 +301,20 @@ def test_huge_values_give_bounded_diagnostics(tmp_path: Path) -> None:
     codes = {d.code for d in c.diagnostics}
     assert {"E0903", "E0911"} <= codes
     assert all(len(d.message) < 400 for d in c.diagnostics)
+
+
+def test_the_ir_carries_the_keys_of_a_jwks_file(tmp_path: Path) -> None:
+    """A build, a bare `ir/project.json` or a ConfigMap has no tree: the IR holds the keys."""
+    jwk = public_jwk()
+    text = 'provider p { issuer "https://a" jwks file "keys/k.json" audiences ["x"] }'
+    project, found = build(tmp_path, text, {"keys/k.json": json.dumps({"keys": [jwk]})})
+    assert project is not None and "E0904" not in found
+    (provider,) = project.providers
+    assert provider.jwks_keys == load_jwks(str(tmp_path), "keys/k.json").text
+    assert json.loads(provider.jwks_keys or "") == {"keys": [jwk]}
+    back = m.Project.model_validate_json(project.canonical_json())
+    assert back.providers[0].jwks_keys == provider.jwks_keys
+    # An unusable file inlines nothing (E0904 says why).
+    (tmp_path / "keys" / "k.json").write_text("{}")
+    again = with_jwks_keys(project)
+    assert again.providers[0].jwks_keys is None
