@@ -231,15 +231,19 @@ def load_query(metric: str, namespace: str) -> str:
 
 
 def predict_query(predict: m.Predict, namespace: str) -> str:
-    """The load `horizon` ahead, by `predict_linear` over `lookback` of history."""
-    selector = series(predict.metric, namespace)
+    """The load `horizon` ahead, by `predict_linear` over `lookback` of history.
+
+    The fit is over the service's total (a subquery of `load_query` at one
+    sample a minute), not per series then summed: with one series per pod,
+    fitting each pod's series separately extrapolates pods that were deleted
+    within `lookback` and starts every new pod's line from nothing, so the sum
+    of the fits is not the forecast of the sum.  This is also the forecast
+    `mcpdsl simulate` models.
+    """
     lookback = prom_duration(predict.lookback)
     horizon = decimal_quantity(predict.horizon)
-    if is_counter(predict.metric):
-        inner = f"rate({selector}[{RATE_WINDOW}])[{lookback}:1m]"
-    else:
-        inner = f"{selector}[{lookback}]"
-    return f"sum(predict_linear({inner}, {horizon}))"
+    total = load_query(predict.metric, namespace)
+    return f"predict_linear({total}[{lookback}:1m], {horizon})"
 
 
 def _prometheus(name: str, query: str, threshold: Decimal) -> dict[str, Any]:

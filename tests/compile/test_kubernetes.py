@@ -487,7 +487,7 @@ def test_during_and_predict_make_a_keda_scaled_object(tmp_path: Path) -> None:
     assert by_name["during-2"]["metadata"]["start"] == "0 22 * * 0,6"
     assert by_name["during-2"]["metadata"]["end"] == "0 6 * * 0,1"
     assert by_name["predict"]["metadata"]["query"] == (
-        'sum(predict_linear(rate(requests_total{namespace="shop"}[2m])[1d:1m], 600))'
+        'predict_linear(sum(rate(requests_total{namespace="shop"}[2m]))[1d:1m], 600)'
     )
     assert by_name["predict"]["metadata"]["threshold"] == "100"
 
