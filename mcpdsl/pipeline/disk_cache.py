@@ -390,7 +390,7 @@ def _walk(value: object, out: list[str]) -> None:
     elif kind is float:
         out.append(f"f{value!r}")
     elif isinstance(value, m.Node):
-        out.append(f"<{kind.__name__}")
+        out.append(f"<{kind.__module__}.{kind.__qualname__}")
         for key in sorted(value.__dict__):
             out.append(key)
             _walk(value.__dict__[key], out)
@@ -461,9 +461,63 @@ def decode_analysis(payload: bytes, key: str) -> tuple[Diagnostic, ...] | None:
     if not (isinstance(data, tuple) and len(data) == 2 and data[0] == key):
         return None
     diagnostics = data[1]
-    if not (isinstance(diagnostics, tuple) and all(isinstance(d, Diagnostic) for d in diagnostics)):
+    if not (isinstance(diagnostics, tuple) and all(_well_formed(d) for d in diagnostics)):
         return None
     return diagnostics
+
+
+def _well_formed(d: object) -> bool:
+    """Whether an unpickled value is a diagnostic every renderer can print.
+
+    Unpickling sets a model's fields without validating them, so each field's
+    type is checked here (cheaper than building pydantic's validator).
+    """
+    from mcpdsl.diagnostics.model import Enforcement, Label, Severity, Status
+
+    if not isinstance(d, Diagnostic) or set(d.__dict__) != set(Diagnostic.model_fields):
+        return False
+    enforcement = d.enforcement
+    return (
+        isinstance(d.code, str)
+        and isinstance(d.severity, Severity)
+        and isinstance(d.message, str)
+        and (d.span is None or _is_span(d.span))
+        and isinstance(d.label, str)
+        and isinstance(d.secondary, tuple)
+        and all(
+            isinstance(x, Label)
+            and set(x.__dict__) == set(Label.model_fields)
+            and _is_span(x.span)
+            and isinstance(x.message, str)
+            for x in d.secondary
+        )
+        and (d.help is None or isinstance(d.help, str))
+        and isinstance(d.notes, tuple)
+        and all(isinstance(n, str) for n in d.notes)
+        and (
+            enforcement is None
+            or (
+                isinstance(enforcement, Enforcement)
+                and set(enforcement.__dict__) == set(Enforcement.model_fields)
+                and all(
+                    isinstance(v, str)
+                    for v in (enforcement.rule, enforcement.target, enforcement.where)
+                )
+                and isinstance(enforcement.status, Status)
+            )
+        )
+    )
+
+
+def _is_span(span: object) -> bool:
+    return (
+        type(span) is Span
+        and isinstance(span.file, str)
+        and all(
+            type(v) is int and v >= 0
+            for v in (span.line, span.column, span.end_line, span.end_column)
+        )
+    )
 
 
 def run_analyze(c: Compilation) -> None:

@@ -291,7 +291,18 @@ class _Touch:
 
 
 @pytest.mark.parametrize(
-    "kind", ["truncated", "flipped", "callable", "other-key", "not-diagnostics", "symlink", "fifo"]
+    "kind",
+    [
+        "truncated",
+        "flipped",
+        "callable",
+        "other-key",
+        "not-diagnostics",
+        "bad-field",
+        "bad-span",
+        "symlink",
+        "fifo",
+    ],
 )
 def test_a_bad_entry_is_never_used(
     kind: str, planted: tuple[Path, str], cache_home: Path, tmp_path: Path, runs: list[int]
@@ -312,6 +323,13 @@ def test_a_bad_entry_is_never_used(
         path.write_bytes(wrap(dc.encode_analysis("an-other", fake), dc.ANALYSIS_FORMAT))
     elif kind == "not-diagnostics":
         path.write_bytes(wrap(pickle.dumps((name, ("text",))), dc.ANALYSIS_FORMAT))
+    elif kind in ("bad-field", "bad-span"):  # a diagnostic whose fields were never validated
+        bad = make("A0101", "planted", Span.point("main.mcp", 1, 1))
+        if kind == "bad-field":
+            bad.__dict__["notes"] = "not a tuple"
+        else:
+            object.__setattr__(bad.span, "line", "one")
+        path.write_bytes(wrap(dc.encode_analysis(name, (bad,)), dc.ANALYSIS_FORMAT))
     elif kind == "symlink":
         target = tmp_path / "elsewhere"
         target.write_bytes(wrap(dc.encode_analysis(name, fake), dc.ANALYSIS_FORMAT))
