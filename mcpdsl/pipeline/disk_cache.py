@@ -417,17 +417,23 @@ def _walk(value: object, out: list[str]) -> None:
         raise TypeError(f"no canonical form for {kind.__name__} in the IR")
 
 
-def analysis_key(c: Compilation, options: object) -> str | None:
+def analysis_key(
+    c: Compilation,
+    options: object,
+    found: tuple[tuple[str, bytes | None], ...] | None = None,
+) -> str | None:
     """The name of the analyses' entry for `c`, or None when it cannot be keyed.
 
     `options` is the `mcpdsl.analysis.Options` the run uses; its repr (a
-    dataclass: every field) goes into the key.
+    dataclass: every field) goes into the key.  `found`: the analyses' input
+    files (`mcpdsl.analysis.inputs`), read here when not given.
     """
     from mcpdsl.analysis import inputs
 
     if c.project is None:
         return None
-    found = inputs(c.project)
+    if found is None:
+        found = inputs(c.project)
     if found is None:
         return None
     try:
@@ -527,17 +533,18 @@ def run_analyze(c: Compilation) -> None:
     result is stored only when it is definitive and its inputs did not change
     while it was computed; any doubt about an entry means "analyse again".
     """
-    from mcpdsl.analysis import options_from_env
+    from mcpdsl.analysis import inputs, options_from_env
 
     if not c.analyze or c.project is None or c.has_errors:
         return
     options = options_from_env()
-    key = analysis_key(c, options)
+    found = inputs(c.project)
+    key = analysis_key(c, options, found) if found is not None else None
     with open_store() as store:
         if store is not None and key is not None:
-            found = store.get_analysis(key)
-            if found is not None:
-                c.diagnostics.extend(found)
+            stored = store.get_analysis(key)
+            if stored is not None:
+                c.diagnostics.extend(stored)
                 return
         from mcpdsl.analysis import analyze
 
@@ -547,6 +554,6 @@ def run_analyze(c: Compilation) -> None:
             store is not None
             and key is not None
             and result.definitive
-            and analysis_key(c, options) == key
+            and inputs(c.project) == found  # no data file changed while solving
         ):
             store.put_analysis(key, tuple(result.diagnostics))

@@ -205,6 +205,27 @@ def test_changing_a_data_file_analyses_again(
     assert diagnostics(gone) == diagnostics(analysed(tree))
 
 
+def test_a_data_file_edited_while_solving_is_not_stored(
+    tmp_path: Path, cache_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "carbon-forecast"
+    shutil.copytree(REPO / "examples" / "carbon-forecast", tree)
+    csv = tree / "forecast.csv"
+    real = mcpdsl.analysis.analyze
+
+    def edit_meanwhile(*args: Any, **kwargs: Any) -> Analysis:
+        result = real(*args, **kwargs)
+        csv.write_text(csv.read_text() + "europe-west3,2025-06-03T00:00:00Z,1\n")
+        return result
+
+    monkeypatch.setattr(mcpdsl.analysis, "analyze", edit_meanwhile)
+    compile_tree(tree, analyze=True, stored=True)
+    assert not analysis_entries(cache_home)
+    monkeypatch.setattr(mcpdsl.analysis, "analyze", real)
+    compile_tree(tree, analyze=True, stored=True)
+    assert len(analysis_entries(cache_home)) == 1
+
+
 def test_the_key_covers_code_options_sources_inputs_and_spans(cache_home: Path) -> None:
     c = compile_tree(REPO / "examples" / "carbon-forecast", analyze=False)
     key = dc.analysis_key(c, Options())
