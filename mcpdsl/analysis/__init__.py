@@ -19,7 +19,7 @@ engine (`mcpdsl.analysis.witness`), shown as JSON in a `witness:` note.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ from mcpdsl.ir import model as m
 from mcpdsl.source import SourceMap, Span
 
 if TYPE_CHECKING:
-    from mcpdsl.analysis.encode import Encoder, F, Outcome
+    from mcpdsl.analysis.encode import Encoder, F, Linear, Outcome
     from mcpdsl.analysis.witness import Confirmer
 
 ANALYSES: tuple[str, ...] = ("rules", "routes", "scaling", "capacity", "carbon")
@@ -42,12 +42,69 @@ WANTS: dict[str, Callable[[m.Project], bool]] = {
 }
 
 
+class WitnessCrash(RuntimeError):
+    """The engine raised while confirming a witness: an internal error, not a finding.
+
+    Declared here rather than in `witness` so that `mcpdsl check` can catch it
+    without importing the evaluator when the analyses' result comes from the cache.
+    Carries the question asked (`what`), the request and the engine's exception
+    (also `__cause__`), so the report names everything needed to reproduce it.
+    """
+
+    def __init__(self, what: str, request: dict[str, Any], error: BaseException) -> None:
+        self.what = what
+        self.request = request
+        self.error = error
+        super().__init__(
+            f"the engine crashed confirming a witness ({what}): "
+            f"{type(error).__name__}: {error}; request: {_shown(request)}"
+        )
+
+
+def _shown(request: dict[str, Any]) -> str:
+    """The request as JSON when it is JSON-like, else its repr (a crash report must not fail)."""
+    from mcpdsl.analysis.witness import to_json
+
+    try:
+        return to_json(request)
+    except (TypeError, ValueError):
+        return repr(request)
+
+
 @dataclass
 class Options:
     """Solver limits per query: wall clock (ms) and z3's deterministic resource limit."""
 
     timeout_ms: int = 2000
     rlimit: int = 20_000_000
+
+
+def options_from_env(environ: Mapping[str, str] | None = None) -> Options:
+    """The default options, with `MCPDSL_ANALYSIS_TIMEOUT_MS` when it is a number.
+
+    Separate from `analyze` so that a cache of its results can put the very
+    options it would run with into its key without importing z3.
+    """
+    import os
+
+    options = Options()
+    env = (os.environ if environ is None else environ).get("MCPDSL_ANALYSIS_TIMEOUT_MS")
+    if env and env.isdigit():
+        options.timeout_ms = int(env)
+    return options
+
+
+@dataclass
+class Tally:
+    """Solver checks that gave up (timeout, resource limit, incompleteness), counted.
+
+    A result computed while some check gave up may differ from run to run (the
+    wall-clock limit depends on the machine), even when no diagnostic says so:
+    a nicer witness that was not found, a bound not tightened.  Only results
+    with a zero count are definitive (what `Analysis.definitive` tells a cache).
+    """
+
+    gave_up: int = 0
 
 
 @dataclass
@@ -63,6 +120,24 @@ class Analysis:
     _encoder: Encoder | None = None
     _confirmer: Confirmer | None = None
     _unknown: set[Any] = field(default_factory=set)
+    tally: Tally = field(default_factory=Tally)  # checks outside the encoder (`Linear`)
+
+    @property
+    def definitive(self) -> bool:
+        """Whether every solver check answered and every witness was confirmed.
+
+        Then the diagnostics depend only on the inputs (the IR, the sources, the
+        data files of `inputs`, the options and the code), not on how fast the
+        machine was: what a cache may keep.
+        """
+        encoder_gave_up = self._encoder.stats.gave_up if self._encoder is not None else 0
+        return encoder_gave_up == 0 and self.tally.gave_up == 0 and not self.unconfirmed
+
+    def linear(self) -> Linear:
+        """A linear-arithmetic problem with this analysis's limits; its give-ups are tallied."""
+        from mcpdsl.analysis.encode import Linear
+
+        return Linear(timeout_ms=self.options.timeout_ms, tally=self.tally)
 
     @property
     def encoder(self) -> Encoder:
@@ -132,6 +207,73 @@ class Analysis:
         self.unconfirmed.append(f"{what}: {to_json(witness or {})}")
 
 
+#: A time-zone name as the tz database spells them; anything else is not looked up.
+_ZONE_NAME = r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*"
+
+
+def inputs(project: m.Project) -> tuple[tuple[str, bytes | None], ...] | None:
+    """Everything outside the IR and the sources that the analyses read, as bytes.
+
+    The analyses are pure functions of the project, its source texts and their
+    options, except for these files: the `intensity from` forecast of a carbon
+    block that has a budget or a renewable minimum (read by `carbon`, through
+    the same `in_tree` rule and safe reader), and the tz database entry of every
+    `during` window's zone (`scaling` decides overlaps with `zoneinfo`).  A
+    result cache keys on them (`mcpdsl.pipeline.disk_cache`); a file that cannot
+    be read is recorded as None, which is what the analysis sees too.  None
+    overall when an input cannot be pinned down (a zone name that is not a plain
+    tz name): such a result must not be cached.  Whoever makes an analysis read
+    another file adds it here (tests/analysis/test_inputs.py checks the files
+    opened against this list).
+    """
+    import re
+    from pathlib import Path
+
+    found: list[tuple[str, bytes | None]] = []
+    for c in project.carbons:
+        if c.intensity_file is None or (c.budget is None and c.renewable_min is None):
+            continue
+        from mcpdsl.optimize.intensity import MAX_FILE_BYTES, in_tree
+        from mcpdsl.reader import read_regular
+
+        path = in_tree(Path(project.root or "."), c.intensity_file)
+        data: bytes | None = None
+        if path is not None:
+            try:
+                data = read_regular(path, MAX_FILE_BYTES)
+            except OSError:
+                data = None
+        found.append((f"intensity:{c.intensity_file}:{path}", data))
+    zones = sorted(
+        {d.window.zone for s in project.scales for d in s.during if d.window.zone.upper() != "UTC"}
+    )
+    for zone in zones:
+        if re.fullmatch(_ZONE_NAME, zone) is None or ".." in zone:
+            return None
+        found.append((f"zone:{zone}", _zone_bytes(zone)))
+    return tuple(found)
+
+
+def _zone_bytes(name: str) -> bytes | None:
+    """The compiled tz file `zoneinfo.ZoneInfo(name)` would load, found as it finds it."""
+    import zoneinfo
+    from importlib import resources
+    from pathlib import Path
+
+    for base in zoneinfo.TZPATH:
+        candidate = Path(base) / name
+        try:
+            if candidate.is_file():
+                return candidate.read_bytes()
+        except OSError:
+            continue
+    try:  # the `tzdata` package, zoneinfo's fallback
+        package, _, leaf = f"tzdata.zoneinfo.{name.replace('/', '.')}".rpartition(".")
+        return resources.files(package).joinpath(leaf).read_bytes()
+    except (ImportError, OSError, ValueError):
+        return None
+
+
 def analyze(
     project: m.Project,
     sources: SourceMap | None = None,
@@ -139,14 +281,10 @@ def analyze(
     only: Iterable[str] | None = None,
 ) -> Analysis:
     """Run every analysis that has something to look at; returns the context with findings."""
-    import os
     import time
 
     if options is None:
-        options = Options()
-        env = os.environ.get("MCPDSL_ANALYSIS_TIMEOUT_MS")
-        if env and env.isdigit():
-            options.timeout_ms = int(env)
+        options = options_from_env()
     a = Analysis(project, sources, options)
     chosen = set(only) if only is not None else None
     for name in ANALYSES:
@@ -159,4 +297,14 @@ def analyze(
     return a
 
 
-__all__ = ["ANALYSES", "WANTS", "Analysis", "Options", "analyze"]
+__all__ = [
+    "ANALYSES",
+    "WANTS",
+    "Analysis",
+    "Options",
+    "Tally",
+    "WitnessCrash",
+    "analyze",
+    "inputs",
+    "options_from_env",
+]

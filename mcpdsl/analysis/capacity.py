@@ -125,8 +125,6 @@ def _fits(
     nodes_span: Span | None,
     node_span: Span | None,
 ) -> None:
-    from mcpdsl.analysis.encode import Linear
-
     if not items:
         return
     for d in DIMENSIONS:
@@ -134,7 +132,7 @@ def _fits(
         limit = nodes * node[d]
         if total <= limit:
             continue
-        lp = Linear(timeout_ms=a.options.timeout_ms)
+        lp = a.linear()
         used = [lp.real(f"use{i}") for i in range(len(items))]
         for v in used:
             lp.require(v >= 0)

@@ -187,9 +187,7 @@ class _Model:
     """The LP: per load a share per region; emissions, energy and renewable energy as sums."""
 
     def __init__(self, a: Analysis, loads: list[Load]) -> None:
-        from mcpdsl.analysis.encode import Linear
-
-        self.lp = Linear(timeout_ms=a.options.timeout_ms)
+        self.lp = a.linear()
         lp = self.lp
         self.kg: list[Any] = []
         self.kwh: list[Any] = []
@@ -302,7 +300,11 @@ def _best_share(model: _Model, tags: list[Any]) -> Fraction | None:
     for _ in range(12):
         mid = (low + high) / 2
         trial = lp.__class__(
-            timeout_ms=lp.timeout_ms, ctx=lp.ctx, hard=list(lp.hard), soft=list(lp.soft)
+            timeout_ms=lp.timeout_ms,
+            ctx=lp.ctx,
+            hard=list(lp.hard),
+            soft=list(lp.soft),
+            tally=lp.tally,
         )
         trial.clause(("t",), model.renewable >= model.energy * trial.const(mid))
         if trial.check([*tags, ("t",)])[0] == "sat":

@@ -23,29 +23,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from mcpdsl.analysis import WitnessCrash
 from mcpdsl.evaluate.policy import Decision
 from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.ir import model as m
 
 Predicate = Callable[[dict[str, Any]], bool]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-class WitnessCrash(RuntimeError):
-    """The engine raised while confirming a witness: an internal error, not a finding.
-
-    Carries the question asked (`what`), the request and the engine's exception
-    (also `__cause__`), so the report names everything needed to reproduce it.
-    """
-
-    def __init__(self, what: str, request: dict[str, Any], error: BaseException) -> None:
-        self.what = what
-        self.request = request
-        self.error = error
-        super().__init__(
-            f"the engine crashed confirming a witness ({what}): "
-            f"{type(error).__name__}: {error}; request: {_shown(request)}"
-        )
 
 
 def authorize(engine: PreparedProject, request: dict[str, Any], what: str) -> Decision:
@@ -60,14 +44,6 @@ def authorize(engine: PreparedProject, request: dict[str, Any], what: str) -> De
         return engine.authorize(request)
     except Exception as exc:
         raise WitnessCrash(what, request, exc) from exc
-
-
-def _shown(request: dict[str, Any]) -> str:
-    """The request as JSON when it is JSON-like, else its repr (a crash report must not fail)."""
-    try:
-        return to_json(request)
-    except (TypeError, ValueError):
-        return repr(request)
 
 
 class Confirmer:

@@ -79,7 +79,7 @@ def _compile(path: str, fmt: str, analyze: bool) -> Compilation:
 
     if not analyze:
         return compile_or_exit(path, fmt)
-    from mcpdsl.analysis.witness import WitnessCrash
+    from mcpdsl.analysis import WitnessCrash
 
     try:
         return compile_or_exit(path, fmt, analyze=True)

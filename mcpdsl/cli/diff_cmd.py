@@ -144,9 +144,9 @@ def diff_command(old: str, new: str, fmt: str, fail_on: str) -> None:
     OLD and NEW are directories or `git:REV[:DIR]` of the current repository.
     """
     from mcpdsl._version import __version__
+    from mcpdsl.analysis import WitnessCrash
     from mcpdsl.analysis.diff import diff
     from mcpdsl.analysis.report import render
-    from mcpdsl.analysis.witness import WitnessCrash
     from mcpdsl.pipeline import InputError, compile_tree
 
     projects = []

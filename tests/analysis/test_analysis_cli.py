@@ -98,10 +98,13 @@ def test_an_engine_crash_on_a_witness_surfaces(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_check_reports_an_engine_crash_as_an_internal_error(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from mcpdsl.evaluate.project import PreparedProject
 
+    # An empty cache directory: a stored result of this tree would be replayed
+    # without asking the engine anything (docs/sources.md, "The analysis cache").
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(PreparedProject, "authorize", _crashing_authorize)
     out = check(str(CASES_DIR / "A0104-overlap"))
     assert out.exit_code == 2, out.output

@@ -180,6 +180,7 @@ class Stats:
     sat: int = 0
     unsat: int = 0
     unknown: int = 0
+    gave_up: int = 0  # checks answered `unknown`, a first try with `prefer` included
     seconds: float = 0.0
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import z3
 
+from mcpdsl.analysis import Tally
 from mcpdsl.analysis.encode.core import DEFAULT_TIMEOUT_MS
 
 
@@ -27,6 +28,7 @@ class Linear:
     ctx: Any = field(default_factory=z3.Context)
     hard: list[Any] = field(default_factory=list)
     soft: list[tuple[Any, Any]] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)  # shared by copies: checks that gave up
 
     def real(self, name: str) -> Any:
         return z3.Real(name, self.ctx)
@@ -61,6 +63,7 @@ class Linear:
         if r == z3.sat:
             return "sat", ()
         if r == z3.unknown:
+            self.tally.gave_up += 1
             return "unknown", ()
         names = {lit.get_id(): chosen[i][0] for i, lit in enumerate(lits)}
         core = tuple(names[c.get_id()] for c in s.unsat_core())
@@ -88,7 +91,10 @@ class Linear:
             if tags is None or t in tags:
                 o.add(c)
         h = o.minimize(objective)
-        if o.check() != z3.sat:
+        r = o.check()
+        if r == z3.unknown:
+            self.tally.gave_up += 1
+        if r != z3.sat:
             return None
         v = o.lower(h)
         try:

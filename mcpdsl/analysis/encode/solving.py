@@ -144,6 +144,8 @@ class Solving(Decisions):
                 nice = z3.Bool("prefer!", self.ctx)
                 s.add(z3.Implies(nice, self.bool_val(AND(*(f.e for f in prefer)))))
                 r = s.check(nice, *assumptions)
+                if r == z3.unknown:  # the plain query below may still answer
+                    self.stats.gave_up += 1
                 if r == z3.sat:
                     self.stats.sat += 1
                     both = deps | pdeps
@@ -157,6 +159,7 @@ class Solving(Decisions):
                 core = tuple(labels[c.get_id()] for c in s.unsat_core() if c.get_id() in labels)
                 return Outcome("unsat", core=core)
             self.stats.unknown += 1
+            self.stats.gave_up += 1
             return Outcome("unknown", reason=s.reason_unknown())
         finally:
             self.stats.seconds += time.perf_counter() - start
