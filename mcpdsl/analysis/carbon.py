@@ -55,7 +55,7 @@ def carbon(a: Analysis) -> None:
     for c in blocks:
         regions = {r.region: r for r in c.regions}
         if c.intensity_file:
-            cleanest = forecast_minimum(project.root, c.intensity_file)
+            cleanest = forecast_minimum(project, c)
             if cleanest is None:
                 continue  # an unreadable forecast: nothing can be proven
             regions = {
@@ -91,33 +91,31 @@ def carbon(a: Analysis) -> None:
         _check(a, c, loads)
 
 
-def forecast_minimum(root: str, name: str) -> dict[str, Decimal] | None:
-    """The cleanest hour per region of an `intensity from` CSV (region,timestamp,g_per_kwh)."""
-    import csv
-    import io
+def forecast_minimum(project: m.Project, carbon: m.Carbon) -> dict[str, Decimal] | None:
+    """The cleanest hour per region of the block's `intensity from` forecast.
+
+    Read by the optimiser's loader (`optimize.intensity.load`), so the analysis
+    sees the forecast the build schedules against: CSV with `#` comments and
+    blank lines, or JSON, with the same checks.  None when the loader reports a
+    problem (it says what, as E0701/E0702); nothing can then be proven.
+    """
     from pathlib import Path
 
-    from mcpdsl.optimize.intensity import MAX_FILE_BYTES, in_tree
-    from mcpdsl.reader import read_regular
+    from mcpdsl.optimize.intensity import in_tree, load_forecast
 
-    path = in_tree(Path(root or "."), name)  # the loader reports E0701 for what is skipped
-    if path is None:
+    if carbon.intensity_file is None:
         return None
-    try:  # a FIFO, device or huge file: not read (the loader says why)
-        text = read_regular(path, MAX_FILE_BYTES).decode("utf-8-sig")
-        rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    except (OSError, UnicodeDecodeError, csv.Error):
+    path = in_tree(Path(project.root or "."), carbon.intensity_file)
+    if path is None:  # the loader reports E0701 for it
+        return None
+    loaded = load_forecast(carbon, path)  # the file's checks without locating the clause
+    if loaded.diagnostics:
         return None
     out: dict[str, Decimal] = {}
-    for row in rows:
-        try:
-            value = Decimal(str(row["g_per_kwh"]))
-            region = str(row["region"])
-        except (KeyError, ArithmeticError, TypeError):
-            return None
-        if not value.is_finite():
-            return None
-        out[region] = min(out.get(region, value), value)
+    for region, segments in loaded.table.series.items():
+        for segment in segments:
+            value = Decimal(repr(segment.g_per_kwh))
+            out[region] = min(out.get(region, value), value)
     return out
 
 

@@ -38,3 +38,22 @@ def test_deterministic(tree: Path) -> None:
         c, a = run(tree)
         outputs.append(render_human(a.diagnostics, c.sources))
     assert outputs[0] == outputs[1]
+
+
+def test_the_carbon_analysis_reads_a_commented_forecast() -> None:
+    """`examples/carbon-forecast`'s CSV opens with `#` comments, as the loader allows.
+
+    The analysis reads the forecast with the optimiser's loader, so it proves the
+    budget against the cleanest forecast hour instead of skipping the block.
+    """
+    from mcpdsl.analysis.carbon import forecast_minimum
+
+    c, _ = run(REPO / "examples" / "carbon-forecast")
+    carbon = next(b for b in c.project.carbons if b.intensity_file is not None)
+    assert (
+        (REPO / "examples" / "carbon-forecast" / carbon.intensity_file).read_text().startswith("#")
+    )
+    cleanest = forecast_minimum(c.project, carbon)
+    assert cleanest is not None
+    assert set(cleanest) == {r.region for r in carbon.regions}
+    assert all(value > 0 for value in cleanest.values())
