@@ -46,11 +46,17 @@ MAX_PROBLEM = 400  # longer than any problem `parse_jwks` words
 
 
 @cache
-def toolchain() -> bytes:
-    """What a verdict depends on besides the file: this check's code and its libraries."""
+def toolchain() -> bytes | None:
+    """What a verdict depends on besides the file: this check's code and its libraries.
+
+    None when the checker's source cannot be read (nothing is cached then).
+    """
     digest = hashlib.sha256(FORMAT)
     digest.update(b"\x00python\x00" + sys.version.encode())
-    digest.update(b"\x00jwks.py\x00" + Path(jwks.__file__).read_bytes())
+    try:
+        digest.update(b"\x00jwks.py\x00" + Path(jwks.__file__).read_bytes())
+    except OSError:
+        return None
     for library, version_file in (("jwt", "__init__.py"), ("cryptography", "__about__.py")):
         digest.update(f"\x00{library}\x00".encode())
         spec = find_spec(library)  # finds the package without importing it
@@ -61,8 +67,12 @@ def toolchain() -> bytes:
     return digest.digest()
 
 
-def entry_name(data: bytes) -> str:
-    digest = hashlib.sha256(toolchain())
+def entry_name(data: bytes) -> str | None:
+    """The file name of the verdict on `data`, or None when verdicts cannot be keyed."""
+    tools = toolchain()
+    if tools is None:
+        return None
+    digest = hashlib.sha256(tools)
     digest.update(data)
     return f"{PREFIX}{digest.hexdigest()[:40]}{SUFFIX}"
 
@@ -120,11 +130,11 @@ class StoredJwksCheck:
 
 def stored_verdict(data: bytes) -> Jwks:
     """The verdict on `data`, from the store when it holds one, else computed and stored."""
-    directory = open_private_dir(cache_root())
-    if directory is None:
+    name = entry_name(data)
+    directory = None if name is None else open_private_dir(cache_root())
+    if name is None or directory is None:
         return parse_jwks(data)
     try:
-        name = entry_name(data)
         payload = read_verified(directory, name, FORMAT)
         problem = MISS if payload is None else decode(payload)
         if not isinstance(problem, _Miss):

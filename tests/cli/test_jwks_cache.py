@@ -138,9 +138,15 @@ def test_the_name_covers_the_bytes_and_the_toolchain(monkeypatch: pytest.MonkeyP
         jc.toolchain.cache_clear()
 
 
+def name_of(content: str) -> str:
+    name = jc.entry_name(content.encode())
+    assert name is not None
+    return name
+
+
 def _plant(home: Path, content: str, payload: bytes) -> None:
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (home / jc.entry_name(content.encode())).write_bytes(wrap(payload, jc.FORMAT))
+    (home / name_of(content)).write_bytes(wrap(payload, jc.FORMAT))
 
 
 @pytest.mark.parametrize(
@@ -161,7 +167,7 @@ def test_a_malformed_entry_is_ignored(payload: bytes, tmp_path: Path, cache_home
     _plant(cache_home, content, payload)
     assert outcome(compile_tree(tree, stored=True)) == outcome(compile_tree(tree))
     # ... and replaced by the computed verdict.
-    stored = unwrap((cache_home / jc.entry_name(content.encode())).read_bytes(), jc.FORMAT)
+    stored = unwrap((cache_home / name_of(content)).read_bytes(), jc.FORMAT)
     assert stored is not None
     assert jc.decode(stored) == jwks_module.parse_jwks(content.encode()).problem
 
@@ -171,7 +177,7 @@ def test_a_torn_entry_is_ignored(tmp_path: Path, cache_home: Path) -> None:
     tree = tree_with(tmp_path, content)
     cache_home.mkdir(mode=0o700, parents=True)
     torn = wrap(b'{"problem": null}', jc.FORMAT)[:-3]
-    (cache_home / jc.entry_name(content.encode())).write_bytes(torn)
+    (cache_home / name_of(content)).write_bytes(torn)
     assert outcome(compile_tree(tree, stored=True)) == outcome(compile_tree(tree))
 
 
@@ -194,6 +200,19 @@ def test_a_forged_problem_can_only_refuse(tmp_path: Path, cache_home: Path) -> N
     stored = compile_tree(tree, stored=True)
     assert stored.project is None
     assert [d.code for d in stored.diagnostics] == ["E0904", "E0904"]
+
+
+def test_an_unreadable_checker_source_means_no_cache(
+    tmp_path: Path, cache_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tree_with(tmp_path, CONTENTS["usable"]())
+    jc.toolchain.cache_clear()
+    monkeypatch.setattr(jwks_module, "__file__", str(tmp_path / "missing.py"))
+    try:
+        assert outcome(compile_tree(tree, stored=True)) == outcome(compile_tree(tree))
+        assert verdicts(cache_home) == []
+    finally:
+        jc.toolchain.cache_clear()
 
 
 def test_without_a_private_cache_directory_the_check_runs(

@@ -2,8 +2,11 @@
 
 Solvers and dataframes cost a large share of a short command's wall time, so
 `check --no-analyze` must not import them, and a warm `check` (every file's
-front-end result in the cache) must not even load the parser.  Each case runs
-the command in a fresh interpreter and reads `sys.modules`; no timing is asserted.
+front-end result in the cache) must not even load the parser, nor PyJWT and
+cryptography (the verdict on a `jwks file` is cached too).  `--version`,
+`--help` and `import mcpdsl` need no model at all, so they must not import
+pydantic.  Each case runs the command in a fresh interpreter and reads
+`sys.modules`; no timing is asserted.
 """
 
 from __future__ import annotations
