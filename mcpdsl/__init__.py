@@ -5,7 +5,10 @@
     >>> [d.code for d in mcpdsl.check("policies/")]  # doctest: +SKIP
     []
 
-The facade imports heavy stages lazily so that `import mcpdsl` stays cheap.
+The facade imports everything lazily so that `import mcpdsl` stays cheap: even
+the diagnostic model is imported on first use, since it needs pydantic, which
+`mcpdsl --version` and `--help` (and `python -m mcpdsl`, which imports this
+package first) do not.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import os
 from typing import TYPE_CHECKING
 
 from mcpdsl._version import __version__
-from mcpdsl.diagnostics.model import CompileError, Diagnostic, Severity
 
 if TYPE_CHECKING:
+    from mcpdsl.diagnostics.model import CompileError, Diagnostic, Severity
     from mcpdsl.engine import Engine
     from mcpdsl.ir.model import Project
 
@@ -32,13 +35,28 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """Lazy exports: `mcpdsl.Engine` imports the engine on first use only."""
-    if name == "Engine":
-        from mcpdsl.engine import Engine
+#: Lazy exports: name -> module that defines it, imported on first use.
+_LAZY = {
+    "CompileError": "mcpdsl.diagnostics.model",
+    "Diagnostic": "mcpdsl.diagnostics.model",
+    "Severity": "mcpdsl.diagnostics.model",
+    "Engine": "mcpdsl.engine",
+}
 
-        return Engine
-    raise AttributeError(f"module 'mcpdsl' has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    """Lazy exports: `mcpdsl.Engine`, `mcpdsl.Diagnostic`, ... import their module on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mcpdsl' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def check(path: str | os.PathLike[str]) -> list[Diagnostic]:
@@ -57,6 +75,7 @@ def check(path: str | os.PathLike[str]) -> list[Diagnostic]:
 
 def load(path: str | os.PathLike[str]) -> Project:
     """The typed IR of a policy tree; raises `CompileError` when it has errors."""
+    from mcpdsl.diagnostics.model import CompileError
     from mcpdsl.pipeline import InputError, compile_tree
 
     try:

@@ -1,8 +1,9 @@
 """The per-user cache directory and the verified files kept in it.
 
-Two caches live here: the built parser (`mcpdsl.syntax.parser_cache`) and the
-front end's per-file results (`mcpdsl.pipeline.disk_cache`).  Both hold pickles,
-so both trust nothing they did not make:
+Three caches live here: the built parser (`mcpdsl.syntax.parser_cache`), the
+front end's per-file results (`mcpdsl.pipeline.disk_cache`) and the verdicts on
+JWKS files (`mcpdsl.pipeline.jwks_cache`).  The first two hold pickles, so all
+trust nothing they did not make:
 
 * the directory is the user's own (`$XDG_CACHE_HOME/mcpdsl`, else
   `~/.cache/mcpdsl`), never a shared one and never the package directory; it

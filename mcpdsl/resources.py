@@ -9,20 +9,31 @@ package.
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 @cache
 def data_dir(name: str) -> Traversable:
-    """The `grammar` or `targets` directory, as a traversable resource."""
+    """The `grammar` or `targets` directory, as a traversable resource.
+
+    An installed package on disk and a checkout are plain directories, looked up
+    without `importlib.resources` (its import, with `tempfile` and `shutil`, was a
+    noticeable part of a warm `mcpdsl check`); only a package that is not
+    (a zip) is asked through it.
+    """
+    package = Path(__file__).resolve().parent
+    for directory in (package / "_data" / name, package.parent / name):
+        if directory.is_dir():
+            return directory
+    from importlib import resources
+
     packaged = resources.files("mcpdsl") / "_data" / name
     if packaged.is_dir():
         return packaged
-    checkout = Path(__file__).resolve().parent.parent / name
-    if checkout.is_dir():
-        return checkout
     raise FileNotFoundError(f"mcpdsl data directory `{name}` is missing from the installation")
 
 

@@ -11,7 +11,10 @@ the imports of `build` (the target compilers), `sign` (cryptography) or
 
 from __future__ import annotations
 
+import gc
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -42,6 +45,52 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Command name -> the first paragraph of its help, which `mcpdsl --help` shortens
+#: to its one-line summary: listing the commands must not import them all (the
+#: target compilers and pydantic among them).  tests/cli/test_startup.py checks
+#: that each is the command's own text.
+SUMMARIES: dict[str, str] = {
+    "check": "Parse, resolve, typecheck and analyse (z3) a policy tree; report every diagnostic.",
+    "diff": "Semantic difference of two policy trees: access (with witnesses) and parameters.",
+    "build": "Compile a policy tree to Kubernetes, Envoy and OPA artifacts.",
+    "keys": "Create signing keys and manage keyrings (rotation, revocation).",
+    "sign": "Sign a build: the OPA bundle (ES256 JWT), then manifest.json (Ed25519 + ML-DSA-65).",
+    "verify": "Verify a signed build: every artifact hash, both signatures, key validity, "
+    "revocation.",
+    "watch": "Re-run check + build whenever a .mcp file changes (Ctrl-C to stop).",
+    "fmt": "Format policy files (directories are searched for `.mcp` files; `-` is stdin).",
+    "test": "Run the `test` blocks of a policy tree against the in-process engine.",
+    "eval": "Evaluate one input against a policy tree and print the decision.",
+    "plan": "Schedule jobs where and when the grid is cleanest, pack pools, account for carbon.",
+    "report": "Write the sustainability report (HTML with SVG charts, and Markdown).",
+    "init": "Create a small policy tree with tests in DIRECTORY (default: here).",
+    "lsp": "Run the language server (diagnostics, hover, navigation, completion, formatting).",
+    "serve": "Serve decisions over gRPC (Envoy ext_authz) and HTTP (OPA Data API) until SIGTERM.",
+    "logs": "Decision logs: verify their hash chain.",
+    "simulate": "Replay load and carbon through the policy: replicas, nodes, cost, energy, carbon.",
+}
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a command's modules are imported.
+
+    Importing builds tens of thousands of long-lived objects (classes, functions,
+    pydantic's field tables) and no cyclic garbage worth collecting; the
+    generational collections triggered meanwhile scanned that growing heap over
+    and over, about a sixth of a warm `check --no-analyze`'s CPU time
+    (docs/performance.md).  The previous state is restored afterwards, so
+    long-running commands (`serve`, `watch`, `lsp`) collect as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use, by name."""
 
@@ -53,9 +102,30 @@ class LazyGroup(click.Group):
         if found is not None or cmd_name not in COMMANDS:
             return found
         module, attribute = COMMANDS[cmd_name]
-        command = getattr(importlib.import_module(f"mcpdsl.cli.{module}"), attribute)
+        with gc_paused():
+            command = getattr(importlib.import_module(f"mcpdsl.cli.{module}"), attribute)
         assert isinstance(command, click.Command) and command.name == cmd_name, cmd_name
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The "Commands" section of `--help`, as click writes it, from `SUMMARIES`.
+
+        A lazy command is listed through a stand-in holding its summary, so that
+        `--help` shortens the same text the command would give, without importing it.
+        """
+        commands: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            if name in SUMMARIES and super().get_command(ctx, name) is None:
+                command: click.Command | None = click.Command(name, help=SUMMARIES[name])
+            else:
+                command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                commands.append((name, command))
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            rows = [(name, command.get_short_help_str(limit)) for name, command in commands]
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

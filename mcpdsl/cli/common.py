@@ -11,12 +11,11 @@ import click
 
 from mcpdsl.cli.exit import EXIT_USAGE
 from mcpdsl.diagnostics import Diagnostic
-from mcpdsl.outdir import OutputError
 from mcpdsl.source import SourceMap
 
 if TYPE_CHECKING:
     from mcpdsl.ir.model import Project
-    from mcpdsl.outdir import OutputPlan
+    from mcpdsl.outdir import OutputError, OutputPlan
     from mcpdsl.pipeline import Compilation
 
 
@@ -91,7 +90,10 @@ def compile_or_exit(path: str, fmt: str = "text", *, analyze: bool = False) -> C
     them, build refuses, test treats them as input errors), so that stays with
     the command.
     """
-    from mcpdsl.pipeline import InputError, compile_tree
+    from mcpdsl.cli import gc_paused
+
+    with gc_paused():  # the front end's modules (the IR's classes): see gc_paused
+        from mcpdsl.pipeline import InputError, compile_tree
 
     try:
         return compile_tree(path, analyze=analyze, stored=True)
@@ -117,7 +119,7 @@ def output_or_exit(
     Leftovers of an interrupted run are restored or removed first and each is
     named in a note; a refusal is a coded diagnostic at the path, exit 2.
     """
-    from mcpdsl.outdir import BUILD_FORMAT, prepare
+    from mcpdsl.outdir import BUILD_FORMAT, OutputError, prepare
 
     try:
         plan = prepare(out, kind=kind or BUILD_FORMAT, sources=sources, force=force)

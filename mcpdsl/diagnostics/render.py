@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from functools import cache
+from typing import TYPE_CHECKING
 
 from mcpdsl.diagnostics.codes import CODES
 from mcpdsl.diagnostics.model import Diagnostic, Label, Severity
-from mcpdsl.diagnostics.sarif import SarifLocation, SarifResult, SarifRule, write_sarif
 from mcpdsl.source import SourceMap, Span
+
+if TYPE_CHECKING:
+    from mcpdsl.diagnostics.sarif import SarifLocation
 
 _COLOURS = {
     "error": "\x1b[1;31m",
@@ -36,8 +40,14 @@ _INVISIBLE = (
     "\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
     "\u2028\u2029\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f"
 )
-_UNSAFE = re.compile(f"[\x00-\x08\x0a-\x1f{_INVISIBLE}]")
-_UNSAFE_IN_JSON = re.compile(f"[{_INVISIBLE}]")  # json.dumps escapes C0 itself
+
+
+@cache
+def _unsafe(*, in_json: bool = False) -> re.Pattern[str]:
+    """The characters to make visible (compiled on first use: a clean run prints none)."""
+    if in_json:
+        return re.compile(f"[{_INVISIBLE}]")  # json.dumps escapes C0 itself
+    return re.compile(f"[\x00-\x08\x0a-\x1f{_INVISIBLE}]")
 
 
 def _escape_one(match: re.Match[str]) -> str:
@@ -54,8 +64,8 @@ def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
     `keep_newlines` leaves line breaks of multi-line messages alone.
     """
     if keep_newlines:
-        return "\n".join(_UNSAFE.sub(_escape_one, part) for part in text.split("\n"))
-    return _UNSAFE.sub(_escape_one, text)
+        return "\n".join(_unsafe().sub(_escape_one, part) for part in text.split("\n"))
+    return _unsafe().sub(_escape_one, text)
 
 
 def json_safe(text: str) -> str:
@@ -69,7 +79,7 @@ def json_safe(text: str) -> str:
         raw = match.group().encode("utf-16-be")
         return "".join(f"\\u{int.from_bytes(raw[i : i + 2]):04x}" for i in range(0, len(raw), 2))
 
-    return _UNSAFE_IN_JSON.sub(escape, text)
+    return _unsafe(in_json=True).sub(escape, text)
 
 
 class _Paint:
@@ -210,11 +220,15 @@ _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.I
 
 
 def _sarif_location(span: Span, message: str = "") -> SarifLocation:
+    from mcpdsl.diagnostics.sarif import SarifLocation
+
     return SarifLocation(span.file, span, message)
 
 
 def render_sarif(diagnostics: Sequence[Diagnostic], *, version: str) -> str:
     """SARIF 2.1.0 for code-scanning dashboards; rules come from the code table."""
+    from mcpdsl.diagnostics.sarif import SarifResult, SarifRule, write_sarif
+
     rules = []
     for code in sorted({d.code for d in diagnostics}):
         entry = CODES.get(code)

@@ -19,25 +19,26 @@ from collections.abc import Iterator
 from mcpdsl.diagnostics import Diagnostic, Label, make
 from mcpdsl.diagnostics.wording import shown
 from mcpdsl.ir import model as m
-from mcpdsl.ir.jwks import load_jwks
+from mcpdsl.ir.jwks import JwksCheck, load_jwks
 from mcpdsl.ir.workload import parse_spiffe
 
 #: Attributes only a verified token can supply.
 _CLAIM_ATTRIBUTES = (("principal", "email"), ("principal", "groups"), ("request", "auth"))
 
 
-def with_jwks_keys(project: m.Project) -> m.Project:
+def with_jwks_keys(project: m.Project, check: JwksCheck | None = None) -> m.Project:
     """The project with each `jwks file` provider's usable keys inlined (`Provider.jwks_keys`).
 
     Read once, at compile time, with the loader `check_identity` and the Envoy
     target use: what the IR says is what the check accepted and what the Envoy
     bootstrap inlines.  An unusable file inlines nothing (E0904 reports it).
+    `check` judges a file's bytes (`mcpdsl.ir.jwks.load_jwks`).
     """
     providers = []
     changed = False
     for provider in project.providers:
         if provider.jwks_file is not None:
-            keys = load_jwks(project.root, provider.jwks_file).text
+            keys = load_jwks(project.root, provider.jwks_file, check).text
             if keys != provider.jwks_keys:
                 provider = provider.model_copy(update={"jwks_keys": keys})
                 changed = True
@@ -45,11 +46,12 @@ def with_jwks_keys(project: m.Project) -> m.Project:
     return project.model_copy(update={"providers": tuple(providers)}) if changed else project
 
 
-def check_identity(project: m.Project) -> list[Diagnostic]:
+def check_identity(project: m.Project, check: JwksCheck | None = None) -> list[Diagnostic]:
+    """The whole-tree identity diagnostics; `check` judges a JWKS file's bytes (`load_jwks`)."""
     diags: list[Diagnostic] = []
     for provider in project.providers:
         if provider.jwks_file is not None:
-            loaded = load_jwks(project.root, provider.jwks_file)
+            loaded = load_jwks(project.root, provider.jwks_file, check)
             if loaded.problem is not None:
                 diags.append(
                     make(

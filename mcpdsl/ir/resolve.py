@@ -16,6 +16,7 @@ from mcpdsl.diagnostics import Diagnostic, Label, make
 from mcpdsl.diagnostics.wording import closest
 from mcpdsl.ir import model as m
 from mcpdsl.ir.identity import with_jwks_keys
+from mcpdsl.ir.jwks import JwksCheck
 from mcpdsl.source import Span
 
 D = TypeVar("D", bound=m.Decl)
@@ -245,12 +246,17 @@ class ResolveMemo:
 
 
 def resolve(
-    units: list[m.FileUnit], root: str = "", memo: ResolveMemo | None = None
+    units: list[m.FileUnit],
+    root: str = "",
+    memo: ResolveMemo | None = None,
+    *,
+    jwks: JwksCheck | None = None,
 ) -> tuple[m.Project, list[Diagnostic]]:
     """Bind names across all files; returns the project and diagnostics.
 
     With a `memo`, files whose result cannot have changed since the previous
-    call with the same memo are not bound again (see `ResolveMemo`).
+    call with the same memo are not bound again (see `ResolveMemo`).  `jwks`
+    judges the bytes of each `jwks file` (`mcpdsl.ir.jwks.load_jwks`).
     """
     diags: list[Diagnostic] = []
     scope = _Scope(units, diags)
@@ -290,7 +296,7 @@ def resolve(
     _check_conflicts(project, diags, broken_scales)
     # The IR carries the keys of each `jwks file` as this compile read them (builds,
     # IR files and ConfigMaps have no tree to read them from at run time).
-    return with_jwks_keys(project), diags
+    return with_jwks_keys(project, jwks), diags
 
 
 def _exposed_tools(scope: _Scope, diags: list[Diagnostic]) -> dict[str, m.Integration]:

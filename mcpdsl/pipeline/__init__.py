@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mcpdsl.diagnostics import Diagnostic, sort_diagnostics
 from mcpdsl.ir import model as m
@@ -35,6 +36,9 @@ from mcpdsl.reader import (
     read_source,
 )
 from mcpdsl.source import SourceFile, SourceMap
+
+if TYPE_CHECKING:
+    from mcpdsl.ir.jwks import JwksCheck
 
 __all__ = ["SUFFIX", "Compilation", "InputError", "compile_tree", "find_files", "read"]
 
@@ -52,6 +56,7 @@ class Compilation:
     raw: dict[str, bytes] = field(default_factory=dict)
     parsed: list[object] = field(default_factory=list)
     analyze: bool = False  # run the z3 analyses (`mcpdsl check`); build/watch/eval skip them
+    jwks: JwksCheck | None = None  # judges a `jwks file`'s bytes; None: computed each time
 
     @property
     def has_errors(self) -> bool:
@@ -100,7 +105,7 @@ def lower(c: Compilation) -> None:
 def resolve(c: Compilation) -> None:
     from mcpdsl.ir.resolve import resolve as resolve_units
 
-    project, diags = resolve_units(c.units, str(c.root))
+    project, diags = resolve_units(c.units, str(c.root), jwks=c.jwks)
     c.diagnostics.extend(diags)
     c.project = project
 
@@ -112,7 +117,7 @@ def typecheck(c: Compilation) -> None:
 
     if c.project is not None:
         c.diagnostics.extend(typecheck_project(c.project))
-        c.diagnostics.extend(check_identity(c.project))  # whole-tree facts: keys, SPIFFE ids
+        c.diagnostics.extend(check_identity(c.project, c.jwks))  # whole-tree: keys, SPIFFE ids
         c.diagnostics.extend(check_servers(c.project))  # one decision server per tree
 
 
@@ -141,11 +146,16 @@ def compile_tree(
     `analyze=True` adds the z3 analyses (what `mcpdsl check` reports).
     `stored=True` (the command line) takes each unchanged file's `parse` and
     `lower` results from the user's cache directory (`mcpdsl.pipeline.disk_cache`),
-    and the analyses' result of an unchanged tree; the result is the same, except
-    that `Compilation.parsed` is empty.
+    the verdict on each `jwks file` (`mcpdsl.pipeline.jwks_cache`) and the analyses'
+    result of an unchanged tree; the result is the same, except that
+    `Compilation.parsed` is empty.
     """
     root, files = find_files(Path(path))
     c = Compilation(root=root, analyze=analyze)
+    if stored:
+        from mcpdsl.pipeline.jwks_cache import StoredJwksCheck
+
+        c.jwks = StoredJwksCheck()
     with _no_gc():
         _run_stages(c, files, stored=stored)
     return c
