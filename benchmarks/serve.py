@@ -576,18 +576,18 @@ def main(argv: list[str]) -> int:
 
     h2load = shutil.which("h2load") is not None
     counts = [int(n) for n in args.workers.split(",") if n.strip()]
-    bodies: dict[str, bytes] = {}
+    h2_bodies: dict[str, bytes] = {}
     for kind in ("allowed", "denied"):
         i = next(i for i, c in enumerate(as_sent) if decide(policies, table, c).enforced
                  == (kind == "allowed"))  # fmt: skip
-        bodies[kind] = wire[i]
+        h2_bodies[kind] = wire[i]
     loaded: dict[tuple[int, str], tuple[dict[str, float], dict[str, float]]] = {}
     if h2load:
         with tempfile.TemporaryDirectory() as tmp:
             tree = Path(tmp) / "bench.json"  # the IR: what `mcpdsl serve` loads like a build
             tree.write_text(project.model_dump_json(), encoding="utf-8")
             for n in counts:
-                for kind, pair in _h2load_rows(tree, n, bodies, wire, expect_check,
+                for kind, pair in _h2load_rows(tree, n, h2_bodies, wire, expect_check,
                                                sequential, total).items():  # fmt: skip
                     loaded[(n, kind)] = pair
                 print(f"done h2load, {n} worker(s)", file=sys.stderr, flush=True)

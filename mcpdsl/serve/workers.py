@@ -17,7 +17,9 @@ Each worker says where it listens on a pipe of its own (`--ready-fd`); once
 all have, the supervisor prints the one `listening` line.  SIGTERM/SIGINT are
 forwarded to every worker, which drains as a single server does (a second
 signal is forwarded too: the workers stop waiting); the supervisor exits when
-they have.  A worker that dies while serving is restarted after `BACKOFF`
+they have.  The workers run in a session of their own (a terminal's Ctrl-C
+reaches the supervisor only) and are sent SIGTERM by the kernel if the
+supervisor dies (`PR_SET_PDEATHSIG`), so none outlives it.  A worker that dies while serving is restarted after `BACKOFF`
 seconds, unless `MAX_RESTARTS` happened within `RESTART_WINDOW` seconds: then
 the supervisor stops the others and exits 1, rather than hide a worker that
 cannot run.  A worker that exits before the first `listening` line fails the
@@ -127,6 +129,8 @@ class Supervisor:
                 pass_fds=(*self.pass_fds, write),
                 env=self.env,
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         finally:
             os.close(write)
@@ -245,6 +249,19 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 w.proc.kill()
                 w.proc.wait()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    """SIGTERM this worker when its supervisor dies, however it dies (Linux `PR_SET_PDEATHSIG`).
+
+    The workers run in a session of their own, so that a terminal's Ctrl-C
+    reaches the supervisor alone and is forwarded once (a worker receiving it
+    twice would skip its drain); this keeps them from outliving a killed supervisor.
+    """
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
 def worker_announce(fd: int) -> Callable[[str], None]:

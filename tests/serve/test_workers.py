@@ -71,11 +71,13 @@ def _workers(server: ServerProcess) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie nobody reaped yet has stopped running)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    except OSError:
         return False
-    return True
+    state = next((x for x in status.splitlines() if x.startswith("State:")), "")
+    return "Z" not in state.split()[1:2]
 
 
 def _prefixes_over_fresh_channels(target: str, raw: bytes, channels: int) -> set[str]:
@@ -270,3 +272,14 @@ def test_a_split_store_refuses_what_needs_shared_counters(tmp_path: Path) -> Non
         assert verdict.decision.refusal == STORE_SPLIT
     ok = ServerState(Engine.load(write_gate(tmp_path / "gate")), workers=2)
     assert asyncio.run(ok.authorize(dict(ALLOWED))).allowed
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(serve: Any, tree: Path) -> None:
+    server = serve(tree, "--no-watch", "--workers", "2")
+    pids = _workers(server)
+    os.kill(server.pid, signal.SIGKILL)
+    server.proc.wait(30)
+    deadline = time.monotonic() + 60
+    while any(_alive(p) for p in pids):
+        assert time.monotonic() < deadline, "a worker outlived its supervisor"
+        time.sleep(0.1)
