@@ -114,7 +114,7 @@ def test_two_workers_share_the_ports_and_agree_with_the_engine(
     serve: Any, tree: Path, tmp_path: Path
 ) -> None:
     log = tmp_path / "decisions.jsonl"
-    server = serve(tree, "--no-watch", "--workers", "2", "--decision-log", str(log))
+    server = serve(tree, "--no-watch", "--workers", "2", "--decision-log", str(log), timeout=180)
     pids = _workers(server)
     assert len(pids) == 2 and all(_alive(p) for p in pids)
     engine = Engine.load(tree)
@@ -161,7 +161,7 @@ def test_the_limit_is_exact_across_workers_with_redis(
     tmp_path: Path,
 ) -> None:
     policy = write_policy(tmp_path)  # balance api: 20 tokens, no refill within the test
-    server = serve(policy, "--no-watch", "--workers", "2", "--redis", redis_server.url)
+    server = serve(policy, "--no-watch", "--workers", "2", "--redis", redis_server.url, timeout=180)
     body = {"input": ALLOWED}
 
     async def go() -> list[bool]:
@@ -194,7 +194,7 @@ def test_shared_counters_need_redis(tree: Path, tmp_path: Path) -> None:
 
 
 def test_a_killed_worker_is_replaced_and_the_ports_keep_answering(serve: Any, tree: Path) -> None:
-    server = serve(tree, "--no-watch", "--workers", "2")
+    server = serve(tree, "--no-watch", "--workers", "2", timeout=180)
     first, second = _workers(server)
     os.kill(first, signal.SIGKILL)
     server.wait_for_stderr(lambda t: '"worker-started"' in t, 60)
@@ -219,7 +219,7 @@ def test_a_killed_worker_is_replaced_and_the_ports_keep_answering(serve: Any, tr
 def test_a_worker_that_keeps_dying_stops_the_supervisor(serve: Any, tree: Path) -> None:
     from mcpdsl.serve.workers import MAX_RESTARTS
 
-    server = serve(tree, "--no-watch", "--workers", "2")
+    server = serve(tree, "--no-watch", "--workers", "2", timeout=180)
     victims = list(_workers(server))
     os.kill(victims[0], signal.SIGKILL)
     for n in range(MAX_RESTARTS):
@@ -275,7 +275,7 @@ def test_a_split_store_refuses_what_needs_shared_counters(tmp_path: Path) -> Non
 
 
 def test_workers_do_not_outlive_a_killed_supervisor(serve: Any, tree: Path) -> None:
-    server = serve(tree, "--no-watch", "--workers", "2")
+    server = serve(tree, "--no-watch", "--workers", "2", timeout=180)
     pids = _workers(server)
     os.kill(server.pid, signal.SIGKILL)
     server.proc.wait(30)
