@@ -9,9 +9,9 @@ event loop):
 * HTTP: the supervisor's listening socket is inherited by every worker, and
   the kernel hands each new connection to one of the workers accepting on it;
 * gRPC: every worker binds the same address with `SO_REUSEPORT` (gRPC sets it
-  on Linux), and the kernel spreads connections across them.  Worker 0 starts
-  first and alone: the others (and any restarted worker) bind the address it
-  reports, so a port 0 becomes one port for all.
+  on Linux), and the kernel spreads connections across them.  With port 0,
+  worker 0 starts first and alone: the others (and any restarted worker) bind
+  the address it reports, so that the port becomes one port for all.
 
 Each worker says where it listens on a pipe of its own (`--ready-fd`); once
 all have, the supervisor prints the one `listening` line.  SIGTERM/SIGINT are
@@ -91,9 +91,11 @@ class Supervisor:
         }
         workers: list[_Worker] = []
         try:
-            workers = [self._start(0)]
+            # a port 0 is known once worker 0 has bound it; a fixed port, at once
+            alone = self.grpc.rpartition(":")[2] == "0"
+            workers = [self._start(i) for i in range(1 if alone else self.workers)]
             code = self._until_listening(workers)
-            if code is None:
+            if code is None and alone:
                 first = workers[0].said or {}
                 self.grpc = str(first.get("grpc") or self.grpc)
                 workers += [self._start(i) for i in range(1, self.workers)]
