@@ -1,6 +1,6 @@
 """Decision-server benchmark: `mcpdsl serve` over gRPC ext_authz and the OPA Data API.
 
-    python benchmarks/serve.py [--quick] [--write-docs]
+    python benchmarks/serve.py [--quick] [--workers 1,2] [--write-docs]
 
 The tree is the CheckRequest benchmark's (benchmarks/checkrequest.py: the
 engine benchmark's 1,000 rules plus a gateway with one route per service, a
@@ -24,7 +24,23 @@ costs) and under concurrent load (throughput and p50/p99 under load).  The
 in-process rows time the same decision without a server (ours: `decide`
 and `authorize`; OPA: `eval_document`), so the table shows what the server
 adds.  The client shares the machine's cores with the server: on 2 cores
-the throughput is the pair's, not the server's alone.  Goals (issue 14):
+the throughput is the pair's, not the server's alone.
+
+In production the Check client is Envoy, in C++.  The `h2load` rows stand in
+for it: `mcpdsl serve TREE.json --workers N` (the CLI itself, the tree written
+as IR; N from `--workers`) is loaded by nghttp2's HTTP/2 load generator with
+real gRPC Check calls (POST /envoy.service.auth.v3.Authorization/Check,
+`content-type: application/grpc`, `te: trailers`, the body one length-prefixed
+serialized CheckRequest), one allowed and one denied request in separate runs
+(h2load sends one body for every request): one at a time (`-c1 -m1`) and 32 in
+flight as 8 connections of 4 streams each (`-c8 -m4`; Envoy multiplexes
+streams over a few connections).  Correctness is checked apart: the server's
+first 200 answers against the in-process decisions with a `grpc.aio` client,
+each h2load body's answer likewise, every h2load response must be HTTP 200
+(its status counts), and, when `nghttp` is installed, one call per body must
+end with the trailer `grpc-status: 0`.  The h2load rows need the Debian
+package `nghttp2-client` (`apt-get install -y nghttp2-client`); without
+`h2load` they are skipped with a note.  Goals (issue 14):
 >= 5,000 Check/s and p50 <= 0.5 ms at 1,000 rules; the server adds <= 300 µs
 p50 over the in-process decision.
 """
@@ -134,6 +150,46 @@ def _free_port() -> int:
         return port
 
 
+class CliServer:
+    """`python -m mcpdsl serve TREE.json --workers N` on free loopback ports (the real CLI)."""
+
+    def __init__(self, tree: Path, workers: int) -> None:
+        import httpx
+
+        self.http_port, self.grpc_port = _free_port(), _free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mcpdsl", "serve", str(tree), "--no-watch",
+             "--addr", f"127.0.0.1:{self.http_port}", "--grpc-addr", f"127.0.0.1:{self.grpc_port}",
+             "--workers", str(workers)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.base = f"http://127.0.0.1:{self.http_port}"
+        self.grpc = f"127.0.0.1:{self.grpc_port}"
+        deadline = time.monotonic() + 300
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(
+                    f"mcpdsl serve --workers {workers} exited ({self.proc.returncode})"
+                )
+            try:
+                if httpx.get(f"{self.base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit(f"mcpdsl serve --workers {workers} did not start")
+            time.sleep(0.2)
+        # the workers bind gRPC one after the other: wait until a Check is answered
+        import grpc
+
+        with grpc.insecure_channel(self.grpc) as channel:
+            grpc.channel_ready_future(channel).result(timeout=120)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
 class Server:
     """A child server process on free loopback ports."""
 
@@ -163,12 +219,16 @@ class Server:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        _stop(self.proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 # ------------------------------------------------------------------ clients
@@ -336,6 +396,95 @@ class _RawHttpClient:
             writer.close()
 
 
+# ------------------------------------------------------------------ h2load (nghttp2-client)
+
+
+def _grpc_frame(raw: bytes) -> bytes:
+    """A gRPC message on the wire: not compressed, 4-byte big-endian length, the bytes."""
+    return b"\0" + len(raw).to_bytes(4, "big") + raw
+
+
+def _h2load(port: int, body: Path, n: int, clients: int, streams: int) -> dict[str, float]:
+    """One h2load run of `n` Check calls; rate and latency percentiles (ms) from its log."""
+    import shutil
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "h2load.log"
+        cmd = [
+            shutil.which("h2load") or "h2load", "-n", str(n), "-c", str(clients),
+            "-m", str(streams), "-t", "1", "-H", "content-type: application/grpc",
+            "-H", "te: trailers", "-d", str(body), "--log-file", str(log),
+            f"http://127.0.0.1:{port}{CHECK}",
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
+        samples = sorted(
+            int(line.split("\t")[2]) * 1000
+            for line in log.read_text().splitlines()
+            if line.count("\t") == 2
+        )
+    done = next(x for x in out.splitlines() if x.startswith("requests:"))
+    codes = next(x for x in out.splitlines() if x.startswith("status codes:"))
+    finished = next(x for x in out.splitlines() if x.startswith("finished in"))
+    if f"{n} succeeded" not in done or not codes.startswith(f"status codes: {n} 2xx"):
+        raise SystemExit(f"h2load: not every Check succeeded: {done} / {codes}")
+    rate = float(finished.split(",")[1].split()[0])
+    return {"rate": rate, "p50": _ms(samples, 0.5), "p99": _ms(samples, 0.99), "calls": n}
+
+
+def _trailers_ok(port: int, body: Path) -> bool | None:
+    """Whether one call of `body` ends with `grpc-status: 0` (None without `nghttp`)."""
+    import shutil
+
+    nghttp = shutil.which("nghttp")
+    if nghttp is None:
+        return None
+    out = subprocess.run(
+        [nghttp, "-v", "-H", ":method: POST", "-H", "content-type: application/grpc",
+         "-H", "te: trailers", "-d", str(body), f"http://127.0.0.1:{port}{CHECK}"],
+        capture_output=True, timeout=60,
+    ).stdout.decode("utf-8", "replace")  # fmt: skip
+    return ":status: 200" in out and "grpc-status: 0" in out
+
+
+def _h2load_rows(
+    tree: Path,
+    workers: int,
+    bodies: dict[str, bytes],
+    wire: list[bytes],
+    expect: list[bool],
+    sequential: int,
+    total: int,
+) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+    """For each body (allowed, denied): one at a time, then 32 in flight (`-c8 -m4`)."""
+    server = CliServer(tree, workers)
+    out = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for kind, raw in bodies.items():
+                asyncio.run(_verify_bodies(server.grpc, wire, expect, raw, kind == "allowed"))
+                body = Path(tmp) / f"{kind}.bin"
+                body.write_bytes(_grpc_frame(raw))
+                if _trailers_ok(server.grpc_port, body) is False:
+                    raise SystemExit("nghttp: a Check did not end with grpc-status 0")
+                _h2load(server.grpc_port, body, 500, 1, 1)  # warm up
+                one = _h2load(server.grpc_port, body, sequential, 1, 1)
+                many = _h2load(server.grpc_port, body, total, 8, 4)
+                out[kind] = (one, many)
+    finally:
+        server.stop()
+    return out
+
+
+async def _verify_bodies(
+    target: str, wire: list[bytes], expect: list[bool], raw: bytes, allowed: bool
+) -> None:
+    """The server's first answers and the h2load body's answer equal the in-process ones."""
+    async with _GrpcClient(target, expect) as (call, check):
+        await check(wire)
+        if ((await call(raw)).status.code == 0) != allowed:
+            raise SystemExit(f"{target}: the h2load body is not answered as in process")
+
+
 # ------------------------------------------------------------------ in process
 
 
@@ -387,6 +536,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
+    parser.add_argument(
+        "--workers", default="1,2", help="`mcpdsl serve --workers N` for the h2load rows (N,N,...)"
+    )
+    parser.add_argument("--no-python", action="store_true", help="only the h2load rows")
     parser.add_argument("--child", choices=["mcpdsl", "OPA"], help=argparse.SUPPRESS)
     parser.add_argument("--http-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--grpc-port", type=int, help=argparse.SUPPRESS)
@@ -419,7 +572,32 @@ def main(argv: list[str]) -> int:
     expect_data = [policies.authorize(r).allowed for r in canonical[:200]]
     allowed = sum(decide(policies, table, c).enforced for c in as_sent)
 
+    import shutil
+
+    h2load = shutil.which("h2load") is not None
+    counts = [int(n) for n in args.workers.split(",") if n.strip()]
+    h2_bodies: dict[str, bytes] = {}
+    for kind in ("allowed", "denied"):
+        i = next(i for i, c in enumerate(as_sent) if decide(policies, table, c).enforced
+                 == (kind == "allowed"))  # fmt: skip
+        h2_bodies[kind] = wire[i]
+    loaded: dict[tuple[int, str], tuple[dict[str, float], dict[str, float]]] = {}
+    if h2load:
+        with tempfile.TemporaryDirectory() as tmp:
+            tree = Path(tmp) / "bench.json"  # the IR: what `mcpdsl serve` loads like a build
+            tree.write_text(project.model_dump_json(), encoding="utf-8")
+            for n in counts:
+                for kind, pair in _h2load_rows(tree, n, h2_bodies, wire, expect_check,
+                                               sequential, total).items():  # fmt: skip
+                    loaded[(n, kind)] = pair
+                print(f"done h2load, {n} worker(s)", file=sys.stderr, flush=True)
+    else:
+        print("h2load not found: the h2load rows are skipped (apt-get install -y"
+              " nghttp2-client)", file=sys.stderr)  # fmt: skip
+
     deciders = ["mcpdsl", "OPA"] if _opa_installed() else ["mcpdsl"]
+    if args.no_python:
+        deciders = []
     results: dict[tuple[str, str], tuple[dict[str, float], dict[str, float]]] = {}
     for decider in deciders:
         server = Server(decider)
@@ -439,6 +617,14 @@ def main(argv: list[str]) -> int:
     local = _in_process(project, as_sent, canonical, 2 if args.quick else 5)
 
     rows = []
+    for (n, kind), (one, many) in loaded.items():
+        inproc = local["mcpdsl check"]
+        rows.append(
+            f"| mcpdsl, {n} worker{'s' if n > 1 else ''} | ext_authz Check (gRPC, h2load, "
+            f"{kind} request) | {one['p50']:.3f} | {one['p99']:.3f} | {inproc:.1f} | "
+            f"{one['p50'] * 1000 - inproc:.0f} | {many['rate']:,.0f} | {many['p50']:.2f} | "
+            f"{many['p99']:.2f} | {one['calls']:,.0f} + {many['calls']:,.0f} |"
+        )
     for (decider, api), (one, many) in results.items():
         name = {
             "check": "ext_authz Check (gRPC, grpc.aio client)",
@@ -456,15 +642,22 @@ def main(argv: list[str]) -> int:
             f"{many['rate']:,.0f} | {many['p50']:.2f} | {many['p99']:.2f} | "
             f"{one['calls']:,.0f} + {many['calls']:,.0f} |"
         )
-    ours_check = results[("mcpdsl", "check")]
-    added_check = ours_check[0]["p50"] * 1000 - local["mcpdsl check"]
-    goals = [
-        (f"Check/s >= {GOAL_RATE:,.0f} (at concurrency {args.concurrency})",
-         ours_check[1]["rate"] >= GOAL_RATE),
-        (f"Check p50 <= {GOAL_P50_MS} ms (one at a time)", ours_check[0]["p50"] <= GOAL_P50_MS),
-        (f"the server adds <= {GOAL_ADDED_US:.0f} µs p50 over in process (Check)",
-         added_check <= GOAL_ADDED_US),
-    ]  # fmt: skip
+    goals = []
+    measured = [("grpc.aio client, 1 worker", results[("mcpdsl", "check")])] if results else []
+    measured += [
+        (f"h2load, {n} worker{'s' if n > 1 else ''}, {kind} request", pair)
+        for (n, kind), pair in loaded.items()
+    ]
+    for client, (one, many) in measured:
+        added = one["p50"] * 1000 - local["mcpdsl check"]
+        goals += [
+            (f"Check/s >= {GOAL_RATE:,.0f} (at concurrency {args.concurrency}), {client}",
+             many["rate"] >= GOAL_RATE),
+            (f"Check p50 <= {GOAL_P50_MS} ms (one at a time), {client}",
+             one["p50"] <= GOAL_P50_MS),
+            (f"the server adds <= {GOAL_ADDED_US:.0f} µs p50 over in process, {client}",
+             added <= GOAL_ADDED_US),
+        ]  # fmt: skip
     load = os.getloadavg()
     text = "\n".join(
         [
@@ -475,7 +668,13 @@ def main(argv: list[str]) -> int:
             f"up to {sequential:,} calls one at a time (httpx: {sequential // 2:,}), then up to "
             f"{total:,} Check / {total // 2:,} raw Data API / {total // 4:,} httpx calls with "
             f"{args.concurrency} in flight from one client process, each measurement stopped "
-            f"after {BUDGET_S:g} s.",
+            f"after {BUDGET_S:g} s."
+            + (
+                f" h2load rows: `mcpdsl serve --workers N` (the CLI), {sequential:,} calls with "
+                f"`-c1 -m1`, then {total:,} with `-c8 -m4` (32 in flight) per request body."
+                if loaded
+                else " h2load rows skipped: `h2load` is not installed (nghttp2-client)."
+            ),
             "",
             "| decider | API | p50 ms, one at a time | p99 ms | in-process p50 µs "
             "| server adds, p50 µs | req/s under load | p50 ms under load | p99 ms under load "

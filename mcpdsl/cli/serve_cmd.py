@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -146,6 +147,18 @@ _DEFAULTS = Limits()
     metavar="PROVIDER[,PROVIDER]",
     help="Identity providers whose tokens /mcp accepts; replaces the server block's `accept`.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=256),
+    default=1,
+    show_default=True,
+    help="Worker processes sharing the ports (one per core); with more than one, a policy"
+    " that reads `stats` or declares a `limit` needs --redis, and FILE of --decision-log"
+    " becomes FILE.w0 ... one per worker.",
+)
+@click.option("--worker-index", type=int, default=None, hidden=True)
+@click.option("--http-fd", type=int, default=None, hidden=True)
+@click.option("--ready-fd", type=int, default=None, hidden=True)
 def serve_command(
     path: str,
     addr: str,
@@ -168,6 +181,10 @@ def serve_command(
     grace: float,
     mcp_resource: str | None = None,
     mcp_accept: str | None = None,
+    workers: int = 1,
+    worker_index: int | None = None,
+    http_fd: int | None = None,
+    ready_fd: int | None = None,
 ) -> None:
     """Serve decisions over gRPC (Envoy ext_authz) and HTTP (OPA Data API) until SIGTERM.
 
@@ -210,11 +227,14 @@ def serve_command(
         grpc_max_concurrent_rpcs=max_inflight,
         request_timeout=request_timeout,
         keep_alive=keep_alive,
+        grpc_reuse_port=worker_index is not None,
     )
     raise_fd_limit(max_connections + max_inflight + 256)
     metrics = Metrics()
     status = PolicyStatus(path, metrics, say=say)
     store = _redis_store(redis_url, redis_prefix, redis_timeout) if redis_url else None
+    if workers > 1 and worker_index is None:  # the supervisor: checks, binds, exits
+        _supervise(path, trust, addr, grpc_addr, decision_log, redis_url, workers, grace)
     try:
         engine = Engine.load(
             path, trust=trust, on_reload=status.on_reload, on_error=status.on_error
@@ -233,14 +253,26 @@ def serve_command(
             engine.close()
             fail(str(exc))
     state = ServerState(engine, store=store, log=log, metrics=metrics,
-                        on_unavailable=on_unavailable)  # type: ignore[arg-type]  # fmt: skip
+                        on_unavailable=on_unavailable, workers=workers)  # type: ignore[arg-type]  # fmt: skip
     gateway = _gateway(state, mcp_resource, mcp_accept, say)
     if not no_watch:
         engine.start_watching()
 
+    announce: Callable[[str], None] = say
+    listener = None
+    if worker_index is not None:  # a worker of `--workers N` (mcpdsl.serve.workers)
+        import socket
+
+        from mcpdsl.serve.workers import worker_announce
+
+        if ready_fd is not None:
+            announce = worker_announce(ready_fd)
+        if http_fd is not None:
+            listener = socket.socket(fileno=http_fd)
+
     def listening(bound: Bound) -> None:
         line = {"event": "listening", "http": bound.http, "grpc": bound.grpc, "pid": os.getpid()}
-        say(json.dumps(line, sort_keys=True))
+        announce(json.dumps(line, sort_keys=True))
 
     def stopping() -> None:
         say(f"mcpdsl serve: stopping; draining in-flight requests (up to {grace:g} s)")
@@ -256,6 +288,7 @@ def serve_command(
                 on_listening=listening,
                 on_stopping=stopping,
                 gateway=gateway,
+                listener=listener,
             )
         )
     except OSError as exc:
@@ -263,6 +296,109 @@ def serve_command(
     finally:
         engine.close()
     say("mcpdsl serve: stopped")
+
+
+def _coded(code: str, message: str) -> NoReturn:
+    """A usage error as a coded diagnostic line (`mcpdsl check --explain CODE`), exit 2."""
+    import sys
+
+    from mcpdsl.diagnostics.render import escape_controls
+
+    click.echo(f"error[{code}]: {escape_controls(message)}", err=True)
+    sys.exit(2)
+
+
+def _supervise(
+    path: str,
+    trust: str | None,
+    addr: str,
+    grpc_addr: str,
+    decision_log: str | None,
+    redis_url: str | None,
+    workers: int,
+    grace: float,
+) -> NoReturn:
+    """`--workers N` (N > 1): check what N processes need, bind, supervise; exits.
+
+    The policy is loaded here once, to refuse what N workers cannot serve exactly
+    (E1130: counters or limits without a shared store; E1131: one decision-log
+    stream written by N processes) before any of them starts.
+    """
+    import sys
+
+    from mcpdsl.cli.common import fail
+    from mcpdsl.engine import Engine
+    from mcpdsl.serve.runner import bind_http, split_addr
+    from mcpdsl.serve.workers import Supervisor, python_argv
+
+    if decision_log == "-":
+        _coded("E1131", f"--decision-log - with --workers {workers}: the workers' lines would"
+               " interleave into a chain no one can verify; give a FILE (one FILE.wN per"
+               " worker)")  # fmt: skip
+    try:
+        engine = Engine.load(path, trust=trust)
+    except Exception as exc:  # CompileError, TrustError: said, not a traceback
+        fail(f"cannot load `{path}`: {exc}")
+    try:
+        prepared = engine.compiled
+        needs = [what for what, yes in (("reads `stats`", prepared.policies.reads_stats),
+                                        ("declares a `limit`", bool(prepared.limits))) if yes]  # fmt: skip
+    finally:
+        engine.close()
+    if needs and redis_url is None:
+        _coded("E1130", f"the policy {' and '.join(needs)}: with --workers {workers} each"
+               " worker would count apart; add --redis URL (one shared store) or use one"
+               " worker")  # fmt: skip
+    try:
+        host, port = split_addr(addr)
+        listener = bind_http(host, port)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    listener.set_inheritable(True)
+    ctx = click.get_current_context()
+    base = _worker_args(ctx, {"grpc_addr", "decision_log", "worker_index", "http_fd", "ready_fd"})
+
+    def command(index: int, ready: int, grpc: str) -> list[str]:
+        argv = [*python_argv(), "serve", *base, "--grpc-addr", grpc,
+                "--worker-index", str(index), "--http-fd", str(listener.fileno()),
+                "--ready-fd", str(ready)]  # fmt: skip
+        if decision_log is not None:
+            argv += ["--decision-log", f"{decision_log}.w{index}"]
+        return argv
+
+    def say(text: str) -> None:
+        click.echo(text, err=True)
+
+    try:
+        code = Supervisor(command, workers, (listener.fileno(),), say, grpc_addr, grace).run()
+    finally:
+        listener.close()
+    say("mcpdsl serve: stopped")
+    sys.exit(code)
+
+
+def _worker_args(ctx: click.Context, leave: set[str]) -> list[str]:
+    """The command line of this invocation, rebuilt from its parameters (minus `leave`)."""
+    out: list[str] = []
+    for param in ctx.command.params:
+        name = param.name
+        if name is None or name in leave:
+            continue
+        value = ctx.params.get(name)
+        if isinstance(param, click.Argument):
+            out.append(str(value))
+            continue
+        assert isinstance(param, click.Option)
+        flag = param.opts[0]
+        if param.is_flag:
+            if value:
+                out.append(flag)
+        elif param.multiple:
+            for v in value or ():
+                out += [flag, str(v)]
+        elif value is not None:
+            out += [flag, str(value)]
+    return out
 
 
 def _gateway(state: Any, resource: str | None, accept: str | None, say: Any) -> Any:

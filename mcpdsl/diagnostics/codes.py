@@ -835,6 +835,28 @@ _TABLE: tuple[Code, ...] = (
         '    redis secret "authz-redis" key "url"\n\n'
         "and the Deployment reads it into the server's environment (secretKeyRef).\n",
     ),
+    # ------------------------------- `mcpdsl serve --workers N` (E113x, command line)
+    Code(
+        "E1130",
+        _E,
+        "several workers without a shared store",
+        "`mcpdsl serve --workers N` (N > 1) runs N processes, each with its own store. A\n"
+        "policy that reads `stats.principal.*` or declares a `limit` would then see each\n"
+        "worker's share of the calls: a limit of 100 a minute would let N x 100 through.\n"
+        "Give the workers one shared store, or run one worker:\n\n"
+        "    mcpdsl serve policies/ --workers 2 --redis redis://127.0.0.1:6379/0\n\n"
+        "A reload that brings such a policy to workers started without `--redis` is\n"
+        "refused request by request (a deny saying why), never served with split counts.\n",
+    ),
+    Code(
+        "E1131",
+        _E,
+        "several workers writing one decision-log stream",
+        "`--decision-log -` with `--workers N` (N > 1): the workers' records would\n"
+        "interleave on standard output, and their hash chains with them, so that\n"
+        "`mcpdsl logs verify` could not follow any of them. Give a FILE: worker I writes\n"
+        "`FILE.wI` (its own chain, rotated as `FILE.wI.1` ...), each verifiable alone.\n",
+    ),
     # ---------------------------------------------------- analysis (z3)
     Code(
         "A0101",

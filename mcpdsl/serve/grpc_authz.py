@@ -258,15 +258,52 @@ _OK = _ok_template()
 _SLOT = _ID_SLOT.encode()
 
 
-def response_bytes(verdict: Verdict) -> bytes:
+#: Denial templates kept per service (`DenialTemplates`): rule-made denials only, bounded.
+MAX_DENIAL_TEMPLATES = 4096
+
+
+class DenialTemplates:
+    """Serialized denials by what they say, with the decision id left as a slot.
+
+    A denial by the policy's rules (or a limit, or the store) is one of a few
+    messages per policy: its reason names rules, its status and challenge follow
+    from the decision.  Only the decision id (in a header and in the body, 36
+    characters both times, so no length prefix changes) differs per request.
+    Refusals are not kept: their reasons quote the caller's input.
+    """
+
+    def __init__(self, limit: int = MAX_DENIAL_TEMPLATES) -> None:
+        self._kept: dict[tuple[object, ...], bytes] = {}
+        self._limit = limit
+
+    def render(self, verdict: Verdict) -> bytes:
+        ident = verdict.decision_id
+        d = verdict.decision
+        if d.refusal is not None or len(ident) != len(_ID_SLOT) or not ident.isascii():
+            return check_response(verdict).SerializeToString()
+        key = (d.allowed, d.enforced, d.default_applied, d.rules, d.obligations,
+               verdict.limited, verdict.unavailable)  # fmt: skip
+        template = self._kept.get(key)
+        if template is None:
+            slotted = Verdict(d, None, _ID_SLOT, verdict.limited, verdict.unavailable)
+            template = check_response(slotted).SerializeToString()
+            if len(self._kept) < self._limit:
+                self._kept[key] = template
+        return template.replace(_SLOT, ident.encode())
+
+
+def response_bytes(verdict: Verdict, denials: DenialTemplates | None = None) -> bytes:
     """`check_response(verdict)`, serialized; an allow is a template with the id filled in.
 
     Building and serializing the OK message costs more than deciding; its bytes
-    differ from request to request only in the 36-character decision id.
+    differ from request to request only in the 36-character decision id.  So do
+    a rule-made denial's (`denials`).
     """
     ident = verdict.decision_id
     if verdict.allowed and len(ident) == len(_ID_SLOT) and ident.isascii():
         return _OK.replace(_SLOT, ident.encode())
+    if denials is not None and not verdict.allowed:
+        return denials.render(verdict)
     return check_response(verdict).SerializeToString()
 
 
@@ -275,6 +312,7 @@ class AuthorizationService:
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        self.denials = DenialTemplates()
 
     async def check(self, request: pb.CheckRequest) -> Verdict:
         """Decide a parsed CheckRequest."""
@@ -300,7 +338,7 @@ class AuthorizationService:
 
     async def handle(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """The gRPC handler: bytes in, the serialized CheckResponse out."""
-        return response_bytes(await self.verdict(raw))
+        return response_bytes(await self.verdict(raw), self.denials)
 
 
 def _identity(raw: bytes) -> bytes:

@@ -48,6 +48,8 @@ class Limits:
     grpc_max_message_bytes: int = 4 * 1024 * 1024
     grpc_min_ping_seconds: int = 10
     grpc_max_idle_seconds: int = 300
+    #: The workers of `--workers N` share the gRPC port (`SO_REUSEPORT`); one server does not.
+    grpc_reuse_port: bool = False
 
     def grpc_options(self) -> list[tuple[str, int]]:
         """`grpc.aio.server(options=...)`: message size, keepalive and idle limits."""
@@ -59,7 +61,8 @@ class Limits:
             ("grpc.http2.min_ping_interval_without_data_ms", self.grpc_min_ping_seconds * 1000),
             ("grpc.http2.max_ping_strikes", 2),
             ("grpc.max_connection_idle_ms", self.grpc_max_idle_seconds * 1000),
-            ("grpc.so_reuseport", 0),  # a second server on a busy port fails, not shares it
+            # a second server on a busy port fails rather than shares it, except a worker
+            ("grpc.so_reuseport", int(self.grpc_reuse_port)),
         ]
 
 

@@ -3,10 +3,18 @@
 Names follow Prometheus conventions (`_total` counters, `_seconds` histograms)
 and carry the `mcpdsl_` prefix.  Rule labels are the policy's rule names, a
 bounded set (a reload can only replace it), so cardinality stays bounded.
+
+Under `mcpdsl serve --workers N` each worker is a process of its own and the
+supervisor sets `PROMETHEUS_MULTIPROC_DIR` (`mcpdsl.serve.workers`):
+prometheus-client then keeps the values in files there, and `exposition`
+sums every worker's counters and histograms; the gauges say the live
+workers' maximum (breakers, federated tools) or minimum (readiness, the
+oldest policy in force).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -91,19 +99,29 @@ class Metrics:
         self.breaker_open = Gauge(
             "mcpdsl_mcp_breaker_state",
             "Circuit breaker of each tool's upstream: 0 closed, 1 half-open, 2 open.",
-            ["tool"], registry=r,
+            ["tool"], registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
         self.federated_tools = Gauge(
             "mcpdsl_mcp_federated_tools",
             "Tools the gateway federates from each `upstream mcp` integration (0 while"
             " it is not connected).",
-            ["integration"], registry=r,
+            ["integration"], registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
-        self.ready = Gauge("mcpdsl_ready", "1 when a policy is loaded.", registry=r)
+        self.ready = Gauge(
+            "mcpdsl_ready", "1 when a policy is loaded.", registry=r, multiprocess_mode="livemin"
+        )
         self.policy_revision = Gauge(
             "mcpdsl_policy_loaded_timestamp_seconds", "When the policy in force was installed.",
-            registry=r,
+            registry=r, multiprocess_mode="livemin",
         )  # fmt: skip
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text format: this server's metrics, or every worker's (module docstring)."""
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not directory:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path=directory)
+        return generate_latest(combined)

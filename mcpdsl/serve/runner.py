@@ -106,8 +106,14 @@ async def serve(
     on_listening: Callable[[Bound], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
     gateway: Gateway | None = None,
+    listener: socket.socket | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; `on_listening(Bound)` once both listeners are bound."""
+    """Serve until SIGTERM/SIGINT; `on_listening(Bound)` once both listeners are bound.
+
+    `listener` is an HTTP socket already listening (a worker of `--workers N`
+    inherits its supervisor's, so that every worker accepts on one port);
+    without it `addrs.http` is bound here.
+    """
     lim = limits if limits is not None else Limits()
     host, port = split_addr(addrs.http)
     guard = ConnectionGuard(lim, lambda reason: state.metrics.http_closed.labels(reason).inc())
@@ -125,7 +131,8 @@ async def serve(
         timeout_graceful_shutdown=grace,  # type: ignore[arg-type]
     )
     http = _Server(config)
-    listener = bind_http(host, port)  # bound here: a busy port is an OSError, said cleanly
+    if listener is None:
+        listener = bind_http(host, port)  # bound here: a busy port is an OSError, said cleanly
     try:
         grpc_srv, grpc_port = grpc_server(state, addrs.grpc, lim)
     except BaseException:

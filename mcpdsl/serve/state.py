@@ -9,7 +9,10 @@ data) or `authorize` (a canonical request, OPA's `input`), and turns the
    so a request is mapped, decided and limited by one policy, never a mix);
 2. a CheckRequest is mapped by its door (`mcpdsl.evaluate.checkrequest`);
 3. the server-side behaviour signals are added as `stats.principal` (whatever
-   the caller sent under `stats` is replaced: the server is their only source);
+   the caller sent under `stats` is replaced: the server is their only source).
+   With the in-memory store and a policy that reads no `stats` they are not
+   kept at all (nothing could read them; `stats` is then absent): a reload to a
+   policy that reads them starts counting then;
 4. the policy decides; an allowed request then takes a token from the shared
    bucket of the limit that governs it (gateway or balance `limit`);
 5. the decision is logged and counted.
@@ -44,6 +47,10 @@ Transport = Literal["grpc", "http", "mcp"]
 OnUnavailable = Literal["deny", "allow"]
 
 STORE_DOWN = "the decision server's shared store is unreachable (fail closed)"
+STORE_SPLIT = (
+    "the policy reads `stats` or declares a `limit`, and this server runs several workers"
+    " without a shared store (`--redis`): its counters would be split (fail closed)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +197,18 @@ class ServerState:
         metrics: Metrics | None = None,
         on_unavailable: OnUnavailable = "deny",
         clock: Any = time.time,
+        workers: int = 1,
     ) -> None:
         self.engine = engine
         self.store: Store = store if store is not None else MemoryStore()
+        # A `MemoryStore` never fails, and its counters are read by nobody but the
+        # policy: when the policy in force reads no `stats` they need not be kept
+        # (a fifth of a Check's cost).  A shared store's failure is a deny (fail
+        # closed), so with one every request keeps asking it, as it always did.
+        self._local = type(self.store) is MemoryStore  # exactly: a subclass may fail
+        # Several worker processes with one in-memory store each would split every
+        # counter and limit N ways: a policy that needs them is refused (`STORE_SPLIT`).
+        self._split = self._local and workers > 1
         self.log = log
         self.metrics = metrics if metrics is not None else Metrics()
         self.on_unavailable: OnUnavailable = on_unavailable
@@ -273,16 +289,24 @@ class ServerState:
         now = self._clock()
         principal = principal_key(request)
         unavailable = False
-        try:
-            stats = await self.store.observe(principal, resource_key(request), now)
-        except StoreUnavailable:
-            unavailable = True
-            # Nobody counted this call: `stats` is absent (never the caller's, never
-            # zeros), so with `on_unavailable="allow"` a deny written `unless
-            # stats.principal.calls_1m <= N` still refuses it (fails closed).
+        counted = not self._local or prepared.policies.reads_stats
+        if self._split and (counted or prepared.limits):
+            return self._finish(refused(STORE_SPLIT), request, None, transport, start, log=log)
+        if not counted:
+            # Nothing reads the counters (see `__init__`); the caller's `stats` still
+            # goes: the server is their only source, in the decision log too.
             request.pop("stats", None)
         else:
-            request["stats"] = {"principal": stats.as_data()}
+            try:
+                stats = await self.store.observe(principal, resource_key(request), now)
+            except StoreUnavailable:
+                unavailable = True
+                # Nobody counted this call: `stats` is absent (never the caller's, never
+                # zeros), so with `on_unavailable="allow"` a deny written `unless
+                # stats.principal.calls_1m <= N` still refuses it (fails closed).
+                request.pop("stats", None)
+            else:
+                request["stats"] = {"principal": stats.as_data()}
         decision = (prepared.policies if policies is None else policies).authorize(request)
         if unavailable:
             self.metrics.store_errors.inc()
@@ -308,10 +332,12 @@ class ServerState:
                         return self._finish(decision, request, None, transport, start,
                                             unavailable=True, log=log)  # fmt: skip
                     break
-        try:
-            await self.store.outcome(principal, not decision.enforced or limited is not None, now)
-        except StoreUnavailable:
-            self.metrics.store_errors.inc()
+        if counted:
+            try:
+                denied = not decision.enforced or limited is not None
+                await self.store.outcome(principal, denied, now)
+            except StoreUnavailable:
+                self.metrics.store_errors.inc()
         return self._finish(decision, request, limited, transport, start, log=log)
 
     def _decision_id(self) -> str:

@@ -375,3 +375,33 @@ def test_the_serialized_allow_is_the_check_response(engine: Engine) -> None:
         raw = response_bytes(verdict)
         assert pb.CheckResponse.FromString(raw) == check_response(verdict)
     assert len({_verdict(state, {"action": "GET"}).decision_id for _ in range(50)}) == 50
+
+
+def test_denial_templates_are_the_check_response(engine: Engine) -> None:
+    """A kept denial with its id filled in parses to exactly `check_response`, id and all.
+
+    Rule denials, default denials, step-up (401) denials, limited, unavailable and
+    refused verdicts; the second answer of each kind comes from the template.
+    """
+    from mcpdsl.serve.grpc_authz import DenialTemplates
+
+    state = ServerState(engine)
+    denials = DenialTemplates(limit=3)
+    requests = [
+        _find(engine, lambda d: not d.allowed and not d.default_applied),
+        _find(engine, lambda d: d.default_applied),
+        _find(engine, lambda d: d.allowed and not d.enforced),
+        {"action": "GET"},
+    ]
+    verdicts = [_verdict(state, r) for r in requests for _ in range(2)]
+    base = verdicts[0]
+    verdicts += [
+        Verdict(base.decision, base.request, state._decision_id(), limited="balance `api`"),
+        Verdict(base.decision, base.request, state._decision_id(), unavailable=True),
+    ]
+    for verdict in verdicts:
+        raw = denials.render(verdict)
+        expected = check_response(verdict)
+        assert pb.CheckResponse.FromString(raw) == expected
+        assert verdict.decision_id in _headers(expected).values()
+    assert len(denials._kept) == 3  # bounded
