@@ -19,8 +19,11 @@ if TYPE_CHECKING:
     from mcpdsl.pipeline import Compilation
 
 
-def echo_error(message: str) -> None:
+def echo_error(message: str, *, diagnostic: str | None = None) -> None:
     """Print `error: message` on stderr with control and bidi characters made visible.
+
+    With a `diagnostic` code the line reads `error[CODE]: message`, as a rendered
+    diagnostic does, so `mcpdsl check --explain CODE` applies.
 
     Messages name files and revisions a hostile tree or repository chooses (a file
     called `\x1b]0;...\x07` retitles the terminal, `\x1b[2J` clears it): every
@@ -28,12 +31,13 @@ def echo_error(message: str) -> None:
     """
     from mcpdsl.diagnostics.render import escape_controls
 
-    click.echo(f"error: {escape_controls(message)}", err=True)
+    head = f"error[{diagnostic}]" if diagnostic else "error"
+    click.echo(f"{head}: {escape_controls(message)}", err=True)
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+def fail(message: str, code: int = EXIT_USAGE, *, diagnostic: str | None = None) -> NoReturn:
     """`echo_error(message)`, then end the command (by default: usage or input error)."""
-    echo_error(message)
+    echo_error(message, diagnostic=diagnostic)
     sys.exit(code)
 
 

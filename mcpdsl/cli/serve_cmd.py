@@ -298,16 +298,6 @@ def serve_command(
     say("mcpdsl serve: stopped")
 
 
-def _coded(code: str, message: str) -> NoReturn:
-    """A usage error as a coded diagnostic line (`mcpdsl check --explain CODE`), exit 2."""
-    import sys
-
-    from mcpdsl.diagnostics.render import escape_controls
-
-    click.echo(f"error[{code}]: {escape_controls(message)}", err=True)
-    sys.exit(2)
-
-
 def _supervise(
     path: str,
     trust: str | None,
@@ -332,9 +322,12 @@ def _supervise(
     from mcpdsl.serve.workers import Supervisor, python_argv
 
     if decision_log == "-":
-        _coded("E1131", f"--decision-log - with --workers {workers}: the workers' lines would"
-               " interleave into a chain no one can verify; give a FILE (one FILE.wN per"
-               " worker)")  # fmt: skip
+        fail(
+            f"--decision-log - with --workers {workers}: the workers' lines would"
+            " interleave into a chain no one can verify; give a FILE (one FILE.wN per"
+            " worker)",
+            diagnostic="E1131",
+        )
     try:
         engine = Engine.load(path, trust=trust)
     except Exception as exc:  # CompileError, TrustError: said, not a traceback
@@ -346,9 +339,12 @@ def _supervise(
     finally:
         engine.close()
     if needs and redis_url is None:
-        _coded("E1130", f"the policy {' and '.join(needs)}: with --workers {workers} each"
-               " worker would count apart; add --redis URL (one shared store) or use one"
-               " worker")  # fmt: skip
+        fail(
+            f"the policy {' and '.join(needs)}: with --workers {workers} each"
+            " worker would count apart; add --redis URL (one shared store) or use one"
+            " worker",
+            diagnostic="E1130",
+        )
     try:
         host, port = split_addr(addr)
         listener = bind_http(host, port)
