@@ -345,8 +345,18 @@ def _errs_bodies(e: m.Expr, var: str) -> list[list[str]] | None:
 
     An attribute or `not attribute` errs when it is present and not a boolean;
     an ordering with a number when its attribute is present and not a number;
-    `==`, `!=` and `in [literals]` on an attribute never err.  None: no plain form.
+    `==`, `!=` and `in [literals]` on an attribute never err; `and` and `or`
+    err when one operand errs (an erring operand is not true, so `and` is not
+    all true).  None: no plain form.
     """
+    if isinstance(e, (m.And, m.Or)):
+        bodies: list[list[str]] = []
+        for i, operand in enumerate(e.operands):
+            sub = _errs_bodies(operand, f"{var}{i}")
+            if sub is None:
+                return None
+            bodies += sub
+        return bodies
     if isinstance(e, m.Attr) or (isinstance(e, m.Not) and isinstance(e.operand, m.Attr)):
         ref = _leaf_ref(e if isinstance(e, m.Attr) else e.operand)  # type: ignore[attr-defined]
         return None if ref is None else [[f"{var} := {ref}", f"not is_boolean({var})"]]
