@@ -233,7 +233,7 @@ def _rule_bodies(rule: m.Rule, policy: m.Policy) -> list[list[str]]:
     if plain is not None:
         return [lines + body for body in plain]
     test = "fires_or_errs" if rule.effect == "deny" else "fires"
-    return [lines + [render(lib_call(test, compile_expr(rule.condition)), 1)]]
+    return [[*lines, render(lib_call(test, compile_expr(rule.condition)), 1)]]
 
 
 def risk_scale(policy: m.Policy) -> int:

@@ -323,6 +323,15 @@ def _leaf_ref(e: m.Expr) -> str | None:
     return _plain_ref(e)
 
 
+def _boolean_attr(e: m.Expr) -> m.Attr | None:
+    """The attribute of `x` or `not x` (both ERROR exactly when x is present and not a boolean)."""
+    if isinstance(e, m.Attr):
+        return e
+    if isinstance(e, m.Not) and isinstance(e.operand, m.Attr):
+        return e.operand
+    return None
+
+
 def _ordering(e: m.Compare) -> tuple[str, str, str] | None:
     """(reference, operator, number literal) of `attr OP number` (either side), or None."""
     left, right = e.left, e.right
@@ -357,8 +366,9 @@ def _errs_bodies(e: m.Expr, var: str) -> list[list[str]] | None:
                 return None
             bodies += sub
         return bodies
-    if isinstance(e, m.Attr) or (isinstance(e, m.Not) and isinstance(e.operand, m.Attr)):
-        ref = _leaf_ref(e if isinstance(e, m.Attr) else e.operand)  # type: ignore[attr-defined]
+    flag = _boolean_attr(e)
+    if flag is not None:
+        ref = _leaf_ref(flag)
         return None if ref is None else [[f"{var} := {ref}", f"not is_boolean({var})"]]
     if isinstance(e, m.Compare):
         found = _ordering(e)
@@ -450,11 +460,11 @@ def _not_errs_lines(e: m.Expr) -> list[str] | None:
     `object.get` with a default of the right type reads an absent attribute
     (MISSING, not an error) as that default, and a present one as it is.
     """
-    if isinstance(e, m.Attr) or (isinstance(e, m.Not) and isinstance(e.operand, m.Attr)):
-        attr = e if isinstance(e, m.Attr) else e.operand  # type: ignore[attr-defined]
-        if _leaf_ref(attr) is None:
+    flag = _boolean_attr(e)
+    if flag is not None:
+        if _leaf_ref(flag) is None:
             return None
-        path = rego_array((attr.root, *attr.path))
+        path = rego_array((flag.root, *flag.path))
         return ["is_object(input)", f"is_boolean(object.get(input, {path}, false))"]
     if isinstance(e, m.Compare):
         found = _ordering(e)
@@ -509,6 +519,8 @@ def _reads_risk(e: m.Node) -> bool:
     for value in e.__dict__.values():
         if isinstance(value, m.Node) and _reads_risk(value):
             return True
-        if isinstance(value, tuple) and any(isinstance(v, m.Node) and _reads_risk(v) for v in value):
+        if isinstance(value, tuple) and any(
+            isinstance(v, m.Node) and _reads_risk(v) for v in value
+        ):
             return True
     return False

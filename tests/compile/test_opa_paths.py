@@ -94,7 +94,9 @@ def test_the_globs_are_valid_and_take_every_form() -> None:
     assert forms == {"startswith", "lib.bare_path", "regex.match"}
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(path=paths)
 def test_plain_and_regex_forms_agree_on_generated_paths(fixed: Any, path: str) -> None:
     _check(fixed, GLOBS, path)

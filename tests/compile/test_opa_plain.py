@@ -141,7 +141,9 @@ FAIL_CLOSED_SHAPES: list[m.Expr] = [
     m.Or(operands=(attr("context.flag"), cmp(">", attr("context.y"), lit(3)))),
     m.Or(
         operands=(
-            m.And(operands=(m.Not(operand=attr("context.flag")), cmp("<", attr("context.x"), lit(1)))),
+            m.And(
+                operands=(m.Not(operand=attr("context.flag")), cmp("<", attr("context.x"), lit(1)))
+            ),
             cmp("==", attr("context.a.b"), lit("gold")),
         )
     ),
@@ -165,9 +167,7 @@ ALLOW_SHAPES: list[m.Expr] = [
 ]
 
 
-def bodies_module(
-    shapes: list[m.Expr], risk: str, plain_form: Any, helper: str
-) -> str:
+def bodies_module(shapes: list[m.Expr], risk: str, plain_form: Any, helper: str) -> str:
     """`plain_i` (one rule body per alternative) beside `lib_i` (the helper) for every shape."""
     lines = ["package t", "", "import rego.v1", "", "import data.mcp.lib", "", f"_risk := {risk}"]
     for i, shape in enumerate(shapes):
@@ -227,6 +227,8 @@ def test_fail_closed_shapes_without_a_plain_form_keep_the_lib() -> None:
     for shape in [
         m.Or(operands=(attr("context.flag"), cmp("<", attr("risk"), lit(0.5)))),
         m.Or(operands=(attr("context.flag"), attr("args.flag"))),
-        m.Or(operands=(attr("context.flag"), m.And(operands=(attr("context.a"), attr("context.b"))))),
+        m.Or(
+            operands=(attr("context.flag"), m.And(operands=(attr("context.a"), attr("context.b"))))
+        ),
     ]:
         assert fires_bodies(shape) is None, shape
