@@ -1,14 +1,15 @@
-"""A rule's path test in the generated Rego matches what the glob's regular expression matches.
+"""A rule's path test in the generated Rego matches exactly what the glob matches.
 
 The OPA target writes `on ... "PREFIX/**"` as one string test on the request
 path cut once per request (`startswith(lib.bare_path_slash, "PREFIX/")`), a
 glob without `*` as an equality, and keeps the regular expression only for
-other globs (`opa._path_lines`).  These tests evaluate both forms in real OPA
-on generated paths (any string: queries, fragments, empty segments, `.`
-segments, escapes, line breaks, non-ASCII), beside `lib.path_matches` (the
-regular-expression form) and the engine's own `globs.matches`; all must
-agree on every path.  No normal-form assumption is needed: the glob's
-segments never contain `*` (but as a whole segment), `?` or `#`
+other globs (`opa._path_lines`).  These tests evaluate that form in real OPA
+beside the regular-expression form (what the target wrote before:
+`regex.match` of `glob_regex` on a string path without its query) and the
+engine's own `globs.matches`, on generated paths (any string: queries,
+fragments, empty segments, `.` segments, escapes, line breaks, non-ASCII);
+all three must agree on every path.  No normal-form assumption is needed: a
+glob's segments never contain `*` (but as a whole segment), `?` or `#`
 (`globs.glob_error`).
 """
 
@@ -57,7 +58,11 @@ def _module(globs: list[str]) -> str:
         lines += [f"default plain_{i} := false", f"plain_{i} if {{"]
         lines += [f"\t{line}" for line in target._path_lines(glob)]
         lines += ["}", f"default regex_{i} := false", f"regex_{i} if {{"]
-        lines += [f"\tlib.path_matches(input.request.path, {rego_string(glob_regex(glob))})", "}"]
+        lines += [
+            "\tis_string(input.request.path)",
+            "\tbare := lib.strip_query(input.request.path)",
+        ]
+        lines += [f"\tregex.match({rego_string(glob_regex(glob))}, bare)", "}"]
     return "\n".join(lines) + "\n"
 
 
