@@ -33,9 +33,9 @@ from mcpdsl.compile import Artifact, Enforcement, TargetContext, TargetOutput
 from mcpdsl.compile.envoy_clusters import OPA_PORT
 from mcpdsl.compile.opa_bundle import bundle_tarball
 from mcpdsl.compile.opa_expr import (
-    Call,
     compile_expr,
-    fires_lines,
+    fires_bodies,
+    fires_or_errs_bodies,
     lib_call,
     rego_array,
     rego_string,
@@ -46,7 +46,7 @@ from mcpdsl.compile.serialize import dump_json, dump_yaml
 from mcpdsl.compile.server import needs_server, server_finding
 from mcpdsl.ir import model as m
 from mcpdsl.ir.door import doors, doors_data, rego_constants
-from mcpdsl.ir.globs import PATH_PROBLEMS, glob_regex
+from mcpdsl.ir.globs import PATH_PROBLEMS, glob_regex, is_literal
 from mcpdsl.ir.paths import VALID_QUERY_COMPONENT
 from mcpdsl.ir.stats import rule_stats
 from mcpdsl.resources import read_text
@@ -193,25 +193,47 @@ def _summary(rule: m.Rule) -> str:
     return text
 
 
-def _rule_lines(rule: m.Rule, policy: m.Policy) -> list[str]:
+def _path_lines(glob: str) -> list[str]:
+    """The request path matches `glob`: plain string tests where the glob allows them.
+
+    A glob without `*` matches exactly one path (`lib.bare_path`, the path
+    without its query, equals it); `PREFIX/**` matches PREFIX and everything
+    under `PREFIX/`, i.e. exactly the paths that, with a `/` appended, start
+    with `PREFIX/` (no segment of PREFIX has a `*`, `?` or `#`: `glob_error`).
+    Both are what `glob_regex` matches (tests/compile/test_opa_paths.py
+    compares them on generated paths); any other glob keeps its regular
+    expression, on the path cut once per request.
+    """
+    prefix, _, last = glob.rpartition("/")
+    if is_literal(glob):
+        return [f"lib.bare_path == {rego_string(glob)}"]
+    if last == "**" and is_literal(prefix):
+        return [f"startswith(lib.bare_path_slash, {rego_string(prefix + '/')})"]
+    return [f"regex.match({rego_string(glob_regex(glob))}, lib.bare_path)"]
+
+
+def _rule_bodies(rule: m.Rule, policy: m.Policy) -> list[list[str]]:
+    """The bodies of a rule (it fires when one holds); `[[]]` for a rule without a test."""
     if rule_stats(rule, policy):
         # the counters exist only in `mcpdsl serve` (compile/server.py): never fires here
-        return ["false # reads stats.principal.*: decided by `mcpdsl serve` only (B0171)"]
+        return [["false # reads stats.principal.*: decided by `mcpdsl serve` only (B0171)"]]
     lines = _entity_lines("principal", rule.principal) + _entity_lines("resource", rule.resource)
     if rule.actions:
         lines += _one_of("input.action", "action", rule.actions)
     if rule.path is not None:
-        regex = rego_string(glob_regex(rule.path))
-        lines.append(f"lib.path_matches(input.request.path, {regex})")
-    if rule.condition is not None:
-        # an allow rule fires only on true: plain Rego when the condition has a plain form
-        plain = fires_lines(rule.condition) if rule.effect == "allow" else None
-        if plain is not None:
-            lines += plain
-        else:
-            test = "fires_or_errs" if rule.effect == "deny" else "fires"
-            lines.append(render(lib_call(test, compile_expr(rule.condition)), 1))
-    return lines
+        lines += _path_lines(rule.path)
+    if rule.condition is None:
+        return [lines]
+    # plain Rego when the condition has a plain form: an allow rule fires on
+    # true, a deny rule on true or ERROR (fail closed)
+    if rule.effect == "allow":
+        plain = fires_bodies(rule.condition)
+    else:
+        plain = fires_or_errs_bodies(rule.condition)
+    if plain is not None:
+        return [lines + body for body in plain]
+    test = "fires_or_errs" if rule.effect == "deny" else "fires"
+    return [[*lines, render(lib_call(test, compile_expr(rule.condition)), 1)]]
 
 
 def risk_scale(policy: m.Policy) -> int:
@@ -231,6 +253,14 @@ def risk_units(weight: Decimal, scale: int) -> int:
     return int(units)
 
 
+def _fail_closed_bodies(condition: m.Expr) -> list[list[str]]:
+    """Bodies that hold when a risk term's or requirement's condition fires or errs."""
+    plain = fires_or_errs_bodies(condition)
+    if plain is not None:
+        return plain
+    return [[render(lib_call("fires_or_errs", compile_expr(condition)), 1)]]
+
+
 def _policy_context(policy: m.Policy, rego_package: str, ctx: TargetContext) -> dict[str, Any]:
     scale = risk_scale(policy)
     rules = [
@@ -238,7 +268,7 @@ def _policy_context(policy: m.Policy, rego_package: str, ctx: TargetContext) -> 
             "qualified_id": f"{policy.name}/{rule.id}",
             "effect": rule.effect,
             "summary": _summary(rule),
-            "lines": _rule_lines(rule, policy),
+            "bodies": _rule_bodies(rule, policy),
         }
         for rule in policy.rules
     ]
@@ -254,18 +284,16 @@ def _policy_context(policy: m.Policy, rego_package: str, ctx: TargetContext) -> 
         "risk_terms": [
             {
                 "summary": f"weight {term.weight}",
-                "code": render(Call("[", (str(units), compile_expr(term.condition)), "]"), 1),
+                "units": risk_units(term.weight, scale),
+                "bodies": _fail_closed_bodies(term.condition),
             }
             for term in policy.risk
-            for units in (risk_units(term.weight, scale),)
         ],
         "requires": [
             {
                 "name": req.obligation,
                 "summary": req.obligation + (" when <condition>" if req.condition else ""),
-                "condition": None
-                if req.condition is None
-                else render(lib_call("fires_or_errs", compile_expr(req.condition)), 1),
+                "bodies": [[]] if req.condition is None else _fail_closed_bodies(req.condition),
             }
             for req in policy.requires
         ],

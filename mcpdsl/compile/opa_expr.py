@@ -309,3 +309,218 @@ def fires_lines(e: m.Expr, var: str = "v") -> list[str] | None:
             f"{ref} == {var}",
         ]
     return None
+
+
+def _leaf_ref(e: m.Expr) -> str | None:
+    """The plain reference of an attribute a fail-closed test may read, or None.
+
+    `args` is left out: on a tool call without an `args` object its attributes
+    are ERROR (which fires a deny rule), where the plain reference is only
+    undefined.  `risk` is handled by the comparisons (always a number).
+    """
+    if not isinstance(e, m.Attr) or e.root in ("risk", ARGS_ROOT):
+        return None
+    return _plain_ref(e)
+
+
+def _boolean_attr(e: m.Expr) -> m.Attr | None:
+    """The attribute of `x` or `not x` (both ERROR exactly when x is present and not a boolean)."""
+    if isinstance(e, m.Attr):
+        return e
+    if isinstance(e, m.Not) and isinstance(e.operand, m.Attr):
+        return e.operand
+    return None
+
+
+def _ordering(e: m.Compare) -> tuple[str, str, str] | None:
+    """(reference, operator, number literal) of `attr OP number` (either side), or None."""
+    left, right = e.left, e.right
+    op: str = e.op
+    if isinstance(left, m.Literal_) and isinstance(right, m.Attr):
+        left, right, op = right, left, _MIRROR[op]
+    if not isinstance(left, m.Attr) or not isinstance(right, m.Literal_):
+        return None
+    literal = _plain_literal(right)
+    ref = RISK_RULE if left.root == "risk" else _leaf_ref(left)
+    if ref is None or literal is None:
+        return None
+    if op not in ("==", "!=") and not isinstance(right.value, Decimal):
+        return None  # ordering with a string: ERROR whenever present (kept on the helper)
+    return ref, op, literal
+
+
+def _errs_bodies(e: m.Expr, var: str) -> list[list[str]] | None:
+    """Alternatives of plain lines, one of which holds exactly when `e`'s result is ERROR.
+
+    An attribute or `not attribute` errs when it is present and not a boolean;
+    an ordering with a number when its attribute is present and not a number;
+    `==`, `!=` and `in [literals]` on an attribute never err; `and` and `or`
+    err when one operand errs (an erring operand is not true, so `and` is not
+    all true).  None: no plain form.
+    """
+    if isinstance(e, (m.And, m.Or)):
+        bodies: list[list[str]] = []
+        for i, operand in enumerate(e.operands):
+            sub = _errs_bodies(operand, f"{var}{i}")
+            if sub is None:
+                return None
+            bodies += sub
+        return bodies
+    flag = _boolean_attr(e)
+    if flag is not None:
+        ref = _leaf_ref(flag)
+        return None if ref is None else [[f"{var} := {ref}", f"not is_boolean({var})"]]
+    if isinstance(e, m.Compare):
+        found = _ordering(e)
+        if found is None:
+            return None
+        ref, op, _ = found
+        if op in ("==", "!=") or ref == RISK_RULE:
+            return []
+        return [[f"{var} := {ref}", f"not is_number({var})"]]
+    if isinstance(e, m.In) and not e.negated and _in_literals(e) is not None:
+        return []
+    return None
+
+
+def _in_literals(e: m.In) -> tuple[str, str] | None:
+    """(reference, `[literals]`) of `attr in [literals]`, or None."""
+    ref = _leaf_ref(e.item)
+    if ref is None or not isinstance(e.collection, m.ListExpr):
+        return None
+    items = [_plain_literal(i) for i in e.collection.items]
+    if not items or any(i is None for i in items):
+        return None
+    return ref, "[" + ", ".join(i for i in items if i is not None) + "]"
+
+
+def fires_or_errs_bodies(e: m.Expr, var: str = "v") -> list[list[str]] | None:
+    """Alternatives of plain Rego body lines: one holds iff `e` fires or errs.
+
+    A deny rule, a risk term and a `require` count an ERROR as fired (fail
+    closed): their test is "the result is neither false nor MISSING".  For the
+    common shapes that test needs no helper, but may need several bodies (a
+    rule with several bodies fires when one does): `x` holds unless x is false
+    or absent (`x != false`); `not x` unless x is true (`not x == true`); `x <
+    n` when x is a number below n or present and not a number; `x == lit`,
+    `x != lit` and `x in [lits]` exactly when they are true (they never err);
+    `a and b` when all fire or one errs; `a or b` when one fires or errs.
+    None: no plain form (the caller uses `lib.fires_or_errs(...)`).
+    """
+    if isinstance(e, m.Or):
+        bodies: list[list[str]] = []
+        for i, operand in enumerate(e.operands):
+            sub = fires_or_errs_bodies(operand, f"{var}{i}")
+            if sub is None:
+                return None
+            bodies += sub
+        return bodies
+    if isinstance(e, m.And):
+        fired = fires_lines(e, var)
+        if fired is None:
+            return None
+        bodies = [fired]
+        for i, operand in enumerate(e.operands):
+            errs = _errs_bodies(operand, f"{var}{i}")
+            if errs is None:
+                return None
+            bodies += errs
+        return bodies
+    if isinstance(e, m.Attr):
+        ref = _leaf_ref(e)
+        return None if ref is None else [[f"{ref} != false"]]
+    if isinstance(e, m.Not) and isinstance(e.operand, m.Attr):
+        ref = _leaf_ref(e.operand)
+        return None if ref is None else [[f"not {ref} == true"]]
+    if isinstance(e, m.Compare):
+        found = _ordering(e)
+        if found is None:
+            return None
+        ref, op, literal = found
+        if op in ("==", "!=") or ref == RISK_RULE:
+            return [[f"{ref} {op} {literal}"]]
+        return [
+            [f"{var} := {ref}", f"is_number({var})", f"{var} {op} {literal}"],
+            [f"{var} := {ref}", f"not is_number({var})"],
+        ]
+    if isinstance(e, m.In) and isinstance(e.item, m.Attr):
+        found_in = _in_literals(e)
+        if found_in is None:
+            return None
+        ref, items = found_in
+        if e.negated:
+            return [[f"{var} := {ref}", f"not {var} in {items}"]]
+        return [[f"some {var} in {items}", f"{ref} == {var}"]]
+    return None
+
+
+def _not_errs_lines(e: m.Expr) -> list[str] | None:
+    """Plain lines that hold when `e` does not err, for an input that is an object.
+
+    `object.get` with a default of the right type reads an absent attribute
+    (MISSING, not an error) as that default, and a present one as it is.
+    """
+    flag = _boolean_attr(e)
+    if flag is not None:
+        if _leaf_ref(flag) is None:
+            return None
+        path = rego_array((flag.root, *flag.path))
+        return ["is_object(input)", f"is_boolean(object.get(input, {path}, false))"]
+    if isinstance(e, m.Compare):
+        found = _ordering(e)
+        if found is None or found[0] == RISK_RULE:
+            return None
+        if found[1] in ("==", "!="):
+            return []
+        attr = e.left if isinstance(e.left, m.Attr) else e.right
+        assert isinstance(attr, m.Attr)
+        path = rego_array((attr.root, *attr.path))
+        return ["is_object(input)", f"is_number(object.get(input, {path}, 0))"]
+    if isinstance(e, m.In) and not e.negated and _in_literals(e) is not None:
+        return []
+    return None
+
+
+def fires_bodies(e: m.Expr, var: str = "v") -> list[list[str]] | None:
+    """Alternatives of plain Rego body lines: one holds iff `e`'s result is the value true.
+
+    `fires_lines` when it has a plain form; for `a or b` (true when one operand
+    is true and none errs) one body per operand: that operand fires, and every
+    other does not err.  An operand that reads `risk` gives None: the risk is
+    defined for any input, and the `is_object(input)` of the "does not err"
+    lines would then differ from the helpers on an input that is no object.
+    """
+    lines = fires_lines(e, var)
+    if lines is not None:
+        return [lines]
+    if not isinstance(e, m.Or):
+        return None
+    bodies = []
+    for j, operand in enumerate(e.operands):
+        fired = fires_lines(operand, f"{var}{j}")
+        if fired is None or _reads_risk(operand):
+            return None
+        body = list(fired)
+        for i, other in enumerate(e.operands):
+            if i == j:
+                continue
+            quiet = _not_errs_lines(other)
+            if quiet is None:
+                return None
+            body += [line for line in quiet if line not in body]
+        bodies.append(body)
+    return bodies
+
+
+def _reads_risk(e: m.Node) -> bool:
+    """Whether an expression reads `risk` anywhere."""
+    if isinstance(e, m.Attr):
+        return e.root == "risk"
+    for value in e.__dict__.values():
+        if isinstance(value, m.Node) and _reads_risk(value):
+            return True
+        if isinstance(value, tuple) and any(
+            isinstance(v, m.Node) and _reads_risk(v) for v in value
+        ):
+            return True
+    return False
