@@ -500,7 +500,7 @@ def decide(policies: PreparedPolicies, table: Mapping[str, DoorMapping], check: 
     Never raises on hostile input: a refused CheckRequest is a deny with the
     reason (`Decision.refusal`), as the evaluator refuses a hostile request.
     """
-    try:
+    try:  # `mapped`, inlined
         attributes, extensions = _shape(check)
         door = _door(table, extensions)
         plan: _Door = door.memo.get(_MEMO_KEY) or _compiled(door)

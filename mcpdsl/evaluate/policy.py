@@ -455,6 +455,9 @@ class PreparedPolicies:
             if self.reads_now:
                 inp = dict(request)
                 inp["now"] = now_fields(datetime.now(UTC))
+            policies = self.policies
+            if len(policies) == 1:
+                return self._evaluate_one(policies[0], inp, request, True, cands, path)
             return self._evaluate(inp, request, True, cands, path)
         except Refused as exc:
             return refused(str(exc))
