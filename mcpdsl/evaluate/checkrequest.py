@@ -250,47 +250,63 @@ def _principal_reader(c: Claims) -> Principal:
     A claim that is missing or not of its type (a string of at most MAX_TEXT;
     for `groups` a list of at most MAX_GROUPS such strings) gives no attribute.
     """
+    namespace: dict[str, Any] = {}
+    lines = ["def principal(payload):"]
+    lines += ["    " + line for line in _principal_lines(c, "", namespace)]
+    lines.append("    return principal, auth")
+    fn: Principal = _exec("principal", lines, namespace)
+    return fn
+
+
+def _principal_lines(c: Claims, suffix: str, namespace: dict[str, Any]) -> list[str]:
+    """Statements that set `principal` and `auth` from `payload` (`_principal_reader`).
+
+    The door's generated body inlines them (`_body_source`); `suffix` tells
+    apart the constants of several providers in one `namespace`.
+    """
+    namespace.update({"L": MAX_TEXT, "G": MAX_GROUPS, f"MFA{suffix}": frozenset(c.mfa_values)})
     if c.type_claim is None:
-        lines = ["def principal(payload):", f"    p = {{'type': {c.principal_type!r}}}"]
+        lines = [f"p = {{'type': {c.principal_type!r}}}"]
     else:
         lines = [
-            "def principal(payload):",
-            "    p = {}",
-            f"    v = payload.get({c.type_claim!r})",
-            "    if type(v) is str and len(v) <= L: p['type'] = v",
+            "p = {}",
+            f"v = payload.get({c.type_claim!r})",
+            "if type(v) is str and len(v) <= L: p['type'] = v",
         ]
     lines += [
-        f"    v = payload.get({c.id_claim!r})",
-        "    if type(v) is str and len(v) <= L: p['id'] = v",
+        f"v = payload.get({c.id_claim!r})",
+        "if type(v) is str and len(v) <= L: p['id'] = v",
     ]
     if c.email_claim is not None:
         lines += [
-            f"    v = payload.get({c.email_claim!r})",
-            "    if type(v) is str and len(v) <= L: p['email'] = v",
+            f"v = payload.get({c.email_claim!r})",
+            "if type(v) is str and len(v) <= L: p['email'] = v",
         ]
     if c.groups_claim is not None:
         lines += [
-            f"    v = payload.get({c.groups_claim!r})",
-            "    if type(v) is list and len(v) <= G:",
-            "        for x in v:",  # a token carries few groups: a loop beats two C passes
-            "            if type(x) is not str or len(x) > L: break",
-            "        else: p['groups'] = list(v)",
+            f"v = payload.get({c.groups_claim!r})",
+            "if type(v) is list and len(v) <= G:",
+            "    for x in v:",  # a token carries few groups: a loop beats two C passes
+            "        if type(x) is not str or len(x) > L: break",
+            "    else: p['groups'] = list(v)",
         ]
-    lines += [f"    p['provider'] = {c.provider!r}", f"    p['issuer'] = {c.issuer!r}"]
+    lines += [f"p['provider'] = {c.provider!r}", f"p['issuer'] = {c.issuer!r}", "principal = p"]
     if c.mfa_claim is None:
-        lines.append("    return p, {}")
+        lines.append("auth = {}")
     else:
         lines += [
-            f"    v = payload.get({c.mfa_claim!r})",
-            "    if type(v) is str: return p, {'mfa': v in MFA}",
-            "    if type(v) is list:",
-            "        for x in v:",
-            "            if type(x) is str and x in MFA: return p, {'mfa': True}",
-            "    return p, {'mfa': False}",
+            f"v = payload.get({c.mfa_claim!r})",
+            f"if type(v) is str: auth = {{'mfa': v in MFA{suffix}}}",
+            "elif type(v) is list:",
+            "    proven = False",
+            "    for x in v:",
+            f"        if type(x) is str and x in MFA{suffix}:",
+            "            proven = True",
+            "            break",
+            "    auth = {'mfa': proven}",
+            "else: auth = {'mfa': False}",
         ]
-    namespace = {"L": MAX_TEXT, "G": MAX_GROUPS, "MFA": frozenset(c.mfa_values)}
-    fn: Principal = _exec("principal", lines, namespace)
-    return fn
+    return lines
 
 
 @cache
@@ -382,12 +398,13 @@ def _body_source(door: DoorMapping, namespace: dict[str, Any]) -> list[str]:
     receives the constants the lines name.
     """
     namespace.update(
-        A=_ABSENT, R=Refused, L=MAX_TEXT, H=MAX_HEADERS, Q=_query, SPIFFE=parse_spiffe,
+        A=_ABSENT, R=Refused, L=MAX_TEXT, H=MAX_HEADERS, Q=_query, QMAX=MAX_QUERY_PARAMETERS,
+        SPIFFE=parse_spiffe,
         IDS=door.identities,
     )  # fmt: skip
     for name in ("NO_HTTP", "BAD_METHOD", "BAD_PATH", "BAD_HEADERS", "MANY_HEADERS", "BAD_HEADER",
                  "BAD_PEER", "BAD_IP", "BAD_DESTINATION", "TOO_LONG", "UNKNOWN_ROUTE",
-                 "BAD_METADATA", "BAD_JWT"):  # fmt: skip
+                 "BAD_METADATA", "BAD_JWT", "MANY_PARAMETERS"):  # fmt: skip
         namespace[name] = globals()[name]
     lines = [
         "def body(attributes, extensions):",
@@ -425,7 +442,16 @@ def _body_source(door: DoorMapping, namespace: dict[str, Any]) -> list[str]:
         "    destination = destination.get('principal', '') if type(destination) is dict else ''",
         "    if type(destination) is not str: raise R(BAD_DESTINATION)",
         "    if long or len(peer) > L or len(ip) > L or len(destination) > L: raise R(TOO_LONG)",
-        "    if '?' in target or '#' in target: path, query = Q(target)",
+        "    if '#' in target or '%' in target: path, query = Q(target)",
+        "    elif '?' in target:",  # `_query`'s one-pass split, inlined
+        "        path, _, raw = target.partition('?')",
+        "        query = {}",
+        "        if raw:",
+        "            parts = raw.split('&')",
+        "            if len(parts) > QMAX: raise R(MANY_PARAMETERS)",
+        "            for part in parts:",
+        "                name, _, value = part.partition('=')",
+        "                if name and name not in query: query[name] = value",
         "    else: path, query = target, {}",
     ]
     if door.gateway is not None:
@@ -459,15 +485,17 @@ def _body_source(door: DoorMapping, namespace: dict[str, Any]) -> list[str]:
         ]
         for i, c in enumerate(door.providers):
             namespace[f"P{i}"] = c.provider
-            namespace[f"READ{i}"] = _principal_reader(c)
             namespace[f"BAD_PAYLOAD{i}"] = BAD_PAYLOAD.format(c.provider)
-            read = f"principal, auth = READ{i}(payload)"
             lines += [
                 f"                payload = tokens.get(P{i}, A)",
                 "                if payload is not A:",
                 f"                    if type(payload) is not dict: raise R(BAD_PAYLOAD{i})",
-                f"                    {read}" if i == 0 else f"                    if principal is None: {read}",
-            ]  # fmt: skip
+            ]
+            # the first provider whose payload is present gives the principal
+            indent = "                    " if i == 0 else "                        "
+            if i > 0:
+                lines.append("                    if principal is None:")
+            lines += [indent + line for line in _principal_lines(c, str(i), namespace)]
     lines += [
         "    if peer:",
         "        known = IDS.get(peer)",
