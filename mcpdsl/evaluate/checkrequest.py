@@ -528,9 +528,18 @@ def decide(policies: PreparedPolicies, table: Mapping[str, DoorMapping], check: 
     Never raises on hostile input: a refused CheckRequest is a deny with the
     reason (`Decision.refusal`), as the evaluator refuses a hostile request.
     """
-    try:  # `mapped`, inlined
-        attributes, extensions = _shape(check)
-        door = _door(table, extensions)
+    try:  # `mapped`, inlined; the common shape (a door named, or none) without calls
+        attributes: Any = check.get("attributes") if type(check) is dict else None
+        extensions = (
+            attributes.get("contextExtensions", _ABSENT) if type(attributes) is dict else None
+        )
+        if type(extensions) is dict and type(gateway := extensions.get(GATEWAY_KEY)) is str:
+            door = table.get(gateway) if gateway != MESH_DOOR else None
+            if door is None:
+                raise Refused(UNKNOWN_GATEWAY)
+        else:
+            attributes, extensions = _shape(check)
+            door = _door(table, extensions)
         plan: _Door = door.memo.get(_MEMO_KEY) or _compiled(door)
         request = plan.body(attributes, extensions)
     except Refused as exc:
