@@ -626,7 +626,12 @@ class PreparedPolicies:
         else:
             fired, allowed, default_applied = allows, False, True
         obligations: tuple[str, ...] = ()
-        if allowed and pol.requires:
+        if allowed and len(pol.requires) == 1:  # the common case, without the set
+            req_ = pol.requires[0]
+            v = True if req_.cond is None else req_.cond(inp, risk)
+            if v is not False and v is not MISSING:
+                obligations = (req_.obligation,)
+        elif allowed and pol.requires:
             held = set()
             for req_ in pol.requires:
                 if req_.cond is None:
