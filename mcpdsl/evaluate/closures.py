@@ -78,8 +78,13 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+@lru_cache(maxsize=4096)
 def path_matcher(pattern: str) -> Callable[[str], bool]:
-    """A fast predicate with exactly `globs.matches(pattern, path)`'s meaning."""
+    """A fast predicate with exactly `globs.matches(pattern, path)`'s meaning.
+
+    Cached: the rules of a tree share few patterns, and one shared matcher
+    stays in the CPU's caches where a thousand equal ones would not.
+    """
     segments = pattern.split("/")[1:]
     if globs.is_literal(pattern):
         return lambda path: globs.strip_query(path) == pattern
@@ -149,6 +154,86 @@ def _const(value: Any) -> Fn:
 
 def prepare_expr(e: m.Node) -> Compiled:
     """Compile one IR expression to a closure."""
+    if isinstance(e, (m.Not, m.Compare, m.In, m.And, m.Or)):
+        key = _leaf_key(e)
+        if key is not None:
+            return _shared_leaf(_Keyed(key, e))
+    return _prepare(e)
+
+
+def _exact(e: m.Node) -> tuple[Any, ...] | None:
+    """A key of an attribute or a literal that is equal only for the same node, type for type.
+
+    Not the node's own `==`: that one holds `true == 1` and `0.2 == 0.200`
+    (Python's), which must not share a compiled leaf.
+    """
+    if isinstance(e, m.Attr):
+        return ("attr", e.root, e.path)
+    if isinstance(e, m.Literal_):
+        v = e.value
+        return ("literal", type(v), str(v) if isinstance(v, Decimal) else v, e.unit)
+    return None
+
+
+def _leaf_key(e: m.Node) -> tuple[Any, ...] | None:
+    """`_exact` of a leaf (an attribute compared with, in or `not` literals), else None.
+
+    An `and`/`or` of such leaves (or attributes) is keyed too, one level deep
+    only: a key of a deeper tree would be computed again at every level.
+    """
+    if isinstance(e, (m.And, m.Or)):
+        operands = tuple(
+            _exact(o) if isinstance(o, m.Attr) else _leaf_key(o)
+            for o in e.operands
+            if not isinstance(o, (m.And, m.Or))
+        )
+        if len(operands) != len(e.operands) or None in operands:
+            return None
+        return ("and" if isinstance(e, m.And) else "or", operands)
+    if isinstance(e, m.Not):
+        operand = _exact(e.operand)
+        return None if operand is None else ("not", operand)
+    if isinstance(e, m.Compare):
+        left, right = _exact(e.left), _exact(e.right)
+        return None if left is None or right is None else ("compare", e.op, left, right)
+    if isinstance(e, m.In) and isinstance(e.collection, m.ListExpr):
+        item = _exact(e.item)
+        items = tuple(_exact(i) for i in e.collection.items)
+        if item is None or None in items:
+            return None
+        return ("in", e.negated, item, items)
+    return None
+
+
+class _Keyed:
+    """A leaf with its `_leaf_key`, which alone it hashes and compares by (for `_shared_leaf`)."""
+
+    __slots__ = ("key", "node")
+
+    def __init__(self, key: tuple[Any, ...], node: m.Node) -> None:
+        self.key = key
+        self.node = node
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Keyed) and self.key == other.key
+
+
+@lru_cache(maxsize=65536)
+def _shared_leaf(leaf: _Keyed) -> Compiled:
+    """The compiled leaf (or `and`/`or` of leaves), one per distinct one (`_leaf_key`).
+
+    Why: a tree repeats its leaves (`request.auth.mfa`, `context.region !=
+    "cn"` in hundreds of rules); a compiled leaf is a pure function of the
+    leaf, and one shared closure stays in the CPU's caches where a thousand
+    equal ones, each with its own namespace, would not (docs/performance.md).
+    """
+    return _prepare(leaf.node)
+
+
+def _prepare(e: m.Node) -> Compiled:
     if isinstance(e, m.Literal_):
         return Compiled(_const(e.value), never_error=True, bool_only=isinstance(e.value, bool))
     if isinstance(e, m.Attr):

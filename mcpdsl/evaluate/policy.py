@@ -419,6 +419,51 @@ class PreparedPolicies:
         except RecursionError:  # pragma: no cover - nesting is bounded by MAX_DEPTH
             return refused("the request is nested too deeply")
 
+    def authorize_mapped(self, request: dict[str, Any]) -> Decision:
+        """`authorize` for a request a door has just built (`mcpdsl.evaluate.checkrequest`).
+
+        Sound only for such a request, whose shape the door's mapping
+        guarantees (`checkrequest._body_source`): the request, its `principal`,
+        `resource` and `request` are plain dicts; the entity keys are exact
+        strings or absent, the action an exact string; `request.path` an exact
+        string already cut at the query (no `?`, no `#`); no `stats` and no
+        `now`.  So `authorize`'s checks of those shapes (the slow path for
+        subclasses, the split of a query, the server counters, an unhashable
+        key) cannot fire, and are skipped; every check of a value the request
+        carries stays: the path's normal form, lone surrogates in the keys and
+        the path, and whatever the conditions read (`closures.getter`).
+        """
+        try:
+            p = request["principal"]
+            r = request["resource"]
+            path: str = request["request"]["path"]
+            if path[:1] != "/" or "%" in path or "\\" in path or "//" in path or "/." in path:
+                problem = path_problem(path)
+                if problem is not None:
+                    return refused(f"request.path is not in normal form: {problem}")
+            ptype, pid, rtype, rid = p.get("type"), p.get("id"), r.get("type"), r.get("id")
+            action = request["action"]
+            cands = self._memo.get((ptype, pid, rtype, rid, action))
+            if cands is None:
+                for key in (ptype, pid, rtype, rid, action, path):
+                    if type(key) is str and not key.isascii():
+                        checked(key)  # a lone surrogate: refused, as `authorize` refuses it
+                cands = self.candidates(ptype, pid, rtype, rid, action)
+            elif not path.isascii():
+                checked(path)
+            inp = request
+            if self.reads_now:
+                inp = dict(request)
+                inp["now"] = now_fields(datetime.now(UTC))
+            policies = self.policies
+            if len(policies) == 1:
+                return self._evaluate_one(policies[0], inp, request, True, cands, path)
+            return self._evaluate(inp, request, True, cands, path)
+        except Refused as exc:
+            return refused(str(exc))
+        except RecursionError:  # pragma: no cover - nesting is bounded by MAX_DEPTH
+            return refused("the request is nested too deeply")
+
     def _decide(self, inp: dict[str, Any], origin: bool) -> Decision:
         """`authorize` for a request already made plain (the slow path)."""
         p, r, req = inp.get("principal"), inp.get("resource"), inp.get("request")
@@ -581,7 +626,12 @@ class PreparedPolicies:
         else:
             fired, allowed, default_applied = allows, False, True
         obligations: tuple[str, ...] = ()
-        if allowed and pol.requires:
+        if allowed and len(pol.requires) == 1:  # the common case, without the set
+            req_ = pol.requires[0]
+            v = True if req_.cond is None else req_.cond(inp, risk)
+            if v is not False and v is not MISSING:
+                obligations = (req_.obligation,)
+        elif allowed and pol.requires:
             held = set()
             for req_ in pol.requires:
                 if req_.cond is None:

@@ -145,3 +145,38 @@ def test_a_door_is_compiled_once_and_the_memo_is_not_its_value() -> None:
     fast.request_for(table, check)
     assert door.memo == first and all(a is first[k] for k, a in door.memo.items())
     assert doors(project) == table  # a fresh table (empty memos) equals a used one
+
+
+@cache
+def policies_of(name: str, identity: bool) -> Any:
+    project, _, _ = setup(name, identity)
+    return Engine.from_project(project).compiled.policies
+
+
+@pytest.mark.parametrize("identity", [True, False], ids=["identity", "plain"])
+@pytest.mark.parametrize("name", sorted(TREES))
+def test_decide_is_authorize_of_the_mapped_request(name: str, identity: bool) -> None:
+    """`decide` takes `PreparedPolicies.authorize_mapped`, which skips the shape checks.
+
+    Sound only because the door's mapping guarantees that shape: on the same
+    CheckRequests, valid and hostile, it must decide exactly as `authorize`
+    of the mapped request (or refuse as the mapping refuses).
+    """
+    project, vocab, table = setup(name, identity)
+    policies = policies_of(name, identity)
+
+    @settings(max_examples=30)
+    @given(st.integers(0, 2**32))
+    def run(seed: int) -> None:
+        rnd = random.Random(seed)
+        for _ in range(20):
+            check = check_request(rnd, vocab, project)
+            try:
+                want = policies.authorize(fast.request_for(table, check))
+            except Refused as exc:
+                want = fast.refused(str(exc))
+            got = fast.decide(policies, table, check)
+            assert got == want, json.dumps(check)[:2000]
+            assert got.explain() == want.explain()
+
+    run()

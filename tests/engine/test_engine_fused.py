@@ -116,3 +116,31 @@ def test_the_common_leaves_are_fused() -> None:
         m.Not(operand=attr),
     ]:
         assert closures.prepare_expr(e).fn.__name__ == "fused", e
+
+
+def test_equal_leaves_share_one_closure_and_only_equal_ones() -> None:
+    """`closures._shared_leaf`: one closure per leaf, keyed type for type.
+
+    Python's `==` holds `True == 1` and `Decimal("0.2") == Decimal("0.200")`
+    (and so does the IR nodes' span-blind `==`); a shared closure must never
+    stand for a leaf of another literal type.
+    """
+    attr = m.Attr(root="context", path=("a",))
+
+    def compare(value: Any, op: str = "==") -> m.Node:
+        return m.Compare(op=op, left=attr, right=m.Literal_(value=value))
+
+    first, second = compare("gold"), compare("gold")
+    assert first is not second
+    assert closures.prepare_expr(first).fn is closures.prepare_expr(second).fn
+    both = m.And(operands=(compare("gold"), m.Not(operand=attr)))
+    again = m.And(operands=(compare("gold"), m.Not(operand=attr)))
+    assert closures.prepare_expr(both).fn is closures.prepare_expr(again).fn
+    true, one = closures.prepare_expr(compare(True)).fn, closures.prepare_expr(compare(Decimal(1)))
+    assert true is not one.fn
+    assert true({"context": {"a": 1}}, Decimal(0)) is False
+    assert one.fn({"context": {"a": 1}}, Decimal(0)) is True
+    assert one.fn({"context": {"a": True}}, Decimal(0)) is False
+    short, long = compare(Decimal("0.2"), "<"), compare(Decimal("0.200"), "<")
+    assert closures.prepare_expr(short).fn is not closures.prepare_expr(long).fn
+    assert closures.prepare_expr(compare("gold", "!=")).fn is not closures.prepare_expr(first).fn
