@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
 
 from mcpdsl.compile.serialize import decimal_str
 from mcpdsl.ir import model as m
@@ -56,6 +58,26 @@ def rego_number(value: Decimal) -> str:
 def rego_array(items: list[str] | tuple[str, ...]) -> str:
     """A Rego array of string literals."""
     return "[" + ", ".join(rego_string(i) for i in items) + "]"
+
+
+T = TypeVar("T")
+
+
+def _each(
+    operands: Sequence[m.Expr], var: str, build: Callable[[m.Expr, str], list[T] | None]
+) -> list[T] | None:
+    """`build` of every operand (variables prefixed `var0`, `var1`, ...), concatenated.
+
+    None when one operand has no plain form: the whole expression then keeps
+    the `lib` helper, as a partial plain form would change its meaning.
+    """
+    out: list[T] = []
+    for i, operand in enumerate(operands):
+        sub = build(operand, f"{var}{i}")
+        if sub is None:
+            return None
+        out += sub
+    return out
 
 
 @dataclass(frozen=True)
@@ -266,13 +288,7 @@ def fires_lines(e: m.Expr, var: str = "v") -> list[str] | None:
     attribute are ones OPA's rule index can key the rule on.
     """
     if isinstance(e, m.And):
-        lines: list[str] = []
-        for i, operand in enumerate(e.operands):
-            sub = fires_lines(operand, f"{var}{i}")
-            if sub is None:
-                return None
-            lines += sub
-        return lines
+        return _each(e.operands, var, fires_lines)
     if isinstance(e, m.Attr):
         ref = _plain_ref(e)
         return None if ref is None or e.root == "risk" else [f"{ref} == true"]
@@ -359,13 +375,7 @@ def _errs_bodies(e: m.Expr, var: str) -> list[list[str]] | None:
     all true).  None: no plain form.
     """
     if isinstance(e, (m.And, m.Or)):
-        bodies: list[list[str]] = []
-        for i, operand in enumerate(e.operands):
-            sub = _errs_bodies(operand, f"{var}{i}")
-            if sub is None:
-                return None
-            bodies += sub
-        return bodies
+        return _each(e.operands, var, _errs_bodies)
     flag = _boolean_attr(e)
     if flag is not None:
         ref = _leaf_ref(flag)
@@ -408,24 +418,11 @@ def fires_or_errs_bodies(e: m.Expr, var: str = "v") -> list[list[str]] | None:
     None: no plain form (the caller uses `lib.fires_or_errs(...)`).
     """
     if isinstance(e, m.Or):
-        bodies: list[list[str]] = []
-        for i, operand in enumerate(e.operands):
-            sub = fires_or_errs_bodies(operand, f"{var}{i}")
-            if sub is None:
-                return None
-            bodies += sub
-        return bodies
+        return _each(e.operands, var, fires_or_errs_bodies)
     if isinstance(e, m.And):
         fired = fires_lines(e, var)
-        if fired is None:
-            return None
-        bodies = [fired]
-        for i, operand in enumerate(e.operands):
-            errs = _errs_bodies(operand, f"{var}{i}")
-            if errs is None:
-                return None
-            bodies += errs
-        return bodies
+        errs = _each(e.operands, var, _errs_bodies)
+        return None if fired is None or errs is None else [fired, *errs]
     if isinstance(e, m.Attr):
         ref = _leaf_ref(e)
         return None if ref is None else [[f"{ref} != false"]]
