@@ -43,6 +43,7 @@ from mcpdsl.ir.args import TOOL
 from mcpdsl.ir.door import DoorMapping
 from mcpdsl.ir.globs import glob_regex, is_literal
 from mcpdsl.ir.paths import globs_overlap
+from mcpdsl.ir.reads import attrs, reads_risk
 from mcpdsl.ir.stats import ROOT as STATS_ROOT
 from mcpdsl.source import Span
 
@@ -337,51 +338,12 @@ def _is_visible(attr: m.Attr) -> bool:
 
 def _invisible_reads(e: m.Node | None) -> list[str]:
     """The attributes of an expression Envoy cannot see, in source order (for messages)."""
-    out: list[str] = []
-
-    def walk(x: object) -> None:
-        if isinstance(x, m.Attr):
-            if not _is_visible(x) and x.dotted() not in out:
-                out.append(x.dotted())
-        elif isinstance(x, m.Node):
-            for name in type(x).model_fields:
-                walk(getattr(x, name))
-        elif isinstance(x, tuple):
-            for item in x:
-                walk(item)
-
-    walk(e)
-    return out
+    return list(dict.fromkeys(a.dotted() for a in attrs(e) if not _is_visible(a)))
 
 
 def unprovided_reads(expr: m.Node | None, door: DoorMapping) -> list[str]:
     """The attributes `expr` reads that the door never provides, in source order."""
-    out: list[str] = []
-
-    def walk(x: object) -> None:
-        if isinstance(x, m.Attr):
-            dotted = x.dotted()
-            if _unprovided(x, door) and dotted not in out:
-                out.append(dotted)
-        elif isinstance(x, m.Node):
-            for name in type(x).model_fields:
-                walk(getattr(x, name))
-        elif isinstance(x, tuple):
-            for item in x:
-                walk(item)
-
-    walk(expr)
-    return out
-
-
-def _reads_risk(expr: m.Node | None) -> bool:
-    if isinstance(expr, m.Attr):
-        return expr.root == "risk"
-    if isinstance(expr, m.Node):
-        return any(_reads_risk(getattr(expr, name)) for name in type(expr).model_fields)
-    if isinstance(expr, tuple):
-        return any(_reads_risk(item) for item in expr)
-    return False
+    return list(dict.fromkeys(a.dotted() for a in attrs(expr) if _unprovided(a, door)))
 
 
 def delegated_status(
@@ -395,7 +357,7 @@ def delegated_status(
     what they read.
     """
     reads = unprovided_reads(rule.condition, door)
-    if _reads_risk(rule.condition):
+    if reads_risk(rule.condition):
         for term in policy.risk:
             reads.extend(r for r in unprovided_reads(term.condition, door) if r not in reads)
     # the server's counters are said separately (compile/server.py, B0171), and so are

@@ -60,6 +60,7 @@ from mcpdsl.compile.serialize import dump_yaml
 from mcpdsl.compile.server import needs_server, server_finding
 from mcpdsl.ir import model as m
 from mcpdsl.ir.door import DoorMapping, door_mapping
+from mcpdsl.ir.reads import attrs, reads_risk
 from mcpdsl.ir.workload import WorkloadIdentity, workload_identity
 
 NAME = "istio"
@@ -580,17 +581,11 @@ def _needs_token(rule: m.Rule, policy: m.Policy) -> bool:
     if rule.effect == "allow" and policy.requires:
         return True
     reads = [rule.condition] if rule.condition is not None else []
-    if _reads(rule.condition, "risk"):
+    if reads_risk(rule.condition):
         reads.extend(term.condition for term in policy.risk)
     return any(_reads(expr, "request.auth") for expr in reads)
 
 
-def _reads(expr: object, prefix: str) -> bool:
-    if isinstance(expr, m.Attr):
-        dotted = expr.dotted()
-        return dotted == prefix or dotted.startswith(prefix + ".")
-    if isinstance(expr, m.Node):
-        return any(_reads(getattr(expr, name), prefix) for name in type(expr).model_fields)
-    if isinstance(expr, tuple):
-        return any(_reads(item, prefix) for item in expr)
-    return False
+def _reads(expr: m.Node | None, prefix: str) -> bool:
+    """Whether `expr` reads the attribute `prefix` or one under it."""
+    return any(a.dotted() == prefix or a.dotted().startswith(prefix + ".") for a in attrs(expr))

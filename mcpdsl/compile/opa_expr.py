@@ -30,6 +30,7 @@ from mcpdsl.compile.serialize import decimal_str
 from mcpdsl.ir import model as m
 from mcpdsl.ir.args import ROOT as ARGS_ROOT
 from mcpdsl.ir.globs import glob_regex
+from mcpdsl.ir.reads import reads_risk
 from mcpdsl.ir.stats import ROOT as STATS_ROOT
 
 #: The Rego rule holding the policy's clamped risk (a number in 0..1).
@@ -495,7 +496,7 @@ def fires_bodies(e: m.Expr, var: str = "v") -> list[list[str]] | None:
     bodies = []
     for j, operand in enumerate(e.operands):
         fired = fires_lines(operand, f"{var}{j}")
-        if fired is None or _reads_risk(operand):
+        if fired is None or reads_risk(operand):
             return None
         body = list(fired)
         for i, other in enumerate(e.operands):
@@ -507,17 +508,3 @@ def fires_bodies(e: m.Expr, var: str = "v") -> list[list[str]] | None:
             body += [line for line in quiet if line not in body]
         bodies.append(body)
     return bodies
-
-
-def _reads_risk(e: m.Node) -> bool:
-    """Whether an expression reads `risk` anywhere."""
-    if isinstance(e, m.Attr):
-        return e.root == "risk"
-    for value in e.__dict__.values():
-        if isinstance(value, m.Node) and _reads_risk(value):
-            return True
-        if isinstance(value, tuple) and any(
-            isinstance(v, m.Node) and _reads_risk(v) for v in value
-        ):
-            return True
-    return False

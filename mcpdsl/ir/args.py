@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from mcpdsl.ir import model as m
-from mcpdsl.ir.stats import attrs
+from mcpdsl.ir.reads import attrs, reads_risk
 
 ROOT: Final = "args"
 #: The resource type whose requests carry arguments.
@@ -177,14 +177,10 @@ def reads_args(e: m.Node | None) -> bool:
     return any(a.root == ROOT for a in attrs(e))
 
 
-def _reads_risk(e: m.Node | None) -> bool:
-    return any(a.root == "risk" for a in attrs(e))
-
-
 def rule_args(rule: m.Rule, policy: m.Policy) -> list[str]:
     """The `args.*` attributes deciding `rule` reads: its condition's, and its risk's."""
     reads = args_reads(rule.condition)
-    if _reads_risk(rule.condition):
+    if reads_risk(rule.condition):
         for term in policy.risk:
             reads += [r for r in args_reads(term.condition) if r not in reads]
     return reads
@@ -195,7 +191,7 @@ def requires_args(policy: m.Policy) -> list[str]:
     out: list[str] = []
     for req in policy.requires:
         reads = args_reads(req.condition)
-        if _reads_risk(req.condition):
+        if reads_risk(req.condition):
             reads += [r for t in policy.risk for r in args_reads(t.condition)]
         out += [r for r in reads if r not in out]
     return out

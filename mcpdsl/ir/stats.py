@@ -16,11 +16,11 @@ counters and say so) read the same facts.  Pure data and functions: it is in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, Final
 
 from mcpdsl.ir import model as m
+from mcpdsl.ir.reads import attrs, reads_risk
 
 ROOT: Final = "stats"
 #: The one scope the server counts for (the request's principal).
@@ -43,23 +43,6 @@ def is_stats(attr: m.Attr) -> bool:
     return attr.root == ROOT
 
 
-def attrs(e: m.Node | None) -> Iterator[m.Attr]:
-    """Every attribute an expression reads, in source order."""
-    if isinstance(e, m.Attr):
-        yield e
-    elif isinstance(e, m.Node):
-        for name in type(e).model_fields:
-            yield from _attrs_of(getattr(e, name))
-
-
-def _attrs_of(value: object) -> Iterator[m.Attr]:
-    if isinstance(value, m.Node):
-        yield from attrs(value)
-    elif isinstance(value, tuple):
-        for item in value:
-            yield from _attrs_of(item)
-
-
 def stats_reads(e: m.Node | None) -> list[str]:
     """The `stats.*` attributes an expression reads (dotted, each once, in source order)."""
     return list(dict.fromkeys(a.dotted() for a in attrs(e) if a.root == ROOT))
@@ -67,10 +50,6 @@ def stats_reads(e: m.Node | None) -> list[str]:
 
 def reads_stats(e: m.Node | None) -> bool:
     return any(a.root == ROOT for a in attrs(e))
-
-
-def _reads_risk(e: m.Node | None) -> bool:
-    return any(a.root == "risk" for a in attrs(e))
 
 
 def risk_reads(policy: m.Policy) -> list[str]:
@@ -81,7 +60,7 @@ def risk_reads(policy: m.Policy) -> list[str]:
 def rule_stats(rule: m.Rule, policy: m.Policy) -> list[str]:
     """The `stats.*` attributes deciding `rule` reads: its condition's, and its risk's."""
     reads = stats_reads(rule.condition)
-    if _reads_risk(rule.condition):
+    if reads_risk(rule.condition):
         reads += [r for r in risk_reads(policy) if r not in reads]
     return reads
 
@@ -91,7 +70,7 @@ def requires_stats(policy: m.Policy) -> list[str]:
     out: list[str] = []
     for req in policy.requires:
         reads = stats_reads(req.condition)
-        if _reads_risk(req.condition):
+        if reads_risk(req.condition):
             reads += risk_reads(policy)
         out += [r for r in reads if r not in out]
     return out

@@ -16,6 +16,7 @@ from mcpdsl.ir import args, stats
 from mcpdsl.ir import model as m
 from mcpdsl.ir.globs import glob_error
 from mcpdsl.ir.lints import missing_attribute_lints
+from mcpdsl.ir.reads import reads_risk
 
 CONDITION_ROOTS = (
     "principal", "resource", "source", "request", "context", "now", "risk", "action", "stats",
@@ -387,7 +388,7 @@ def typecheck(project: m.Project) -> list[Diagnostic]:
                 condition.boolean(rule.condition, "a condition")
         condition.scope = everywhere
         for term in policy.risk:
-            if _reads_risk(term.condition):
+            if reads_risk(term.condition):
                 diags.append(
                     make(
                         "E0310",
@@ -408,16 +409,3 @@ def typecheck(project: m.Project) -> list[Diagnostic]:
             mapping.type_of(mp.expr)
     diags.extend(missing_attribute_lints(project))
     return diags
-
-
-def _reads_risk(e: m.Node) -> bool:
-    if isinstance(e, m.Attr):
-        return e.root == "risk"
-    for value in e.__dict__.values():
-        if isinstance(value, m.Node) and _reads_risk(value):
-            return True
-        if isinstance(value, tuple) and any(
-            isinstance(v, m.Node) and _reads_risk(v) for v in value
-        ):
-            return True
-    return False

@@ -332,14 +332,6 @@ def children_of(e: m.Node) -> Iterator[m.Node]:
                     yield v
 
 
-def attrs_of(e: m.Node) -> Iterator[m.Attr]:
-    if isinstance(e, m.Attr):
-        yield e
-        return
-    for c in children_of(e):
-        yield from attrs_of(c)
-
-
 def project_exprs(project: m.Project) -> Iterator[m.Node]:
     for p in project.policies:
         yield from p.conditions()

@@ -20,12 +20,12 @@ from mcpdsl.analysis.encode.core import (
     STR,
     Stats,
     Sym,
-    attrs_of,
     children_of,
     project_exprs,
 )
 from mcpdsl.analysis.encode.solving import Solving
 from mcpdsl.ir import model as m
+from mcpdsl.ir.reads import attrs
 
 
 class Encoder(Solving):
@@ -101,7 +101,7 @@ class Encoder(Solving):
         if isinstance(e, m.In) or (isinstance(e, m.Call) and e.function == "contains"):
             coll = e.collection if isinstance(e, m.In) else (e.args[0] if e.args else None)
             if coll is not None:
-                for a in attrs_of(coll):
+                for a in attrs(coll):
                     key = (a.root, *a.path)
                     self.list_slots[key] = self.list_slots.get(key, 0) + 1
         for child in children_of(e):

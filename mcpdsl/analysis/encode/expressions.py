@@ -21,7 +21,6 @@ from mcpdsl.analysis.encode.core import (
     Env,
     ListVal,
     Sym,
-    attrs_of,
     bool_of,
     deps_of,
     int_term,
@@ -31,6 +30,7 @@ from mcpdsl.analysis.encode.core import (
 )
 from mcpdsl.ir import args
 from mcpdsl.ir import model as m
+from mcpdsl.ir.reads import reads_risk
 
 
 class Expressions(Attributes):
@@ -59,7 +59,7 @@ class Expressions(Attributes):
     def reads_risk(self, e: m.Node) -> bool:
         found = self._risk_reads.get(id(e))
         if found is None:
-            found = any(a.root == "risk" for a in attrs_of(e))
+            found = reads_risk(e)
             self._risk_reads[id(e)] = found
         return found
 
