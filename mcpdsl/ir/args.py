@@ -37,7 +37,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from mcpdsl.ir import model as m
-from mcpdsl.ir.reads import attrs, reads_risk
+from mcpdsl.ir.reads import (
+    policies_read_root,
+    reads_root,
+    requires_root_reads,
+    root_reads,
+    rule_root_reads,
+)
 
 ROOT: Final = "args"
 #: The resource type whose requests carry arguments.
@@ -170,36 +176,26 @@ def scope_of(
 
 def args_reads(e: m.Node | None) -> list[str]:
     """The `args.*` attributes an expression reads (dotted, each once, in source order)."""
-    return list(dict.fromkeys(a.dotted() for a in attrs(e) if a.root == ROOT))
+    return root_reads(e, ROOT)
 
 
 def reads_args(e: m.Node | None) -> bool:
-    return any(a.root == ROOT for a in attrs(e))
+    return reads_root(e, ROOT)
 
 
 def rule_args(rule: m.Rule, policy: m.Policy) -> list[str]:
     """The `args.*` attributes deciding `rule` reads: its condition's, and its risk's."""
-    reads = args_reads(rule.condition)
-    if reads_risk(rule.condition):
-        for term in policy.risk:
-            reads += [r for r in args_reads(term.condition) if r not in reads]
-    return reads
+    return rule_root_reads(rule, policy, ROOT)
 
 
 def requires_args(policy: m.Policy) -> list[str]:
     """The `args.*` attributes deciding the policy's obligations read (directly or by risk)."""
-    out: list[str] = []
-    for req in policy.requires:
-        reads = args_reads(req.condition)
-        if reads_risk(req.condition):
-            reads += [r for t in policy.risk for r in args_reads(t.condition)]
-        out += [r for r in reads if r not in out]
-    return out
+    return requires_root_reads(policy, ROOT)
 
 
 def project_reads_args(policies: Iterable[m.Policy]) -> bool:
     """Whether any condition, risk term or `require` of the policies reads `args`."""
-    return any(reads_args(e) for p in policies for e in p.conditions())
+    return policies_read_root(policies, ROOT)
 
 
 # ---------------------------------------------------------- the request

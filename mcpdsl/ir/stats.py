@@ -20,7 +20,14 @@ from decimal import Decimal
 from typing import Any, Final
 
 from mcpdsl.ir import model as m
-from mcpdsl.ir.reads import attrs, reads_risk
+from mcpdsl.ir.reads import (
+    policies_read_root,
+    reads_root,
+    requires_root_reads,
+    risk_root_reads,
+    root_reads,
+    rule_root_reads,
+)
 
 ROOT: Final = "stats"
 #: The one scope the server counts for (the request's principal).
@@ -45,45 +52,31 @@ def is_stats(attr: m.Attr) -> bool:
 
 def stats_reads(e: m.Node | None) -> list[str]:
     """The `stats.*` attributes an expression reads (dotted, each once, in source order)."""
-    return list(dict.fromkeys(a.dotted() for a in attrs(e) if a.root == ROOT))
+    return root_reads(e, ROOT)
 
 
 def reads_stats(e: m.Node | None) -> bool:
-    return any(a.root == ROOT for a in attrs(e))
+    return reads_root(e, ROOT)
 
 
 def risk_reads(policy: m.Policy) -> list[str]:
     """The `stats.*` attributes the policy's risk terms read."""
-    return list(dict.fromkeys(r for t in policy.risk for r in stats_reads(t.condition)))
+    return risk_root_reads(policy, ROOT)
 
 
 def rule_stats(rule: m.Rule, policy: m.Policy) -> list[str]:
     """The `stats.*` attributes deciding `rule` reads: its condition's, and its risk's."""
-    reads = stats_reads(rule.condition)
-    if reads_risk(rule.condition):
-        reads += [r for r in risk_reads(policy) if r not in reads]
-    return reads
+    return rule_root_reads(rule, policy, ROOT)
 
 
 def requires_stats(policy: m.Policy) -> list[str]:
     """The `stats.*` attributes deciding the policy's obligations reads (directly or by risk)."""
-    out: list[str] = []
-    for req in policy.requires:
-        reads = stats_reads(req.condition)
-        if reads_risk(req.condition):
-            reads += risk_reads(policy)
-        out += [r for r in reads if r not in out]
-    return out
+    return requires_root_reads(policy, ROOT)
 
 
 def project_reads_stats(policies: tuple[m.Policy, ...]) -> bool:
     """Whether any condition, risk term or `require` of the policies reads `stats`."""
-    for policy in policies:
-        exprs: list[m.Node | None] = [r.condition for r in policy.rules]
-        exprs += [t.condition for t in policy.risk] + [q.condition for q in policy.requires]
-        if any(reads_stats(e) for e in exprs):
-            return True
-    return False
+    return policies_read_root(policies, ROOT)
 
 
 def _is_count(value: Any) -> bool:
@@ -152,7 +145,6 @@ __all__ = [
     "MAX",
     "ROOT",
     "SCOPE",
-    "attrs",
     "is_stats",
     "project_reads_stats",
     "reads_stats",
