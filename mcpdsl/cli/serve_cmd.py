@@ -156,6 +156,15 @@ _DEFAULTS = Limits()
     " that reads `stats` or declares a `limit` needs --redis, and FILE of --decision-log"
     " becomes FILE.w0 ... one per worker.",
 )
+@click.option(
+    "--grpc-server",
+    "grpc_impl",
+    type=click.Choice(["native", "grpcio"]),
+    default="native",
+    show_default=True,
+    help="What answers gRPC Check: the server's own HTTP/2 listener, or grpcio's server"
+    " (slower; docs/serve.md).",
+)
 @click.option("--worker-index", type=int, default=None, hidden=True)
 @click.option("--http-fd", type=int, default=None, hidden=True)
 @click.option("--ready-fd", type=int, default=None, hidden=True)
@@ -182,6 +191,7 @@ def serve_command(
     mcp_resource: str | None = None,
     mcp_accept: str | None = None,
     workers: int = 1,
+    grpc_impl: str = "native",
     worker_index: int | None = None,
     http_fd: int | None = None,
     ready_fd: int | None = None,
@@ -289,6 +299,7 @@ def serve_command(
                 on_stopping=stopping,
                 gateway=gateway,
                 listener=listener,
+                grpc_impl=grpc_impl,  # type: ignore[arg-type]
             )
         )
     except OSError as exc:

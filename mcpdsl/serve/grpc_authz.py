@@ -340,6 +340,10 @@ class AuthorizationService:
         """The gRPC handler: bytes in, the serialized CheckResponse out."""
         return response_bytes(await self.verdict(raw), self.denials)
 
+    async def answer(self, raw: bytes) -> bytes:
+        """`handle` for the server's own HTTP/2 listener (`h2grpc`), which has no context."""
+        return response_bytes(await self.verdict(raw), self.denials)
+
 
 def _identity(raw: bytes) -> bytes:
     return raw

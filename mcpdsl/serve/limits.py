@@ -22,11 +22,18 @@ HTTP (uvicorn + h11, hardened here):
 * `max_inflight`: HTTP requests handled at once; beyond it a request is answered
   503 at once rather than queued (`app`).
 
-gRPC (`grpc.aio`): `grpc_max_concurrent_rpcs` Checks at once (beyond: the RPC
-fails with RESOURCE_EXHAUSTED, which Envoy treats by its `failure_mode_allow`,
-false in the generated config: deny); keepalive pings are answered but a client
-pinging more often than `grpc_min_ping_seconds` is disconnected; connections
-idle for `grpc_max_idle_seconds` are closed.
+gRPC (the server's own HTTP/2 listener, `h2grpc`, or `grpc.aio` with
+`--grpc-server grpcio`): `grpc_max_concurrent_rpcs` Checks at once (beyond: the
+RPC fails with RESOURCE_EXHAUSTED, which Envoy treats by its
+`failure_mode_allow`, false in the generated config: deny); a message over
+`grpc_max_message_bytes` fails with RESOURCE_EXHAUSTED before it is read;
+keepalive pings are answered but a client pinging more often than
+`grpc_min_ping_seconds` (with no call open) is disconnected after two strikes;
+connections idle for `grpc_max_idle_seconds` are closed.  The own listener also
+applies `grpc_max_streams` (SETTINGS_MAX_CONCURRENT_STREAMS per connection),
+`max_header_bytes` (SETTINGS_MAX_HEADER_LIST_SIZE), `request_timeout` (the
+connection preface, and twice that for a call's message) and
+`max_connections` (beyond it the longest-idle connection is closed).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ class Limits:
     grpc_max_message_bytes: int = 4 * 1024 * 1024
     grpc_min_ping_seconds: int = 10
     grpc_max_idle_seconds: int = 300
+    grpc_max_streams: int = 1024
     #: The workers of `--workers N` share the gRPC port (`SO_REUSEPORT`); one server does not.
     grpc_reuse_port: bool = False
 

@@ -16,13 +16,14 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Protocol
 
-import grpc
 import uvicorn
 
 from mcpdsl.serve.app import build_app
+from mcpdsl.serve.grpc_authz import SERVICE, AuthorizationService
 from mcpdsl.serve.grpc_authz import grpc_server as authz_server
+from mcpdsl.serve.h2grpc import GrpcServer, bind
 from mcpdsl.serve.http_guard import ConnectionGuard
 from mcpdsl.serve.limits import Limits
 from mcpdsl.serve.state import ServerState
@@ -86,14 +87,44 @@ def bind_http(host: str, port: int, backlog: int = 2048) -> socket.socket:
         raise OSError(f"cannot listen on {join_addr(host, port)}: {exc.strerror or exc}") from None
 
 
-def grpc_server(state: ServerState, addr: str, limits: Limits) -> tuple[grpc.aio.Server, int]:
-    """The Authorization service on `addr` with the limits (concurrency, keepalive, size)."""
-    return authz_server(
-        state,
-        addr,
-        options=limits.grpc_options(),
-        maximum_concurrent_rpcs=limits.grpc_max_concurrent_rpcs,
+#: Which gRPC server answers Check: the server's own HTTP/2 listener, or grpcio's.
+GrpcImpl = Literal["native", "grpcio"]
+
+
+class GrpcListener(Protocol):
+    """What the runner needs of either gRPC server."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float | None) -> object: ...
+
+
+def grpc_server(
+    state: ServerState, addr: str, limits: Limits, impl: GrpcImpl = "native"
+) -> tuple[GrpcListener, int]:
+    """The Authorization service on `addr` with the limits; and its port.
+
+    `native` is `h2grpc` (docs/performance.md says why); `grpcio` is
+    `grpc.aio` with the same limits.
+    """
+    if impl == "grpcio":
+        return authz_server(
+            state,
+            addr,
+            options=limits.grpc_options(),
+            maximum_concurrent_rpcs=limits.grpc_max_concurrent_rpcs,
+        )
+    host, port = split_addr(addr)
+    service = AuthorizationService(state)
+    server = GrpcServer(
+        service.answer,
+        SERVICE,
+        "Check",
+        limits,
+        bind(host, port, limits.grpc_reuse_port),
+        eager=state.never_waits,
     )
+    return server, server.port
 
 
 async def serve(
@@ -107,6 +138,7 @@ async def serve(
     on_stopping: Callable[[], None] | None = None,
     gateway: Gateway | None = None,
     listener: socket.socket | None = None,
+    grpc_impl: GrpcImpl = "native",
 ) -> None:
     """Serve until SIGTERM/SIGINT; `on_listening(Bound)` once both listeners are bound.
 
@@ -134,7 +166,7 @@ async def serve(
     if listener is None:
         listener = bind_http(host, port)  # bound here: a busy port is an OSError, said cleanly
     try:
-        grpc_srv, grpc_port = grpc_server(state, addrs.grpc, lim)
+        grpc_srv, grpc_port = grpc_server(state, addrs.grpc, lim, grpc_impl)
     except BaseException:
         listener.close()
         raise

@@ -224,6 +224,14 @@ class ServerState:
         self._sequence = itertools.count()
 
     @property
+    def never_waits(self) -> bool:
+        """Whether a decision can complete without waiting (the in-memory store's case).
+
+        The gRPC listener then decides inside its reading callback, with no task.
+        """
+        return self._local
+
+    @property
     def prepared(self) -> PreparedProject:
         return self.engine.compiled
 
