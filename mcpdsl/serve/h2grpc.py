@@ -39,7 +39,7 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -389,7 +389,7 @@ class GrpcConnection(asyncio.Protocol):
         elif stream.answered:
             self._reset_after_answer(stream)
 
-    def _route(self, stream: _Stream, fields: list[tuple[bytes, bytes]]) -> None:
+    def _route(self, stream: _Stream, fields: Iterable[tuple[Any, Any]]) -> None:
         """Check the request's header fields; answer at once those that are no Check call."""
         method = path = content_type = None
         regular = False
