@@ -191,6 +191,8 @@ class GrpcConnection(asyncio.Protocol):
         self.table_update = b""  # a dynamic table size update owed to the peer's decoder
         self.recv_unacked = 0
         self.pending: dict[int, _Pending] = {}
+        #: Streams this server ended before the client did (their late frames are ignored).
+        self.ended_early: dict[int, None] = {}
         self.opened = time.monotonic()
         self.last_active = self.opened
         self.ping_strikes = 0
@@ -373,7 +375,9 @@ class GrpcConnection(asyncio.Protocol):
         if sid % 2 == 0:
             raise ConnectionError_(PROTOCOL_ERROR, f"a client opened even stream {sid}")
         if sid <= self.last_sid:
-            return  # a stream this server reset or answered early: ignored (§5.1)
+            if sid in self.ended_early:
+                return  # the client's end of a stream reset or answered early (§5.1)
+            raise ConnectionError_(PROTOCOL_ERROR, f"stream {sid} opened out of order")
         self.last_sid = sid
         if self.going_away:
             self._reset(sid, REFUSED_STREAM)
@@ -673,8 +677,7 @@ class GrpcConnection(asyncio.Protocol):
 
     def _reset_after_answer(self, stream: _Stream) -> None:
         """The answer went out before the client finished sending: stop its upload."""
-        self.out.append(frame(RST_STREAM, 0, stream.sid, NO_ERROR.to_bytes(4, "big")))
-        self._drop(stream)
+        self._reset(stream.sid, NO_ERROR)
 
     def _with_update(self, block: bytes) -> bytes:
         if self.table_update:
@@ -702,6 +705,9 @@ class GrpcConnection(asyncio.Protocol):
 
     def _reset(self, sid: int, code: int) -> None:
         self.out.append(frame(RST_STREAM, 0, sid, code.to_bytes(4, "big")))
+        self.ended_early[sid] = None
+        if len(self.ended_early) > 128:
+            del self.ended_early[next(iter(self.ended_early))]
         self.pending.pop(sid, None)
         stream = self.streams.get(sid)
         if stream is not None:

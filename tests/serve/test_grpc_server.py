@@ -98,12 +98,13 @@ class Server:
 
 
 @contextmanager
-def serving(tree: Path, log: Path) -> Iterator[Server]:
+def serving(tree: Path, log: Path, *extra: str) -> Iterator[Server]:
     """`mcpdsl serve tree` on free loopback ports, until /health answers; stopped after."""
     http, grpc_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "mcpdsl", "serve", str(tree), "--no-watch",
-               "--addr", f"127.0.0.1:{http}", "--grpc-addr", f"127.0.0.1:{grpc_port}"]  # fmt: skip
+               "--addr", f"127.0.0.1:{http}", "--grpc-addr", f"127.0.0.1:{grpc_port}",
+               *extra]  # fmt: skip
     with log.open("wb") as err:
         process = subprocess.Popen(command, env=env, stdout=err, stderr=subprocess.STDOUT)
     server = Server(process, f"http://127.0.0.1:{http}", f"127.0.0.1:{grpc_port}")
@@ -298,6 +299,17 @@ def test_check_agrees_with_the_evaluator_in_process(
         print(f"\nCheck differential: {total} CheckRequests, {allowed} allowed, 0 disagreements")
     assert total >= 5000
     assert all(0 < a < t for t, a in counts)
+
+
+def test_grpcio_s_server_agrees_too(trees: dict[str, Path], tmp_path: Path) -> None:
+    """`--grpc-server grpcio` (grpc.aio) decides what the own HTTP/2 listener decides."""
+    tree = trees["identity"]
+    with serving(tree, tmp_path / "grpcio.log", "--grpc-server", "grpcio") as server:
+        total, allowed = _check_differential(Engine.load(tree), tree, server)
+        hostile = [b"\xff\xff\xff", _deep(300), _many_headers(5000, 10)]
+        responses = run(lambda: send_all(server.grpc, hostile))
+    assert total >= 1000 and 0 < allowed < total
+    assert all(not _ok(r) and _reason(r) for r in responses)
 
 
 def test_data_api_agrees_with_engine_authorize(
