@@ -1,12 +1,13 @@
 """Decision-server benchmark: `mcpdsl serve` over gRPC ext_authz and the OPA Data API.
 
-    python benchmarks/serve.py [--quick] [--workers 1,2] [--write-docs]
+    python benchmarks/serve.py [--quick] [--workers 1,2] [--grpc-servers native,grpcio]
+                               [--write-docs]
 
 The tree is the CheckRequest benchmark's (benchmarks/checkrequest.py: the
 engine benchmark's 1,000 rules plus a gateway with one route per service, a
 JWT provider and six trusted headers).  Each decider runs in a server process
-of its own (`runner.serve`, the code `mcpdsl serve` runs: uvicorn + grpc.aio
-in one event loop, an in-memory store, metrics, no decision log), on free
+of its own (`runner.serve`, the code `mcpdsl serve` runs: uvicorn and the own
+HTTP/2 gRPC listener in one event loop, an in-memory store, metrics, no decision log), on free
 loopback ports:
 
 * `mcpdsl` — `ServerState`, our evaluator (what `mcpdsl serve` does);
@@ -27,8 +28,9 @@ adds.  The client shares the machine's cores with the server: on 2 cores
 the throughput is the pair's, not the server's alone.
 
 In production the Check client is Envoy, in C++.  The `h2load` rows stand in
-for it: `mcpdsl serve TREE.json --workers N` (the CLI itself, the tree written
-as IR; N from `--workers`) is loaded by nghttp2's HTTP/2 load generator with
+for it: `mcpdsl serve TREE.json --workers N --grpc-server X` (the CLI itself,
+the tree written as IR; N from `--workers`, X from `--grpc-servers`: the own
+HTTP/2 listener, the default, and grpcio's server beside it) is loaded by nghttp2's HTTP/2 load generator with
 real gRPC Check calls (POST /envoy.service.auth.v3.Authorization/Check,
 `content-type: application/grpc`, `te: trailers`, the body one length-prefixed
 serialized CheckRequest), one allowed and one denied request in separate runs
@@ -40,7 +42,10 @@ each h2load body's answer likewise, every h2load response must be HTTP 200
 (its status counts), and, when `nghttp` is installed, one call per body must
 end with the trailer `grpc-status: 0`.  The h2load rows need the Debian
 package `nghttp2-client` (`apt-get install -y nghttp2-client`); without
-`h2load` they are skipped with a note.  Goals (issue 14):
+`h2load` they are skipped with a note.  When `nghttpd` is installed
+(`nghttp2-server`), a last row loads nghttp2's C server answering the same
+call from a file: what h2load and loopback cost on this machine, the floor
+under every "server adds".  Goals (issue 14), judged on the default listener:
 >= 5,000 Check/s and p50 <= 0.5 ms at 1,000 rules; the server adds <= 300 µs
 p50 over the in-process decision.
 """
@@ -153,14 +158,14 @@ def _free_port() -> int:
 class CliServer:
     """`python -m mcpdsl serve TREE.json --workers N` on free loopback ports (the real CLI)."""
 
-    def __init__(self, tree: Path, workers: int) -> None:
+    def __init__(self, tree: Path, workers: int, impl: str = "native") -> None:
         import httpx
 
         self.http_port, self.grpc_port = _free_port(), _free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mcpdsl", "serve", str(tree), "--no-watch",
              "--addr", f"127.0.0.1:{self.http_port}", "--grpc-addr", f"127.0.0.1:{self.grpc_port}",
-             "--workers", str(workers)],
+             "--workers", str(workers), "--grpc-server", impl],
             env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.base = f"http://127.0.0.1:{self.http_port}"
@@ -454,9 +459,10 @@ def _h2load_rows(
     expect: list[bool],
     sequential: int,
     total: int,
+    impl: str = "native",
 ) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
     """For each body (allowed, denied): one at a time, then 32 in flight (`-c8 -m4`)."""
-    server = CliServer(tree, workers)
+    server = CliServer(tree, workers, impl)
     out = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -473,6 +479,33 @@ def _h2load_rows(
     finally:
         server.stop()
     return out
+
+
+def _floor(body: bytes, sequential: int, total: int) -> tuple[dict[str, float], dict[str, float]]:
+    """nghttpd (nghttp2's C server) answering a file: what h2load and loopback alone cost."""
+    import shutil
+
+    nghttpd = shutil.which("nghttpd")
+    assert nghttpd is not None
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        answer = Path(tmp) / CHECK.lstrip("/")
+        answer.parent.mkdir(parents=True)
+        answer.write_bytes(_grpc_frame(body))
+        request = Path(tmp) / "request.bin"
+        request.write_bytes(_grpc_frame(b""))
+        proc = subprocess.Popen([nghttpd, "--no-tls", "-d", tmp, str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            for _ in range(100):
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.05)
+            _h2load(port, request, 500, 1, 1)
+            return _h2load(port, request, sequential, 1, 1), _h2load(port, request, total, 8, 4)
+        finally:
+            _stop(proc)
 
 
 async def _verify_bodies(
@@ -539,6 +572,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--workers", default="1,2", help="`mcpdsl serve --workers N` for the h2load rows (N,N,...)"
     )
+    parser.add_argument(
+        "--grpc-servers",
+        default="native,grpcio",
+        help="`mcpdsl serve --grpc-server X` for the h2load rows (X,X,...)",
+    )
     parser.add_argument("--no-python", action="store_true", help="only the h2load rows")
     parser.add_argument("--child", choices=["mcpdsl", "OPA"], help=argparse.SUPPRESS)
     parser.add_argument("--http-port", type=int, help=argparse.SUPPRESS)
@@ -581,16 +619,21 @@ def main(argv: list[str]) -> int:
         i = next(i for i, c in enumerate(as_sent) if decide(policies, table, c).enforced
                  == (kind == "allowed"))  # fmt: skip
         h2_bodies[kind] = wire[i]
-    loaded: dict[tuple[int, str], tuple[dict[str, float], dict[str, float]]] = {}
+    impls = [x for x in args.grpc_servers.split(",") if x.strip()]
+    loaded: dict[tuple[str, int, str], tuple[dict[str, float], dict[str, float]]] = {}
+    floor = None
     if h2load:
         with tempfile.TemporaryDirectory() as tmp:
             tree = Path(tmp) / "bench.json"  # the IR: what `mcpdsl serve` loads like a build
             tree.write_text(project.model_dump_json(), encoding="utf-8")
-            for n in counts:
-                for kind, pair in _h2load_rows(tree, n, h2_bodies, wire, expect_check,
-                                               sequential, total).items():  # fmt: skip
-                    loaded[(n, kind)] = pair
-                print(f"done h2load, {n} worker(s)", file=sys.stderr, flush=True)
+            for impl in impls:
+                for n in counts:
+                    for kind, pair in _h2load_rows(tree, n, h2_bodies, wire, expect_check,
+                                                   sequential, total, impl).items():  # fmt: skip
+                        loaded[(impl, n, kind)] = pair
+                    print(f"done h2load, {impl}, {n} worker(s)", file=sys.stderr, flush=True)
+        if shutil.which("nghttpd") is not None:
+            floor = _floor(h2_bodies["allowed"], sequential, total)
     else:
         print("h2load not found: the h2load rows are skipped (apt-get install -y"
               " nghttp2-client)", file=sys.stderr)  # fmt: skip
@@ -617,13 +660,22 @@ def main(argv: list[str]) -> int:
     local = _in_process(project, as_sent, canonical, 2 if args.quick else 5)
 
     rows = []
-    for (n, kind), (one, many) in loaded.items():
+    server_names = {"native": "own HTTP/2 listener", "grpcio": "grpcio's server"}
+    for (impl, n, kind), (one, many) in loaded.items():
         inproc = local["mcpdsl check"]
         rows.append(
-            f"| mcpdsl, {n} worker{'s' if n > 1 else ''} | ext_authz Check (gRPC, h2load, "
-            f"{kind} request) | {one['p50']:.3f} | {one['p99']:.3f} | {inproc:.1f} | "
-            f"{one['p50'] * 1000 - inproc:.0f} | {many['rate']:,.0f} | {many['p50']:.2f} | "
-            f"{many['p99']:.2f} | {one['calls']:,.0f} + {many['calls']:,.0f} |"
+            f"| mcpdsl, {n} worker{'s' if n > 1 else ''}, {server_names.get(impl, impl)} | "
+            f"ext_authz Check (gRPC, h2load, {kind} request) | {one['p50']:.3f} | "
+            f"{one['p99']:.3f} | {inproc:.1f} | {one['p50'] * 1000 - inproc:.0f} | "
+            f"{many['rate']:,.0f} | {many['p50']:.2f} | {many['p99']:.2f} | "
+            f"{one['calls']:,.0f} + {many['calls']:,.0f} |"
+        )
+    if floor is not None:
+        one, many = floor
+        rows.append(
+            f"| nghttpd (C, answers a file: the floor of h2load and loopback) | the same call, "
+            f"h2load | {one['p50']:.3f} | {one['p99']:.3f} | - | - | {many['rate']:,.0f} | "
+            f"{many['p50']:.2f} | {many['p99']:.2f} | {one['calls']:,.0f} + {many['calls']:,.0f} |"
         )
     for (decider, api), (one, many) in results.items():
         name = {
@@ -645,9 +697,11 @@ def main(argv: list[str]) -> int:
     goals = []
     measured = [("grpc.aio client, 1 worker", results[("mcpdsl", "check")])] if results else []
     measured += [
-        (f"h2load, {n} worker{'s' if n > 1 else ''}, {kind} request", pair)
-        for (n, kind), pair in loaded.items()
-    ]
+        (f"h2load, {n} worker{'s' if n > 1 else ''}, {server_names.get(impl, impl)}, "
+         f"{kind} request", pair)
+        for (impl, n, kind), pair in loaded.items()
+        if impl == "native"  # the default; grpcio's rows are there to compare
+    ]  # fmt: skip
     for client, (one, many) in measured:
         added = one["p50"] * 1000 - local["mcpdsl check"]
         goals += [
@@ -670,8 +724,9 @@ def main(argv: list[str]) -> int:
             f"{args.concurrency} in flight from one client process, each measurement stopped "
             f"after {BUDGET_S:g} s."
             + (
-                f" h2load rows: `mcpdsl serve --workers N` (the CLI), {sequential:,} calls with "
-                f"`-c1 -m1`, then {total:,} with `-c8 -m4` (32 in flight) per request body."
+                f" h2load rows: `mcpdsl serve --workers N --grpc-server X` (the CLI),"
+                f" {sequential:,} calls with `-c1 -m1`, then {total:,} with `-c8 -m4`"
+                " (32 in flight) per request body."
                 if loaded
                 else " h2load rows skipped: `h2load` is not installed (nghttp2-client)."
             ),

@@ -102,7 +102,7 @@ _DEFAULTS = Limits()
     type=click.IntRange(min=1),
     default=_DEFAULTS.max_connections,
     show_default=True,
-    help="Open HTTP connections; beyond, the longest-idle one is closed.",
+    help="Open HTTP connections, and again gRPC ones; beyond, the longest-idle one is closed.",
 )
 @click.option(
     "--max-inflight",
@@ -239,7 +239,7 @@ def serve_command(
         keep_alive=keep_alive,
         grpc_reuse_port=worker_index is not None,
     )
-    raise_fd_limit(max_connections + max_inflight + 256)
+    raise_fd_limit(2 * max_connections + max_inflight + 256)  # HTTP's and gRPC's
     metrics = Metrics()
     status = PolicyStatus(path, metrics, say=say)
     store = _redis_store(redis_url, redis_prefix, redis_timeout) if redis_url else None

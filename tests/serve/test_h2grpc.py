@@ -659,3 +659,20 @@ def test_random_frame_sequences_never_break_the_server(
             assert all(raw == b"after" or len(raw) <= 40 for raw in calls.seen)
 
     run(main)
+
+
+def test_a_flood_of_idle_connections_is_bounded_and_a_real_client_still_gets_in() -> None:
+    """400 sockets that never speak, against a cap of 50: the server holds at most 50."""
+
+    async def main() -> None:
+        async with running(replace(LIMITS, max_connections=50)) as (server, _):
+            idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(400)]
+            await asyncio.sleep(0.2)
+            assert len(server.connections) <= 50
+            wire = await Wire.open(server.port)
+            wire.send(wire.call(1, b"real"))
+            assert (await wire.answer(1))["data"] == message(b"answer:real")
+            for _, writer in idle:
+                writer.close()
+
+    run(main)
