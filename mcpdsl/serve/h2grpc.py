@@ -155,6 +155,7 @@ class _Stream:
     started: float = 0.0
     recv_window: int = STREAM_WINDOW
     answered: bool = False
+    ended: bool = False  # the client sent END_STREAM
     task: asyncio.Future[bytes] | None = None
 
 
@@ -368,6 +369,8 @@ class GrpcConnection(asyncio.Protocol):
         end_stream = self.header_end_stream
         stream = self.streams.get(sid)
         if stream is not None:  # trailers of a request: they end it
+            if stream.ended:
+                raise ConnectionError_(STREAM_CLOSED, f"HEADERS after the end of stream {sid}")
             if not end_stream:
                 raise ConnectionError_(PROTOCOL_ERROR, "a second header block without END_STREAM")
             self._end(stream)
@@ -457,6 +460,8 @@ class GrpcConnection(asyncio.Protocol):
             if sid > self.last_sid:
                 raise ConnectionError_(PROTOCOL_ERROR, f"DATA on idle stream {sid}")
             return  # a stream reset or answered early: its data is ignored (§5.1)
+        if stream.ended:
+            raise ConnectionError_(STREAM_CLOSED, f"DATA after the end of stream {sid}")
         stream.recv_window -= len(payload)
         if stream.recv_window < 0:
             self._reset(sid, FLOW_CONTROL_ERROR)
@@ -501,6 +506,7 @@ class GrpcConnection(asyncio.Protocol):
 
     def _end(self, stream: _Stream) -> None:
         """The client has sent all of the call: decide it (now, or in a task)."""
+        stream.ended = True
         if stream.answered:
             self._drop(stream)
             return

@@ -630,7 +630,51 @@ def test_a_client_that_stops_reading_stops_being_read() -> None:
     run(main)
 
 
+def test_frames_after_the_client_ended_a_call_waiting_for_its_decision_are_stream_closed() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        async with running(eager=False, calls=Calls(gate=gate)) as (server, _):
+            wire = await Wire.open(server.port)
+            wire.send(wire.call(1, b"x"))
+            await asyncio.sleep(0.05)
+            wire.send(frame(DATA, END_STREAM, 1, message(b"more")))
+            assert await wire.goaway() == h2grpc.STREAM_CLOSED
+            gate.set()
+
+    run(main)
+
+
 # ------------------------------------------------------------------ fuzz
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(1, 400), min_size=1, max_size=30), st.booleans())
+def test_any_split_of_a_valid_byte_stream_gets_the_same_answers(
+    cuts: list[int], eager: bool
+) -> None:
+    """TCP may cut the stream anywhere: preface, frame headers, header blocks, messages."""
+
+    async def main() -> None:
+        async with running(eager=eager) as (server, _):
+            wire = await Wire.open(server.port, preface=b"")
+            stream = (
+                PREFACE
+                + frame(SETTINGS, 0, 0)
+                + b"".join(wire.call(sid, f"call {sid}".encode() * sid) for sid in (1, 3, 5))
+            )
+            at = 0
+            for cut in cuts:
+                wire.send(stream[at : at + cut])
+                await wire.writer.drain()
+                await asyncio.sleep(0)
+                at += cut
+            wire.send(stream[at:])
+            for sid in (1, 3, 5):
+                got = await wire.answer(sid)
+                assert got["data"] == message(b"answer:" + f"call {sid}".encode() * sid)
+                assert got["trailers"] == {"grpc-status": "0"}
+
+    run(main)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
