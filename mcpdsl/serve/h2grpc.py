@@ -166,6 +166,7 @@ class _Pending:
     data: bytes
     trailers: bytes
     window: int  # the stream's send window
+    since: float = 0.0
 
 
 class GrpcConnection(asyncio.Protocol):
@@ -670,7 +671,9 @@ class GrpcConnection(asyncio.Protocol):
             self.out.append(frame(HEADERS, END_HEADERS | END_STREAM, stream.sid,
                                   self._with_update(OK_TRAILERS)))  # fmt: skip
             return
-        self.pending[stream.sid] = _Pending(data, OK_TRAILERS, self.peer_initial_window)
+        self.pending[stream.sid] = _Pending(
+            data, OK_TRAILERS, self.peer_initial_window, time.monotonic()
+        )
         self._unblock()
 
     def _answer_now(self, stream: _Stream, block: bytes) -> None:
@@ -771,6 +774,10 @@ class GrpcConnection(asyncio.Protocol):
                 self._answer_now(stream, trailers_only(GRPC_DEADLINE_EXCEEDED,
                                                        "the request was not sent in time"))  # fmt: skip
                 self._reset_after_answer(stream)
+        for sid, pend in list(self.pending.items()):
+            if now - pend.since > 2 * limit:  # a client that never opens its window
+                self._reset(sid, CANCEL)
+        self._close_if_done()
         if not self.streams and now - self.last_active > self.limits.grpc_max_idle_seconds:
             self.go_away()
         self._flush()

@@ -559,6 +559,20 @@ def test_slow_prefaces_stalled_uploads_and_idle_connections_are_cut() -> None:
     run(main)
 
 
+def test_an_answer_the_client_never_opens_its_window_for_is_cancelled() -> None:
+    async def main() -> None:
+        async with running(replace(LIMITS, request_timeout=0.3)) as (server, _):
+            zero = (4).to_bytes(2, "big") + (0).to_bytes(4, "big")  # INITIAL_WINDOW_SIZE 0
+            wire = await Wire.open(server.port, preface=PREFACE + frame(SETTINGS, 0, 0, zero))
+            wire.send(wire.call(1, b"x"))
+            got = await wire.answer(1)
+            assert got["data"] == b"" and got["reset"] == h2grpc.CANCEL
+            conn = next(iter(server.connections))
+            assert not conn.pending and not conn.streams
+
+    run(main)
+
+
 def test_beyond_the_connection_cap_the_longest_idle_connection_makes_way() -> None:
     async def main() -> None:
         async with running(replace(LIMITS, max_connections=3)) as (server, _):
