@@ -64,6 +64,8 @@ class Decision:
 
         policies, request = self._origin
         try:
+            if callable(request):  # a door's decision: its request mapped in full only now
+                request = request()
             return explain_decision(policies, request, self)
         except (RecursionError, ValueError, TypeError) as exc:  # mutated since authorize
             verdict = "allow" if self.allowed else "deny"
@@ -256,6 +258,10 @@ class PreparedPolicies:
             for pk, by_r in index.items()
         }
         self._memo: dict[tuple[Any, ...], tuple[CompiledRule, ...]] = {}
+        #: What a layer above derived from these policies once (the CheckRequest
+        #: door keeps the attributes they read here, `checkrequest.door_reads`):
+        #: a cache of pure functions of the policies, filled on first use.
+        self.memo: dict[str, Any] = {}
 
     # ------------------------------------------------------------ candidates
 
@@ -419,7 +425,9 @@ class PreparedPolicies:
         except RecursionError:  # pragma: no cover - nesting is bounded by MAX_DEPTH
             return refused("the request is nested too deeply")
 
-    def authorize_mapped(self, request: dict[str, Any]) -> Decision:
+    def authorize_mapped(
+        self, request: dict[str, Any], explained: Callable[[], dict[str, Any]] | None = None
+    ) -> Decision:
         """`authorize` for a request a door has just built (`mcpdsl.evaluate.checkrequest`).
 
         Sound only for such a request, whose shape the door's mapping
@@ -432,6 +440,10 @@ class PreparedPolicies:
         key) cannot fire, and are skipped; every check of a value the request
         carries stays: the path's normal form, lone surrogates in the keys and
         the path, and whatever the conditions read (`closures.getter`).
+
+        `explained`, when given, builds the request `explain()` reads instead
+        of `request`: a door that left out of `request` what no condition
+        reads (`checkrequest.door_reads`) explains from its full mapping.
         """
         try:
             p = request["principal"]
@@ -455,10 +467,11 @@ class PreparedPolicies:
             if self.reads_now:
                 inp = dict(request)
                 inp["now"] = now_fields(datetime.now(UTC))
+            origin: Any = request if explained is None else explained
             policies = self.policies
             if len(policies) == 1:
-                return self._evaluate_one(policies[0], inp, request, True, cands, path)
-            return self._evaluate(inp, request, True, cands, path)
+                return self._evaluate_one(policies[0], inp, origin, True, cands, path)
+            return self._evaluate(inp, origin, True, cands, path)
         except Refused as exc:
             return refused(str(exc))
         except RecursionError:  # pragma: no cover - nesting is bounded by MAX_DEPTH
