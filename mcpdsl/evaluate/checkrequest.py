@@ -207,6 +207,7 @@ def _from_source(t: Trusted, ip: str | None) -> bool:
 
 Principal = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
 Body = Callable[[dict[str, Any], Any], dict[str, Any]]
+Decider = Callable[[PreparedPolicies, dict[str, Any], Any], Decision]
 _MEMO_KEY = "evaluate.checkrequest"
 
 
@@ -231,6 +232,7 @@ class _Door:
     body: Body
     full: Body
     exact: bool
+    decide: Decider
 
 
 def _compiled(door: DoorMapping, reads: Reads | None = None) -> _Door:
@@ -251,14 +253,11 @@ def _compiled(door: DoorMapping, reads: Reads | None = None) -> _Door:
         namespace: dict[str, Any] = {}
         source = _body_source(door, namespace)
         full = _exec("body", source, namespace)
-        if reads is None:
-            found = _Door(body=full, full=full, exact=True)
-        else:
-            ours: dict[str, Any] = {}
-            lines = _body_source(door, ours, reads)
-            exact = lines == source
-            body = full if exact else _exec("body", lines, ours)
-            found = _Door(body=body, full=full, exact=exact)
+        exact = reads is None or _body_source(door, {}, reads) == source
+        ours: dict[str, Any] = {"EXPLAINED": partial, "FULL": full}
+        body = full if exact else _exec("body", _body_source(door, ours, reads), ours)
+        decider = _exec("decide", _body_source(door, ours, None if exact else reads, True), ours)
+        found = _Door(body=body, full=full, exact=exact, decide=decider)
         door.memo[key] = found
     return found
 
@@ -456,7 +455,7 @@ def _body(door: DoorMapping, attributes: dict[str, Any], extensions: Any) -> dic
 
 
 def _body_source(
-    door: DoorMapping, namespace: dict[str, Any], reads: Reads | None = None
+    door: DoorMapping, namespace: dict[str, Any], reads: Reads | None = None, decider: bool = False
 ) -> list[str]:
     """The lines of `body(attributes, extensions)`, the whole mapping of one door.
 
@@ -472,6 +471,12 @@ def _body_source(
     same order) but a part no read reaches is not built: `request.query`
     (only its checks), `request.auth`, `source`, the principal's other claims
     and `identity`, the context of a trusted header.
+
+    With `decider`, the lines are those of `decide(policies, attributes,
+    extensions)`: the same mapping, then the decision of `policies` on it
+    (`PreparedPolicies.authorize_parts`, handed what the mapping has at hand),
+    explained from the full mapping (`EXPLAINED(FULL, ...)`, set by `_compiled`)
+    when `reads` left something out.
     """
     namespace.update(
         A=_ABSENT, R=Refused, L=MAX_TEXT, H=MAX_HEADERS, Q=_query, QMAX=MAX_QUERY_PARAMETERS,
@@ -621,11 +626,21 @@ def _body_source(
     parts += ["'headers': headers"]
     parts += ["'auth': auth"] if _reaches(reads, ("request", "auth")) else []
     lines += [
-        "    return {'principal': principal, 'action': method, 'resource': resource,",
-        f"            'request': {{{', '.join(parts)}}},",
-        "            'source': source, 'context': c}" if source else "            'context': c}",
+        "    request = {'principal': principal, 'action': method, 'resource': resource,",
+        f"               'request': {{{', '.join(parts)}}},",
+        "               'source': source, 'context': c}"
+        if source
+        else "               'context': c}",
     ]
-    return lines
+    if not decider:
+        return [*lines, "    return request"]
+    lines[0] = "def decide(policies, attributes, extensions):"
+    explained = "None" if reads is None else "EXPLAINED(FULL, attributes, extensions)"
+    return [
+        *lines,
+        "    return policies.authorize_parts(request, principal.get('type'), principal.get('id'),",
+        "        resource.get('type'), resource.get('id'), method, path, " + explained + ")",
+    ]
 
 
 def decide(policies: PreparedPolicies, table: Mapping[str, DoorMapping], check: Any) -> Decision:
@@ -648,13 +663,10 @@ def decide(policies: PreparedPolicies, table: Mapping[str, DoorMapping], check: 
             door = _door(table, extensions)
         reads = policies.memo.get(_READS_KEY) or door_reads(policies)
         plan: _Door = door.memo.get(reads) or _compiled(door, reads)
-        request = plan.body(attributes, extensions)
+        # the door builds the request, so `authorize`'s checks of its shape cannot
+        # fire; what it leaves out no condition reads (the explanation maps it in full)
+        return plan.decide(policies, attributes, extensions)
     except Refused as exc:
         return refused(str(exc))
     except RecursionError:  # pragma: no cover - the JSON decoder bounds nesting first
         return refused("the CheckRequest is nested too deeply")
-    # the door built it: `authorize`'s checks of the request's shape cannot fire;
-    # what it left out no condition reads, and the explanation maps it in full
-    if plan.exact:
-        return policies.authorize_mapped(request)
-    return policies.authorize_mapped(request, partial(plan.full, attributes, extensions))

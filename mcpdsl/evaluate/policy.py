@@ -430,16 +430,42 @@ class PreparedPolicies:
         of `request`: a door that left out of `request` what no condition
         reads (`checkrequest.door_reads`) explains from its full mapping.
         """
+        p = request["principal"]
+        r = request["resource"]
+        return self.authorize_parts(
+            request,
+            p.get("type"),
+            p.get("id"),
+            r.get("type"),
+            r.get("id"),
+            request["action"],
+            request["request"]["path"],
+            explained,
+        )
+
+    def authorize_parts(
+        self,
+        request: dict[str, Any],
+        ptype: Any,
+        pid: Any,
+        rtype: Any,
+        rid: Any,
+        action: str,
+        path: str,
+        explained: Callable[[], dict[str, Any]] | None,
+    ) -> Decision:
+        """`authorize_mapped`, given the request's entity keys, action and path as well.
+
+        The door's generated decider (`checkrequest._body_source`) has them at
+        hand as it builds the request; they must be the request's own
+        (`principal.type`, `principal.id`, `resource.type`, `resource.id`,
+        `action`, `request.path`).
+        """
         try:
-            p = request["principal"]
-            r = request["resource"]
-            path: str = request["request"]["path"]
             if path[:1] != "/" or "%" in path or "\\" in path or "//" in path or "/." in path:
                 problem = path_problem(path)
                 if problem is not None:
                     return refused(f"request.path is not in normal form: {problem}")
-            ptype, pid, rtype, rid = p.get("type"), p.get("id"), r.get("type"), r.get("id")
-            action = request["action"]
             cands = self._memo.get((ptype, pid, rtype, rid, action))
             if cands is None:
                 for key in (ptype, pid, rtype, rid, action, path):
