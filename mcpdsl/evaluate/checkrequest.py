@@ -29,6 +29,12 @@ tests/engine/test_checkrequest_differential.py holds the two to agreement.
 What does not fit (a section of the wrong type, a value too long, a query
 that is not valid percent-encoded UTF-8) is *refused*: `Refused(reason)`,
 which `decide` turns into the evaluator's refusal (a deny with the reason).
+
+`to_request`, `mapped` and `request_for` build the whole request (the
+decision server logs it).  `decide` builds only what the policies read
+(`door_reads`): every check still runs, in the same order, so it refuses
+exactly what they refuse and decides exactly as `authorize` of the whole
+request; `Decision.explain()` maps the CheckRequest in full when asked.
 """
 
 from __future__ import annotations

@@ -54,7 +54,9 @@ class Decision:
     def explain(self) -> str:
         """Which rules matched, which conditions failed and why (a slow, tree-walking pass).
 
-        The request is re-read at this point: do not mutate it in between.
+        The request is re-read at this point (for a CheckRequest decided by
+        `checkrequest.decide`, the CheckRequest is mapped again, in full): do
+        not mutate it in between.
         """
         if self.refusal is not None:
             return f"decision: deny (request refused: {self.refusal})"
