@@ -29,6 +29,12 @@ tests/engine/test_checkrequest_differential.py holds the two to agreement.
 What does not fit (a section of the wrong type, a value too long, a query
 that is not valid percent-encoded UTF-8) is *refused*: `Refused(reason)`,
 which `decide` turns into the evaluator's refusal (a deny with the reason).
+
+`to_request`, `mapped` and `request_for` build the whole request (the
+decision server logs it).  `decide` builds only what the policies read
+(`door_reads`): every check still runs, in the same order, so it refuses
+exactly what they refuse and decides exactly as `authorize` of the whole
+request; `Decision.explain()` maps the CheckRequest in full when asked.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ from mcpdsl.ir.door import (
     door_mapping,
     doors,
 )
+from mcpdsl.ir.reads import attrs
 from mcpdsl.ir.workload import parse_spiffe
 
 __all__ = [
@@ -206,37 +213,92 @@ def _from_source(t: Trusted, ip: str | None) -> bool:
 
 Principal = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
 Body = Callable[[dict[str, Any], Any], dict[str, Any]]
+Decider = Callable[[PreparedPolicies, dict[str, Any], Any], Decision]
 _MEMO_KEY = "evaluate.checkrequest"
+
+
+#: The attribute paths (root first) a request's reader reads; a part of the
+#: canonical request is built when a read is a prefix of it or it of a read.
+Reads = frozenset[tuple[str, ...]]
+_READS_KEY = "evaluate.checkrequest.reads"
 
 
 @dataclass(frozen=True, slots=True)
 class _Door:
     """A door compiled once for the hot path (`_compiled`).
 
-    `body(attributes, extensions)` is the door's whole mapping after the
-    shape and the door are known (`_body_source`): the canonical request, or
-    `Refused`.
+    `body(attributes, extensions)` is the door's mapping after the shape and
+    the door are known (`_body_source`): the canonical request, or `Refused`.
+    `full` is the whole mapping; `body` may be the mapping for a set of
+    reads (`door_reads`), which refuses exactly what `full` refuses and
+    builds the same request less the parts no read reaches; `exact` says
+    whether it left nothing out (then `body` is `full`).
     """
 
     body: Body
+    full: Body
+    exact: bool
+    decide: Decider
 
 
-def _compiled(door: DoorMapping) -> _Door:
-    """The door's compiled form, made on first use and kept in its memo.
+def _compiled(door: DoorMapping, reads: Reads | None = None) -> _Door:
+    """The door's compiled form for `reads` (None: all), made on first use and kept in its memo.
 
     Why compiled: the table is data (the Rego reads it too); walking its
     dataclasses for every request costs more than the rest of the mapping, so
     the door becomes one generated function (`_body_source`) with its routes,
     claim readers, header names, types and attribute paths as constants (as
-    `closures.getter` does).  Two threads may both compile a door: the results
-    are equal, either is kept.
+    `closures.getter` does).  Why per reads: what no condition reads need
+    not be built (a source, a query map, claims, context headers); the memo
+    is keyed by the reads, so policies reading alike share one function.
+    Two threads may both compile a door: the results are equal, either is kept.
     """
-    found: _Door | None = door.memo.get(_MEMO_KEY)
+    key: Any = _MEMO_KEY if reads is None else reads
+    found: _Door | None = door.memo.get(key)
     if found is None:
         namespace: dict[str, Any] = {}
-        found = _Door(body=_exec("body", _body_source(door, namespace), namespace))
-        door.memo[_MEMO_KEY] = found
+        source = _body_source(door, namespace)
+        full = _exec("body", source, namespace)
+        exact = reads is None or _body_source(door, {}, reads) == source
+        ours: dict[str, Any] = {"EXPLAINED": partial, "FULL": full}
+        body = full if exact else _exec("body", _body_source(door, ours, reads), ours)
+        decider = _exec("decide", _body_source(door, ours, None if exact else reads, True), ours)
+        found = _Door(body=body, full=full, exact=exact, decide=decider)
+        door.memo[key] = found
     return found
+
+
+def door_reads(policies: PreparedPolicies) -> Reads:
+    """What deciding with `policies` reads of a door's request, kept in their memo.
+
+    Every attribute a condition, risk term or `require` reads (`ir.reads.attrs`),
+    and what `authorize_mapped` reads itself: the principal's and resource's
+    `type` and `id`, the action, `request.path`, and `request.auth` when an
+    obligation may need its proof.  The explanation is not bound by it: it
+    reads the full mapping (`authorize_mapped(explained=...)`).
+    """
+    found: Reads | None = policies.memo.get(_READS_KEY)
+    if found is None:
+        reads = {
+            ("principal", "type"), ("principal", "id"), ("resource", "type"),
+            ("resource", "id"), ("action",), ("request", "path"),
+        }  # fmt: skip
+        for pol in policies.policies:
+            if pol.requires:
+                reads.add(("request", "auth"))
+            for e in pol.ir.conditions():
+                reads.update((a.root, *a.path) for a in attrs(e))
+        found = frozenset(reads)
+        policies.memo[_READS_KEY] = found
+    return found
+
+
+def _reaches(reads: Reads | None, part: tuple[str, ...]) -> bool:
+    """Whether a read is `part`, above it or below it (None: every part is read)."""
+    if reads is None:
+        return True
+    n = len(part)
+    return any(r[:n] == part or part[: len(r)] == r for r in reads)
 
 
 def _exec(name: str, lines: list[str], namespace: dict[str, Any]) -> Any:
@@ -258,12 +320,20 @@ def _principal_reader(c: Claims) -> Principal:
     return fn
 
 
-def _principal_lines(c: Claims, suffix: str, namespace: dict[str, Any]) -> list[str]:
+def _principal_lines(
+    c: Claims, suffix: str, namespace: dict[str, Any], reads: Reads | None = None
+) -> list[str]:
     """Statements that set `principal` and `auth` from `payload` (`_principal_reader`).
 
     The door's generated body inlines them (`_body_source`); `suffix` tells
-    apart the constants of several providers in one `namespace`.
+    apart the constants of several providers in one `namespace`.  With
+    `reads`, the claims no read reaches are not read (no claim refuses) and
+    `auth` is `{}` when `request.auth` is not read.
     """
+
+    def kept(name: str) -> bool:
+        return _reaches(reads, ("principal", name))
+
     namespace.update({"L": MAX_TEXT, "G": MAX_GROUPS, f"MFA{suffix}": frozenset(c.mfa_values)})
     if c.type_claim is None:
         lines = [f"p = {{'type': {c.principal_type!r}}}"]
@@ -277,12 +347,12 @@ def _principal_lines(c: Claims, suffix: str, namespace: dict[str, Any]) -> list[
         f"v = payload.get({c.id_claim!r})",
         "if type(v) is str and len(v) <= L: p['id'] = v",
     ]
-    if c.email_claim is not None:
+    if c.email_claim is not None and kept("email"):
         lines += [
             f"v = payload.get({c.email_claim!r})",
             "if type(v) is str and len(v) <= L: p['email'] = v",
         ]
-    if c.groups_claim is not None:
+    if c.groups_claim is not None and kept("groups"):
         lines += [
             f"v = payload.get({c.groups_claim!r})",
             "if type(v) is list and len(v) <= G:",
@@ -290,8 +360,12 @@ def _principal_lines(c: Claims, suffix: str, namespace: dict[str, Any]) -> list[
             "        if type(x) is not str or len(x) > L: break",
             "    else: p['groups'] = list(v)",
         ]
-    lines += [f"p['provider'] = {c.provider!r}", f"p['issuer'] = {c.issuer!r}", "principal = p"]
-    if c.mfa_claim is None:
+    if kept("provider"):
+        lines.append(f"p['provider'] = {c.provider!r}")
+    if kept("issuer"):
+        lines.append(f"p['issuer'] = {c.issuer!r}")
+    lines.append("principal = p")
+    if c.mfa_claim is None or not _reaches(reads, ("request", "auth")):
         lines.append("auth = {}")
     else:
         lines += [
@@ -386,7 +460,9 @@ def _body(door: DoorMapping, attributes: dict[str, Any], extensions: Any) -> dic
     return plan.body(attributes, extensions)
 
 
-def _body_source(door: DoorMapping, namespace: dict[str, Any]) -> list[str]:
+def _body_source(
+    door: DoorMapping, namespace: dict[str, Any], reads: Reads | None = None, decider: bool = False
+) -> list[str]:
     """The lines of `body(attributes, extensions)`, the whole mapping of one door.
 
     Why generated: a door's table is fixed when the tree is loaded, so its
@@ -396,6 +472,17 @@ def _body_source(door: DoorMapping, namespace: dict[str, Any]) -> list[str]:
     steps are those of the plain reading (tests/engine/checkrequest_reference.py),
     which tests/engine/test_checkrequest_fast.py holds this to.  `namespace`
     receives the constants the lines name.
+
+    With `reads` (`door_reads`), every check stays (the same refusals, in the
+    same order) but a part no read reaches is not built: `request.query`
+    (only its checks), `request.auth`, `source`, the principal's other claims
+    and `identity`, the context of a trusted header.
+
+    With `decider`, the lines are those of `decide(policies, attributes,
+    extensions)`: the same mapping, then the decision of `policies` on it
+    (`PreparedPolicies.authorize_parts`, handed what the mapping has at hand),
+    explained from the full mapping (`EXPLAINED(FULL, ...)`, set by `_compiled`)
+    when `reads` left something out.
     """
     namespace.update(
         A=_ABSENT, R=Refused, L=MAX_TEXT, H=MAX_HEADERS, Q=_query, QMAX=MAX_QUERY_PARAMETERS,
@@ -442,18 +529,30 @@ def _body_source(door: DoorMapping, namespace: dict[str, Any]) -> list[str]:
         "    destination = destination.get('principal', '') if type(destination) is dict else ''",
         "    if type(destination) is not str: raise R(BAD_DESTINATION)",
         "    if long or len(peer) > L or len(ip) > L or len(destination) > L: raise R(TOO_LONG)",
-        "    if '#' in target or '%' in target: path, query = Q(target)",
-        "    elif '?' in target:",  # `_query`'s one-pass split, inlined
-        "        path, _, raw = target.partition('?')",
-        "        query = {}",
-        "        if raw:",
-        "            parts = raw.split('&')",
-        "            if len(parts) > QMAX: raise R(MANY_PARAMETERS)",
-        "            for part in parts:",
-        "                name, _, value = part.partition('=')",
-        "                if name and name not in query: query[name] = value",
-        "    else: path, query = target, {}",
     ]
+    query = _reaches(reads, ("request", "query"))
+    if query:
+        lines += [
+            "    if '#' in target or '%' in target: path, query = Q(target)",
+            "    elif '?' in target:",  # `_query`'s one-pass split, inlined
+            "        path, _, raw = target.partition('?')",
+            "        query = {}",
+            "        if raw:",
+            "            parts = raw.split('&')",
+            "            if len(parts) > QMAX: raise R(MANY_PARAMETERS)",
+            "            for part in parts:",
+            "                name, _, value = part.partition('=')",
+            "                if name and name not in query: query[name] = value",
+            "    else: path, query = target, {}",
+        ]
+    else:  # the query's checks only: `len(raw.split('&')) > QMAX`, counted
+        lines += [
+            "    if '#' in target or '%' in target: path = Q(target)[0]",
+            "    elif '?' in target:",
+            "        path, _, raw = target.partition('?')",
+            "        if raw and raw.count('&') >= QMAX: raise R(MANY_PARAMETERS)",
+            "    else: path = target",
+        ]
     if door.gateway is not None:
         namespace["ROUTES"] = {
             str(i): r for i, r in enumerate(door.routes) if _INDEX.fullmatch(str(i))
@@ -495,31 +594,59 @@ def _body_source(door: DoorMapping, namespace: dict[str, Any]) -> list[str]:
             indent = "                    " if i == 0 else "                        "
             if i > 0:
                 lines.append("                    if principal is None:")
-            lines += [indent + line for line in _principal_lines(c, str(i), namespace)]
+            lines += [indent + line for line in _principal_lines(c, str(i), namespace, reads)]
+    source = _reaches(reads, ("source",))
+    if source:
+        lines += [
+            "    if peer:",
+            "        known = IDS.get(peer)",
+            "        if known is not None:",
+            "            if principal is None:",
+            "                principal = {'type': 'service', 'id': known[0], 'identity': peer}",
+            "            source = {'ip': ip, 'namespace': known[1]} if ip else {'namespace': known[1]}",
+            "        else:",
+            "            if principal is None: principal = {'identity': peer}",
+            "            source = {'ip': ip} if ip else {}",
+            "            parsed = SPIFFE(peer)",
+            "            if parsed is not None: source['namespace'] = parsed.namespace",
+            "    else:",
+            "        if principal is None: principal = {}",
+            "        source = {'ip': ip} if ip else {}",
+        ]
+    else:  # the peer gives only the principal, when no token did
+        identity = ", 'identity': peer" if _reaches(reads, ("principal", "identity")) else ""
+        lines += [
+            "    if principal is None:",
+            "        if peer:",
+            "            known = IDS.get(peer)",
+            "            if known is not None:",
+            f"                principal = {{'type': 'service', 'id': known[0]{identity}}}",
+            f"            else: principal = {{{identity[2:]}}}",
+            "        else: principal = {}",
+        ]
+    trusted = tuple(t for t in door.trusted if _reaches(reads, ("context", *t.attribute)))
+    lines.append("    c = {}")
+    lines += ["    " + line for line in _context_lines(trusted, "ip", namespace)]
+    parts = ["'path': path"]
+    parts += ["'query': query"] if query else []
+    parts += ["'headers': headers"]
+    parts += ["'auth': auth"] if _reaches(reads, ("request", "auth")) else []
     lines += [
-        "    if peer:",
-        "        known = IDS.get(peer)",
-        "        if known is not None:",
-        "            if principal is None:",
-        "                principal = {'type': 'service', 'id': known[0], 'identity': peer}",
-        "            source = {'ip': ip, 'namespace': known[1]} if ip else {'namespace': known[1]}",
-        "        else:",
-        "            if principal is None: principal = {'identity': peer}",
-        "            source = {'ip': ip} if ip else {}",
-        "            parsed = SPIFFE(peer)",
-        "            if parsed is not None: source['namespace'] = parsed.namespace",
-        "    else:",
-        "        if principal is None: principal = {}",
-        "        source = {'ip': ip} if ip else {}",
-        "    c = {}",
+        "    request = {'principal': principal, 'action': method, 'resource': resource,",
+        f"               'request': {{{', '.join(parts)}}},",
+        "               'source': source, 'context': c}"
+        if source
+        else "               'context': c}",
     ]
-    lines += ["    " + line for line in _context_lines(door.trusted, "ip", namespace)]
-    lines += [
-        "    return {'principal': principal, 'action': method, 'resource': resource,",
-        "            'request': {'path': path, 'query': query, 'headers': headers, 'auth': auth},",
-        "            'source': source, 'context': c}",
+    if not decider:
+        return [*lines, "    return request"]
+    lines[0] = "def decide(policies, attributes, extensions):"
+    explained = "None" if reads is None else "EXPLAINED(FULL, attributes, extensions)"
+    return [
+        *lines,
+        "    return policies.authorize_parts(request, principal.get('type'), principal.get('id'),",
+        "        resource.get('type'), resource.get('id'), method, path, " + explained + ")",
     ]
-    return lines
 
 
 def decide(policies: PreparedPolicies, table: Mapping[str, DoorMapping], check: Any) -> Decision:
@@ -540,11 +667,12 @@ def decide(policies: PreparedPolicies, table: Mapping[str, DoorMapping], check: 
         else:
             attributes, extensions = _shape(check)
             door = _door(table, extensions)
-        plan: _Door = door.memo.get(_MEMO_KEY) or _compiled(door)
-        request = plan.body(attributes, extensions)
+        reads = policies.memo.get(_READS_KEY) or door_reads(policies)
+        plan: _Door = door.memo.get(reads) or _compiled(door, reads)
+        # the door builds the request, so `authorize`'s checks of its shape cannot
+        # fire; what it leaves out no condition reads (the explanation maps it in full)
+        return plan.decide(policies, attributes, extensions)
     except Refused as exc:
         return refused(str(exc))
     except RecursionError:  # pragma: no cover - the JSON decoder bounds nesting first
         return refused("the CheckRequest is nested too deeply")
-    # the door built it: `authorize`'s checks of the request's shape cannot fire
-    return policies.authorize_mapped(request)

@@ -11,7 +11,7 @@ plus its few candidate rules — unrelated rules cost nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -54,7 +54,9 @@ class Decision:
     def explain(self) -> str:
         """Which rules matched, which conditions failed and why (a slow, tree-walking pass).
 
-        The request is re-read at this point: do not mutate it in between.
+        The request is re-read at this point (for a CheckRequest decided by
+        `checkrequest.decide`, the CheckRequest is mapped again, in full): do
+        not mutate it in between.
         """
         if self.refusal is not None:
             return f"decision: deny (request refused: {self.refusal})"
@@ -64,6 +66,8 @@ class Decision:
 
         policies, request = self._origin
         try:
+            if callable(request):  # a door's decision: its request mapped in full only now
+                request = request()
             return explain_decision(policies, request, self)
         except (RecursionError, ValueError, TypeError) as exc:  # mutated since authorize
             verdict = "allow" if self.allowed else "deny"
@@ -86,43 +90,28 @@ class Decision:
 
 
 def _decision_maker() -> Callable[..., Decision]:
-    """A constructor of `Decision` that sets the slots directly.
+    """A constructor of `Decision` that sets its slots as plain attribute stores.
 
     Why: the dataclass's own `__init__` (frozen) sets each of the nine fields
     with a looked-up `object.__setattr__` call, about a fifth of a whole
-    decision in a micro-benchmark; this sets the same slots through their descriptors.
+    decision in a micro-benchmark; calling each slot's descriptor is half of
+    that.  Here the fields are stored on an instance of a bare class with the
+    very same slots (the interpreter's fastest store), whose class is then
+    switched to `Decision` (allowed: the two layouts are identical).  The
+    stores are generated from `Decision`'s own fields, so a field added there
+    is stored here too; every slot is set before the object is seen.
     """
-    new = object.__new__
-    set_allowed, set_obligations, set_risk, set_rules, set_default, set_enforced = (
-        getattr(Decision, name).__set__
-        for name in ("allowed", "obligations", "risk", "rules", "default_applied", "enforced")
-    )
-    set_spans, set_origin, set_refusal = (
-        getattr(Decision, name).__set__ for name in ("spans", "_origin", "refusal")
-    )
-
-    def make(
-        allowed: bool,
-        obligations: tuple[str, ...],
-        risk: Decimal,
-        rules: tuple[str, ...],
-        default_applied: bool,
-        enforced: bool,
-        spans: tuple[Span | None, ...],
-        origin: tuple[Any, Any] | None,
-    ) -> Decision:
-        d: Decision = new(Decision)
-        set_allowed(d, allowed)
-        set_obligations(d, obligations)
-        set_risk(d, risk)
-        set_rules(d, rules)
-        set_default(d, default_applied)
-        set_enforced(d, enforced)
-        set_spans(d, spans)
-        set_origin(d, origin)
-        set_refusal(d, None)
-        return d
-
+    names = [f.name for f in fields(Decision)]
+    building = type("_DecisionUnderConstruction", (), {"__slots__": Decision.__slots__})
+    given = names[:-1]  # every field but `refusal`, which a decided request has not
+    if names[-1] != "refusal" or set(names) != set(Decision.__slots__):  # pragma: no cover
+        raise TypeError("Decision's fields changed: update `_decision_maker`")
+    lines = [f"def make({', '.join(given)}):", "    d = B()"]
+    lines += [f"    d.{name} = {name}" for name in given]
+    lines += ["    d.refusal = None", "    d.__class__ = D", "    return d"]
+    namespace: dict[str, Any] = {"B": building, "D": Decision}
+    exec(compile("\n".join(lines), "<Decision>", "exec"), namespace)
+    make: Callable[..., Decision] = namespace["make"]
     return make
 
 
@@ -256,6 +245,10 @@ class PreparedPolicies:
             for pk, by_r in index.items()
         }
         self._memo: dict[tuple[Any, ...], tuple[CompiledRule, ...]] = {}
+        #: What a layer above derived from these policies once (the CheckRequest
+        #: door keeps the attributes they read here, `checkrequest.door_reads`):
+        #: a cache of pure functions of the policies, filled on first use.
+        self.memo: dict[str, Any] = {}
 
     # ------------------------------------------------------------ candidates
 
@@ -419,7 +412,9 @@ class PreparedPolicies:
         except RecursionError:  # pragma: no cover - nesting is bounded by MAX_DEPTH
             return refused("the request is nested too deeply")
 
-    def authorize_mapped(self, request: dict[str, Any]) -> Decision:
+    def authorize_mapped(
+        self, request: dict[str, Any], explained: Callable[[], dict[str, Any]] | None = None
+    ) -> Decision:
         """`authorize` for a request a door has just built (`mcpdsl.evaluate.checkrequest`).
 
         Sound only for such a request, whose shape the door's mapping
@@ -432,17 +427,47 @@ class PreparedPolicies:
         key) cannot fire, and are skipped; every check of a value the request
         carries stays: the path's normal form, lone surrogates in the keys and
         the path, and whatever the conditions read (`closures.getter`).
+
+        `explained`, when given, builds the request `explain()` reads instead
+        of `request`: a door that left out of `request` what no condition
+        reads (`checkrequest.door_reads`) explains from its full mapping.
+        """
+        p = request["principal"]
+        r = request["resource"]
+        return self.authorize_parts(
+            request,
+            p.get("type"),
+            p.get("id"),
+            r.get("type"),
+            r.get("id"),
+            request["action"],
+            request["request"]["path"],
+            explained,
+        )
+
+    def authorize_parts(
+        self,
+        request: dict[str, Any],
+        ptype: Any,
+        pid: Any,
+        rtype: Any,
+        rid: Any,
+        action: str,
+        path: str,
+        explained: Callable[[], dict[str, Any]] | None,
+    ) -> Decision:
+        """`authorize_mapped`, given the request's entity keys, action and path as well.
+
+        The door's generated decider (`checkrequest._body_source`) has them at
+        hand as it builds the request; they must be the request's own
+        (`principal.type`, `principal.id`, `resource.type`, `resource.id`,
+        `action`, `request.path`).
         """
         try:
-            p = request["principal"]
-            r = request["resource"]
-            path: str = request["request"]["path"]
             if path[:1] != "/" or "%" in path or "\\" in path or "//" in path or "/." in path:
                 problem = path_problem(path)
                 if problem is not None:
                     return refused(f"request.path is not in normal form: {problem}")
-            ptype, pid, rtype, rid = p.get("type"), p.get("id"), r.get("type"), r.get("id")
-            action = request["action"]
             cands = self._memo.get((ptype, pid, rtype, rid, action))
             if cands is None:
                 for key in (ptype, pid, rtype, rid, action, path):
@@ -455,10 +480,11 @@ class PreparedPolicies:
             if self.reads_now:
                 inp = dict(request)
                 inp["now"] = now_fields(datetime.now(UTC))
+            origin: Any = request if explained is None else explained
             policies = self.policies
             if len(policies) == 1:
-                return self._evaluate_one(policies[0], inp, request, True, cands, path)
-            return self._evaluate(inp, request, True, cands, path)
+                return self._evaluate_one(policies[0], inp, origin, True, cands, path)
+            return self._evaluate(inp, origin, True, cands, path)
         except Refused as exc:
             return refused(str(exc))
         except RecursionError:  # pragma: no cover - nesting is bounded by MAX_DEPTH

@@ -120,9 +120,10 @@ class DoorMapping:
     identities: dict[str, tuple[str, str]]
     routes: tuple[tuple[str, str] | None, ...]
     #: What a reader of this table derived from it once (the evaluator keeps its
-    #: compiled form of the door here, `mcpdsl.evaluate.checkrequest`): a cache of
-    #: pure functions of the fields above, so never part of the table's value.
-    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: compiled forms of the door here, keyed by a name or by the set of attributes
+    #: read, `mcpdsl.evaluate.checkrequest`): a cache of pure functions of the
+    #: fields above, so never part of the table's value.
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # ------------------------------------------------------------ facts
 
