@@ -55,8 +55,8 @@ from mcpdsl.compile.envoy_matchers import (
 )
 from mcpdsl.compile.kubernetes_index import build_index
 from mcpdsl.compile.serialize import dump_json
-from mcpdsl.compile.server import server_finding
-from mcpdsl.compile.tool_args import gateway_finding
+from mcpdsl.compile.server import SERVER
+from mcpdsl.compile.tool_args import GATEWAY
 from mcpdsl.ir import model as m
 from mcpdsl.ir.door import door_mapping
 from mcpdsl.ir.paths import effective_retry, rewrite_path, route_glob, route_rewrite
@@ -258,13 +258,13 @@ class _Gateway:
                 label, _, rule_id = r.rule.rpartition("/")
                 policy = dict(self.index.policies)[label]
                 rule = next(x for x in policy.rules if x.id == rule_id)
-                server_finding(self.out, record, rule, policy, r.span, f"at {r.site}", r.why)
+                SERVER.finding(self.out, record, rule, policy, r.span, f"at {r.site}", r.why)
                 continue
             if r.gateway:  # its tool's arguments are an evaluation error here: fails closed
                 label, _, rule_id = r.rule.rpartition("/")
                 policy = dict(self.index.policies)[label]
                 rule = next(x for x in policy.rules if x.id == rule_id)
-                gateway_finding(self.out, record, rule, policy, r.span, f"at {r.site}", r.why)
+                GATEWAY.finding(self.out, record, rule, policy, r.span, f"at {r.site}", r.why)
                 continue
             if r.status is Status.ENFORCED:
                 self.out.enforced(record, r.span)

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from mcpdsl.compile.server import needs_server
-from mcpdsl.compile.tool_args import needs_gateway
+from mcpdsl.compile.server import SERVER
+from mcpdsl.compile.tool_args import GATEWAY
 from mcpdsl.diagnostics import Status
 from mcpdsl.ir import model as m
 from mcpdsl.ir.args import ROOT as ARGS_ROOT
@@ -518,9 +518,9 @@ def route_authz(
                 because = why or f"route delegated: {out.reason}"
                 status, missing = delegated_status(rule, policy, obligations, door)
                 text = f"ext_authz -> {authz}, {where} ({because})"
-                server = needs_server(rule, policy)
+                server = SERVER.needs(rule, policy)
                 # on a route whose resource may be a tool, `args.*` is an ERROR there
-                gateway = resource.type in (None, TOOL) and needs_gateway(rule, policy)
+                gateway = resource.type in (None, TOOL) and GATEWAY.needs(rule, policy)
                 out.records.append(
                     Record(key, text, span, status, missing, where, rule.effect, server, gateway)
                 )

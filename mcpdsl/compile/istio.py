@@ -57,7 +57,7 @@ from mcpdsl.compile.kubernetes_common import (
 from mcpdsl.compile.kubernetes_index import Index, build_index
 from mcpdsl.compile.kubernetes_workloads import SERVICE_COMPONENT
 from mcpdsl.compile.serialize import dump_yaml
-from mcpdsl.compile.server import needs_server, server_finding
+from mcpdsl.compile.server import SERVER
 from mcpdsl.ir import model as m
 from mcpdsl.ir.door import DoorMapping, door_mapping
 from mcpdsl.ir.reads import attrs, reads_risk
@@ -500,9 +500,9 @@ class _Workload:
                 f"`{rule.principal.type}` at the sidecar",
             )
         record = Enforcement(rule=key, target=NAME, where=where, status=status)
-        if needs_server(rule, policy) and self.mesh.index.server_grpc() is None:
+        if SERVER.needs(rule, policy) and self.mesh.index.server_grpc() is None:
             site = f"at the sidecar of {self.where}"
-            server_finding(self.out, record, rule, policy, span, site, missing)
+            SERVER.finding(self.out, record, rule, policy, span, site, missing)
             return
         if status is Status.ENFORCED:
             self.out.enforced(record, span)

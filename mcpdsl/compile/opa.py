@@ -43,7 +43,7 @@ from mcpdsl.compile.opa_expr import (
     uses_cidr,
 )
 from mcpdsl.compile.serialize import dump_json, dump_yaml
-from mcpdsl.compile.server import needs_server, server_finding
+from mcpdsl.compile.server import SERVER
 from mcpdsl.ir import model as m
 from mcpdsl.ir.door import doors, doors_data, rego_constants
 from mcpdsl.ir.globs import PATH_PROBLEMS, glob_regex, is_literal
@@ -419,8 +419,8 @@ def compile(project: m.Project, ctx: TargetContext) -> TargetOutput:
         where = f"data.{rego_package}.decision"
         for rule in policy.rules:
             record = Enforcement(rule=f"{policy.name}/{rule.id}", target=NAME, where=where)
-            if needs_server(rule, policy):
-                server_finding(output, record, rule, policy, rule.span or policy.span, "by opa")
+            if SERVER.needs(rule, policy):
+                SERVER.finding(output, record, rule, policy, rule.span or policy.span, "by opa")
             else:
                 output.enforced(record, rule.span or policy.span)
     # `_ip_in` also serves the trusted headers' `sources` in mcp.envoy

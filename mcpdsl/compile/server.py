@@ -10,79 +10,31 @@ So wherever a generated artifact decides, a rule that depends on the counters
 never fires: a deny is `not-enforced` (fails open; an error under `--strict`),
 an allow `narrowed` (fails closed).  A `require` that depends on them applies
 to every request there, which narrows the policy's allow rules.  Each target
-reports such a rule with `server_finding` instead of its usual record.
+reports such a rule with `SERVER.finding` (compile/deciders.py) instead of its
+usual record.
 """
 
 from __future__ import annotations
 
-from mcpdsl.compile import TargetOutput
-from mcpdsl.diagnostics import Enforcement, Status
+from mcpdsl.compile.deciders import Decider
 from mcpdsl.ir import model as m
-from mcpdsl.ir.stats import project_reads_stats, reads_stats, requires_stats, rule_stats
-from mcpdsl.source import Span
+from mcpdsl.ir.stats import ROOT, project_reads_stats, reads_stats, rule_stats
 
 CODE = "B0171"
-HELP = (
-    "let `mcpdsl serve` decide it: point ext_authz (Envoy) and the CUSTOM provider (Istio) "
-    "at its gRPC address, OPA REST clients at its `/v1/data` API "
-    "(`mcpdsl check --explain B0171`)"
+#: The counters, as every target reports a rule that depends on them.
+SERVER = Decider(
+    root=ROOT,
+    code=CODE,
+    help=(
+        "let `mcpdsl serve` decide it: point ext_authz (Envoy) and the CUSTOM provider (Istio) "
+        "at its gRPC address, OPA REST clients at its `/v1/data` API "
+        "(`mcpdsl check --explain B0171`)"
+    ),
+    who="the decision server",
+    reads="which only the decision server (`mcpdsl serve`) counts",
+    unit="request",
+    error=False,  # absent where an artifact decides: a condition on a counter is false
 )
-
-
-def server_reads(rule: m.Rule, policy: m.Policy) -> tuple[list[str], list[str]]:
-    """The counters deciding `rule` reads: `(its condition's and risk's, its obligations')`.
-
-    Obligations only narrow allow rules (a deny's firing does not depend on them).
-    """
-    own = rule_stats(rule, policy)
-    required = requires_stats(policy) if rule.effect == "allow" else []
-    return own, [r for r in required if r not in own]
-
-
-def needs_server(rule: m.Rule, policy: m.Policy) -> bool:
-    own, required = server_reads(rule, policy)
-    return bool(own or required)
-
-
-def _names(reads: list[str]) -> str:
-    return ", ".join(f"`{r}`" for r in reads)
-
-
-def server_finding(
-    out: TargetOutput,
-    record: Enforcement,
-    rule: m.Rule,
-    policy: m.Policy,
-    span: Span | None,
-    site: str,
-    why: tuple[str, ...] = (),
-) -> None:
-    """Report `rule` (which `needs_server`) as not enforced or narrowed at `site` (B0171)."""
-    own, required = server_reads(rule, policy)
-    deny = rule.effect == "deny"
-    status = Status.NOT_ENFORCED if deny else Status.NARROWED
-    verb = "is not enforced" if deny else "is narrowed"
-    fails = "fails open" if deny else "fails closed"
-    if own:
-        fails += ": it never fires there"
-    notes: list[str] = []
-    if own:
-        notes.append(
-            f"it reads {_names(own)}, which only the decision server (`mcpdsl serve`) counts"
-        )
-    if required:
-        notes.append(
-            f"its policy's `require` reads {_names(required)}, so there the obligation "
-            "applies to every request"
-        )
-    out.unsupported(
-        CODE,
-        f"{rule.effect} rule `{record.rule}` {verb} {site}: it needs the decision server ({fails})",
-        span,
-        notes=(*notes, *why, f"there: {record.where}"),
-        help=HELP,
-        enforcement=record.model_copy(update={"status": status}),
-    )
 
 
 def artifact_view(project: m.Project) -> m.Project:
@@ -116,4 +68,4 @@ def artifact_view(project: m.Project) -> m.Project:
     return project.model_copy(update={"policies": tuple(policies)})
 
 
-__all__ = ["CODE", "artifact_view", "needs_server", "server_finding", "server_reads"]
+__all__ = ["CODE", "SERVER", "artifact_view"]

@@ -4,7 +4,8 @@ Reusable by every serve test (HTTP, gRPC, Redis): `start_server(path, *args)`
 runs the CLI with `--addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0`, reads the JSON
 line the server prints once both listeners are bound
 (`{"event": "listening", "http": ..., "grpc": ..., "pid": ...}`), waits until
-`GET /ready` answers 200, and returns a `ServerProcess`.  Standard output and
+`GET /ready` answers 200, and returns a `ServerProcess`; `running(...)` is the
+same as a context manager that stops it on the way out.  Standard output and
 standard error are collected by reader threads (`stdout_lines`,
 `stderr_lines`), so a test can wait for a line (`wait_for_stderr`) without
 blocking the pipe.  Only the standard library is used here.
@@ -20,7 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,3 +200,15 @@ def start_server(
             server.stop(5)
             raise ServerFailed(f"the server did not become ready:\n{server.stderr()}")
         time.sleep(0.05)
+
+
+@contextmanager
+def running(path: str | os.PathLike[str], *args: str, **kw: Any) -> Iterator[ServerProcess]:
+    """`start_server(path, *args, **kw)`, stopped (SIGTERM, SIGKILL after 15 s) however the
+    block ends: for a test or module fixture that owns one server rather than the `serve`
+    fixture's list."""
+    server = start_server(path, *args, **kw)
+    try:
+        yield server
+    finally:
+        server.stop(15)

@@ -24,17 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import re
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +54,7 @@ from credentials import Credentials  # noqa: E402
 from envoy_model import EnvoyModel, run_all  # noqa: E402
 from harness import JWKS_URI, NOW, _bootstraps, build  # noqa: E402
 from request_vocabulary import make_request, vocabulary  # noqa: E402
+from server_process import ServerProcess, running  # noqa: E402
 from test_checkrequest_differential import check_request  # noqa: E402
 from traffic import Traffic  # noqa: E402
 
@@ -83,52 +79,14 @@ def without_limits(source: Path, root: Path) -> Path:
     return tree
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def serving(tree: Path, *extra: str) -> AbstractContextManager[ServerProcess]:
+    """`mcpdsl serve tree --no-watch` on free loopback ports, once ready; stopped after.
 
-
-@dataclass(frozen=True)
-class Server:
-    process: subprocess.Popen[bytes]
-    http: str
-    grpc: str
-
-
-@contextmanager
-def serving(tree: Path, log: Path, *extra: str) -> Iterator[Server]:
-    """`mcpdsl serve tree` on free loopback ports, until /health answers; stopped after."""
-    http, grpc_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "mcpdsl", "serve", str(tree), "--no-watch",
-               "--addr", f"127.0.0.1:{http}", "--grpc-addr", f"127.0.0.1:{grpc_port}",
-               *extra]  # fmt: skip
-    with log.open("wb") as err:
-        process = subprocess.Popen(command, env=env, stdout=err, stderr=subprocess.STDOUT)
-    server = Server(process, f"http://127.0.0.1:{http}", f"127.0.0.1:{grpc_port}")
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the server exited: {log.read_text(errors='replace')}")
-            try:
-                if httpx.get(f"{server.http}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the server did not answer: {log.read_text()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    The one way the serve tests start a server (server_process.py): it binds port
+    0 and reads the ports from the `listening` line, so no other process can take
+    them in between, and its output stays readable (`stderr()`) for failures.
+    """
+    return running(tree, "--no-watch", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -141,10 +99,8 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def policies_server(
-    trees: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    with serving(trees["policies"], tmp_path_factory.mktemp("log") / "serve.log") as server:
+def policies_server(trees: dict[str, Path]) -> Iterator[ServerProcess]:
+    with serving(trees["policies"]) as server:
         yield server
 
 
@@ -271,7 +227,7 @@ def _disagreements(
     return problems
 
 
-def _check_differential(engine: Engine, tree: Path, server: Server) -> tuple[int, int]:
+def _check_differential(engine: Engine, tree: Path, server: ServerProcess) -> tuple[int, int]:
     """(CheckRequests sent, allowed) for `tree`; fails on any disagreement."""
     checks = envoy_checks(tree, 400, seed=14) + drawn_checks(engine, 3000, seed=14)
     messages = as_messages(checks)
@@ -285,11 +241,10 @@ def _check_differential(engine: Engine, tree: Path, server: Server) -> tuple[int
 
 def test_check_agrees_with_the_evaluator_in_process(
     trees: dict[str, Path],
-    policies_server: Server,
-    tmp_path: Path,
+    policies_server: ServerProcess,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with serving(trees["identity"], tmp_path / "identity.log") as identity:
+    with serving(trees["identity"]) as identity:
         counts = [
             _check_differential(Engine.load(trees["identity"]), trees["identity"], identity),
             _check_differential(Engine.load(trees["policies"]), trees["policies"], policies_server),
@@ -301,10 +256,10 @@ def test_check_agrees_with_the_evaluator_in_process(
     assert all(0 < a < t for t, a in counts)
 
 
-def test_grpcio_s_server_agrees_too(trees: dict[str, Path], tmp_path: Path) -> None:
+def test_grpcio_s_server_agrees_too(trees: dict[str, Path]) -> None:
     """`--grpc-server grpcio` (grpc.aio) decides what the own HTTP/2 listener decides."""
     tree = trees["identity"]
-    with serving(tree, tmp_path / "grpcio.log", "--grpc-server", "grpcio") as server:
+    with serving(tree, "--grpc-server", "grpcio") as server:
         total, allowed = _check_differential(Engine.load(tree), tree, server)
         hostile = [b"\xff\xff\xff", _deep(300), _many_headers(5000, 10)]
         responses = run(lambda: send_all(server.grpc, hostile))
@@ -313,14 +268,14 @@ def test_grpcio_s_server_agrees_too(trees: dict[str, Path], tmp_path: Path) -> N
 
 
 def test_data_api_agrees_with_engine_authorize(
-    trees: dict[str, Path], policies_server: Server, capsys: pytest.CaptureFixture[str]
+    trees: dict[str, Path], policies_server: ServerProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
     engine = Engine.load(trees["policies"])
     vocab = vocabulary(engine.project)
     rnd = random.Random(14)
     inputs = [make_request(rnd, vocab) for _ in range(5200)]
     responses = run(
-        lambda: post_all(policies_server.http, "/v1/data/mcp/main", [{"input": i} for i in inputs])
+        lambda: post_all(policies_server.url, "/v1/data/mcp/main", [{"input": i} for i in inputs])
     )
     # the package object: `decision` (the Rego's keys) and `allow` (the enforced value)
     keys = ("allowed", "default_applied", "obligations", "risk", "rules", "refusal")
@@ -379,7 +334,7 @@ def _many_headers(count: int, size: int) -> bytes:
 
 
 def test_hostile_messages_are_denied_with_a_reason_and_the_server_lives_on(
-    policies_server: Server,
+    policies_server: ServerProcess,
 ) -> None:
     garbage = [b"\xff\xff\xff", b"\x0a\x05\x0a\x03abc", b"\x0a\xff\xff\xff\xff\x0f", b"\x0b" * 9]
     hostile = [*garbage, _deep(300), _deep(20), _many_headers(5000, 10), _many_headers(3, 70000)]
@@ -400,15 +355,15 @@ def test_hostile_messages_are_denied_with_a_reason_and_the_server_lives_on(
                                 [("grpc.max_send_message_length", 64 * 1024 * 1024)]))  # fmt: skip
     assert isinstance(huge[0], grpc.aio.AioRpcError)
     assert huge[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert policies_server.process.poll() is None
+    assert policies_server.proc.poll() is None
     after = run(lambda: send_all(policies_server.grpc, [pb.CheckRequest().SerializeToString()]))
     assert isinstance(after[0], pb.CheckResponse) and "refused" in _reason(after[0])
 
 
-def test_refused_checks_are_logged_and_counted(policies_server: Server) -> None:
-    before = httpx.get(f"{policies_server.http}/metrics").text
+def test_refused_checks_are_logged_and_counted(policies_server: ServerProcess) -> None:
+    before = httpx.get(f"{policies_server.url}/metrics").text
     run(lambda: send_all(policies_server.grpc, [b"\xff\xff"] * 3))
-    after = httpx.get(f"{policies_server.http}/metrics").text
+    after = httpx.get(f"{policies_server.url}/metrics").text
 
     def refused(text: str) -> float:
         for line in text.splitlines():  # label order is the client library's business
