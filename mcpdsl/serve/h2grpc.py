@@ -75,6 +75,8 @@ FRAME_LIMIT = 16_384
 #: The windows this server grants: one large message needs no round trip per 64 KiB.
 STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 1 << 24
+#: Header blocks remembered per connection, and the largest remembered (`_decode`).
+BLOCK_MEMO_ENTRIES, BLOCK_MEMO_BYTES = 16, 512
 #: Bytes a peer may leave unread in the socket before this server stops reading it.
 WRITE_HIGH_WATER = 1 << 20
 
@@ -193,6 +195,7 @@ class GrpcConnection(asyncio.Protocol):
         self.table_update = b""  # a dynamic table size update owed to the peer's decoder
         self.recv_unacked = 0
         self.pending: dict[int, _Pending] = {}
+        self.blocks: dict[bytes, tuple[Any, int, int, Any]] = {}
         #: Streams this server ended before the client did (their late frames are ignored).
         self.ended_early: dict[int, None] = {}
         self.opened = time.monotonic()
@@ -364,7 +367,7 @@ class GrpcConnection(asyncio.Protocol):
     def _header_block(self, sid: int, block: bytes) -> None:
         """A whole header block: decode it (always: HPACK state), then open or end a stream."""
         try:
-            fields = self.decoder.decode(block, raw=True)
+            fields = self._decode(block)
         except HPACKError as exc:
             raise ConnectionError_(COMPRESSION_ERROR, f"HPACK: {exc}") from None
         end_stream = self.header_end_stream
@@ -396,6 +399,40 @@ class GrpcConnection(asyncio.Protocol):
             self._end(stream)
         elif stream.answered:
             self._reset_after_answer(stream)
+
+    def _decode(self, block: bytes) -> Iterable[tuple[Any, Any]]:
+        """A header block's fields (raw bytes), decoded by `hpack`, remembered when that is sound.
+
+        A proxy calling Check sends the same header block call after call
+        (Envoy's and nghttp2's encoders index what repeats, and send `:path`
+        as the same literal each time): decoding it again costs a fifth of a
+        call in pure Python.  Decoding is a function of the block and the
+        dynamic table; a block whose decoding left the table as it was (no
+        entry added, none evicted, no size update) decodes to the same fields
+        for as long as the table stays so.  The table only changes by adding
+        an entry at its front (a new object) or dropping entries from its end,
+        so its front entry (held here, so that its identity cannot be reused),
+        its length and its maximum size say whether it is still the same.
+        """
+        table = self.decoder.header_table
+        entries = table.dynamic_entries
+        front = entries[0] if entries else None
+        count, maxsize = len(entries), table.maxsize
+        known = self.blocks.get(block)
+        if known is not None and known[0] is front and known[1] == count and known[2] == maxsize:
+            return known[3]
+        fields = self.decoder.decode(block, raw=True)
+        if (
+            len(block) <= BLOCK_MEMO_BYTES
+            and block[0] & 0xE0 != 0x20  # no table size update
+            and (entries[0] if entries else None) is front
+            and len(entries) == count
+            and table.maxsize == maxsize
+        ):
+            if len(self.blocks) >= BLOCK_MEMO_ENTRIES:
+                self.blocks.clear()
+            self.blocks[block] = (front, count, maxsize, fields)
+        return fields
 
     def _route(self, stream: _Stream, fields: Iterable[tuple[Any, Any]]) -> None:
         """Check the request's header fields; answer at once those that are no Check call."""

@@ -661,34 +661,57 @@ def test_frames_after_the_client_ended_a_call_waiting_for_its_decision_are_strea
 # ------------------------------------------------------------------ fuzz
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.integers(1, 400), min_size=1, max_size=30), st.booleans())
-def test_any_split_of_a_valid_byte_stream_gets_the_same_answers(
-    cuts: list[int], eager: bool
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["x-a", "x-b", ":path", "content-type", "te", "x-long"]),
+                    st.sampled_from(["1", "two", "/p", "application/grpc", "", "v" * 300]),
+                    st.booleans(),  # never indexed
+                ),
+                min_size=1, max_size=8,
+            ),
+            st.booleans(),  # huffman
+            st.one_of(st.none(), st.integers(0, 600)),  # a table size change first
+            st.booleans(),  # send the previous block again
+        ),
+        min_size=1, max_size=16,
+    ),
+    st.integers(100, 2000),
+)  # fmt: skip
+def test_remembered_header_blocks_decode_as_the_decoder_does(
+    steps: list[tuple[list[tuple[str, str, bool]], bool, int | None, bool]], limit: int
 ) -> None:
-    """TCP may cut the stream anywhere: preface, frame headers, header blocks, messages."""
+    """Blocks repeated, interleaved with blocks that add, evict and resize: same fields."""
+    from hpack.struct import NeverIndexedHeaderTuple
 
-    async def main() -> None:
-        async with running(eager=eager) as (server, _):
-            wire = await Wire.open(server.port, preface=b"")
-            stream = (
-                PREFACE
-                + frame(SETTINGS, 0, 0)
-                + b"".join(wire.call(sid, f"call {sid}".encode() * sid) for sid in (1, 3, 5))
-            )
-            at = 0
-            for cut in cuts:
-                wire.send(stream[at : at + cut])
-                await wire.writer.drain()
-                await asyncio.sleep(0)
-                at += cut
-            wire.send(stream[at:])
-            for sid in (1, 3, 5):
-                got = await wire.answer(sid)
-                assert got["data"] == message(b"answer:" + f"call {sid}".encode() * sid)
-                assert got["trailers"] == {"grpc-status": "0"}
-
-    run(main)
+    encoder, reference = Encoder(), Decoder(max_header_list_size=limit)
+    conn = h2grpc.GrpcConnection.__new__(h2grpc.GrpcConnection)
+    conn.limits = replace(LIMITS, max_header_bytes=limit)
+    conn.decoder = Decoder(max_header_list_size=limit)
+    conn.blocks = {}
+    previous = b""
+    for headers, huffman, resize, again in steps:
+        if again and previous:
+            block = previous
+        else:
+            if resize is not None:
+                encoder.header_table_size = resize
+            fields = [NeverIndexedHeaderTuple(n, v) if never else (n, v)
+                      for n, v, never in headers]  # fmt: skip
+            block = encoder.encode(fields, huffman=huffman)
+        previous = block
+        outcomes = []
+        for decode in (lambda b: reference.decode(b, raw=True), conn._decode):
+            try:
+                outcomes.append([tuple(f) for f in decode(block)])
+            except Exception as exc:
+                outcomes.append(type(exc))
+        assert outcomes[0] == outcomes[1]
+        if isinstance(outcomes[0], type):
+            return  # a decoding error ends the connection: nothing follows
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
