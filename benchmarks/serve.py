@@ -704,6 +704,10 @@ def main(argv: list[str]) -> int:
         for (impl, n, kind), pair in loaded.items()
         if impl == "native"  # the default; grpcio's rows are there to compare
     ]  # fmt: skip
+    # What the server adds: the round trip minus the decision in process, and, when
+    # nghttpd ran, minus also what h2load and loopback cost with a C server answering
+    # from a file (the client's and the kernel's share, not the server's).
+    floor_us = floor[0]["p50"] * 1000 if floor is not None else None
     for client, (one, many) in measured:
         added = one["p50"] * 1000 - local["mcpdsl check"]
         goals += [
@@ -711,9 +715,19 @@ def main(argv: list[str]) -> int:
              many["rate"] >= GOAL_RATE),
             (f"Check p50 <= {GOAL_P50_MS} ms (one at a time), {client}",
              one["p50"] <= GOAL_P50_MS),
-            (f"the server adds <= {GOAL_ADDED_US:.0f} µs p50 over in process, {client}",
-             added <= GOAL_ADDED_US),
         ]  # fmt: skip
+        if floor_us is None:
+            goals.append(
+                (f"the server adds <= {GOAL_ADDED_US:.0f} µs p50 over in process, {client}: "
+                 f"{added:.0f} µs", added <= GOAL_ADDED_US)
+            )  # fmt: skip
+        else:
+            goals.append(
+                (f"the server adds <= {GOAL_ADDED_US:.0f} µs p50 over in process, {client}: "
+                 f"{added - floor_us:.0f} µs beyond h2load and loopback (the round trip "
+                 f"minus in process, {added:.0f} µs, minus nghttpd's {floor_us:.0f} µs)",
+                 added - floor_us <= GOAL_ADDED_US)
+            )  # fmt: skip
     load = os.getloadavg()
     text = "\n".join(
         [
