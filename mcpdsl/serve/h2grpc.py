@@ -91,6 +91,16 @@ CONNECTION_SPECIFIC = frozenset(
 PSEUDO = frozenset((b":method", b":scheme", b":path", b":authority"))
 
 
+NO_TABLE_CHANGE = (1 << 32, 1 << 32)
+
+
+def _size_update(size: int) -> bytes:
+    """An HPACK dynamic table size update (RFC 7541 §6.3)."""
+    encoded = encode_integer(size, 5)
+    encoded[0] |= 0x20
+    return bytes(encoded)
+
+
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     """One HTTP/2 frame: 9-byte header (length, type, flags, stream id) and payload."""
     return (
@@ -192,7 +202,9 @@ class GrpcConnection(asyncio.Protocol):
         self.recv_window = DEFAULT_WINDOW
         self.peer_initial_window = DEFAULT_WINDOW
         self.peer_max_frame = FRAME_LIMIT
-        self.table_update = b""  # a dynamic table size update owed to the peer's decoder
+        #: The dynamic table sizes owed to the peer's decoder: the smallest since the last
+        #: block sent, and the last (`NO_TABLE_CHANGE`: none).
+        self.table_sizes = NO_TABLE_CHANGE
         self.recv_unacked = 0
         self.pending: dict[int, _Pending] = {}
         self.blocks: dict[bytes, tuple[Any, int, int, Any]] = {}
@@ -626,10 +638,11 @@ class GrpcConnection(asyncio.Protocol):
                     raise ConnectionError_(PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
                 self.peer_max_frame = value
             elif key == HEADER_TABLE_SIZE:
-                # This server's blocks never use the dynamic table; a peer that shrinks
-                # it still expects the change acknowledged at the next block's start.
-                self.table_update = bytes(encode_integer(min(value, 4096), 5))
-                self.table_update = bytes((self.table_update[0] | 0x20,)) + self.table_update[1:]
+                # This server's blocks never use the dynamic table; a peer that changes
+                # its size still expects the change acknowledged at the next block's
+                # start, the smallest size since the last block first (RFC 7541 §4.2).
+                size = min(value, 4096)
+                self.table_sizes = (min(self.table_sizes[0], size), size)
         self.out.append(frame(SETTINGS, ACK, 0))
         self._unblock()
 
@@ -726,8 +739,11 @@ class GrpcConnection(asyncio.Protocol):
         self._reset(stream.sid, NO_ERROR)
 
     def _with_update(self, block: bytes) -> bytes:
-        if self.table_update:
-            block, self.table_update = self.table_update + block, b""
+        if self.table_sizes != NO_TABLE_CHANGE:
+            smallest, final = self.table_sizes
+            sizes = (smallest, final) if smallest < final else (final,)
+            block = b"".join(_size_update(size) for size in sizes) + block
+            self.table_sizes = NO_TABLE_CHANGE
         return block
 
     def _unblock(self) -> None:

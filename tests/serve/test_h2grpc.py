@@ -313,6 +313,25 @@ def test_a_smaller_header_table_is_acknowledged_in_the_next_block() -> None:
     run(main)
 
 
+def test_a_table_shrunk_then_grown_is_acknowledged_smallest_first() -> None:
+    async def main() -> None:
+        async with running() as (server, _):
+            wire = await Wire.open(server.port)
+            shrink = (1).to_bytes(2, "big") + (0).to_bytes(4, "big")
+            grow = (1).to_bytes(2, "big") + (2048).to_bytes(4, "big")
+            wire.send(frame(SETTINGS, 0, 0, shrink), frame(SETTINGS, 0, 0, grow))
+            wire.send(wire.call(1, b"x"))
+            got = await wire.until(lambda f: f.kind == HEADERS)
+            block = got[-1].payload
+            assert block[:1] == b"\x20"  # 0 first, then 2048
+            assert block[1:4] == b"\x3f\xe1\x0f"
+            decoder = Decoder()
+            decoder.header_table_size = 2048
+            assert dict(decoder.decode(block))[":status"] == "200"
+
+    run(main)
+
+
 def test_pings_are_answered_and_a_ping_flood_is_stopped() -> None:
     async def main() -> None:
         async with running() as (server, _):
