@@ -27,6 +27,7 @@ import json
 import random
 import re
 import shutil
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
@@ -356,6 +357,28 @@ def test_hostile_messages_are_denied_with_a_reason_and_the_server_lives_on(
     assert isinstance(huge[0], grpc.aio.AioRpcError)
     assert huge[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert policies_server.proc.poll() is None
+    after = run(lambda: send_all(policies_server.grpc, [pb.CheckRequest().SerializeToString()]))
+    assert isinstance(after[0], pb.CheckResponse) and "refused" in _reason(after[0])
+
+
+def test_the_real_listener_ends_broken_connections_and_lives_on(
+    policies_server: ServerProcess,
+) -> None:
+    """Raw bytes at the `mcpdsl serve` process's gRPC port: a GOAWAY or a close, never a hang."""
+    host, _, port = policies_server.grpc.rpartition(":")
+    openings = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # HTTP/1.1 at an HTTP/2 port
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x06\x00\x00\x00\x00\x00",  # PING first
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 64,  # a frame over the size limit
+        random.Random(3).randbytes(4096),
+    ]
+    for opening in openings:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(opening)
+            received = b""
+            while chunk := sock.recv(65536):  # the server closes: recv returns b""
+                received += chunk
+            assert b"\x07\x00\x00\x00\x00\x00" in received  # a GOAWAY frame on stream 0
     after = run(lambda: send_all(policies_server.grpc, [pb.CheckRequest().SerializeToString()]))
     assert isinstance(after[0], pb.CheckResponse) and "refused" in _reason(after[0])
 
