@@ -27,7 +27,7 @@ import hashlib
 import os
 import secrets
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from pathlib import Path
 
@@ -130,3 +130,26 @@ def write_atomic(directory: int, filename: str, payload: bytes, header: bytes) -
     except OSError:
         with suppress(OSError):
             os.unlink(tmp, dir_fd=directory)
+
+
+def prune_oldest(directory: int, is_entry: Callable[[str], bool], keep: int) -> None:
+    """Delete the oldest of the entries (`is_entry` names) beyond `keep`, by modification time.
+
+    Shared by the caches kept here, so that each stays bounded the same way;
+    failures are ignored (a file another process removed meanwhile is gone anyway).
+    """
+    try:
+        names = [n for n in os.listdir(directory) if is_entry(n)]
+    except OSError:
+        return
+    if len(names) <= keep:
+        return
+    aged = []
+    for name in names:
+        with suppress(OSError):
+            st = os.stat(name, dir_fd=directory, follow_symlinks=False)
+            aged.append((st.st_mtime_ns, name))
+    aged.sort()
+    for _, name in aged[: len(aged) - keep]:
+        with suppress(OSError):
+            os.unlink(name, dir_fd=directory)

@@ -70,7 +70,13 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from mcpdsl.cachedir import cache_root, open_private_dir, read_verified, write_atomic
+from mcpdsl.cachedir import (
+    cache_root,
+    open_private_dir,
+    prune_oldest,
+    read_verified,
+    write_atomic,
+)
 from mcpdsl.diagnostics import Diagnostic
 from mcpdsl.ir import model as m
 from mcpdsl.pipeline import STAGES, Compilation
@@ -278,21 +284,7 @@ class Store:
 
     def prune(self, keep: int = MAX_ENTRIES) -> None:
         """Delete the oldest entries beyond `keep` (by modification time)."""
-        try:
-            names = [n for n in os.listdir(self.directory) if _is_entry(n)]
-        except OSError:
-            return
-        if len(names) <= keep:
-            return
-        aged = []
-        for name in names:
-            with suppress(OSError):
-                st = os.stat(name, dir_fd=self.directory, follow_symlinks=False)
-                aged.append((st.st_mtime_ns, name))
-        aged.sort()
-        for _, name in aged[: len(aged) - keep]:
-            with suppress(OSError):
-                os.unlink(name, dir_fd=self.directory)
+        prune_oldest(self.directory, _is_entry, keep)
 
 
 def _is_entry(name: str) -> bool:

@@ -34,7 +34,13 @@ from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
-from mcpdsl.cachedir import cache_root, open_private_dir, read_verified, write_atomic
+from mcpdsl.cachedir import (
+    cache_root,
+    open_private_dir,
+    prune_oldest,
+    read_verified,
+    write_atomic,
+)
 from mcpdsl.ir import jwks
 from mcpdsl.ir.jwks import Jwks, parse_jwks, policy_problem
 
@@ -149,18 +155,8 @@ def stored_verdict(data: bytes) -> Jwks:
 
 def prune(directory: int, keep: int = MAX_ENTRIES) -> None:
     """Delete the oldest verdicts beyond `keep` (by modification time)."""
-    try:
-        names = [n for n in os.listdir(directory) if n.startswith(PREFIX) and n.endswith(SUFFIX)]
-    except OSError:
-        return
-    if len(names) <= keep:
-        return
-    aged = []
-    for name in names:
-        with suppress(OSError):
-            st = os.stat(name, dir_fd=directory, follow_symlinks=False)
-            aged.append((st.st_mtime_ns, name))
-    aged.sort()
-    for _, name in aged[: len(aged) - keep]:
-        with suppress(OSError):
-            os.unlink(name, dir_fd=directory)
+    prune_oldest(directory, _is_verdict, keep)
+
+
+def _is_verdict(name: str) -> bool:
+    return name.startswith(PREFIX) and name.endswith(SUFFIX)
