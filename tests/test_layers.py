@@ -26,7 +26,7 @@ from import_graph import (
 
 #: Lowest first.  Packages of one layer do not import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("source", "resources", "_version", "cachedir"),  # leaves: spans, packaged files, ...
+    ("source", "resources", "_version", "_gc", "cachedir"),  # leaves: spans, packaged files, ...
     ("diagnostics",),  # coded diagnostics and their rendering
     ("outdir", "reader"),  # the output-directory policy; safe source reads
     ("syntax",),  # the lark parser

@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcpdsl._gc import gc_paused
 from mcpdsl._version import __version__
 from mcpdsl.compile import TARGETS, Artifact, Enforcement, TargetContext, load_target
 from mcpdsl.compile.serialize import dump_json
@@ -38,7 +39,7 @@ from mcpdsl.outdir import (
     prepare,
     replace,
 )
-from mcpdsl.pipeline import Compilation, InputError, _no_gc, compile_tree
+from mcpdsl.pipeline import Compilation, InputError, compile_tree
 
 
 @dataclass
@@ -111,7 +112,7 @@ def ir_artifact(project: Project) -> Artifact:
     `Project.canonical_json()` (sorted keys, no whitespace); spans are not IR and
     are not written.  Every build has it, so a signed build is loadable by the engine.
     """
-    with _no_gc():  # large trees: the dump allocates millions of small objects
+    with gc_paused():  # large trees: the dump allocates millions of small objects
         return Artifact(IR_ARTIFACT, (project.canonical_json() + "\n").encode())
 
 

@@ -11,13 +11,11 @@ the imports of `build` (the target compilers), `sign` (cryptography) or
 
 from __future__ import annotations
 
-import gc
 import importlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 
+from mcpdsl._gc import gc_paused
 from mcpdsl._version import __version__
 from mcpdsl.cli.exit import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 
@@ -69,26 +67,6 @@ SUMMARIES: dict[str, str] = {
     "logs": "Decision logs: verify their hash chain.",
     "simulate": "Replay load and carbon through the policy: replicas, nodes, cost, energy, carbon.",
 }
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a command's modules are imported.
-
-    Importing builds tens of thousands of long-lived objects (classes, functions,
-    pydantic's field tables) and no cyclic garbage worth collecting; the
-    generational collections triggered meanwhile scanned that growing heap over
-    and over, about a sixth of a warm `check --no-analyze`'s CPU time
-    (docs/performance.md).  The previous state is restored afterwards, so
-    long-running commands (`serve`, `watch`, `lsp`) collect as usual.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class LazyGroup(click.Group):

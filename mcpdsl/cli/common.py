@@ -94,7 +94,7 @@ def compile_or_exit(path: str, fmt: str = "text", *, analyze: bool = False) -> C
     them, build refuses, test treats them as input errors), so that stays with
     the command.
     """
-    from mcpdsl.cli import gc_paused
+    from mcpdsl._gc import gc_paused
 
     with gc_paused():  # the front end's modules (the IR's classes): see gc_paused
         from mcpdsl.pipeline import InputError, compile_tree

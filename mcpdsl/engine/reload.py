@@ -30,11 +30,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
+from mcpdsl._gc import gc_paused
 from mcpdsl.diagnostics import CompileError, Diagnostic
 from mcpdsl.evaluate.project import PreparedProject, prepare_project
 from mcpdsl.ir import model as m
 from mcpdsl.outdir import SERVER_ARTIFACT
-from mcpdsl.pipeline import SUFFIX, InputError, _no_gc, find_files
+from mcpdsl.pipeline import SUFFIX, InputError, find_files
 from mcpdsl.pipeline.cache import CacheStats, FrontEndCache
 from mcpdsl.reader import Refused, display_path, read_source
 from mcpdsl.source import SourceMap
@@ -147,7 +148,7 @@ class TreeSource:
         try:
             if not force and self._loaded is not None and self._fingerprint() == self._loaded:
                 return Outcome(unchanged=True)
-            with _no_gc():
+            with gc_paused():
                 compilation, stats = self._cache.compile(self.path)
         except InputError as exc:
             return Outcome(diagnostics=(exc.diagnostic,), error=CompileError([exc.diagnostic]))
@@ -191,7 +192,7 @@ def project_from_ir(data: bytes) -> m.Project:
     from pydantic import ValidationError
 
     try:
-        with _no_gc():
+        with gc_paused():
             return m.Project.model_validate_json(data)
     except ValidationError as exc:
         errors = exc.errors()

@@ -15,15 +15,14 @@ timings are keyed by stage name.
 
 from __future__ import annotations
 
-import gc
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mcpdsl._gc import gc_paused
 from mcpdsl.diagnostics import Diagnostic, sort_diagnostics
 from mcpdsl.ir import model as m
 from mcpdsl.reader import (
@@ -156,27 +155,9 @@ def compile_tree(
         from mcpdsl.pipeline.jwks_cache import StoredJwksCheck
 
         c.jwks = StoredJwksCheck()
-    with _no_gc():
+    with gc_paused():
         _run_stages(c, files, stored=stored)
     return c
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while the front end allocates.
-
-    The stages allocate millions of small acyclic objects (tokens, trees, IR
-    nodes); generational collections over that growing heap cost as much as
-    parsing itself.  Nothing the stages build is cyclic garbage, so the pause
-    frees nothing late; the previous state is restored afterwards.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _run_stages(c: Compilation, files: list[Path], *, stored: bool = False) -> None:

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mcpdsl._gc import gc_paused
 from mcpdsl.diagnostics import sort_diagnostics
-from mcpdsl.pipeline import STAGES, Compilation, _no_gc, compile_tree, find_files, read
+from mcpdsl.pipeline import STAGES, Compilation, compile_tree, find_files, read
 
 if TYPE_CHECKING:
     from mcpdsl.ir.resolve import ResolveMemo
@@ -95,7 +96,7 @@ class FrontEndCache:
         `replace` swaps cross-file stages by name for equivalent ones (the language
         server's typecheck that reuses the results of unchanged files).
         """
-        with _no_gc():  # as `compile_tree` does, for the same reason
+        with gc_paused():  # as `compile_tree` does, for the same reason
             return self._compile_read(c, {"resolve": self._resolve, **(replace or {})})
 
     def _compile_read(

@@ -95,6 +95,7 @@ ANALYSIS_PREFIX = "an-"
 #: layer up to `ir` (they may import only lower layers) and the stages themselves.
 FRONT_END = (
     "_version",
+    "_gc",
     "cachedir",
     "resources",
     "source",
