@@ -300,13 +300,11 @@ def fires_lines(e: m.Expr, var: str = "v") -> list[str] | None:
         path = rego_array((attr.root, *attr.path))
         return ["is_object(input)", f"object.get(input, {path}, false) == false"]
     if isinstance(e, m.Compare):
-        left, right = e.left, e.right
-        op: str = e.op
-        if isinstance(left, m.Literal_) and isinstance(right, m.Attr):
-            left, right, op = right, left, _MIRROR[op]
-        if not isinstance(left, m.Attr) or not isinstance(right, m.Literal_):
+        oriented = _attr_op_literal(e)
+        if oriented is None:
             return None
-        ref, literal = _plain_ref(left), _plain_literal(right)
+        attr, op, right = oriented
+        ref, literal = _plain_ref(attr), _plain_literal(right)
         if ref is None or literal is None:
             return None
         if op in ("==", "!="):
@@ -316,16 +314,32 @@ def fires_lines(e: m.Expr, var: str = "v") -> list[str] | None:
         return [f"{var} := {ref}", f"is_number({var})", f"{var} {op} {literal}"]
     if isinstance(e, m.In) and not e.negated and isinstance(e.item, m.Attr):
         ref = _plain_ref(e.item)
-        if ref is None or not isinstance(e.collection, m.ListExpr):
+        items = _literal_list(e.collection)
+        if ref is None or items is None:
             return None
-        items = [_plain_literal(i) for i in e.collection.items]
-        if not items or any(i is None for i in items):
-            return None
-        return [
-            f"some {var} in [{', '.join(i for i in items if i is not None)}]",
-            f"{ref} == {var}",
-        ]
+        return [f"some {var} in {items}", f"{ref} == {var}"]
     return None
+
+
+def _attr_op_literal(e: m.Compare) -> tuple[m.Attr, str, m.Literal_] | None:
+    """`attr OP literal`, with `literal OP attr` turned around (`_MIRROR`); else None."""
+    left, right = e.left, e.right
+    op: str = e.op
+    if isinstance(left, m.Literal_) and isinstance(right, m.Attr):
+        left, right, op = right, left, _MIRROR[op]
+    if not isinstance(left, m.Attr) or not isinstance(right, m.Literal_):
+        return None
+    return left, op, right
+
+
+def _literal_list(collection: m.Expr) -> str | None:
+    """`[lit, ...]` of a non-empty list of plain literals, or None."""
+    if not isinstance(collection, m.ListExpr):
+        return None
+    items = [_plain_literal(i) for i in collection.items]
+    if not items or any(i is None for i in items):
+        return None
+    return "[" + ", ".join(i for i in items if i is not None) + "]"
 
 
 def _leaf_ref(e: m.Expr) -> str | None:
@@ -351,12 +365,10 @@ def _boolean_attr(e: m.Expr) -> m.Attr | None:
 
 def _ordering(e: m.Compare) -> tuple[str, str, str] | None:
     """(reference, operator, number literal) of `attr OP number` (either side), or None."""
-    left, right = e.left, e.right
-    op: str = e.op
-    if isinstance(left, m.Literal_) and isinstance(right, m.Attr):
-        left, right, op = right, left, _MIRROR[op]
-    if not isinstance(left, m.Attr) or not isinstance(right, m.Literal_):
+    oriented = _attr_op_literal(e)
+    if oriented is None:
         return None
+    left, op, right = oriented
     literal = _plain_literal(right)
     ref = RISK_RULE if left.root == "risk" else _leaf_ref(left)
     if ref is None or literal is None:
@@ -397,12 +409,10 @@ def _errs_bodies(e: m.Expr, var: str) -> list[list[str]] | None:
 def _in_literals(e: m.In) -> tuple[str, str] | None:
     """(reference, `[literals]`) of `attr in [literals]`, or None."""
     ref = _leaf_ref(e.item)
-    if ref is None or not isinstance(e.collection, m.ListExpr):
+    items = _literal_list(e.collection)
+    if ref is None or items is None:
         return None
-    items = [_plain_literal(i) for i in e.collection.items]
-    if not items or any(i is None for i in items):
-        return None
-    return ref, "[" + ", ".join(i for i in items if i is not None) + "]"
+    return ref, items
 
 
 def fires_or_errs_bodies(e: m.Expr, var: str = "v") -> list[list[str]] | None:
