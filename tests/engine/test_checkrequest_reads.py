@@ -234,6 +234,16 @@ def test_a_policy_reading_little_gets_a_smaller_request() -> None:
     assert cr._compiled(door, cr.door_reads(policies)).exact
 
 
+def agree_on_drawn_requests(project: Any, seed: int) -> None:
+    """30 drawn CheckRequests and a hostile twin of each: the partial door agrees on all."""
+    policies = Engine.from_project(project).compiled.policies
+    table = doors(project)
+    rnd = random.Random(seed)
+    for _ in range(30):
+        agree(policies, table, check_request(rnd, vocab(), project))
+        agree(policies, table, hostile(rnd, check_request(rnd, vocab(), project)))
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     names=st.frozensets(st.sampled_from(sorted(SNIPPETS)), max_size=6),
@@ -246,12 +256,7 @@ def test_a_partly_mapped_request_decides_as_the_full_one(
     names: frozenset[str], terms: frozenset[str], require: bool, default: str, seed: int
 ) -> None:
     project = project_for(names, terms, require, default, False)
-    policies = Engine.from_project(project).compiled.policies
-    table = doors(project)
-    rnd = random.Random(seed)
-    for _ in range(30):
-        agree(policies, table, check_request(rnd, vocab(), project))
-        agree(policies, table, hostile(rnd, check_request(rnd, vocab(), project)))
+    agree_on_drawn_requests(project, seed)
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -262,9 +267,4 @@ def test_a_partly_mapped_request_decides_as_the_full_one(
 def test_with_every_other_policy_too(names: frozenset[str], seed: int) -> None:
     """Several policies: the reads are their union (`_evaluate` rather than `_evaluate_one`)."""
     project = project_for(names, frozenset(RISK), True, "deny", True)
-    policies = Engine.from_project(project).compiled.policies
-    table = doors(project)
-    rnd = random.Random(seed)
-    for _ in range(30):
-        agree(policies, table, check_request(rnd, vocab(), project))
-        agree(policies, table, hostile(rnd, check_request(rnd, vocab(), project)))
+    agree_on_drawn_requests(project, seed)
