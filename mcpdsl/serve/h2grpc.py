@@ -145,6 +145,27 @@ def status_only(status: int) -> bytes:
     return _block([(":status", str(status))])
 
 
+def message_problem(body: bytearray, declared: int, limit: int) -> tuple[int, str] | None:
+    """Why a unary call's body so far cannot be its one message, as a gRPC status; or None.
+
+    `declared` is the length its 5-byte prefix gave (-1: not arrived yet).
+    """
+    if declared < 0:
+        return None
+    if body[0] == 1:
+        return GRPC_INTERNAL, "a compressed message without a grpc-encoding"
+    if body[0] != 0:
+        return GRPC_INTERNAL, "a bad message prefix"
+    if declared > limit:
+        return (
+            GRPC_RESOURCE_EXHAUSTED,
+            f"a {declared}-byte message is over the limit of {limit} bytes",
+        )
+    if len(body) > declared + 5:
+        return GRPC_UNIMPLEMENTED, "a unary call with more than one message"
+    return None
+
+
 class ConnectionError_(Exception):
     """A connection error (RFC 9113 §5.4.1): GOAWAY with `code`, then close."""
 
@@ -410,7 +431,7 @@ class GrpcConnection(asyncio.Protocol):
         if end_stream:
             self._end(stream)
         elif stream.answered:
-            self._reset_after_answer(stream)
+            self._reset(sid, NO_ERROR)  # answered from its headers: stop its upload
 
     def _decode(self, block: bytes) -> Iterable[tuple[Any, Any]]:
         """A header block's fields (raw bytes), decoded by `hpack`, remembered when that is sound.
@@ -514,39 +535,15 @@ class GrpcConnection(asyncio.Protocol):
             raise ConnectionError_(STREAM_CLOSED, f"DATA after the end of stream {sid}")
         stream.recv_window -= len(payload)
         if stream.recv_window < 0:
-            self._reset(sid, FLOW_CONTROL_ERROR)
-            self._drop(stream)
-            return
+            return self._reset(sid, FLOW_CONTROL_ERROR)
         body = stream.body
         if body is not None:
             body += data
             if stream.declared < 0 and len(body) >= 5:
                 stream.declared = int.from_bytes(body[1:5], "big")
-                if body[0] not in (0, 1):
-                    self._answer_now(stream, trailers_only(GRPC_INTERNAL, "a bad message prefix"))
-                    return self._reset_after_answer(stream)
-                if body[0] == 1:
-                    self._answer_now(
-                        stream,
-                        trailers_only(
-                            GRPC_INTERNAL, "a compressed message without a grpc-encoding"
-                        ),
-                    )
-                    return self._reset_after_answer(stream)
-                if stream.declared > self.limits.grpc_max_message_bytes:
-                    self._answer_now(
-                        stream,
-                        trailers_only(
-                            GRPC_RESOURCE_EXHAUSTED,
-                            f"a {stream.declared}-byte message is over the limit of "
-                            f"{self.limits.grpc_max_message_bytes} bytes",
-                        ),
-                    )
-                    return self._reset_after_answer(stream)
-            if stream.declared >= 0 and len(body) > stream.declared + 5:
-                self._answer_now(stream, trailers_only(GRPC_UNIMPLEMENTED,
-                                                       "a unary call with more than one message"))  # fmt: skip
-                return self._reset_after_answer(stream)
+            problem = message_problem(body, stream.declared, self.limits.grpc_max_message_bytes)
+            if problem is not None:
+                return self._refuse(stream, *problem)
             if not flags & END_STREAM and stream.recv_window < STREAM_WINDOW // 2:
                 grant = STREAM_WINDOW - stream.recv_window
                 stream.recv_window = STREAM_WINDOW
@@ -565,10 +562,9 @@ class GrpcConnection(asyncio.Protocol):
             self._drop(stream)
             return
         if stream.declared < 0 or len(body) != stream.declared + 5:
-            self._answer_now(stream, trailers_only(GRPC_UNIMPLEMENTED,
-                                                   "a unary call needs exactly one message"))  # fmt: skip
-            self._drop(stream)
-            return
+            return self._refuse(
+                stream, GRPC_UNIMPLEMENTED, "a unary call needs exactly one message"
+            )
         raw = bytes(body[5:])
         stream.body = None
         coro = self.server.handler(raw)
@@ -581,18 +577,13 @@ class GrpcConnection(asyncio.Protocol):
                 return
             except Exception:  # a bug in a decision: the call fails, not the server
                 log.exception("a Check failed")
-                self._answer_now(stream, trailers_only(GRPC_INTERNAL, "internal error"))
-                self._drop(stream)
-                return
+                return self._refuse(stream, GRPC_INTERNAL, "internal error")
             work: Awaitable[bytes] = _resume(coro, yielded)
         else:
             work = coro
         if not self.server.take():
             _close(work)
-            self._answer_now(stream, trailers_only(GRPC_RESOURCE_EXHAUSTED,
-                                                   "too many Checks in flight"))  # fmt: skip
-            self._drop(stream)
-            return
+            return self._refuse(stream, GRPC_RESOURCE_EXHAUSTED, "too many Checks in flight")
         task: asyncio.Future[bytes] = asyncio.ensure_future(work)
         stream.task = task
         task.add_done_callback(functools.partial(self._finished, stream))
@@ -604,10 +595,10 @@ class GrpcConnection(asyncio.Protocol):
         exc = task.exception()
         if exc is not None:
             log.error("a Check failed", exc_info=exc)
-            self._answer_now(stream, trailers_only(GRPC_INTERNAL, "internal error"))
+            self._refuse(stream, GRPC_INTERNAL, "internal error")
         else:
             self._respond(stream, task.result())
-        self._drop(stream)
+            self._drop(stream)
         self._flush()
 
     def _settings(self, sid: int, flags: int, payload: bytes) -> None:
@@ -734,9 +725,17 @@ class GrpcConnection(asyncio.Protocol):
         self.out.append(frame(HEADERS, END_HEADERS | END_STREAM, stream.sid,
                               self._with_update(block)))  # fmt: skip
 
-    def _reset_after_answer(self, stream: _Stream) -> None:
-        """The answer went out before the client finished sending: stop its upload."""
-        self._reset(stream.sid, NO_ERROR)
+    def _refuse(self, stream: _Stream, code: int, message: str) -> None:
+        """End a call with a gRPC status and a reason (Trailers-Only), never deciding it.
+
+        A client still sending its message is told to stop (RST_STREAM
+        NO_ERROR, as gRPC servers do); one that had finished is simply done.
+        """
+        self._answer_now(stream, trailers_only(code, message))
+        if stream.ended:
+            self._drop(stream)
+        else:
+            self._reset(stream.sid, NO_ERROR)
 
     def _with_update(self, block: bytes) -> bytes:
         if self.table_sizes != NO_TABLE_CHANGE:
@@ -824,9 +823,7 @@ class GrpcConnection(asyncio.Protocol):
             return
         for stream in list(self.streams.values()):
             if stream.task is None and not stream.answered and now - stream.started > 2 * limit:
-                self._answer_now(stream, trailers_only(GRPC_DEADLINE_EXCEEDED,
-                                                       "the request was not sent in time"))  # fmt: skip
-                self._reset_after_answer(stream)
+                self._refuse(stream, GRPC_DEADLINE_EXCEEDED, "the request was not sent in time")
         for sid, pend in list(self.pending.items()):
             if now - pend.since > 2 * limit:  # a client that never opens its window
                 self._reset(sid, CANCEL)
