@@ -329,7 +329,7 @@ def _supervise(
 
     from mcpdsl.cli.common import fail
     from mcpdsl.engine import Engine
-    from mcpdsl.serve.runner import bind_http, split_addr
+    from mcpdsl.serve.runner import bind_listener, split_addr
     from mcpdsl.serve.workers import Supervisor, python_argv
 
     if decision_log == "-":
@@ -358,7 +358,7 @@ def _supervise(
         )
     try:
         host, port = split_addr(addr)
-        listener = bind_http(host, port)
+        listener = bind_listener(host, port)
     except (OSError, ValueError) as exc:
         fail(str(exc))
     listener.set_inheritable(True)

@@ -944,17 +944,3 @@ class GrpcServer:
         self.connections.clear()
         if self._server is not None:
             await self._server.wait_closed()
-
-
-def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
-    """The gRPC listening socket; OSError (said cleanly) when it cannot bind."""
-    addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        sock = socket.create_server(
-            (host, port), family=family, backlog=2048, reuse_port=reuse_port
-        )
-    except OSError as exc:
-        raise OSError(f"cannot listen on {addr} (gRPC): {exc.strerror or exc}") from None
-    sock.setblocking(False)
-    return sock

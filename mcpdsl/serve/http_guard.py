@@ -48,7 +48,7 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
     """Send small writes at once (TCP_NODELAY) on an accepted connection.
 
     asyncio sets it only on sockets whose protocol number is IPPROTO_TCP, and a
-    listening socket made by `socket.create_server` (the runner's `bind_http`)
+    listening socket made by `socket.create_server` (the runner's `bind_listener`)
     says 0, so its connections kept Nagle's algorithm: a response written as
     head then body waited for the client's delayed ACK, about 40 ms on every
     keep-alive request after the first.

@@ -23,7 +23,7 @@ import uvicorn
 from mcpdsl.serve.app import build_app
 from mcpdsl.serve.grpc_authz import SERVICE, AuthorizationService
 from mcpdsl.serve.grpc_authz import grpc_server as authz_server
-from mcpdsl.serve.h2grpc import GrpcServer, bind
+from mcpdsl.serve.h2grpc import GrpcServer
 from mcpdsl.serve.http_guard import ConnectionGuard
 from mcpdsl.serve.limits import Limits
 from mcpdsl.serve.state import ServerState
@@ -78,13 +78,22 @@ class _Server(uvicorn.Server):
         return contextlib.nullcontext()  # the runner owns the signals
 
 
-def bind_http(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """The HTTP listening socket (IPv6 for an IPv6 host); OSError when it cannot bind."""
+def bind_listener(
+    host: str, port: int, *, reuse_port: bool = False, what: str = "", backlog: int = 2048
+) -> socket.socket:
+    """A listening socket (IPv6 for an IPv6 host); OSError, said with `what`, when it cannot bind.
+
+    The HTTP listener and the own gRPC listener bind the same way; only the
+    gRPC one of a `--workers N` worker shares its port (`reuse_port`).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=backlog)
+        return socket.create_server(
+            (host, port), family=family, backlog=backlog, reuse_port=reuse_port
+        )
     except OSError as exc:
-        raise OSError(f"cannot listen on {join_addr(host, port)}: {exc.strerror or exc}") from None
+        where = join_addr(host, port) + (f" ({what})" if what else "")
+        raise OSError(f"cannot listen on {where}: {exc.strerror or exc}") from None
 
 
 #: Which gRPC server answers Check: the server's own HTTP/2 listener, or grpcio's.
@@ -121,7 +130,7 @@ def grpc_server(
         SERVICE,
         "Check",
         limits,
-        bind(host, port, limits.grpc_reuse_port),
+        bind_listener(host, port, reuse_port=limits.grpc_reuse_port, what="gRPC"),
         eager=state.never_waits,
     )
     return server, server.port
@@ -164,7 +173,7 @@ async def serve(
     )
     http = _Server(config)
     if listener is None:
-        listener = bind_http(host, port)  # bound here: a busy port is an OSError, said cleanly
+        listener = bind_listener(host, port)  # bound here: a busy port is an OSError, said cleanly
     try:
         grpc_srv, grpc_port = grpc_server(state, addrs.grpc, lim, grpc_impl)
     except BaseException:

@@ -118,9 +118,9 @@ def test_accepted_http_connections_send_without_delay() -> None:
     import socket
 
     from mcpdsl.serve.http_guard import set_nodelay
-    from mcpdsl.serve.runner import bind_http
+    from mcpdsl.serve.runner import bind_listener
 
-    listener = bind_http("127.0.0.1", 0)
+    listener = bind_listener("127.0.0.1", 0)
     client = socket.create_connection(listener.getsockname())
     accepted, _ = listener.accept()
 

@@ -39,10 +39,10 @@ from mcpdsl.serve.h2grpc import (
     SETTINGS,
     WINDOW_UPDATE,
     GrpcServer,
-    bind,
     frame,
 )
 from mcpdsl.serve.limits import Limits
+from mcpdsl.serve.runner import bind_listener
 
 SERVICE = "envoy.service.auth.v3.Authorization"
 PATH = f"/{SERVICE}/Check"
@@ -75,7 +75,7 @@ async def running(
 ) -> AsyncIterator[tuple[GrpcServer, Calls]]:
     calls = calls if calls is not None else Calls()
     server = GrpcServer(
-        calls.handle, SERVICE, "Check", limits, bind("127.0.0.1", 0, False), eager=eager
+        calls.handle, SERVICE, "Check", limits, bind_listener("127.0.0.1", 0), eager=eager
     )
     loop = asyncio.get_running_loop()
     errors: list[Any] = []
@@ -625,7 +625,7 @@ def test_stop_sends_goaway_and_lets_calls_in_flight_finish() -> None:
         gate = asyncio.Event()
         calls = Calls(gate=gate)
         server = GrpcServer(calls.handle, SERVICE, "Check", LIMITS,
-                            bind("127.0.0.1", 0, False), eager=False)  # fmt: skip
+                            bind_listener("127.0.0.1", 0), eager=False)  # fmt: skip
         await server.start()
         wire = await Wire.open(server.port)
         wire.send(wire.call(1, b"in flight"))
