@@ -336,13 +336,13 @@ class AuthorizationService:
         """The CheckResponse for a CheckRequest's bytes."""
         return check_response(await self.verdict(raw))
 
-    async def handle(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        """The gRPC handler: bytes in, the serialized CheckResponse out."""
+    async def answer(self, raw: bytes) -> bytes:
+        """Bytes in, the serialized CheckResponse out (the own listener, `h2grpc`, calls this)."""
         return response_bytes(await self.verdict(raw), self.denials)
 
-    async def answer(self, raw: bytes) -> bytes:
-        """`handle` for the server's own HTTP/2 listener (`h2grpc`), which has no context."""
-        return response_bytes(await self.verdict(raw), self.denials)
+    async def handle(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """`answer` as grpcio's handler, which is also given a context."""
+        return await self.answer(raw)
 
 
 def _identity(raw: bytes) -> bytes:
